@@ -1,0 +1,72 @@
+"""The `imagebot` command line: one entry point, subcommands wired lazily.
+
+Subsystems are imported inside each handler so `imagebot --help` stays fast and a broken
+optional piece does not take the whole CLI down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.errors import ImagebotError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="imagebot",
+        description="Slack chat-ops bot that creates and schedules server images.",
+    )
+    parser.add_argument("--version", action="version", version=f"imagebot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sim = sub.add_parser("cloud-sim", help="serve the simulated OpenStack/Rackspace cloud")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8780, help="0 picks a free port")
+    sim.add_argument("--speed", type=float, default=1.0, help="time runs X times faster")
+    sim.add_argument("--servers", type=int, default=0, help="also seed N servers load-1..load-N")
+    sim.set_defaults(handler=_cloud_sim)
+
+    cloud = sub.add_parser("cloud", help="cloud connectivity tools")
+    cloud_sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION")
+    check = cloud_sub.add_parser("check", help="authenticate and list up to 20 servers")
+    check.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
+    check.set_defaults(handler=_cloud_check)
+
+    return parser
+
+
+def _cloud_sim(args: argparse.Namespace) -> int:
+    from sandbox.cloud.serve import serve
+
+    return serve(host=args.host, port=args.port, speed=args.speed, servers=args.servers)
+
+
+def _cloud_check(args: argparse.Namespace) -> int:
+    from bot.cloud.check import check
+
+    return check(cloud_name=args.cloud)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except ImagebotError as exc:
+        print(f"imagebot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The only code in the bot that speaks HTTP to a cloud."""

@@ -1,0 +1,167 @@
+"""The one error tree of imagebot.
+
+Foreign exceptions (httpx, slack_sdk, sqlite3, yaml, ...) are translated into these at the edge
+that calls the foreign library. Everything a user may see goes through `user_message()`, which is
+written for a person in Slack: what happened and what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ImagebotError(Exception):
+    """Root of every error imagebot raises on purpose."""
+
+    def user_message(self) -> str:
+        """Text fit to show a Slack user."""
+        return str(self)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(ImagebotError):
+    """Bad or missing configuration; names the file and key when known."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None,
+                 line: int | None = None) -> None:
+        self.path = path
+        self.key = key
+        self.line = line
+        where = ""
+        if path:
+            where = path
+            if line is not None:
+                where += f":{line}"
+        if key:
+            where = f"{where} [{key}]" if where else f"[{key}]"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class PolicyError(ConfigError):
+    """The channel policy file is invalid."""
+
+
+# --- cloud ---------------------------------------------------------------------------------
+
+
+class CloudError(ImagebotError):
+    """Anything that went wrong talking to the cloud."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class CloudUnavailable(CloudError):
+    """Retryable: 5xx, timeouts, connection errors, rate limits that outlasted our patience."""
+
+    retryable = True
+
+    def user_message(self) -> str:
+        return f"The cloud is unreachable right now ({self}). I will keep trying."
+
+
+class RateLimited(CloudUnavailable):
+    """413/429 with Retry-After."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 request_id: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, request_id=request_id)
+
+
+class CloudRejected(CloudError):
+    """Final: the cloud understood and said no. Retrying the same request will not help."""
+
+    retryable = False
+
+
+class AuthFailed(CloudRejected):
+    """Credentials were refused (401 after re-authenticating)."""
+
+    def user_message(self) -> str:
+        return f"The cloud refused my credentials: {self}"
+
+
+class Forbidden(CloudRejected):
+    """403 from the cloud: permission denied or a protected resource."""
+
+    def user_message(self) -> str:
+        return f"The cloud denied permission: {self}"
+
+
+class QuotaExceeded(CloudRejected):
+    """An image quota (Glance 413 without Retry-After) or similar."""
+
+
+class NotFound(CloudRejected):
+    """A server or image does not exist; `suggestions` lists close names."""
+
+    def __init__(self, kind: str, name: str, suggestions: Sequence[str] = (),
+                 *, request_id: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        message = f"No {kind} named {name!r}"
+        if self.suggestions:
+            message += " (did you mean " + ", ".join(self.suggestions) + "?)"
+        super().__init__(message, request_id=request_id)
+
+
+class Ambiguous(CloudRejected):
+    """Several servers share a name; `candidates` are (id, name) pairs."""
+
+    def __init__(self, kind: str, name: str, candidates: Sequence[tuple[str, str]]) -> None:
+        self.kind = kind
+        self.name = name
+        self.candidates = tuple(candidates)
+        ids = ", ".join(cid for cid, _ in self.candidates)
+        super().__init__(f"{len(self.candidates)} {kind}s are named {name!r}: {ids}. "
+                         f"Use the id instead.")
+
+
+class ServerBusy(CloudRejected):
+    """409: the server has a task in progress (never retried blindly)."""
+
+    def __init__(self, server: str, task_state: str | None, message: str = "",
+                 *, request_id: str | None = None) -> None:
+        self.server = server
+        self.task_state = task_state
+        text = f"Server {server} is busy (task state {task_state or 'unknown'})"
+        if message:
+            text += f": {message}"
+        super().__init__(text, request_id=request_id)
+
+
+# --- slack, permissions, jobs, approvals -----------------------------------------------------
+
+
+class SlackError(ImagebotError):
+    """A Slack Web API call failed in a way we could not absorb."""
+
+
+class PermissionDenied(ImagebotError):
+    """The user may not do this here (policy)."""
+
+
+class JobError(ImagebotError):
+    """A job operation is not possible (unknown job, wrong state)."""
+
+
+class InvalidTransition(JobError):
+    """A job state change that the state machine does not allow."""
+
+    def __init__(self, current: str, target: str) -> None:
+        self.current = current
+        self.target = target
+        super().__init__(f"cannot go from {current} to {target}")
+
+
+class ConflictingUpdate(JobError):
+    """A compare-and-set lost: someone else changed the row first."""
+
+
+class ApprovalError(ImagebotError):
+    """A change request cannot be decided (expired, already decided, self-approval, ...)."""
