@@ -142,6 +142,22 @@ class SlackError(ImagebotError):
     """A Slack Web API call failed in a way we could not absorb."""
 
 
+class SlackUnavailable(SlackError):
+    """Retryable: 429 after the client's own retries, 5xx, connection errors."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class SlackRejected(SlackError):
+    """Final: Slack answered ok=false (`code` is Slack's error string, e.g. not_in_channel)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(f"Slack refused the call: {code}")
+
+
 class PermissionDenied(ImagebotError):
     """The user may not do this here (policy)."""
 
