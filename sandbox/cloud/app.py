@@ -1,0 +1,961 @@
+"""ASGI app of the simulated cloud: Keystone, Nova and Glance on one port, devstack-style.
+
+Layout: `/identity` (v3 and Rackspace v2.0), `/compute` (`/compute/v2.1[/{project_id}]/...`),
+`/image` (`/image/v2/...`), and the control plane under `/_sim/` (state, stats, faults, clock).
+Every response carries `X-Openstack-Request-Id` and `X-Compute-Request-Id`. Statistics count
+every non-`/_sim/` request by `METHOD route-template`, with the project-id segment dropped so
+both compute URL forms count as one route (`GET /compute/v2.1/servers/{server_id}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sandbox.cloud.model import (
+    DEMO_APP_CRED_ID,
+    DEMO_APP_CRED_SECRET,
+    DEMO_DOMAIN,
+    DEMO_PASSWORD,
+    DEMO_PROJECT,
+    DEMO_USER,
+    FLAVORS,
+    MAX_MICROVERSION,
+    MIN_MICROVERSION,
+    RAX_API_KEY,
+    RAX_USER,
+    REGION,
+    Flavor,
+    Image,
+    ManualClock,
+    Server,
+    SimError,
+    Token,
+    World,
+    iso,
+    parse_iso,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+Handler = Callable[[Request], Awaitable[Response]]
+
+MAX_SERVER_LIMIT = 1000
+GLANCE_DEFAULT_LIMIT = 25
+GLANCE_MAX_LIMIT = 1000
+_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
+                405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
+                429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
+_VERSION_HEADERS = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+
+
+class ConnectionDropped(httpx.RemoteProtocolError):
+    """Raised by the `drop` fault after the response started, so the connection is cut."""
+
+
+def _mv_text(mv: tuple[int, int]) -> str:
+    return f"{mv[0]}.{mv[1]}"
+
+
+def nova_fault(status: int, message: str, name: str | None = None,
+               headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """Nova's fault body `{"name": {"code", "message"}}`."""
+    name = name or _FAULT_NAMES.get(status, "computeFault")
+    body: dict[str, Any] = {"code": status, "message": message}
+    if status in (413, 429) and headers and "Retry-After" in headers:
+        body["retryAfter"] = headers["Retry-After"]
+    return JSONResponse({name: body}, status_code=status, headers=dict(headers or {}))
+
+
+def glance_fault(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """Glance (webob) style plain-text error."""
+    reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+              409: "Conflict", 413: "Request Entity Too Large", 429: "Too Many Requests",
+              500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+    return PlainTextResponse(f"{status} {reason}\n\n{message}\n\n   ", status_code=status,
+                             headers=dict(headers or {}))
+
+
+def _unauthorized(base: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": 401, "title": "Unauthorized",
+                   "message": "The request you have made requires authentication."}},
+        status_code=401, headers={"WWW-Authenticate": f'Keystone uri="{base}/identity"'})
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise SimError(400, "badRequest", "Malformed request body") from None
+
+
+# ---- middleware -----------------------------------------------------------------------------
+
+
+class SimMiddleware:
+    """Request ids, statistics, injected HTTP faults and Rackspace rate limits."""
+
+    def __init__(self, app: ASGIApp, world: World, sleep: Sleep,
+                 templates: list[tuple[Route, str]]) -> None:
+        self.app = app
+        self.world = world
+        self.sleep = sleep
+        self.templates = templates
+
+    def _template(self, scope: Scope) -> str:
+        found = scope.get("sim.route")
+        if isinstance(found, str):
+            return found
+        partial = None
+        for route, template in self.templates:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return template
+            if match is Match.PARTIAL and partial is None:
+                partial = template
+        return partial or "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        request_id = f"req-{uuid.uuid4()}"
+        scope["sim.request_id"] = request_id
+        status = [500]
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Openstack-Request-Id"] = request_id
+                headers["X-Compute-Request-Id"] = request_id
+                status[0] = message["status"]
+            await send(message)
+
+        if path.startswith("/_sim"):
+            await self.app(scope, receive, send_with_ids)
+            return
+        try:
+            early = await self._intercept(scope, method, path, send_with_ids)
+            if early is not None:
+                await early(scope, receive, send_with_ids)
+            else:
+                await self.app(scope, receive, send_with_ids)
+        finally:
+            self.world.record(method, self._template(scope), status[0])
+
+    async def _intercept(self, scope: Scope, method: str, path: str,
+                         send: Send) -> Response | None:
+        fault = self.world.take_http_fault(method, path)
+        if fault is not None:
+            if fault.kind == "slow":
+                await self.sleep(fault.delay)
+            elif fault.kind == "drop":
+                await self.sleep(fault.delay)
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-length", b"1024"),
+                                        (b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b"{", "more_body": True})
+                raise ConnectionDropped("Server disconnected without completing the response")
+            else:
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(int(fault.retry_after))
+                if path.startswith("/image"):
+                    return glance_fault(fault.status, "Injected fault", headers)
+                return nova_fault(fault.status, "Injected fault", headers=headers)
+        if path.startswith("/compute/v"):
+            wait = self.world.check_rate(method)
+            if wait is not None:
+                return nova_fault(413, "This request was rate-limited.",
+                                  headers={"Retry-After": str(int(wait))}, name="overLimit")
+        return None
+
+
+# ---- the API --------------------------------------------------------------------------------
+
+
+class _Api:
+    """Request handlers over one `World`."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    # -- helpers --
+
+    def _token(self, request: Request) -> Token | None:
+        return self.world.check_token(request.headers.get("x-auth-token"))
+
+    def _microversion(self, request: Request) -> tuple[int, int]:
+        raw: str | None = None
+        header = request.headers.get("openstack-api-version")
+        if header:
+            for part in header.split(","):
+                service, _, value = part.strip().partition(" ")
+                if service.lower() == "compute":
+                    raw = value.strip()
+        if raw is None:
+            raw = request.headers.get("x-openstack-nova-api-version")
+        if raw is None:
+            return MIN_MICROVERSION
+        if raw.lower() == "latest":
+            return MAX_MICROVERSION
+        m = re.fullmatch(r"(\d+)\.(\d+)", raw.strip())
+        if not m:
+            raise SimError(400, "badRequest", f"API Version String {raw} is of invalid format. "
+                           "Must be of format MajorNum.MinorNum.")
+        mv = (int(m.group(1)), int(m.group(2)))
+        if not MIN_MICROVERSION <= mv <= MAX_MICROVERSION:
+            raise SimError(406, "computeFault",
+                           f"Version {raw} is not supported by the API. Minimum is "
+                           f"{_mv_text(MIN_MICROVERSION)} and maximum is "
+                           f"{_mv_text(MAX_MICROVERSION)}.")
+        return mv
+
+    def compute(self, handler: Callable[[Request, tuple[int, int]], Awaitable[Response]]
+                ) -> Handler:
+        """Wrap a Nova handler: auth, project check, microversion, faults, version headers."""
+
+        async def wrapped(request: Request) -> Response:
+            mv = MIN_MICROVERSION
+            try:
+                mv = self._microversion(request)
+                if self._token(request) is None:
+                    response: Response = _unauthorized(_base(request))
+                else:
+                    project = request.path_params.get("project_id")
+                    if project is not None and project != self.world.project_id:
+                        raise SimError(400, "badRequest",
+                                       f"Malformed request URL: URL's project_id '{project}' "
+                                       "doesn't match Context's project_id "
+                                       f"'{self.world.project_id}'")
+                    response = await handler(request, mv)
+            except SimError as err:
+                response = nova_fault(err.status, err.message, err.name, err.headers)
+            response.headers["OpenStack-API-Version"] = f"compute {_mv_text(mv)}"
+            response.headers["X-OpenStack-Nova-API-Version"] = _mv_text(mv)
+            response.headers["Vary"] = _VERSION_HEADERS
+            return response
+
+        return wrapped
+
+    def image(self, handler: Handler) -> Handler:
+        """Wrap a Glance handler: auth and plain-text faults."""
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                if self._token(request) is None:
+                    return _unauthorized(_base(request))
+                return await handler(request)
+            except SimError as err:
+                return glance_fault(err.status, err.message, err.headers)
+
+        return wrapped
+
+    # -- identity --
+
+    def _catalog(self, base: str) -> list[dict[str, Any]]:
+        def entry(kind: str, name: str, url: str) -> dict[str, Any]:
+            return {"type": kind, "name": name, "id": uuid.uuid5(uuid.NAMESPACE_URL, name).hex,
+                    "endpoints": [
+                        {"id": uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}").hex,
+                         "interface": i, "region": REGION, "region_id": REGION, "url": url}
+                        for i in ("public", "internal", "admin")]}
+
+        return [entry("identity", "keystone", f"{base}/identity"),
+                entry("compute", "nova", f"{base}/compute/v2.1"),
+                entry("image", "glance", f"{base}/image")]
+
+    async def identity_versions(self, request: Request) -> Response:
+        base = _base(request)
+        return JSONResponse({"versions": {"values": [
+            _identity_v3(base), _identity_v2(base)]}}, status_code=300)
+
+    async def identity_v3(self, request: Request) -> Response:
+        return JSONResponse({"version": _identity_v3(_base(request))})
+
+    async def identity_v2(self, request: Request) -> Response:
+        return JSONResponse({"version": _identity_v2(_base(request))})
+
+    async def tokens_v3(self, request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except SimError:
+            body = None
+        identity = (body or {}).get("auth", {}).get("identity") if isinstance(body, dict) else None
+        if not isinstance(identity, dict):
+            return JSONResponse({"error": {"code": 400, "title": "Bad Request",
+                                           "message": "Expecting to find identity in auth."}},
+                                status_code=400)
+        methods = identity.get("methods") or []
+        ok, app_cred = False, None
+        if "password" in methods:
+            user = (identity.get("password") or {}).get("user") or {}
+            domain = user.get("domain") or {}
+            name_ok = (user.get("name") == DEMO_USER
+                       and (domain.get("name") == DEMO_DOMAIN or domain.get("id") == "default"))
+            ok = (name_ok or user.get("id") == self.world.user_id) and \
+                user.get("password") == DEMO_PASSWORD
+        elif "application_credential" in methods:
+            cred = identity.get("application_credential") or {}
+            who = cred.get("user") or {}
+            by_id = cred.get("id") == DEMO_APP_CRED_ID
+            by_name = (cred.get("name") == DEMO_APP_CRED_ID
+                       and (who.get("name") == DEMO_USER or who.get("id") == self.world.user_id))
+            ok = (by_id or by_name) and cred.get("secret") == DEMO_APP_CRED_SECRET
+            app_cred = {"id": DEMO_APP_CRED_ID, "name": DEMO_APP_CRED_ID, "restricted": True}
+        if not ok:
+            return _unauthorized(_base(request))
+        scope = (body.get("auth") or {}).get("scope")
+        scoped = app_cred is not None or bool(scope)
+        if isinstance(scope, dict) and "project" in scope:
+            proj = scope["project"] or {}
+            if not (proj.get("id") == self.world.project_id or proj.get("name") == DEMO_PROJECT):
+                return _unauthorized(_base(request))
+        token = self.world.issue_token(list(methods))
+        domain_doc = {"id": "default", "name": DEMO_DOMAIN}
+        doc: dict[str, Any] = {
+            "audit_ids": [uuid.uuid4().hex[:22]],
+            "expires_at": iso(token.expires, micro=True),
+            "issued_at": iso(token.issued, micro=True),
+            "methods": list(methods),
+            "is_domain": False,
+            "user": {"domain": domain_doc, "id": self.world.user_id, "name": DEMO_USER,
+                     "password_expires_at": None},
+        }
+        if scoped:
+            doc["project"] = {"domain": domain_doc, "id": self.world.project_id,
+                              "name": DEMO_PROJECT}
+            doc["roles"] = [{"id": uuid.uuid5(uuid.NAMESPACE_URL, "member").hex,
+                             "name": "member"},
+                            {"id": uuid.uuid5(uuid.NAMESPACE_URL, "reader").hex,
+                             "name": "reader"}]
+            doc["catalog"] = self._catalog(_base(request))
+        if app_cred is not None:
+            doc["application_credential"] = app_cred
+        return JSONResponse({"token": doc}, status_code=201,
+                            headers={"X-Subject-Token": token.id})
+
+    async def tokens_v2(self, request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except SimError:
+            body = None
+        auth = body.get("auth") if isinstance(body, dict) else None
+        if not isinstance(auth, dict):
+            return JSONResponse({"badRequest": {"code": 400, "message": "Invalid json request"}},
+                                status_code=400)
+        ok, by = False, "PASSWORD"
+        if "RAX-KSKEY:apiKeyCredentials" in auth:
+            cred = auth["RAX-KSKEY:apiKeyCredentials"] or {}
+            ok = cred.get("username") == RAX_USER and cred.get("apiKey") == RAX_API_KEY
+            by = "APIKEY"
+        elif "passwordCredentials" in auth:
+            cred = auth["passwordCredentials"] or {}
+            ok = cred.get("username") == RAX_USER and cred.get("password") == DEMO_PASSWORD
+        tenant = auth.get("tenantId") or auth.get("tenantName")
+        if tenant is not None and tenant not in (self.world.project_id, DEMO_PROJECT):
+            ok = False
+        if not ok:
+            return JSONResponse({"unauthorized": {"code": 401, "message":
+                                 "Username or api key is invalid."}}, status_code=401)
+        token = self.world.issue_token(["rax-v2"])
+        base, tid = _base(request), self.world.project_id
+
+        def ep(url: str, **extra: str) -> dict[str, str]:
+            return {"region": REGION, "tenantId": tid, "publicURL": url,
+                    "internalURL": url, **extra}
+
+        catalog = [
+            {"name": "cloudServers", "type": "compute",
+             "endpoints": [{"tenantId": tid, "publicURL": f"{base}/compute/v1.0/{tid}",
+                            "versionInfo": f"{base}/compute/v1.0",
+                            "versionList": f"{base}/compute/", "versionId": "1.0"}]},
+            {"name": "cloudServersOpenStack", "type": "compute",
+             "endpoints": [ep(f"{base}/compute/v2.1/{tid}", versionInfo=f"{base}/compute/v2.1",
+                              versionList=f"{base}/compute/", versionId="2")]},
+            {"name": "cloudImages", "type": "image", "endpoints": [ep(f"{base}/image/v2")]},
+        ]
+        return JSONResponse({"access": {
+            "token": {"id": token.id, "expires": iso(token.expires, micro=True)[:-4] + "Z",
+                      "tenant": {"id": tid, "name": tid},
+                      "RAX-AUTH:authenticatedBy": [by]},
+            "serviceCatalog": catalog,
+            "user": {"id": self.world.user_id, "name": RAX_USER,
+                     "RAX-AUTH:defaultRegion": REGION,
+                     "roles": [{"id": "6", "name": "compute:default", "tenantId": tid,
+                                "description": "A Role that allows a user access to keystone "
+                                "Service methods"}]},
+        }})
+
+    # -- compute --
+
+    async def compute_versions(self, request: Request) -> Response:
+        base = _base(request)
+        return JSONResponse({"versions": [_compute_version(base)]})
+
+    async def compute_version(self, request: Request) -> Response:
+        return JSONResponse({"version": _compute_version(_base(request))})
+
+    async def servers(self, request: Request, mv: tuple[int, int], *, detail: bool) -> Response:
+        q = request.query_params
+        since = None
+        if "changes-since" in q:
+            try:
+                since = parse_iso(q["changes-since"])
+            except ValueError:
+                raise SimError(400, "badRequest", "Invalid input for query parameters "
+                               "changes-since.") from None
+        if "changes-before" in q:
+            if mv < (2, 66):
+                raise SimError(400, "badRequest", "Invalid filter changes-before")
+            try:
+                before = parse_iso(q["changes-before"])
+            except ValueError:
+                raise SimError(400, "badRequest", "Invalid input for query parameters "
+                               "changes-before.") from None
+            if since is not None and since > before:
+                raise SimError(400, "badRequest", "The value of changes-since must be less "
+                               "than or equal to changes-before.")
+        limit = MAX_SERVER_LIMIT
+        if "limit" in q:
+            try:
+                limit = int(q["limit"])
+            except ValueError:
+                raise SimError(400, "badRequest", "limit param must be an integer") from None
+            if limit < 0:
+                raise SimError(400, "badRequest", "limit param must be positive")
+            limit = min(limit, MAX_SERVER_LIMIT)
+        try:
+            page, more = self.world.list_servers(
+                changes_since=since, marker=q.get("marker"), limit=limit,
+                name=q.get("name"), status=q.get("status"))
+        except re.error:
+            raise SimError(400, "badRequest", "Invalid name filter") from None
+        base = _base(request)
+        if "changes-before" in q:
+            before_ts = parse_iso(q["changes-before"])
+            page = [s for s in page if s.updated < before_ts + 1]
+        if detail:
+            items = [self._server_view(s, base, mv) for s in page]
+        else:
+            items = [{"id": s.id, "name": s.name, "links": self._links(s, base)} for s in page]
+        out: dict[str, Any] = {"servers": items}
+        if more and page and limit > 0:
+            params = [(k, v) for k, v in q.multi_items() if k not in ("marker", "limit")]
+            params += [("limit", str(limit)), ("marker", page[-1].id)]
+            out["servers_links"] = [{"rel": "next",
+                                     "href": f"{base}{request.url.path}?{urlencode(params)}"}]
+        return JSONResponse(out)
+
+    async def servers_list(self, request: Request, mv: tuple[int, int]) -> Response:
+        return await self.servers(request, mv, detail=False)
+
+    async def servers_detail(self, request: Request, mv: tuple[int, int]) -> Response:
+        return await self.servers(request, mv, detail=True)
+
+    async def server_show(self, request: Request, mv: tuple[int, int]) -> Response:
+        server = self.world.get_server(request.path_params["server_id"])
+        return JSONResponse({"server": self._server_view(server, _base(request), mv)})
+
+    def _links(self, s: Server, base: str) -> list[dict[str, str]]:
+        pid = self.world.project_id
+        return [{"rel": "self", "href": f"{base}/compute/v2.1/{pid}/servers/{s.id}"},
+                {"rel": "bookmark", "href": f"{base}/compute/{pid}/servers/{s.id}"}]
+
+    def _server_view(self, s: Server, base: str, mv: tuple[int, int]) -> dict[str, Any]:
+        pid = self.world.project_id
+        flavor: dict[str, Any]
+        if mv >= (2, 47):
+            flavor = {"vcpus": s.flavor.vcpus, "ram": s.flavor.ram, "disk": s.flavor.disk,
+                      "ephemeral": s.flavor.ephemeral, "swap": s.flavor.swap,
+                      "original_name": s.flavor.name, "extra_specs": {}}
+        else:
+            flavor = {"id": s.flavor.id, "links": [
+                {"rel": "bookmark", "href": f"{base}/compute/{pid}/flavors/{s.flavor.id}"}]}
+        image: Any = ""
+        if s.image_id is not None:
+            image = {"id": s.image_id, "links": [
+                {"rel": "bookmark", "href": f"{base}/compute/{pid}/images/{s.image_id}"}]}
+        volumes: list[dict[str, Any]] = [
+            {"id": v, "delete_on_termination": False} if mv >= (2, 3) else {"id": v}
+            for v in s.volumes]
+        view: dict[str, Any] = {
+            "accessIPv4": "", "accessIPv6": "",
+            "addresses": {"private": [{"addr": s.address, "version": 4,
+                                       "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01",
+                                       "OS-EXT-IPS:type": "fixed"}]},
+            "created": iso(s.created),
+            "flavor": flavor,
+            "hostId": uuid.uuid5(uuid.NAMESPACE_URL, pid + "host").hex * 2 if s.deleted_at is None
+            else "",
+            "id": s.id,
+            "image": image,
+            "key_name": None,
+            "links": self._links(s, base),
+            "metadata": dict(s.metadata),
+            "name": s.name,
+            "config_drive": "",
+            "OS-DCF:diskConfig": "AUTO",
+            "OS-EXT-AZ:availability_zone": "nova",
+            "OS-EXT-SRV-ATTR:host": "sim-compute-1",
+            "OS-EXT-SRV-ATTR:hypervisor_hostname": "sim-compute-1",
+            "OS-EXT-SRV-ATTR:instance_name": f"instance-{s.id[:8]}",
+            "OS-EXT-STS:power_state": s.power_state,
+            "OS-EXT-STS:task_state": s.task_state,
+            "OS-EXT-STS:vm_state": s.vm_state,
+            "os-extended-volumes:volumes_attached": volumes,
+            "OS-SRV-USG:launched_at": iso(s.created + 20, micro=True)[:-1],
+            "OS-SRV-USG:terminated_at": iso(s.deleted_at, micro=True)[:-1]
+            if s.deleted_at else None,
+            "progress": 0,
+            "security_groups": [{"name": "default"}],
+            "status": s.status,
+            "tenant_id": pid,
+            "updated": iso(s.updated),
+            "user_id": self.world.user_id,
+        }
+        if mv >= (2, 9):
+            view["locked"] = False
+        if mv >= (2, 19):
+            view["description"] = None
+        if mv >= (2, 26):
+            view["tags"] = []
+        if mv >= (2, 63):
+            view["trusted_image_certificates"] = None
+        if mv >= (2, 71):
+            view["server_groups"] = []
+        if mv >= (2, 73):
+            view["locked_reason"] = None
+        if mv >= (2, 96):
+            view["pinned_availability_zone"] = None
+        return view
+
+    async def server_action(self, request: Request, mv: tuple[int, int]) -> Response:
+        body = await _json_body(request)
+        server_id = request.path_params["server_id"]
+        if not isinstance(body, dict) or len(body) != 1:
+            raise SimError(400, "badRequest", "Malformed request body")
+        (action, args), = body.items()
+        request_id = str(request.scope.get("sim.request_id", ""))
+        if action == "createImage":
+            if not isinstance(args, dict) or set(args) - {"name", "metadata"}:
+                raise SimError(400, "badRequest", "Additional properties are not allowed")
+            name, meta = args.get("name"), args.get("metadata") or {}
+            _check_name_meta(name, meta)
+            image = self.world.create_image(server_id, str(name), meta, request_id=request_id)
+        elif action == "createBackup":
+            if not isinstance(args, dict) or set(args) - {"name", "backup_type", "rotation",
+                                                          "metadata"}:
+                raise SimError(400, "badRequest", "Additional properties are not allowed")
+            missing = {"name", "backup_type", "rotation"} - set(args)
+            if missing:
+                raise SimError(400, "badRequest",
+                               f"'{sorted(missing)[0]}' is a required property")
+            name, meta = args["name"], args.get("metadata") or {}
+            _check_name_meta(name, meta)
+            rotation = args["rotation"]
+            if isinstance(rotation, str) and rotation.isdigit():
+                rotation = int(rotation)
+            if not isinstance(rotation, int) or isinstance(rotation, bool) or rotation < 0:
+                raise SimError(400, "badRequest", "rotation must be an integer >= 0")
+            if not isinstance(args["backup_type"], str):
+                raise SimError(400, "badRequest", "backup_type must be a string")
+            image = self.world.create_image(server_id, name, meta, request_id=request_id,
+                                            backup_type=args["backup_type"], rotation=rotation)
+        else:
+            self.world.get_server(server_id)
+            raise SimError(400, "badRequest", f"There is no such action: {action}")
+        if mv >= (2, 45):
+            return JSONResponse({"image_id": image.id}, status_code=202)
+        return Response(status_code=202,
+                        headers={"Location": f"{_base(request)}/image/v2/images/{image.id}"})
+
+    async def instance_actions(self, request: Request, mv: tuple[int, int]) -> Response:
+        server = self.world.get_server(request.path_params["server_id"])
+        items = []
+        for act in reversed(server.actions):
+            item = _action_view(act, server.id)
+            if mv >= (2, 58):
+                item["updated_at"] = iso(act.finish_time or act.start_time, micro=True)[:-1]
+            items.append(item)
+        return JSONResponse({"instanceActions": items})
+
+    async def instance_action(self, request: Request, mv: tuple[int, int]) -> Response:
+        server = self.world.get_server(request.path_params["server_id"])
+        rid = request.path_params["request_id"]
+        for act in server.actions:
+            if act.request_id == rid:
+                item = _action_view(act, server.id)
+                item["events"] = [{
+                    "event": act.event,
+                    "start_time": iso(act.start_time, micro=True)[:-1],
+                    "finish_time": iso(act.finish_time, micro=True)[:-1]
+                    if act.finish_time else None,
+                    "result": act.result}]
+                if mv >= (2, 58):
+                    item["updated_at"] = iso(act.finish_time or act.start_time, micro=True)[:-1]
+                return JSONResponse({"instanceAction": item})
+        raise SimError(404, "itemNotFound", f"Action {rid} on instance {server.id} could not "
+                       "be found.")
+
+    async def limits(self, request: Request, mv: tuple[int, int]) -> Response:
+        rl = self.world.rate_limits
+        rate = []
+        if rl is not None:
+            rate = [{"uri": "*", "regex": ".*", "limit": [
+                {"verb": verb, "value": rl.value(verb), "remaining": rl.value(verb),
+                 "unit": "MINUTE", "next-available": iso(self.world.now())}
+                for verb in ("GET", "POST", "PUT", "DELETE")]}]
+        live = [s for s in self.world.servers.values() if s.deleted_at is None]
+        return JSONResponse({"limits": {"rate": rate, "absolute": {
+            "maxImageMeta": 40, "maxPersonality": 5, "maxPersonalitySize": 1000,
+            "maxSecurityGroupRules": -1, "maxSecurityGroups": -1, "maxServerMeta": 40,
+            "maxTotalCores": -1, "maxTotalFloatingIps": -1, "maxTotalInstances": 100000,
+            "maxTotalKeypairs": 100, "maxTotalRAMSize": -1, "maxServerGroups": 10,
+            "maxServerGroupMembers": 10, "totalCoresUsed": sum(s.flavor.vcpus for s in live),
+            "totalInstancesUsed": len(live), "totalRAMUsed": sum(s.flavor.ram for s in live),
+            "totalSecurityGroupsUsed": 0, "totalFloatingIpsUsed": 0,
+            "totalServerGroupsUsed": 0}}})
+
+    async def flavors(self, request: Request, mv: tuple[int, int]) -> Response:
+        detail = request.url.path.endswith("/detail")
+        return JSONResponse({"flavors": [_flavor_view(f, _base(request), self.world.project_id,
+                                                      detail) for f in FLAVORS.values()]})
+
+    async def flavor_show(self, request: Request, mv: tuple[int, int]) -> Response:
+        flavor = FLAVORS.get(request.path_params["flavor_id"])
+        if flavor is None:
+            raise SimError(404, "itemNotFound", "Flavor could not be found.")
+        return JSONResponse({"flavor": _flavor_view(flavor, _base(request),
+                                                    self.world.project_id, True)})
+
+    async def schedule_get(self, request: Request, mv: tuple[int, int]) -> Response:
+        sched = self.world.get_schedule(request.path_params["server_id"])
+        return JSONResponse({"image_schedule": sched})
+
+    async def schedule_post(self, request: Request, mv: tuple[int, int]) -> Response:
+        body = await _json_body(request)
+        sched = self.world.set_schedule(request.path_params["server_id"], body)
+        return JSONResponse({"image_schedule": sched})
+
+    async def schedule_delete(self, request: Request, mv: tuple[int, int]) -> Response:
+        self.world.delete_schedule(request.path_params["server_id"])
+        return Response(status_code=202)
+
+    # -- image --
+
+    async def image_versions(self, request: Request) -> Response:
+        base = _base(request)
+        values = [{"id": f"v2.{n}", "status": "CURRENT" if n == 16 else "SUPPORTED",
+                   "links": [{"rel": "self", "href": f"{base}/image/v2/"}]}
+                  for n in range(16, -1, -1)]
+        return JSONResponse({"versions": values}, status_code=300)
+
+    async def images_list(self, request: Request) -> Response:
+        q = request.query_params
+        if "changes-since" in q:
+            raise SimError(400, "badRequest", "Invalid filter: changes-since")
+        limit = GLANCE_DEFAULT_LIMIT
+        if "limit" in q:
+            try:
+                limit = int(q["limit"])
+            except ValueError:
+                raise SimError(400, "badRequest", "limit param must be an integer") from None
+            if limit < 0:
+                raise SimError(400, "badRequest", "limit param must be positive")
+            limit = min(limit, GLANCE_MAX_LIMIT)
+        sort: list[tuple[str, str]] = []
+        if "sort" in q:
+            for part in q["sort"].split(","):
+                key, _, direction = part.strip().partition(":")
+                direction = direction or "desc"
+                if direction not in ("asc", "desc") or not key:
+                    raise SimError(400, "badRequest", f"Invalid sort direction: {direction}")
+                sort.append((key, direction))
+        else:
+            keys, dirs = q.getlist("sort_key"), q.getlist("sort_dir")
+            for i, key in enumerate(keys):
+                sort.append((key, dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc")))
+        if not sort:
+            sort = [("created_at", "desc")]
+        if not any(k == "id" for k, _ in sort):
+            sort.append(("id", sort[-1][1]))
+        reserved = {"limit", "marker", "sort", "sort_key", "sort_dir", "member_status"}
+        filters = {k: v for k, v in q.items() if k not in reserved}
+        if filters.get("visibility") == "all":
+            del filters["visibility"]
+        page, more = self.world.query_images(filters, sort=sort, marker=q.get("marker"),
+                                             limit=limit)
+        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
+        out: dict[str, Any] = {"images": [_image_view(im) for im in page],
+                               "schema": "/v2/schemas/images",
+                               "first": "/v2/images" + (f"?{urlencode(params)}" if params else "")}
+        if more and page:
+            out["next"] = "/v2/images?" + urlencode(params + [("marker", page[-1].id)])
+        return JSONResponse(out)
+
+    async def image_show(self, request: Request) -> Response:
+        return JSONResponse(_image_view(self.world.get_image(request.path_params["image_id"])))
+
+    async def image_delete(self, request: Request) -> Response:
+        self.world.delete_image(request.path_params["image_id"])
+        return Response(status_code=204)
+
+    async def image_schema(self, request: Request) -> Response:
+        return JSONResponse(_IMAGE_SCHEMA)
+
+    async def images_schema(self, request: Request) -> Response:
+        return JSONResponse({"name": "images", "properties": {
+            "images": {"type": "array", "items": _IMAGE_SCHEMA},
+            "schema": {"type": "string"}, "first": {"type": "string"},
+            "next": {"type": "string"}},
+            "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
+                      {"rel": "describedby", "href": "{schema}"}]})
+
+    # -- control plane --
+
+    async def sim_state(self, request: Request) -> Response:
+        return JSONResponse(self.world.dump())
+
+    async def sim_stats(self, request: Request) -> Response:
+        return JSONResponse(self.world.stats_snapshot())
+
+    async def sim_stats_reset(self, request: Request) -> Response:
+        self.world.reset_stats()
+        return JSONResponse(self.world.stats_snapshot())
+
+    async def sim_faults_get(self, request: Request) -> Response:
+        return JSONResponse(self.world.dump()["faults"])
+
+    async def sim_faults_post(self, request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except SimError as err:
+            return JSONResponse({"error": err.message}, status_code=400)
+        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+            return JSONResponse({"error": "body must be a JSON object with a kind"},
+                                status_code=400)
+        params = {k: v for k, v in body.items() if k != "kind"}
+        try:
+            return JSONResponse(self.world.inject(body["kind"], **params), status_code=201)
+        except (ValueError, TypeError, re.error) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def sim_faults_clear(self, request: Request) -> Response:
+        self.world.inject("clear")
+        return Response(status_code=204)
+
+    async def sim_clock(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if not isinstance(self.world.clock, ManualClock):
+            return JSONResponse({"error": "the world runs on a real clock"}, status_code=409)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or seconds < 0:
+            return JSONResponse({"error": "seconds must be a number >= 0"}, status_code=400)
+        self.world.clock.advance(float(seconds))
+        return JSONResponse({"now": iso(self.world.advance())})
+
+    async def sim_server_delete(self, request: Request) -> Response:
+        try:
+            server = self.world.find_server(request.path_params["ref"])
+            self.world.delete_server(server.id)
+        except (KeyError, SimError):
+            return JSONResponse({"error": "no such server"}, status_code=404)
+        return Response(status_code=204)
+
+
+# ---- views and documents --------------------------------------------------------------------
+
+
+def _check_name_meta(name: Any, meta: Any) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise SimError(400, "badRequest", "Invalid input for field/attribute name.")
+    if not isinstance(meta, dict) or any(
+            not isinstance(k, str) or not isinstance(v, str) or len(k.encode()) > 255
+            or len(v.encode()) > 255 or not k for k, v in meta.items()):
+        raise SimError(400, "badRequest", "Invalid input for field/attribute metadata.")
+    if len(meta) > 40:
+        raise SimError(403, "forbidden", "Quota exceeded for metadata items: maxImageMeta 40")
+
+
+def _action_view(act: Any, server_id: str) -> dict[str, Any]:
+    return {"action": act.action, "instance_uuid": server_id, "message": act.message,
+            "project_id": act.project_id, "request_id": act.request_id,
+            "start_time": iso(act.start_time, micro=True)[:-1], "user_id": act.user_id}
+
+
+def _flavor_view(f: Flavor, base: str, pid: str, detail: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {"id": f.id, "name": f.name, "links": [
+        {"rel": "self", "href": f"{base}/compute/v2.1/{pid}/flavors/{f.id}"},
+        {"rel": "bookmark", "href": f"{base}/compute/{pid}/flavors/{f.id}"}]}
+    if detail:
+        view.update({"ram": f.ram, "vcpus": f.vcpus, "disk": f.disk,
+                     "OS-FLV-EXT-DATA:ephemeral": f.ephemeral, "swap": f.swap or "",
+                     "OS-FLV-DISABLED:disabled": False, "os-flavor-access:is_public": True,
+                     "rxtx_factor": 1.0})
+    return view
+
+
+def _image_view(im: Image) -> dict[str, Any]:
+    view: dict[str, Any] = dict(im.properties)
+    view.update({
+        "status": im.status, "name": im.name, "tags": list(im.tags),
+        "container_format": im.container_format, "disk_format": im.disk_format,
+        "created_at": iso(im.created_at), "updated_at": iso(im.updated_at),
+        "visibility": im.visibility, "self": f"/v2/images/{im.id}", "min_disk": im.min_disk,
+        "protected": im.protected, "id": im.id, "file": f"/v2/images/{im.id}/file",
+        "checksum": im.checksum, "os_hash_algo": "sha512" if im.checksum else None,
+        "os_hash_value": (im.checksum * 4) if im.checksum else None, "os_hidden": False,
+        "owner": im.owner, "size": im.size, "min_ram": im.min_ram,
+        "schema": "/v2/schemas/image", "virtual_size": None,
+    })
+    if "block_device_mapping" in view:
+        view["block_device_mapping"] = json.dumps(view["block_device_mapping"])
+    return view
+
+
+def _identity_v3(base: str) -> dict[str, Any]:
+    return {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+            "links": [{"rel": "self", "href": f"{base}/identity/v3/"}],
+            "media-types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.identity-v3+json"}]}
+
+
+def _identity_v2(base: str) -> dict[str, Any]:
+    return {"id": "v2.0", "status": "deprecated", "updated": "2016-08-04T00:00:00Z",
+            "links": [{"rel": "self", "href": f"{base}/identity/v2.0/"},
+                      {"rel": "describedby", "type": "text/html",
+                       "href": "https://docs.openstack.org/"}],
+            "media-types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.identity-v2.0+json"}]}
+
+
+def _compute_version(base: str) -> dict[str, Any]:
+    return {"id": "v2.1", "status": "CURRENT", "version": _mv_text(MAX_MICROVERSION),
+            "min_version": _mv_text(MIN_MICROVERSION), "updated": "2013-07-23T11:33:21Z",
+            "links": [{"rel": "self", "href": f"{base}/compute/v2.1/"},
+                      {"rel": "describedby", "type": "text/html",
+                       "href": "http://docs.openstack.org/"}],
+            "media-types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+
+_IMAGE_SCHEMA: dict[str, Any] = {
+    "name": "image",
+    "additionalProperties": {"type": "string"},
+    "properties": {
+        key: {"type": kind} for key, kind in (
+            ("id", "string"), ("name", ["null", "string"]), ("status", "string"),
+            ("visibility", "string"), ("protected", "boolean"), ("os_hidden", "boolean"),
+            ("checksum", ["null", "string"]), ("os_hash_algo", ["null", "string"]),
+            ("os_hash_value", ["null", "string"]), ("owner", ["null", "string"]),
+            ("size", ["null", "integer"]), ("virtual_size", ["null", "integer"]),
+            ("container_format", ["null", "string"]), ("disk_format", ["null", "string"]),
+            ("created_at", "string"), ("updated_at", "string"), ("tags", "array"),
+            ("direct_url", "string"), ("min_ram", "integer"), ("min_disk", "integer"),
+            ("self", "string"), ("file", "string"), ("schema", "string"),
+            ("instance_uuid", "string"), ("kernel_id", ["null", "string"]),
+            ("ramdisk_id", ["null", "string"]), ("locations", "array"))
+    },
+    "links": [{"rel": "self", "href": "{self}"}, {"rel": "enclosure", "href": "{file}"},
+              {"rel": "describedby", "href": "{schema}"}],
+}
+
+
+def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
+    """Build the ASGI app serving `world` (`sleep` is used by the slow and drop faults)."""
+    api = _Api(world)
+    table: list[tuple[str, str, Handler, str]] = []  # method, path, handler, stats template
+
+    def add(method: str, path: str, handler: Handler, template: str | None = None) -> None:
+        table.append((method, path, handler, template or path))
+
+    for p in ("/identity", "/identity/"):
+        add("GET", p, api.identity_versions, "/identity")
+    for p in ("/identity/v3", "/identity/v3/"):
+        add("GET", p, api.identity_v3, "/identity/v3")
+    for p in ("/identity/v2.0", "/identity/v2.0/"):
+        add("GET", p, api.identity_v2, "/identity/v2.0")
+    add("POST", "/identity/v3/auth/tokens", api.tokens_v3)
+    add("POST", "/identity/v2.0/tokens", api.tokens_v2)
+    for p in ("/compute", "/compute/"):
+        add("GET", p, api.compute_versions, "/compute")
+    for p in ("/compute/v2.1", "/compute/v2.1/"):
+        add("GET", p, api.compute_version, "/compute/v2.1")
+    nova: list[tuple[str, str, Callable[[Request, tuple[int, int]], Awaitable[Response]]]] = [
+        ("GET", "/servers", api.servers_list),
+        ("GET", "/servers/detail", api.servers_detail),
+        ("GET", "/servers/{server_id}", api.server_show),
+        ("POST", "/servers/{server_id}/action", api.server_action),
+        ("GET", "/servers/{server_id}/os-instance-actions", api.instance_actions),
+        ("GET", "/servers/{server_id}/os-instance-actions/{request_id}", api.instance_action),
+        ("GET", "/servers/{server_id}/rax-si-image-schedule", api.schedule_get),
+        ("POST", "/servers/{server_id}/rax-si-image-schedule", api.schedule_post),
+        ("DELETE", "/servers/{server_id}/rax-si-image-schedule", api.schedule_delete),
+        ("GET", "/limits", api.limits),
+        ("GET", "/flavors", api.flavors),
+        ("GET", "/flavors/detail", api.flavors),
+        ("GET", "/flavors/{flavor_id}", api.flavor_show),
+    ]
+    # Routes without a project id first, so `/servers/detail` never reads as a project id.
+    for prefix in ("/compute/v2.1", "/compute/v2.1/{project_id}"):
+        for method, rel, nova_handler in nova:
+            add(method, prefix + rel, api.compute(nova_handler), "/compute/v2.1" + rel)
+    for p in ("/image", "/image/", "/image/v2", "/image/v2/"):
+        add("GET", p, api.image_versions, "/image")
+    add("GET", "/image/v2/images", api.image(api.images_list))
+    add("GET", "/image/v2/images/{image_id}", api.image(api.image_show))
+    add("DELETE", "/image/v2/images/{image_id}", api.image(api.image_delete))
+    add("GET", "/image/v2/schemas/image", api.image(api.image_schema))
+    add("GET", "/image/v2/schemas/images", api.image(api.images_schema))
+    add("GET", "/_sim/state", api.sim_state)
+    add("GET", "/_sim/stats", api.sim_stats)
+    add("POST", "/_sim/stats/reset", api.sim_stats_reset)
+    add("GET", "/_sim/faults", api.sim_faults_get)
+    add("POST", "/_sim/faults", api.sim_faults_post)
+    add("DELETE", "/_sim/faults", api.sim_faults_clear)
+    add("POST", "/_sim/clock/advance", api.sim_clock)
+    add("DELETE", "/_sim/servers/{ref}", api.sim_server_delete)
+
+    routes: list[Route] = []
+    templates: list[tuple[Route, str]] = []
+    for method, path, handler, template in table:
+        route = Route(path, endpoint=_tagged(handler, f"{method} {template}"), methods=[method])
+        routes.append(route)
+        templates.append((route, template))
+    return Starlette(routes=routes, middleware=[
+        Middleware(SimMiddleware, world=world, sleep=sleep, templates=templates)])
+
+
+def _tagged(handler: Handler, label: str) -> Handler:
+    """Record the route template in the scope for the statistics middleware."""
+    template = label.split(" ", 1)[1]
+
+    async def endpoint(request: Request) -> Response:
+        request.scope["sim.route"] = template
+        return await handler(request)
+
+    return endpoint

@@ -1,0 +1,954 @@
+"""In-memory model of the simulated cloud: servers, images, tokens, faults and statistics.
+
+State advances lazily from an injected clock: every public access first applies the transitions
+whose time has come (a heap of due events), stamping each with the time it was due, not the time
+it was noticed. No background task is needed, a `ManualClock` makes tests deterministic and
+thousands of idle servers cost nothing.
+
+Default credentials (other code depends on these exact values):
+- Keystone v3 password: user `demo` / password `secret`, project `demo`, user and project
+  domain `Default`.
+- Keystone v3 application credential: id `demo-app-cred`, secret `demo-app-secret`
+  (name `demo-app-cred` with user `demo` also works).
+- Rackspace v2.0: user `demo` / api key `demo-api-key` (or password `secret`).
+
+Durations follow the Rackspace small-server trace (image_snapshot ~3 s, image_pending_upload
+~14 s, image_uploading ~80 s for a 20 GB disk), scale linearly with the flavor disk, and are
+divided by `speed`.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import math
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+NAMESPACE = uuid.UUID("6c1f3e0a-7d4b-5b6e-9f1a-2c3d4e5f6a7b")
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "secret"
+DEMO_PROJECT = "demo"
+DEMO_DOMAIN = "Default"
+DEMO_APP_CRED_ID = "demo-app-cred"
+DEMO_APP_CRED_SECRET = "demo-app-secret"
+RAX_USER = "demo"
+RAX_API_KEY = "demo-api-key"
+REGION = "RegionOne"
+
+MIN_MICROVERSION = (2, 1)
+MAX_MICROVERSION = (2, 96)
+
+SNAPSHOT_PHASES: tuple[tuple[str, float], ...] = (
+    ("image_snapshot_pending", 1.0),
+    ("image_snapshot", 3.0),
+    ("image_pending_upload", 14.0),
+    ("image_uploading", 80.0),
+)
+BACKUP_PHASES: tuple[tuple[str, float], ...] = (
+    ("image_backup", 4.0),
+    ("image_pending_upload", 14.0),
+    ("image_uploading", 80.0),
+)
+# Glance status of the image while the server is in each task state.
+_IMAGE_STATUS = {"image_uploading": "saving"}
+REFERENCE_DISK_GB = 20
+DAYS = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
+JOB_FAULTS = ("upload_fail", "image_deleted", "stuck", "orphan")
+HTTP_FAULTS = ("http", "slow", "drop")
+
+
+def stable_id(kind: str, name: str) -> str:
+    """Deterministic UUID for a seeded object, so tests can rely on ids."""
+    return str(uuid.uuid5(NAMESPACE, f"{kind}:{name}"))
+
+
+def iso(ts: float, *, micro: bool = False) -> str:
+    """Format epoch seconds the way Nova/Glance (seconds) or Keystone (`micro`) do."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    if micro:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> float:
+    """Parse an ISO 8601 timestamp (naive means UTC) to epoch seconds; ValueError if invalid."""
+    dt = datetime.fromisoformat(text.strip().replace(" ", "+"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+class ManualClock:
+    """A clock that only moves when told to; callable like `time.time`."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move time forward and return the new time."""
+        if seconds < 0:
+            raise ValueError("time does not run backwards")
+        self.now += seconds
+        return self.now
+
+
+class ScaledClock:
+    """Wall-clock time that runs `speed` times faster from the moment it is created."""
+
+    def __init__(self, speed: float = 1.0, *, base: Callable[[], float] = time.time) -> None:
+        self.speed = speed
+        self._base = base
+        self._start = base()
+
+    def __call__(self) -> float:
+        return self._start + (self._base() - self._start) * self.speed
+
+
+class SimError(Exception):
+    """An API error the app renders as a fault body (`{"name": {"code", "message"}}`)."""
+
+    def __init__(self, status: int, name: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """A compute flavor."""
+
+    id: str
+    name: str
+    ram: int
+    vcpus: int
+    disk: int
+    ephemeral: int = 0
+    swap: int = 0
+
+
+FLAVORS: dict[str, Flavor] = {
+    f.id: f
+    for f in (
+        Flavor("1", "m1.small", 2048, 1, 20),
+        Flavor("2", "m1.medium", 4096, 2, 40),
+        Flavor("3", "m1.large", 8192, 4, 80),
+        Flavor("4", "m1.xlarge", 16384, 8, 160),
+        Flavor("5", "m1.large.eph", 8192, 4, 80, ephemeral=100),
+    )
+}
+
+
+@dataclass
+class InstanceAction:
+    """One `os-instance-actions` entry; its result comes from the job when it finishes."""
+
+    action: str
+    request_id: str
+    start_time: float
+    user_id: str
+    project_id: str
+    event: str
+    finish_time: float | None = None
+    result: str | None = None  # None while running, then "Success" or "Error"
+    message: str | None = None
+
+
+@dataclass
+class Job:
+    """A createImage/createBackup in progress on one server."""
+
+    server_id: str
+    image_id: str
+    kind: str  # "snapshot" | "backup"
+    phases: tuple[tuple[str, float], ...]
+    started: float
+    action: InstanceAction
+    backup_type: str | None = None
+    rotation: int | None = None
+    phase: int = 0
+    gen: int = 0  # bumped to invalidate events already on the heap
+    fail: tuple[str, str] | None = None  # (mode "killed"|"deleted", task state it strikes in)
+    stuck_at: str | None = None
+
+
+@dataclass
+class Server:
+    """A Nova server; `task_state`/`updated` are kept current by `World.advance`."""
+
+    id: str
+    name: str
+    flavor: Flavor
+    image_id: str | None  # None for volume-backed (boot from volume)
+    created: float
+    updated: float
+    volumes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    status: str = "ACTIVE"
+    vm_state: str = "active"
+    power_state: int = 1
+    task_state: str | None = None
+    deleted_at: float | None = None
+    job: Job | None = None
+    actions: list[InstanceAction] = field(default_factory=list)
+    schedule: dict[str, Any] | None = None
+    address: str = "10.0.0.2"
+
+
+@dataclass
+class Image:
+    """A Glance image; `properties` are the extra (top-level) properties."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    updated_at: float
+    owner: str
+    visibility: str = "private"
+    size: int | None = None
+    disk_format: str | None = "qcow2"
+    container_format: str | None = "bare"
+    min_disk: int = 0
+    min_ram: int = 0
+    protected: bool = False
+    checksum: str | None = None
+    tags: list[str] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Token:
+    """An issued token; unknown, expired or revoked tokens give 401."""
+
+    id: str
+    issued: float
+    expires: float
+    methods: list[str]
+    revoked: bool = False
+
+
+@dataclass
+class HttpFault:
+    """An HTTP-level fault applied to requests whose path matches `path`."""
+
+    id: int
+    kind: str  # "http" | "slow" | "drop"
+    path: re.Pattern[str]
+    method: str | None
+    remaining: int | None  # None: forever
+    status: int = 503
+    retry_after: float | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class RateLimits:
+    """Rackspace-style per-minute limits by verb; over the limit gives 413 + Retry-After."""
+
+    get_per_minute: int = 1000
+    post_per_minute: int = 100
+    put_per_minute: int = 100
+    delete_per_minute: int = 100
+
+    def value(self, verb: str) -> int | None:
+        """Limit for a verb, or None when the verb is not limited."""
+        return {"GET": self.get_per_minute, "POST": self.post_per_minute,
+                "PUT": self.put_per_minute, "DELETE": self.delete_per_minute}.get(verb)
+
+
+class World:
+    """The whole simulated cloud. Thread-safe: every public method takes `self.lock`."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, *, speed: float = 1.0,
+                 extra_servers: int = 0, token_ttl: float = 3600.0,
+                 rate_limits: RateLimits | None = None, seed: bool = True) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.clock: Callable[[], float] = clock or time.time
+        self.speed = speed
+        self.token_ttl = token_ttl
+        self.rate_limits = rate_limits
+        self.lock = threading.RLock()
+        self.project_id = uuid.uuid5(NAMESPACE, "project:demo").hex
+        self.user_id = uuid.uuid5(NAMESPACE, "user:demo").hex
+        self.servers: dict[str, Server] = {}
+        self.images: dict[str, Image] = {}
+        self.tokens: dict[str, Token] = {}
+        self.http_faults: list[HttpFault] = []
+        self.stats: Counter[str] = Counter()
+        self.status_stats: Counter[str] = Counter()
+        self.stats_since = self.clock()
+        self._order: list[str] = []  # server ids, newest first (Nova's default sort)
+        self._position: dict[str, int] = {}
+        self._by_instance: dict[str, set[str]] = {}  # instance_uuid -> image ids
+        self._armed: dict[str, list[dict[str, Any]]] = {}  # job faults for the next job
+        self._events: list[tuple[float, int, Job, int]] = []
+        self._seq = itertools.count()
+        self._image_seq = itertools.count(1)
+        self._fault_seq = itertools.count(1)
+        self._rate: dict[str, tuple[int, int]] = {}
+        if seed:
+            self._seed(extra_servers)
+
+    # ---- seeding ------------------------------------------------------------------------
+
+    def _seed(self, extra: int) -> None:
+        now = self.clock()
+        month_ago = now - 30 * 86400
+        for name, size in (("Ubuntu 22.04 (Jammy)", 2_361_393_152),
+                           ("Debian 12 (Bookworm)", 1_849_032_704)):
+            img = Image(id=stable_id("image", name), name=name, status="active",
+                        created_at=month_ago, updated_at=month_ago, owner=self.project_id,
+                        visibility="public", size=size, checksum=uuid.uuid5(NAMESPACE, name).hex,
+                        properties={"os_distro": name.split()[0].lower()})
+            self._add_image(img)
+        ubuntu = stable_id("image", "Ubuntu 22.04 (Jammy)")
+        debian = stable_id("image", "Debian 12 (Bookworm)")
+        base = now - 7 * 86400
+        seeds: list[tuple[str, str, str, str | None, list[str]]] = [
+            ("web-1", "web-1", "1", ubuntu, []),
+            ("web-2", "web-2", "1", ubuntu, []),
+            ("db-1", "db-1", "2", None, [stable_id("volume", "db-1-root")]),
+            ("data-1", "data-1", "5", debian,
+             [stable_id("volume", "data-1-a"), stable_id("volume", "data-1-b")]),
+            ("app#1", "app", "2", ubuntu, []),
+            ("app#2", "app", "2", debian, []),
+        ]
+        for i, (key, name, flavor, image, vols) in enumerate(seeds):
+            self._add_server(Server(id=stable_id("server", key), name=name, flavor=FLAVORS[flavor],
+                                    image_id=image, created=base + i * 60,
+                                    updated=base + i * 60 + 30, volumes=vols,
+                                    address=f"10.0.0.{10 + i}"))
+        cycle = ("1", "1", "2", "3", "1", "2", "1", "3", "2", "4")
+        for i in range(1, extra + 1):
+            created = base - 86400 + i
+            self._add_server(Server(id=stable_id("server", f"load-{i}"), name=f"load-{i}",
+                                    flavor=FLAVORS[cycle[i % len(cycle)]],
+                                    image_id=ubuntu if i % 2 else debian, created=created,
+                                    updated=created + 30,
+                                    address=f"10.{1 + i // 65536}.{i // 256 % 256}.{i % 256}"))
+        self._reorder()
+
+    def _add_server(self, server: Server) -> None:
+        self.servers[server.id] = server
+
+    def _reorder(self) -> None:
+        self._order = sorted(self.servers, key=lambda s: (self.servers[s].created, s),
+                             reverse=True)
+        self._position = {sid: i for i, sid in enumerate(self._order)}
+
+    def add_server(self, name: str, *, flavor: str = "1", volume_backed: bool = False,
+                   key: str | None = None) -> Server:
+        """Add an ACTIVE idle server (for tests); its id is derived from `key` or `name`."""
+        with self.lock:
+            now = self.clock()
+            sid = stable_id("server", key or name)
+            if sid in self.servers:
+                raise ValueError(f"server {key or name} exists")
+            server = Server(id=sid, name=name, flavor=FLAVORS[flavor],
+                            image_id=None if volume_backed else
+                            stable_id("image", "Ubuntu 22.04 (Jammy)"),
+                            created=now, updated=now,
+                            volumes=[stable_id("volume", f"{sid}-root")] if volume_backed else [])
+            self._add_server(server)
+            self._reorder()
+            return server
+
+    def _add_image(self, image: Image) -> None:
+        self.images[image.id] = image
+        inst = image.properties.get("instance_uuid")
+        if inst:
+            self._by_instance.setdefault(inst, set()).add(image.id)
+
+    def _drop_image(self, image: Image) -> None:
+        self.images.pop(image.id, None)
+        inst = image.properties.get("instance_uuid")
+        if inst and inst in self._by_instance:
+            self._by_instance[inst].discard(image.id)
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Current simulated time (epoch seconds)."""
+        return self.clock()
+
+    def advance(self) -> float:
+        """Apply every transition that is due; return the current time."""
+        with self.lock:
+            now = self.clock()
+            events = self._events
+            while events and events[0][0] <= now:
+                due, _, job, gen = heapq.heappop(events)
+                if job.gen == gen:
+                    self._step(job, due)
+            return now
+
+    def _schedule(self, job: Job, at: float) -> None:
+        heapq.heappush(self._events, (at, next(self._seq), job, job.gen))
+
+    def _duration(self, server: Server, base: float) -> float:
+        disk = max(server.flavor.disk, 10)
+        return base * disk / REFERENCE_DISK_GB / self.speed
+
+    def _enter(self, job: Job, index: int, at: float) -> None:
+        """Put the job's server into phase `index` at time `at` and schedule what follows."""
+        server = self.servers[job.server_id]
+        image = self.images.get(job.image_id)
+        job.phase = index
+        state, base = job.phases[index]
+        server.task_state = state
+        server.updated = at
+        if image is not None:
+            status = _IMAGE_STATUS.get(state, "queued")
+            if image.status != status:
+                image.status = status
+                image.updated_at = at
+        if job.stuck_at == state:
+            return  # never advances: the stuck-task fault
+        self._schedule(job, at + self._duration(server, base))
+
+    def _step(self, job: Job, at: float) -> None:
+        """The current phase of `job` has ended at `at`."""
+        state = job.phases[job.phase][0]
+        if job.fail is not None and job.fail[1] == state:
+            self._finish(job, at, ok=False, mode=job.fail[0])
+        elif job.phase + 1 < len(job.phases):
+            self._enter(job, job.phase + 1, at)
+        else:
+            self._finish(job, at, ok=True)
+
+    def _finish(self, job: Job, at: float, *, ok: bool, mode: str = "killed") -> None:
+        server = self.servers[job.server_id]
+        image = self.images.get(job.image_id)
+        server.task_state = None
+        server.updated = at
+        server.job = None
+        job.gen += 1
+        job.action.finish_time = at
+        job.action.result = "Success" if ok else "Error"
+        if image is None:
+            return
+        if ok:
+            image.status = "active"
+            image.size = server.flavor.disk * 1024**3 // 8
+            image.checksum = uuid.uuid5(NAMESPACE, image.id).hex
+            image.updated_at = at
+            if job.kind == "backup" and job.rotation is not None:
+                self._rotate(server.id, job.backup_type or "", job.rotation)
+        elif mode == "deleted":
+            self._drop_image(image)  # Nova's delete_image_on_error: GET now gives 404
+        else:
+            image.status = "killed"
+            image.updated_at = at
+
+    def _rotate(self, server_id: str, backup_type: str, rotation: int) -> None:
+        backups = [self.images[i] for i in self._by_instance.get(server_id, ())
+                   if self.images[i].properties.get("image_type") == "backup"
+                   and self.images[i].properties.get("backup_type") == backup_type
+                   and self.images[i].status == "active"]
+        backups.sort(key=lambda im: (im.created_at, im.id), reverse=True)
+        for old in backups[rotation:]:
+            self._drop_image(old)
+
+    # ---- servers ------------------------------------------------------------------------
+
+    def find_server(self, ref: str) -> Server:
+        """Server by id or (first) name; KeyError if absent."""
+        with self.lock:
+            self.advance()
+            if ref in self.servers:
+                return self.servers[ref]
+            for sid in self._order:
+                if self.servers[sid].name == ref:
+                    return self.servers[sid]
+            raise KeyError(ref)
+
+    def get_server(self, server_id: str) -> Server:
+        """A live server by id, or SimError 404."""
+        with self.lock:
+            self.advance()
+            server = self.servers.get(server_id)
+            if server is None or server.deleted_at is not None:
+                raise SimError(404, "itemNotFound", "Instance could not be found.")
+            return server
+
+    def list_servers(self, *, changes_since: float | None = None, marker: str | None = None,
+                     limit: int | None = None, name: str | None = None,
+                     status: str | None = None) -> tuple[list[Server], bool]:
+        """Servers newest first after `marker`; returns (page, more_may_follow)."""
+        with self.lock:
+            self.advance()
+            start = 0
+            if marker is not None:
+                if marker not in self._position:
+                    raise SimError(400, "badRequest", f"marker [{marker}] not found")
+                start = self._position[marker] + 1
+            name_re = re.compile(name) if name else None
+            out: list[Server] = []
+            servers = self.servers
+            for sid in itertools.islice(self._order, start, None):
+                s = servers[sid]
+                if changes_since is not None:
+                    # Nova stores updated_at at second resolution.
+                    if math.floor(s.updated) < changes_since:
+                        continue
+                elif s.deleted_at is not None:
+                    continue
+                if name_re is not None and not name_re.search(s.name):
+                    continue
+                if status is not None and s.status != status.upper():
+                    continue
+                out.append(s)
+                if limit is not None and len(out) >= limit:
+                    return out, True
+            return out, False
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete a server (it stays visible to changes-since as DELETED)."""
+        with self.lock:
+            self.advance()
+            server = self.get_server(server_id)
+            now = self.clock()
+            if server.job is not None:
+                self._finish(server.job, now, ok=False, mode="deleted")
+            server.status, server.vm_state, server.power_state = "DELETED", "deleted", 0
+            server.deleted_at = server.updated = now
+
+    def _busy(self, server: Server, action: str) -> None:
+        if server.task_state is not None:
+            raise SimError(409, "conflictingRequest",
+                           f"Cannot '{action}' instance {server.id} while it is in task_state "
+                           f"{server.task_state}")
+        if server.vm_state not in ("active", "stopped", "paused", "suspended"):
+            raise SimError(409, "conflictingRequest",
+                           f"Cannot '{action}' instance {server.id} while it is in vm_state "
+                           f"{server.vm_state}")
+
+    def create_image(self, server_id: str, name: str, metadata: dict[str, str] | None = None, *,
+                     request_id: str = "", backup_type: str | None = None,
+                     rotation: int | None = None) -> Image:
+        """Start a snapshot (or a backup when `backup_type` is given); returns the new image."""
+        with self.lock:
+            server = self.get_server(server_id)
+            kind = "backup" if backup_type is not None else "snapshot"
+            action = "createBackup" if kind == "backup" else "createImage"
+            if kind == "backup" and server.image_id is None:
+                raise SimError(400, "badRequest",
+                               "It is not allowed to create a backup of a volume-backed instance")
+            self._busy(server, action)
+            now = self.clock()
+            image_id = str(uuid.uuid5(NAMESPACE, f"snapshot:{next(self._image_seq)}"))
+            props: dict[str, Any] = {
+                "instance_uuid": server.id,
+                "image_type": kind,
+                "user_id": self.user_id,
+                "owner_project_name": DEMO_PROJECT,
+                "owner_user_name": DEMO_USER,
+                "boot_roles": "member,reader",
+            }
+            if server.image_id is not None:
+                props["base_image_ref"] = server.image_id
+            if backup_type is not None:
+                props["backup_type"] = backup_type
+            props.update(metadata or {})
+            image = Image(id=image_id, name=name, status="queued", created_at=now,
+                          updated_at=now, owner=self.project_id,
+                          min_disk=server.flavor.disk, min_ram=0, properties=props)
+            act = InstanceAction(action=action, request_id=request_id, start_time=now,
+                                 user_id=self.user_id, project_id=self.project_id,
+                                 event=f"compute_{kind}_instance")
+            server.actions.append(act)
+            if server.image_id is None:
+                # Volume-backed: Nova snapshots the volumes synchronously and registers a
+                # zero-size image pointing at the Cinder snapshots.
+                image.status, image.size = "active", 0
+                image.disk_format = image.container_format = None
+                image.properties["block_device_mapping"] = [
+                    {"boot_index": i if i == 0 else None, "source_type": "snapshot",
+                     "destination_type": "volume", "device_name": f"/dev/vd{chr(97 + i)}",
+                     "snapshot_id": str(uuid.uuid5(NAMESPACE, f"volsnap:{image_id}:{v}")),
+                     "volume_size": server.flavor.disk or 20, "delete_on_termination": False}
+                    for i, v in enumerate(server.volumes)]
+                image.properties["root_device_name"] = "/dev/vda"
+                image.checksum = None
+                self._add_image(image)
+                act.finish_time, act.result = now, "Success"
+                server.updated = now
+                return image
+            self._add_image(image)
+            phases = BACKUP_PHASES if kind == "backup" else SNAPSHOT_PHASES
+            job = Job(server_id=server.id, image_id=image_id, kind=kind, phases=phases,
+                      started=now, action=act, backup_type=backup_type, rotation=rotation)
+            server.job = job
+            for fault in self._armed.pop(server.id, []):
+                self._apply_job_fault(job, fault)
+            self._enter(job, 0, now)
+            return image
+
+    # ---- images -------------------------------------------------------------------------
+
+    def get_image(self, image_id: str) -> Image:
+        """An image by id, or SimError 404."""
+        with self.lock:
+            self.advance()
+            image = self.images.get(image_id)
+            if image is None:
+                raise SimError(404, "itemNotFound", f"No image found with ID {image_id}")
+            return image
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete an image; 403 when protected."""
+        with self.lock:
+            image = self.get_image(image_id)
+            if image.protected:
+                raise SimError(403, "forbidden", f"Image {image_id} is protected and cannot "
+                               "be deleted.")
+            self._drop_image(image)
+
+    def query_images(self, filters: dict[str, str], *, sort: list[tuple[str, str]],
+                     marker: str | None, limit: int) -> tuple[list[Image], bool]:
+        """Glance list semantics (filters already parsed to strings); (page, has_more)."""
+        with self.lock:
+            self.advance()
+            filters = dict(filters)
+            candidates: Iterable[Image]
+            id_f = filters.pop("id", None)
+            inst_f = filters.get("instance_uuid")
+            if id_f is not None:
+                ids = id_f[3:].split(",") if id_f.startswith("in:") else [id_f]
+                candidates = [self.images[i] for i in dict.fromkeys(ids) if i in self.images]
+            elif inst_f is not None and not inst_f.startswith("in:"):
+                candidates = [self.images[i] for i in self._by_instance.get(inst_f, ())]
+            else:
+                candidates = self.images.values()
+            preds = [_image_predicate(k, v) for k, v in filters.items()]
+            matched = [im for im in candidates if all(p(im) for p in preds)]
+            for key, direction in reversed(sort):
+                matched.sort(key=functools.partial(_sort_key, key=key),
+                             reverse=direction == "desc")
+            if marker is not None:
+                pos = next((i for i, im in enumerate(matched) if im.id == marker), None)
+                if pos is None:
+                    if marker not in self.images:
+                        raise SimError(400, "badRequest", f"Invalid marker {marker}")
+                    pos = -1
+                matched = matched[pos + 1:]
+            return matched[:limit], len(matched) > limit
+
+    # ---- Rackspace scheduled images -----------------------------------------------------
+
+    def get_schedule(self, server_id: str) -> dict[str, Any]:
+        """The server's image schedule, or the documented 404."""
+        with self.lock:
+            server = self.get_server(server_id)
+            if server.schedule is None:
+                raise SimError(404, "itemNotFound",
+                               f"Image schedule does not exist for server {server_id}")
+            return dict(server.schedule)
+
+    def set_schedule(self, server_id: str, body: Any) -> dict[str, Any]:
+        """Enable or replace the schedule (validates retention 1..65535 and day_of_week)."""
+        with self.lock:
+            server = self.get_server(server_id)
+            sched = body.get("image_schedule") if isinstance(body, dict) else None
+            if not isinstance(sched, dict):
+                raise SimError(400, "badRequest", "Missing image_schedule")
+            retention = sched.get("retention")
+            if isinstance(retention, str) and retention.isdigit():
+                retention = int(retention)
+            if (not isinstance(retention, int) or isinstance(retention, bool)
+                    or not 1 <= retention <= 65535):
+                raise SimError(400, "badRequest",
+                               "retention must be an integer between 1 and 65535")
+            extra = set(sched) - {"retention", "day_of_week"}
+            if extra:
+                raise SimError(400, "badRequest", f"Unknown keys: {', '.join(sorted(extra))}")
+            new: dict[str, Any] = {"retention": retention}
+            if "day_of_week" in sched:
+                day = sched["day_of_week"]
+                if not isinstance(day, str) or day.upper() not in DAYS:
+                    raise SimError(400, "badRequest",
+                                   "day_of_week must be one of " + ", ".join(DAYS))
+                new["day_of_week"] = day.upper()
+            server.schedule = new
+            return dict(new)
+
+    def delete_schedule(self, server_id: str) -> None:
+        """Disable scheduled images (404 when none)."""
+        with self.lock:
+            self.get_schedule(server_id)
+            self.servers[server_id].schedule = None
+
+    # ---- tokens -------------------------------------------------------------------------
+
+    def issue_token(self, methods: list[str]) -> Token:
+        """Create a token valid for `token_ttl` seconds."""
+        with self.lock:
+            now = self.clock()
+            token = Token(id=uuid.uuid4().hex, issued=now, expires=now + self.token_ttl,
+                          methods=methods)
+            self.tokens[token.id] = token
+            return token
+
+    def check_token(self, token_id: str | None) -> Token | None:
+        """The token if it is known, unexpired and not revoked."""
+        if not token_id:
+            return None
+        with self.lock:
+            token = self.tokens.get(token_id)
+            if token is None or token.revoked or token.expires <= self.clock():
+                return None
+            return token
+
+    # ---- rate limits --------------------------------------------------------------------
+
+    def check_rate(self, verb: str) -> float | None:
+        """Count a request; seconds to wait if it is over the limit (None when allowed)."""
+        if self.rate_limits is None:
+            return None
+        limit = self.rate_limits.value(verb)
+        if limit is None:
+            return None
+        with self.lock:
+            now = self.clock()
+            window = int(now // 60)
+            start, count = self._rate.get(verb, (window, 0))
+            if start != window:
+                start, count = window, 0
+            if count >= limit:
+                return max(1.0, math.ceil((window + 1) * 60 - now))
+            self._rate[verb] = (start, count + 1)
+            return None
+
+    # ---- faults -------------------------------------------------------------------------
+
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Inject a fault; returns a description (with `id` for HTTP faults).
+
+        Job faults (`server` = id or name; strike the running job, else the next one):
+        - `upload_fail` (`during`="image_uploading"): image -> killed, task_state cleared.
+        - `image_deleted` (`during`="image_uploading"): image deleted (later 404), task cleared.
+        - `stuck` (`task_state`="image_uploading"): the job never leaves that task state.
+        - `orphan`: task_state cleared now (nova-compute restart); the image stays as it is.
+        HTTP faults (`path` regex searched in the URL path, optional `method`, `count` requests,
+        default 1; `count`=None is forever):
+        - `http` (`status`=503, optional `retry_after` seconds) e.g. 500/503/429/413.
+        - `slow` (`delay` seconds) then the normal response.
+        - `drop` (`delay`=60): hang, then close without a response.
+        Other: `revoke_tokens` (all tokens issued so far), `clear` (all HTTP and armed faults).
+        """
+        with self.lock:
+            self.advance()
+            if kind in HTTP_FAULTS:
+                fault = HttpFault(id=next(self._fault_seq), kind=kind,
+                                  path=re.compile(params.get("path", ".*")),
+                                  method=(params.get("method") or None),
+                                  remaining=params.get("count", 1),
+                                  status=int(params.get("status", 503)),
+                                  retry_after=params.get("retry_after"),
+                                  delay=float(params.get("delay", 60.0 if kind == "drop" else 0)))
+                if fault.method:
+                    fault.method = fault.method.upper()
+                self.http_faults.append(fault)
+                return {"id": fault.id, "kind": kind, "path": fault.path.pattern,
+                        "method": fault.method, "count": fault.remaining}
+            if kind == "revoke_tokens":
+                n = 0
+                for token in self.tokens.values():
+                    if not token.revoked:
+                        token.revoked, n = True, n + 1
+                return {"kind": kind, "revoked": n}
+            if kind == "clear":
+                self.http_faults.clear()
+                self._armed.clear()
+                return {"kind": kind}
+            if kind not in JOB_FAULTS:
+                raise ValueError(f"unknown fault kind {kind!r}")
+            if "server" not in params:
+                raise ValueError(f"fault {kind} needs a server")
+            try:
+                server = self.find_server(str(params["server"]))
+            except KeyError:
+                raise ValueError(f"no server {params['server']!r}") from None
+            fault_params = dict(params, kind=kind)
+            if server.job is not None:
+                self._apply_job_fault(server.job, fault_params)
+                where = "running"
+            elif kind == "orphan":
+                raise ValueError(f"server {server.name} has no imaging job to orphan")
+            else:
+                self._armed.setdefault(server.id, []).append(fault_params)
+                where = "armed"
+            return {"kind": kind, "server": server.id, "applies_to": where}
+
+    def _apply_job_fault(self, job: Job, params: dict[str, Any]) -> None:
+        kind = params["kind"]
+        states = [s for s, _ in job.phases]
+        if kind in ("upload_fail", "image_deleted"):
+            during = params.get("during", "image_uploading")
+            if during not in states:
+                raise ValueError(f"task state {during!r} is not part of a {job.kind}")
+            job.fail = ("killed" if kind == "upload_fail" else "deleted", during)
+        elif kind == "stuck":
+            state = params.get("task_state", "image_uploading")
+            if state not in states:
+                raise ValueError(f"task state {state!r} is not part of a {job.kind}")
+            job.stuck_at = state
+            if job.phases[job.phase][0] == state:
+                job.gen += 1  # cancel the already scheduled end of this phase
+        elif kind == "orphan":
+            server = self.servers[job.server_id]
+            job.gen += 1
+            server.job, server.task_state = None, None
+            server.updated = self.clock()
+            job.action.finish_time, job.action.result = server.updated, "Error"
+
+    def take_http_fault(self, method: str, path: str) -> HttpFault | None:
+        """The first HTTP fault matching this request (consuming one of its uses)."""
+        if not self.http_faults:
+            return None
+        with self.lock:
+            for fault in self.http_faults:
+                if fault.method and fault.method != method:
+                    continue
+                if not fault.path.search(path):
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self.http_faults.remove(fault)
+                return fault
+            return None
+
+    # ---- statistics ---------------------------------------------------------------------
+
+    def record(self, method: str, route: str, status: int) -> None:
+        """Count one request by `METHOD route-template` and by status code."""
+        with self.lock:
+            self.stats[f"{method} {route}"] += 1
+            self.status_stats[str(status)] += 1
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """Counts since start or the last reset."""
+        with self.lock:
+            return {"since": iso(self.stats_since), "total": sum(self.stats.values()),
+                    "routes": dict(sorted(self.stats.items())),
+                    "statuses": dict(sorted(self.status_stats.items()))}
+
+    def reset_stats(self) -> None:
+        """Zero the request counters."""
+        with self.lock:
+            self.stats.clear()
+            self.status_stats.clear()
+            self.stats_since = self.clock()
+
+    # ---- inspection ---------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """The whole world as JSON-able data (for `GET /_sim/state`)."""
+        with self.lock:
+            now = self.advance()
+            return {
+                "now": iso(now),
+                "speed": self.speed,
+                "servers": [
+                    {"id": s.id, "name": s.name, "status": s.status, "task_state": s.task_state,
+                     "updated": iso(s.updated), "flavor": s.flavor.name,
+                     "volume_backed": s.image_id is None, "schedule": s.schedule,
+                     "job_image": s.job.image_id if s.job else None}
+                    for s in (self.servers[i] for i in self._order)],
+                "images": [
+                    {"id": im.id, "name": im.name, "status": im.status,
+                     "instance_uuid": im.properties.get("instance_uuid"),
+                     "created_at": iso(im.created_at), "size": im.size}
+                    for im in self.images.values()],
+                "faults": {
+                    "http": [{"id": f.id, "kind": f.kind, "path": f.path.pattern,
+                              "method": f.method, "remaining": f.remaining}
+                             for f in self.http_faults],
+                    "armed": {k: [p["kind"] for p in v] for k, v in self._armed.items()},
+                },
+                "tokens": len(self.tokens),
+            }
+
+
+# ---- Glance filter helpers ----------------------------------------------------------------
+
+_CORE_FIELDS = {"name", "status", "visibility", "owner", "protected", "container_format",
+                "disk_format", "size", "min_disk", "min_ram", "checksum", "os_hidden"}
+
+
+def image_field(image: Image, key: str) -> Any:
+    """Value of a core field or an extra property (None when absent)."""
+    if key in ("created_at", "updated_at"):
+        return getattr(image, key)
+    if key == "os_hidden":
+        return False
+    if key in _CORE_FIELDS:
+        return getattr(image, key)
+    return image.properties.get(key)
+
+
+def _sort_key(image: Image, *, key: str) -> tuple[int, Any]:
+    value = image_field(image, key) if key != "id" else image.id
+    return (0, "") if value is None else (1, value)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _image_predicate(key: str, raw: str) -> Callable[[Image], bool]:
+    """Build one Glance filter: `in:a,b`, time operators, size_min/max, tag, or equality."""
+    if key in ("created_at", "updated_at"):
+        op, _, value = raw.partition(":")
+        if op not in ("gt", "gte", "lt", "lte", "eq", "neq") or not value:
+            raise SimError(400, "badRequest", f"Invalid {key} filter {raw}")
+        try:
+            ts = parse_iso(value)
+        except ValueError:
+            raise SimError(400, "badRequest", f"Invalid time format for {key}") from None
+        cmp: dict[str, Callable[[float], bool]] = {
+            "gt": lambda t: t > ts, "gte": lambda t: t >= ts, "lt": lambda t: t < ts,
+            "lte": lambda t: t <= ts, "eq": lambda t: t == ts, "neq": lambda t: t != ts}
+        test = cmp[op]
+        return lambda im: test(float(math.floor(getattr(im, key))))
+    if key in ("size_min", "size_max"):
+        try:
+            bound = int(raw)
+        except ValueError:
+            raise SimError(400, "badRequest", f"Invalid {key}") from None
+        if key == "size_min":
+            return lambda im: im.size is not None and im.size >= bound
+        return lambda im: im.size is not None and im.size <= bound
+    if key == "tag":
+        return lambda im: raw in im.tags
+    if raw.startswith("in:"):
+        allowed = {v.strip('"') for v in raw[3:].split(",")}
+        return lambda im: _as_text(image_field(im, key)) in allowed
+    if raw.startswith("eq:") and key in _CORE_FIELDS:
+        raw = raw[3:]
+
+    def equals(im: Image) -> bool:
+        value = image_field(im, key)
+        return value is not None and _as_text(value) == raw
+
+    return equals

@@ -1,0 +1,144 @@
+"""Run the simulated cloud: from the CLI (`imagebot cloud-sim`), in-process, or in a thread.
+
+- `serve(host, port, speed, servers)` blocks until SIGINT/SIGTERM (the CLI entry).
+- `async with running_cloud(world) as base_url:` serves on the current event loop (tests).
+- `with cloud_in_thread(world) as base_url:` serves from a background thread, for synchronous
+  clients such as openstacksdk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TextIO
+
+import uvicorn
+
+from sandbox.cloud.app import create_app
+from sandbox.cloud.model import (
+    DEMO_DOMAIN,
+    DEMO_PASSWORD,
+    DEMO_PROJECT,
+    DEMO_USER,
+    REGION,
+    World,
+)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    """`http://host:port` for a bound socket."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def clouds_yaml(url: str, name: str = "sandbox") -> str:
+    """A clouds.yaml block for the simulator (password auth through `/identity/v3`)."""
+    return (
+        "clouds:\n"
+        f"  {name}:\n"
+        "    auth:\n"
+        f"      auth_url: {url}/identity/v3\n"
+        f"      username: {DEMO_USER}\n"
+        f"      password: {DEMO_PASSWORD}\n"
+        f"      project_name: {DEMO_PROJECT}\n"
+        f"      user_domain_name: {DEMO_DOMAIN}\n"
+        f"      project_domain_name: {DEMO_DOMAIN}\n"
+        f"    region_name: {REGION}\n"
+        "    interface: public\n"
+        "    identity_api_version: 3\n"
+    )
+
+
+def _config(world: World, log_level: str = "warning") -> uvicorn.Config:
+    return uvicorn.Config(create_app(world), log_level=log_level, lifespan="off",
+                          access_log=False)
+
+
+def serve(host: str, port: int, speed: float, servers: int, *,
+          out: TextIO | None = None) -> int:
+    """Serve a fresh default world until SIGINT/SIGTERM; prints the URL and a clouds.yaml."""
+    out = out or sys.stdout
+    if speed <= 0:
+        print("cloud-sim: --speed must be positive", file=sys.stderr)
+        return 2
+    if servers < 0:
+        print("cloud-sim: --servers must be >= 0", file=sys.stderr)
+        return 2
+    world = World(clock=time.time, speed=speed, extra_servers=servers)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"cloud-sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    url = base_url(sock)
+    print(f"cloud-sim listening on {url}", file=out)
+    print(f"speed x{speed:g}, {len(world.servers)} servers; clouds.yaml:\n", file=out)
+    print(clouds_yaml(url), file=out)
+    out.flush()
+    server = uvicorn.Server(_config(world))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+@asynccontextmanager
+async def running_cloud(world: World, *, host: str = "127.0.0.1",
+                        port: int = 0) -> AsyncIterator[str]:
+    """Serve `world` on this event loop for the duration of the block; yields the base URL."""
+    sock = bind(host, port)
+    server = uvicorn.Server(_config(world))
+    # _serve skips uvicorn's signal capture, which would hijack the test runner's Ctrl-C.
+    run = getattr(server, "_serve", server.serve)
+    task = asyncio.create_task(run(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("cloud-sim stopped during startup")
+            await asyncio.sleep(0.005)
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextmanager
+def cloud_in_thread(world: World, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `world` from a background thread (for synchronous clients); yields the base URL."""
+    sock = bind(host, port)
+    server = uvicorn.Server(_config(world))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="cloud-sim", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("cloud-sim did not start")
+        time.sleep(0.005)
+    try:
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
