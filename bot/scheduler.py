@@ -1,0 +1,400 @@
+"""Schedules, due-times, catch-up, busy retries and retention: pure decisions, no I/O.
+
+Every function takes the clock as an argument. Times going in may be any aware datetime; times
+coming out are aware UTC datetimes. Wall times are resolved in the schedule's IANA zone with these
+DST rules (cron's, minus its double runs):
+
+- a wall time inside a spring-forward gap runs at the first instant after the gap
+  (02:30 Europe/Berlin on the spring-forward day runs at 03:00 CEST = 01:00 UTC);
+- a wall time repeated at fall-back runs once, at its first occurrence (fold=0);
+- so there is exactly one slot per local day (daily) or per local week (weekly).
+
+The catch-up policy (`due`) never replays missed slots: one run for the latest slot if it is
+still inside the window, else a reported skip. Slots before the schedule was created never count.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.cloud.models import Image
+from bot.errors import ImagebotError
+
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+FREQUENCIES = ("daily", "weekly")
+MAX_KEEP = 65535  # Rackspace's limit; a larger count is certainly a typo
+DEFAULT_WINDOW = timedelta(hours=6)
+
+Frequency = Literal["daily", "weekly"]
+
+
+class InvalidSchedule(ImagebotError):
+    """A schedule that cannot run: unknown zone, bad day, retention out of range."""
+
+
+@functools.lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for an IANA name (cached); `InvalidSchedule` when unknown or tzdata missing."""
+    if not name or name != name.strip():
+        raise InvalidSchedule(f"Unknown time zone {name!r}.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InvalidSchedule(
+            f"Unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC."
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """What a schedule says: how often, when (wall time in `tz`), and how many images to keep."""
+
+    frequency: Frequency
+    day: str | None  # MONDAY..SUNDAY for weekly, None for daily
+    at: time
+    tz: str
+    keep: int
+    # Derived once so hot paths (due() over 100k schedules) avoid recomputing them.
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _step: timedelta = field(init=False, repr=False, compare=False)
+    _weekday: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.frequency not in FREQUENCIES:
+            raise InvalidSchedule(f"Frequency must be daily or weekly, not {self.frequency!r}.")
+        if self.frequency == "weekly":
+            if self.day not in DAYS:
+                raise InvalidSchedule(f"A weekly schedule needs a day (MONDAY..SUNDAY), "
+                                      f"not {self.day!r}.")
+        elif self.day is not None:
+            raise InvalidSchedule("A daily schedule takes no day; use weekly for one day a week.")
+        if self.at.tzinfo is not None:
+            raise InvalidSchedule("The time of day must be a wall time; give the zone in tz.")
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) \
+                or not 1 <= self.keep <= MAX_KEEP:
+            raise InvalidSchedule(f"Retention must be a whole number from 1 to {MAX_KEEP}, "
+                                  f"not {self.keep!r}.")
+        # Reject unknown zones at proposal time, not at 03:00.
+        object.__setattr__(self, "_zone", zone(self.tz))
+        object.__setattr__(self, "_step", timedelta(days=self.period_days))
+        object.__setattr__(self, "_weekday", DAYS.index(self.day) if self.day else None)
+
+    @property
+    def period_days(self) -> int:
+        """Days between slots."""
+        return 1 if self.frequency == "daily" else 7
+
+    @property
+    def weekday(self) -> int | None:
+        """Python weekday (Monday=0) of a weekly schedule."""
+        return self._weekday
+
+
+# --- resolving one slot ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    utc: datetime
+    kind: Literal["normal", "missing", "repeated"]
+
+
+def _find_transition(tz: tzinfo, lo: datetime, hi: datetime) -> datetime:
+    """The first UTC instant in (lo, hi] whose offset equals hi's (a binary search in seconds)."""
+    target = hi.astimezone(tz).utcoffset()
+    lo_s, hi_s = int(lo.timestamp()), int(hi.timestamp())
+    while hi_s - lo_s > 1:
+        mid = (lo_s + hi_s) // 2
+        if datetime.fromtimestamp(mid, UTC).astimezone(tz).utcoffset() == target:
+            hi_s = mid
+        else:
+            lo_s = mid
+    return datetime.fromtimestamp(hi_s, UTC)
+
+
+@functools.lru_cache(maxsize=65536)
+def _resolve(day: date, at: time, tz: str) -> _Resolved:
+    """The UTC instant of wall time `at` on local date `day` in zone `tz` (DST rules above)."""
+    tzi = zone(tz)
+    wall = datetime.combine(day, at)
+    first = wall.replace(tzinfo=tzi, fold=0)
+    second = wall.replace(tzinfo=tzi, fold=1)
+    u0 = first.astimezone(UTC)
+    u1 = second.astimezone(UTC)
+    if u0 == u1:
+        return _Resolved(u0, "normal")
+    if u0.astimezone(tzi).replace(tzinfo=None) != wall:
+        # A gap: fold=0 applies the old offset (lands after the transition), fold=1 the new one
+        # (lands before it). The transition instant itself is the first wall time after the gap.
+        lo, hi = min(u0, u1), max(u0, u1)
+        return _Resolved(_find_transition(tzi, lo, hi), "missing")
+    return _Resolved(min(u0, u1), "repeated")
+
+
+def _aligned(spec: ScheduleSpec, moment: datetime) -> date:
+    """The latest slot date of `spec` on or before the local date of `moment`."""
+    d = moment.astimezone(spec._zone).date()
+    wd = spec._weekday
+    if wd is None:
+        return d
+    return d - timedelta(days=(d.weekday() - wd) % 7)
+
+
+def _as_utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime, got {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def _latest_at_or_before(spec: ScheduleSpec, moment: datetime) -> tuple[date, datetime]:
+    """The latest slot <= moment, as (local date, utc)."""
+    d = _aligned(spec, moment)
+    slot = _resolve(d, spec.at, spec.tz).utc
+    while slot > moment:
+        d -= spec._step
+        slot = _resolve(d, spec.at, spec.tz).utc
+    return d, slot
+
+
+def _first_after(spec: ScheduleSpec, moment: datetime) -> tuple[date, datetime]:
+    """The earliest slot > moment, as (local date, utc)."""
+    d = _aligned(spec, moment)
+    slot = _resolve(d, spec.at, spec.tz).utc
+    while slot <= moment:
+        d += spec._step
+        slot = _resolve(d, spec.at, spec.tz).utc
+    return d, slot
+
+
+def occurrences_after(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]:
+    """Every slot strictly after `after`, in order, as aware UTC datetimes (endless)."""
+    d, slot = _first_after(spec, _as_utc(after, "after"))
+    step = spec._step
+    previous = None
+    while True:
+        if previous is None or slot > previous:  # guard against odd zone histories
+            yield slot
+            previous = slot
+        d += step
+        slot = _resolve(d, spec.at, spec.tz).utc
+
+
+def next_run(spec: ScheduleSpec, after: datetime) -> datetime:
+    """The first slot strictly after `after` (aware UTC)."""
+    return _first_after(spec, _as_utc(after, "after"))[1]
+
+
+# --- the catch-up policy --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DueDecision:
+    """What the scheduler loop should do with one schedule right now.
+
+    action:
+      - "wait": nothing to do; sleep until `next_at`.
+      - "run":  take one image for `slot` (the idempotency key: claim it with compare-and-set on
+                last_slot before creating the image). `missed` older slots are coalesced into it.
+      - "skip": the latest slot (`slot`) is older than the window; record it as last_slot and
+                report `missed` skipped slots (including `slot`). Nothing is replayed.
+    `next_at` is the first slot after `now` (after this run/skip).
+    """
+
+    action: Literal["wait", "run", "skip"]
+    slot: datetime | None
+    missed: int
+    next_at: datetime
+
+    @property
+    def due(self) -> bool:
+        """True when an image should be taken now."""
+        return self.action == "run"
+
+    @property
+    def skipped(self) -> bool:
+        """True when the latest slot was too old and is to be reported as skipped."""
+        return self.action == "skip"
+
+
+def _period_index(spec: ScheduleSpec, d: date) -> int:
+    # Slot dates of a weekly schedule share a weekday, so ordinal // 7 numbers them consecutively.
+    return d.toordinal() // spec.period_days
+
+
+def due(spec: ScheduleSpec, *, created_at: datetime, last_slot: datetime | None, now: datetime,
+        window: timedelta = DEFAULT_WINDOW) -> DueDecision:
+    """Decide whether `spec` should run now (see `DueDecision`).
+
+    Only slots after `last_slot` (the last slot run or skipped) and after `created_at` count, so
+    creating or changing a schedule just after a slot time never triggers a surprise run.
+    """
+    now = _as_utc(now, "now")
+    floor = _as_utc(created_at, "created_at")
+    if last_slot is not None:
+        floor = max(floor, _as_utc(last_slot, "last_slot"))
+    latest_day, latest = _latest_at_or_before(spec, now)
+    following = _resolve(latest_day + spec._step, spec.at, spec.tz).utc
+    if following <= now:  # only in odd zone histories; be exact rather than fast
+        following = _first_after(spec, now)[1]
+    if latest <= floor:
+        return DueDecision("wait", None, 0, following)
+    first_day, _ = _first_after(spec, floor)
+    count = _period_index(spec, latest_day) - _period_index(spec, first_day) + 1
+    if now - latest <= window:
+        return DueDecision("run", latest, max(count - 1, 0), following)
+    return DueDecision("skip", latest, max(count, 1), following)
+
+
+# --- busy retries ----------------------------------------------------------------------------
+
+
+def retry_after_busy(attempt: int, *, tries: int = 3,
+                     spacing: timedelta = timedelta(hours=1)) -> timedelta | None:
+    """How long to wait after try number `attempt` (1-based) found the server busy.
+
+    Like Rackspace: `tries` tries in all, `spacing` apart; None means give up and alert.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    return spacing if attempt < tries else None
+
+
+# --- describing a schedule -------------------------------------------------------------------
+
+
+def describe(spec: ScheduleSpec, *, with_keep: bool = False) -> str:
+    """Human text: "daily at 03:00 Europe/Berlin", "weekly on Monday at 03:00 UTC"."""
+    when = "daily" if spec.frequency == "daily" else f"weekly on {(spec.day or '').title()}"
+    text = f"{when} at {spec.at.strftime('%H:%M')} {spec.tz}"
+    if with_keep:
+        text += f", keeping {spec.keep} image{'s' if spec.keep != 1 else ''}"
+    return text
+
+
+def preview(spec: ScheduleSpec, now: datetime, n: int = 3) -> list[tuple[datetime, datetime]]:
+    """The next `n` runs after `now` as (local time in the schedule's zone, UTC) pairs."""
+    tzi = zone(spec.tz)
+    out: list[tuple[datetime, datetime]] = []
+    for slot in occurrences_after(spec, now):
+        if len(out) >= n:
+            break
+        out.append((slot.astimezone(tzi), slot))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DstNote:
+    """A slot that DST moves: its wall time does not exist ("missing") or happens twice."""
+
+    day: date
+    kind: Literal["missing", "repeated"]
+    local: datetime  # when it actually runs, in the schedule's zone
+    utc: datetime
+    text: str
+
+
+def ambiguous_or_missing(spec: ScheduleSpec, within_days: int = 366, *,
+                         now: datetime) -> list[DstNote]:
+    """Slots in the next `within_days` days whose wall time DST skips or repeats (for warnings)."""
+    now = _as_utc(now, "now")
+    end = now + timedelta(days=within_days)
+    tzi = zone(spec.tz)
+    hhmm = spec.at.strftime("%H:%M")
+    notes: list[DstNote] = []
+    d, _ = _first_after(spec, now)
+    step = spec._step
+    while True:
+        resolved = _resolve(d, spec.at, spec.tz)
+        if resolved.utc > end:
+            break
+        if resolved.kind != "normal":
+            local = resolved.utc.astimezone(tzi)
+            runs = f"{local.strftime('%H:%M %Z')} ({resolved.utc.strftime('%H:%M')} UTC)"
+            if resolved.kind == "missing":
+                text = (f"On {d.isoformat()} {hhmm} does not exist in {spec.tz} (clocks spring "
+                        f"forward); that run happens at {runs}.")
+            else:
+                text = (f"On {d.isoformat()} {hhmm} happens twice in {spec.tz} (clocks fall "
+                        f"back); the image is taken once, at the first: {runs}.")
+            notes.append(DstNote(d, resolved.kind, local, resolved.utc, text))
+        d += step
+    return notes
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetainableImage:
+    """What retention needs to know about one image."""
+
+    id: str
+    status: str  # Glance status, lower case ("active", "saving", "killed", ...)
+    created_at: datetime  # aware
+    protected: bool = False
+    schedule_id: str | None = None  # image metadata imagebot_schedule_id
+    name: str = ""
+
+
+_GLANCE_TIME = re.compile(r"Z$")
+
+
+def retainable_from_image(image: Image) -> RetainableImage | None:
+    """Adapt a cloud `Image`; None when its created_at cannot be parsed.
+
+    An image whose age is unknown is never a deletion candidate, so dropping it is the safe side.
+    """
+    try:
+        when = datetime.fromisoformat(_GLANCE_TIME.sub("+00:00", image.created_at or ""))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    schedule_id = image.properties.get("imagebot_schedule_id")
+    return RetainableImage(
+        id=image.id, status=image.status.lower(), created_at=when, protected=image.protected,
+        schedule_id=str(schedule_id) if schedule_id else None, name=image.name)
+
+
+def select_for_deletion(images: Sequence[RetainableImage], keep: int,
+                        schedule_id: str) -> list[RetainableImage]:
+    """The images retention may delete, oldest first.
+
+    Counts only ACTIVE, unprotected images made by `schedule_id`; protected (pinned) images,
+    other schedules' images, manual images and images that are not active are never counted and
+    never selected. Ordered by `created_at` (never by name), the newest `keep` are kept, so the
+    newest image is never selected. Call it only after a successful run.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep!r}")
+    if not schedule_id:
+        raise ValueError("schedule_id is required")
+    ours = [img for img in images
+            if img.schedule_id == schedule_id and img.status.lower() == "active"
+            and not img.protected]
+    ours.sort(key=lambda img: (_as_utc(img.created_at, "created_at"), img.id))
+    return ours[:-keep] if len(ours) > keep else []
+
+
+def would_delete_at_next_success(images: Sequence[RetainableImage], keep: int,
+                                 schedule_id: str) -> list[RetainableImage]:
+    """What the next successful run would prune with retention `keep` (for approval messages).
+
+    The new image will be the newest and count towards `keep`, so among today's images only
+    `keep - 1` survive.
+    """
+    if not images:
+        return []
+    newest = max(_as_utc(img.created_at, "created_at") for img in images)
+    phantom = RetainableImage(id="\uffff(next run)", status="active",
+                              created_at=newest + timedelta(seconds=1), schedule_id=schedule_id)
+    return [img for img in select_for_deletion([*images, phantom], keep, schedule_id)
+            if img is not phantom]
