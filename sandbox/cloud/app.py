@@ -537,8 +537,17 @@ class _Api:
             "updated": iso(s.updated),
             "user_id": self.world.user_id,
         }
+        if mv >= (2, 3):
+            view.update({
+                "OS-EXT-SRV-ATTR:hostname": s.name, "OS-EXT-SRV-ATTR:kernel_id": "",
+                "OS-EXT-SRV-ATTR:launch_index": 0, "OS-EXT-SRV-ATTR:ramdisk_id": "",
+                "OS-EXT-SRV-ATTR:reservation_id": f"r-{s.id[:8]}",
+                "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+                "OS-EXT-SRV-ATTR:user_data": None})
         if mv >= (2, 9):
             view["locked"] = False
+        if mv >= (2, 16):
+            view["host_status"] = "UP"
         if mv >= (2, 19):
             view["description"] = None
         if mv >= (2, 26):

@@ -597,7 +597,10 @@ class World:
                       started=now, action=act, backup_type=backup_type, rotation=rotation)
             server.job = job
             for fault in self._armed.pop(server.id, []):
-                self._apply_job_fault(job, fault)
+                try:
+                    self._apply_job_fault(job, fault)
+                except ValueError:
+                    pass  # e.g. a snapshot-only task state armed before a backup: no effect
             self._enter(job, 0, now)
             return image
 
@@ -786,6 +789,10 @@ class World:
                 server = self.find_server(str(params["server"]))
             except KeyError:
                 raise ValueError(f"no server {params['server']!r}") from None
+            known = {s for s, _ in SNAPSHOT_PHASES + BACKUP_PHASES}
+            state = params.get("task_state" if kind == "stuck" else "during")
+            if state is not None and state not in known:
+                raise ValueError(f"unknown task state {state!r}")
             fault_params = dict(params, kind=kind)
             if server.job is not None:
                 self._apply_job_fault(server.job, fault_params)

@@ -1,0 +1,71 @@
+"""Fixtures for the simulated cloud: a manual clock, a world and an in-process HTTP client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.cloud.app import create_app
+from sandbox.cloud.model import ManualClock, World
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+START = 1_700_000_000.0
+
+PASSWORD_AUTH = {"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"name": "Default"}, "password": "secret"}}},
+    "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}
+
+
+def sample(rel: str) -> Any:
+    """A JSON API sample from tests/samples."""
+    return json.loads((SAMPLES / rel).read_text())
+
+
+class Sleeps:
+    """Records requested sleeps instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def world(clock: ManualClock) -> World:
+    return World(clock=clock)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+async def client(world: World, sleeps: Sleeps) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(world, sleep=sleeps))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as c:
+        yield c
+
+
+@pytest.fixture
+async def token(client: httpx.AsyncClient) -> str:
+    resp = await client.post("/identity/v3/auth/tokens", json=PASSWORD_AUTH)
+    assert resp.status_code == 201
+    return resp.headers["X-Subject-Token"]
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token}
