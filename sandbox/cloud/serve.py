@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import threading
@@ -33,7 +34,9 @@ from sandbox.cloud.model import (
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it each
+    # keep-alive request waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
@@ -94,9 +97,13 @@ def serve(host: str, port: int, speed: float, servers: int, *,
     print(clouds_yaml(url), file=out)
     out.flush()
     server = uvicorn.Server(_config(world))
+    # uvicorn re-raises the signal that stopped it once it has shut down; a no-op SIGTERM
+    # handler turns that into a clean exit (SIGINT still ends as KeyboardInterrupt -> 130).
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
     return 0
 

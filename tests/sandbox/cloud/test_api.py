@@ -43,7 +43,7 @@ async def test_password_token_matches_sample_and_catalog_points_here(
 
 
 async def test_application_credential_token(client: httpx.AsyncClient) -> None:
-    body = {"auth": {"identity": {"methods": ["application_credential"],
+    body: dict[str, Any] = {"auth": {"identity": {"methods": ["application_credential"],
                                   "application_credential": {"id": "demo-app-cred",
                                                               "secret": "demo-app-secret"}}}}
     resp = await client.post("/identity/v3/auth/tokens", json=body)

@@ -19,7 +19,7 @@ def test_snapshot_walks_task_states_and_image_statuses(world: World, clock) -> N
     server = world.find_server("web-1")
     t0 = clock()
     image = world.create_image(server.id, "snap", {"purpose": "test"})
-    seen = []
+    seen: list[tuple[str | None, str]] = []
     for _ in range(200):
         s = world.get_server(server.id)
         im = world.get_image(image.id)
@@ -165,7 +165,7 @@ def test_scaled_clock_runs_faster() -> None:
 
 def test_changes_since_sees_every_transition(world: World, clock) -> None:
     world.create_image(WEB1, "snap")
-    updates = []
+    updates: list[str | None] = []
     for _ in range(120):
         clock.advance(1)
         since = clock() - 1

@@ -1,0 +1,103 @@
+"""openstacksdk, an independent client, drives the simulator over real loopback HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openstack
+import openstack.config
+import openstack.connection
+import openstack.exceptions
+import pytest
+
+from sandbox.cloud.model import ManualClock, World
+from sandbox.cloud.serve import cloud_in_thread
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[World, ManualClock, str]]:
+    # Start at wall time so keystoneauth's own expiry checks agree with the simulator's.
+    clock = ManualClock(time.time())
+    world = World(clock=clock)
+    with cloud_in_thread(world) as url:
+        yield world, clock, url
+
+
+def connect(url: str, auth_type: str, auth: dict[str, Any]) -> openstack.connection.Connection:
+    region = openstack.config.get_cloud_region(
+        load_yaml_config=False, load_envvars=False, auth_type=auth_type,
+        auth={"auth_url": f"{url}/identity/v3", **auth}, region_name="RegionOne",
+        interface="public")
+    return openstack.connection.Connection(config=region)
+
+
+PASSWORD = {"username": "demo", "password": "secret", "project_name": "demo",
+            "user_domain_name": "Default", "project_domain_name": "Default"}
+APP_CRED = {"application_credential_id": "demo-app-cred",
+            "application_credential_secret": "demo-app-secret"}
+
+
+def exercise(conn: openstack.connection.Connection, clock: ManualClock) -> None:
+    """List, snapshot, watch task states, conflict, wait for active, filter images."""
+    names = sorted(s.name for s in conn.compute.servers())
+    assert names == ["app", "app", "data-1", "db-1", "web-1", "web-2"]
+    web1 = conn.compute.find_server("web-1", ignore_missing=False)
+    image = conn.compute.create_server_image(web1, "sdk-snap", wait=False)
+    assert image.status == "queued"
+    states: list[str | None] = []
+    for _ in range(60):
+        server = conn.compute.get_server(web1.id)
+        assert server.status == "ACTIVE"
+        if not states or states[-1] != server.task_state:
+            states.append(server.task_state)
+        if server.task_state == "image_snapshot":
+            with pytest.raises(openstack.exceptions.ConflictException):
+                conn.compute.create_server_image(web1, "second", wait=False)
+        if server.task_state is None:
+            break
+        clock.advance(2)
+    assert states == ["image_snapshot_pending", "image_snapshot", "image_pending_upload",
+                      "image_uploading", None]
+    assert conn.image.get_image(image.id).status == "active"
+    active = conn.compute.create_server_image(web1, "sdk-snap-2", wait=False)
+    clock.advance(120)
+    fetched = conn.get_image(active.id)
+    assert fetched is not None and fetched.status == "active"
+    listing = conn.image.get("/images", params={"instance_uuid": web1.id}).json()["images"]
+    assert sorted(im["name"] for im in listing) == ["sdk-snap", "sdk-snap-2"]
+    assert all(im["image_type"] == "snapshot" for im in listing)
+    assert {im.id for im in conn.image.images(status="active")} >= {image.id, active.id}
+
+
+def test_password_auth_end_to_end(sim) -> None:
+    world, clock, url = sim
+    conn = connect(url, "password", PASSWORD)
+    try:
+        exercise(conn, clock)
+        stats = world.stats_snapshot()["routes"]
+        assert stats["POST /identity/v3/auth/tokens"] >= 1
+        assert stats["POST /compute/v2.1/servers/{server_id}/action"] == 3
+    finally:
+        conn.close()
+
+
+def test_application_credential_end_to_end(sim) -> None:
+    world, clock, url = sim
+    conn = connect(url, "v3applicationcredential", APP_CRED)
+    try:
+        exercise(conn, clock)
+    finally:
+        conn.close()
+
+
+def test_sdk_reauthenticates_after_token_revocation(sim) -> None:
+    world, clock, url = sim
+    conn = connect(url, "password", PASSWORD)
+    try:
+        assert len(list(conn.compute.servers())) == 6
+        world.inject("revoke_tokens")
+        assert len(list(conn.compute.servers())) == 6  # keystoneauth re-auths on 401
+    finally:
+        conn.close()
