@@ -71,6 +71,18 @@ def test_invalid_specs_are_rejected_at_proposal_time(kwargs: dict[str, object],
         ScheduleSpec(**fields)  # type: ignore[arg-type]
 
 
+def test_from_text_normalises_loose_input() -> None:
+    spec = ScheduleSpec.from_text("Weekly", "mon", "3:05", " Europe/Berlin ", 4)
+    assert spec == ScheduleSpec("weekly", "MONDAY", time(3, 5), "Europe/Berlin", 4)
+    assert ScheduleSpec.from_text("daily", None, "23:59", "UTC", 1).at == time(23, 59)
+    for bad in ({"day": "T"}, {"day": "funday"}, {"at": "25:00"}, {"at": "3pm"}):
+        args: dict[str, object] = {"frequency": "weekly", "day": "tue", "at": "03:00",
+                                   "tz": "UTC", "keep": 3}
+        args.update(bad)
+        with pytest.raises(InvalidSchedule):
+            ScheduleSpec.from_text(**args)  # type: ignore[arg-type]
+
+
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         next_run(daily(3, 0), datetime(2025, 1, 1))
