@@ -638,7 +638,8 @@ class _Api:
                 {"verb": verb, "value": rl.value(verb), "remaining": rl.value(verb),
                  "unit": "MINUTE", "next-available": iso(self.world.now())}
                 for verb in ("GET", "POST", "PUT", "DELETE")]}]
-        live = [s for s in self.world.servers.values() if s.deleted_at is None]
+        with self.world.lock:
+            live = [s for s in self.world.servers.values() if s.deleted_at is None]
         return JSONResponse({"limits": {"rate": rate, "absolute": {
             "maxImageMeta": 40, "maxPersonality": 5, "maxPersonalitySize": 1000,
             "maxSecurityGroupRules": -1, "maxSecurityGroups": -1, "maxServerMeta": 40,
