@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -23,16 +22,6 @@ async def big(clock: ManualClock) -> AsyncIterator[tuple[World, httpx.AsyncClien
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as c:
         r = await c.post("/identity/v3/auth/tokens", json=PASSWORD_AUTH)
         yield world, c, {"X-Auth-Token": r.headers["X-Subject-Token"], **MV}
-
-
-def cpu_ms(fn, *args, repeat: int = 5, **kwargs) -> float:  # type: ignore[no-untyped-def]
-    """Best-of-N CPU time of one call, in milliseconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn(*args, **kwargs)
-        best = min(best, time.process_time() - t0)
-    return best * 1000
 
 
 async def test_paging_with_changes_since_returns_each_changed_server_once(big,
@@ -100,20 +89,3 @@ async def test_200_concurrent_snapshots_reach_active(big, clock) -> None:
                          params={"changes-since": iso(clock() - 86400)})
     assert {s["id"] for s in r.json()["servers"]} == set(targets)
     assert all(s["OS-EXT-STS:task_state"] is None for s in r.json()["servers"])
-
-
-def test_hot_paths_cost_a_few_ms_of_cpu(clock) -> None:
-    world = World(clock=clock, extra_servers=N)
-    load = [s.id for s in world.servers.values() if s.name.startswith("load-")]
-    images = [world.create_image(sid, "snap").id for sid in load[:300]]
-    clock.advance(40)
-    since = clock() - 30
-    # 300 snapshots advancing at once, then a changes-since page and an id=in: query.
-    t_adv = cpu_ms(lambda: (clock.advance(1), world.advance()))
-    t_list = cpu_ms(world.list_servers, changes_since=since, limit=1000)
-    filters = {"id": "in:" + ",".join(images)}
-    t_img = cpu_ms(world.query_images, filters, sort=[("created_at", "desc"), ("id", "desc")],
-                   marker=None, limit=1000)
-    page, _ = world.list_servers(changes_since=since, limit=1000)
-    assert len(page) == 300
-    assert t_adv < 10 and t_list < 10 and t_img < 10, (t_adv, t_list, t_img)
