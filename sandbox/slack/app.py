@@ -1,0 +1,329 @@
+"""ASGI app of the Slack emulator: Web API, response_urls and a control plane.
+
+- `/api/<method>`: form-encoded, JSON or query-string parameters, `Authorization: Bearer` (or a
+  `token` parameter). Answers Slack-shaped JSON. Faults apply in this order: outage (503),
+  rate-limit storm (429), per-method rate limits (429 + `Retry-After`), then the method itself.
+- `/response/<id>`: JSON posts to a response_url (5 uses, 30 minutes).
+- `/_emu/state`, `/_emu/messages?channel=`, `POST /_emu/outage {"seconds": N}`,
+  `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
+  `POST /_emu/ratelimits {"enabled": bool, "scale": float}`.
+
+Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.slack.limits import retry_after_header
+from sandbox.slack.model import (
+    BOT_ID,
+    BOT_NAME,
+    BOT_USER_ID,
+    TEAM_DOMAIN,
+    TEAM_ID,
+    TEAM_NAME,
+    ApiError,
+    SlackWorkspace,
+)
+
+Params = dict[str, Any]
+Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
+
+# Parameters Slack accepts as JSON-encoded strings in form posts.
+_JSON_FIELDS = ("blocks", "attachments", "metadata")
+
+
+def _require(params: Params, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise ApiError("invalid_arguments", detail=f"missing {name}")
+    return str(value)
+
+
+def _auth_test(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    return {"url": f"https://{TEAM_DOMAIN}.slack.com/", "team": TEAM_NAME, "user": BOT_NAME,
+            "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
+            "is_enterprise_install": False}
+
+
+def _post_message(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    if not params.get("channel"):
+        raise ApiError("channel_not_found")
+    msg = ws.post_message(str(params["channel"]), text=params.get("text"),
+                          blocks=params.get("blocks"), thread_ts=params.get("thread_ts") or None,
+                          reply_broadcast=params.get("reply_broadcast", False))
+    return {"channel": msg.channel, "ts": msg.ts, "message": msg.to_api()}
+
+
+def _update(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    if not params.get("channel"):
+        raise ApiError("channel_not_found")
+    if not params.get("ts"):
+        raise ApiError("message_not_found")
+    msg = ws.update_message(str(params["channel"]), str(params["ts"]), text=params.get("text"),
+                            blocks=params.get("blocks"))
+    return {"channel": msg.channel, "ts": msg.ts, "text": msg.text, "message": msg.to_api()}
+
+
+def _post_ephemeral(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    if not params.get("channel"):
+        raise ApiError("channel_not_found")
+    if not params.get("user"):
+        raise ApiError("user_not_found")
+    eph = ws.post_ephemeral(str(params["channel"]), str(params["user"]),
+                            text=params.get("text"), blocks=params.get("blocks"),
+                            thread_ts=params.get("thread_ts") or None)
+    return {"message_ts": eph.ts}
+
+
+def _conversations_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    channel = ws.channel(_require(params, "channel"))
+    # A private channel the bot is not in is invisible to it.
+    if (channel.is_private or channel.is_im) and BOT_USER_ID not in channel.members:
+        raise ApiError("channel_not_found")
+    return {"channel": channel.to_api()}
+
+
+def _conversations_members(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    channel = ws.channel(_require(params, "channel"))
+    if (channel.is_private or channel.is_im) and BOT_USER_ID not in channel.members:
+        raise ApiError("channel_not_found")
+    return {"members": sorted(channel.members), "response_metadata": {"next_cursor": ""}}
+
+
+def _users_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    uid = _require(params, "user")
+    if uid not in ws.users:
+        raise ApiError("user_not_found")
+    return {"user": ws.users[uid].to_api()}
+
+
+def _users_list(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    return {"members": [u.to_api() for u in ws.users.values()],
+            "response_metadata": {"next_cursor": ""}}
+
+
+def _usergroups_list(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    with_users = str(params.get("include_users", "")).lower() in ("1", "true")
+    groups = []
+    for g in ws.usergroups.values():
+        item: dict[str, Any] = {"id": g.id, "team_id": TEAM_ID, "handle": g.handle,
+                                "name": g.name, "user_count": len(g.users)}
+        if with_users:
+            item["users"] = list(g.users)
+        groups.append(item)
+    return {"usergroups": groups}
+
+
+def _usergroups_users_list(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    gid = _require(params, "usergroup")
+    group = ws.usergroups.get(gid)
+    if group is None:
+        raise ApiError("no_such_subteam")
+    return {"users": list(group.users)}
+
+
+METHODS: dict[str, Method] = {
+    "auth.test": _auth_test,
+    "chat.postMessage": _post_message,
+    "chat.update": _update,
+    "chat.postEphemeral": _post_ephemeral,
+    "conversations.info": _conversations_info,
+    "conversations.members": _conversations_members,
+    "users.info": _users_info,
+    "users.list": _users_list,
+    "usergroups.list": _usergroups_list,
+    "usergroups.users.list": _usergroups_users_list,
+}
+
+
+async def _read_params(request: Request) -> Params:
+    """Query string, then form or JSON body; JSON-encoded block fields decoded."""
+    params: Params = dict(request.query_params)
+    body = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body:
+        if ctype == "application/json":
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise ApiError("invalid_json") from None
+            if not isinstance(decoded, dict):
+                raise ApiError("invalid_json")
+            params.update(decoded)
+        else:
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    for name in _JSON_FIELDS:
+        if isinstance(params.get(name), str):
+            try:
+                params[name] = json.loads(params[name]) if params[name] else None
+            except ValueError:
+                raise ApiError("invalid_blocks" if name == "blocks" else "invalid_arguments",
+                               detail=f"{name} is not JSON") from None
+    return params
+
+
+def _channel_key(ws: SlackWorkspace, ref: Any) -> str | None:
+    """The channel id a call counts against (names and ids share one bucket)."""
+    if not ref:
+        return None
+    try:
+        return ws.channel(str(ref)).id
+    except ApiError:
+        return str(ref)
+
+
+def _token(request: Request, params: Params) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    token = params.pop("token", None)
+    return str(token) if token else None
+
+
+def _ok(data: Mapping[str, Any], status: int = 200,
+        headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"ok": True, **data}, status_code=status, headers=dict(headers or {}))
+
+
+def _error(code: str, status: int = 200, headers: Mapping[str, str] | None = None,
+           detail: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"ok": False, "error": code}
+    if detail:
+        body["response_metadata"] = {"messages": [detail]}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox") -> Starlette:
+    """The emulator for `workspace`; only `bot_token` authenticates Web API calls."""
+    ws = workspace
+
+    async def api(request: Request) -> Response:
+        method = request.path_params["method"]
+        try:
+            params = await _read_params(request)
+        except ApiError as exc:
+            ws.record(method, {}, 200, exc.code)
+            return _error(exc.code, detail=exc.detail)
+        token = _token(request, params)
+        logged = {k: v for k, v in params.items() if k != "token"}
+        now = ws.clock()
+        if now < ws.outage_until:
+            ws.record(method, logged, 503, "service_unavailable")
+            return _error("service_unavailable", 503,
+                          {"Retry-After": retry_after_header(ws.outage_until - now)})
+        if ws.storm_remaining > 0:
+            ws.storm_remaining -= 1
+            ws.record(method, logged, 429, "ratelimited")
+            return _error("ratelimited", 429, {"Retry-After": str(ws.storm_retry_after)})
+        if token is None:
+            ws.record(method, logged, 200, "not_authed")
+            return _error("not_authed")
+        if token != bot_token:
+            ws.record(method, logged, 200, "invalid_auth")
+            return _error("invalid_auth")
+        handler = METHODS.get(method)
+        if handler is None:
+            ws.record(method, logged, 200, "unknown_method")
+            return _error("unknown_method")
+        wait = ws.limits.take(method, _channel_key(ws, params.get("channel")), now)
+        if wait is not None:
+            ws.record(method, logged, 429, "ratelimited")
+            return _error("ratelimited", 429, {"Retry-After": retry_after_header(wait)})
+        try:
+            data = handler(ws, params)
+        except ApiError as exc:
+            ws.record(method, logged, exc.status, exc.code)
+            return _error(exc.code, exc.status, detail=exc.detail)
+        ws.record(method, logged, 200)
+        return _ok(data)
+
+    async def response_url(request: Request) -> Response:
+        rid = request.path_params["rid"]
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return _error("invalid_payload", 400)
+        try:
+            ws.respond(rid, payload)
+        except ApiError as exc:
+            return _error(exc.code, exc.status, detail=exc.detail)
+        return _ok({})
+
+    async def emu_state(request: Request) -> Response:
+        return JSONResponse(ws.state())
+
+    async def emu_messages(request: Request) -> Response:
+        ref = request.query_params.get("channel", "")
+        try:
+            channel = ws.channel(ref)
+        except ApiError as exc:
+            return _error(exc.code, 404)
+        messages = []
+        for msg in ws.all_messages(channel.id):
+            item = msg.to_api()
+            item["edits"] = len(msg.edits)
+            item["via"] = msg.via
+            messages.append(item)
+        ephemerals = [{**e.to_api(), "for": e.user, "via": e.via}
+                      for e in ws.ephemeral_messages if e.channel == channel.id and not e.deleted]
+        return _ok({"channel": channel.id, "messages": messages, "ephemerals": ephemerals})
+
+    async def _json_body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        body = json.loads(raw) if raw else {}
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        return body
+
+    async def emu_outage(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            until = ws.start_outage(float(body.get("seconds", 60)))
+        except (ValueError, TypeError) as exc:
+            return _error("invalid_arguments", 400, detail=str(exc))
+        return _ok({"until": until})
+
+    async def emu_storm(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            ws.start_storm(int(body.get("calls", 1)), int(body.get("retry_after", 1)))
+        except (ValueError, TypeError) as exc:
+            return _error("invalid_arguments", 400, detail=str(exc))
+        return _ok({"calls": ws.storm_remaining, "retry_after": ws.storm_retry_after})
+
+    async def emu_ratelimits(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            if "enabled" in body:
+                ws.limits.enabled = bool(body["enabled"])
+            if "scale" in body:
+                scale = float(body["scale"])
+                if scale <= 0:
+                    raise ValueError("scale must be positive")
+                ws.limits.scale = scale
+            if body.get("reset"):
+                ws.limits.reset()
+        except (ValueError, TypeError) as exc:
+            return _error("invalid_arguments", 400, detail=str(exc))
+        return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale})
+
+    routes = [
+        Route("/api/{method}", api, methods=["GET", "POST"]),
+        Route("/response/{rid:path}", response_url, methods=["POST"]),
+        Route("/_emu/state", emu_state, methods=["GET"]),
+        Route("/_emu/messages", emu_messages, methods=["GET"]),
+        Route("/_emu/outage", emu_outage, methods=["POST"]),
+        Route("/_emu/ratelimit-storm", emu_storm, methods=["POST"]),
+        Route("/_emu/ratelimits", emu_ratelimits, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,95 @@
+"""Per-method Web API rate limits, as token buckets driven by an injected clock.
+
+Numbers follow Slack's published tiers (docs.slack.dev/apis/web-api/rate-limits): tier 2 20/min,
+tier 3 50/min, tier 4 100/min, and `chat.postMessage` about 1 per second per channel with short
+bursts. Buckets are keyed per method, and per channel for `chat.postMessage`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`rate` calls per second on average, with up to `burst` calls at once."""
+
+    rate: float
+    burst: float
+
+
+TIER2 = Limit(rate=20 / 60, burst=5)
+TIER3 = Limit(rate=50 / 60, burst=10)
+TIER4 = Limit(rate=100 / 60, burst=20)
+POST_MESSAGE = Limit(rate=1.0, burst=3)
+
+DEFAULT_LIMITS: dict[str, Limit] = {
+    "auth.test": TIER4,
+    "chat.postMessage": POST_MESSAGE,
+    "chat.update": TIER3,
+    "chat.postEphemeral": TIER4,
+    "conversations.info": TIER3,
+    "conversations.members": TIER4,
+    "users.info": TIER4,
+    "users.list": TIER2,
+    "usergroups.list": TIER2,
+    "usergroups.users.list": TIER2,
+}
+
+# Methods whose bucket is per channel rather than per workspace.
+PER_CHANNEL = frozenset({"chat.postMessage"})
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class RateLimiter:
+    """Token buckets per (method, key).
+
+    `scale` multiplies every rate (2.0 allows twice as many calls per second, 0.1 a tenth);
+    bursts stay as documented. `enabled=False` lets every call through.
+    """
+
+    enabled: bool = True
+    scale: float = 1.0
+    limits: dict[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
+
+    def key(self, method: str, channel: str | None) -> tuple[str, str]:
+        """The bucket a call counts against."""
+        return (method, channel or "") if method in PER_CHANNEL else (method, "")
+
+    def take(self, method: str, channel: str | None, now: float) -> float | None:
+        """Count one call at `now`; None if allowed, else seconds until one would be."""
+        limit = self.limits.get(method)
+        if not self.enabled or limit is None:
+            return None
+        rate = limit.rate * self.scale
+        if rate <= 0:
+            raise ValueError("rate limit scale must be positive")
+        key = self.key(method, channel)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=limit.burst, updated=now)
+        # Refill for the time that passed (a clock going backwards refills nothing).
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(limit.burst, bucket.tokens + elapsed * rate)
+        bucket.updated = max(bucket.updated, now)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return (1.0 - bucket.tokens) / rate
+
+    def reset(self) -> None:
+        """Forget all counts (full buckets again)."""
+        self._buckets.clear()
+
+
+def retry_after_header(wait: float) -> str:
+    """Whole seconds, at least 1, as Slack sends (slack_sdk parses it with int())."""
+    return str(max(1, math.ceil(wait)))

@@ -1,0 +1,64 @@
+"""Run the Slack emulator on a loopback port, in-process on the current event loop.
+
+`async with running_slack(workspace) as base_url:` yields `http://127.0.0.1:PORT`; point the bot's
+`AsyncWebClient(base_url=base_url + "/api/")` at it. The workspace's `base_url` is set so the
+response_urls it hands out point at this server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+
+from sandbox.slack.app import create_app
+from sandbox.slack.model import SlackWorkspace
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """`http://host:port` for a bound socket."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def running_slack(workspace: SlackWorkspace, *, host: str = "127.0.0.1", port: int = 0,
+                        bot_token: str = "xoxb-sandbox",
+                        log_level: str = "warning") -> AsyncIterator[str]:
+    """Serve the emulator for the duration of the block; yields its base URL (no `/api/`)."""
+    sock = bind(host, port)
+    base_url = url_of(sock)
+    workspace.base_url = base_url
+    config = uvicorn.Config(create_app(workspace, bot_token=bot_token), log_level=log_level,
+                            lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    # _serve skips uvicorn's signal capture, which would hijack the test runner's Ctrl-C.
+    run = getattr(server, "_serve", server.serve)
+    task = asyncio.create_task(run(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("slack emulator stopped during startup")
+            await asyncio.sleep(0.005)
+        yield base_url
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
