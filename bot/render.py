@@ -1,0 +1,398 @@
+"""Slack message rendering: pure functions from jobs (and a clock reading) to payloads.
+
+Every payload is `{"text": fallback, "blocks": [...]}` within Block Kit limits: section text
+<= 3000 chars, <= 50 blocks, button text <= 75, and `text` <= 4000 so `chat.update` accepts it.
+User-supplied text (server names, notes, image names, cloud messages) is always escaped so it
+cannot mention anyone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import jobs
+from bot.cloud.models import Image
+from bot.jobs import Job
+
+SECTION_LIMIT = 3000
+TEXT_LIMIT = 4000
+BLOCK_LIMIT = 50
+BUTTON_TEXT_LIMIT = 75
+ELLIPSIS = "…"
+
+START_ACTION = "job_start"
+CANCEL_ACTION = "job_cancel"
+
+FACT_NO_MEMORY = "An image copies the system disk only (no memory)."
+FACT_VOLUME = ("This server boots from a volume: the image will be 0 bytes and point at volume "
+               "snapshots.")
+FACT_NOT_BACKUP = "An image is not a backup."
+
+QUIESCE_CHECKLIST = (
+    "*Before you press Start snapshot:*\n"
+    "• Stop writes (pause the app, jobs and cron that write to disk).\n"
+    "• Flush application state to disk (databases: checkpoint or flush tables).\n"
+    "• Ready? Press *Start snapshot*. I will tell you in the thread when writes may resume."
+)
+
+_STATE_LABEL = {
+    jobs.AWAITING_CONFIRMATION: ":hourglass: waiting for *Start snapshot*",
+    jobs.QUEUED: ":arrow_forward: queued",
+    jobs.SUBMITTING: ":arrow_forward: asking the cloud for an image",
+    jobs.SNAPSHOTTING: ":camera: copying the disk (keep writes stopped)",
+    jobs.PENDING_UPLOAD: ":package: packaging the image (writes may resume)",
+    jobs.UPLOADING: ":arrow_up: uploading the image (writes may resume)",
+    jobs.SUCCEEDED: ":white_check_mark: done",
+    jobs.FAILED: ":x: failed",
+    jobs.CANCELLED: ":no_entry_sign: cancelled",
+}
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+# --- primitives --------------------------------------------------------------------------------
+
+
+def escape(text: str) -> str:
+    """Escape user text for mrkdwn so `<!channel>` or `<@U1>` cannot ping anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to at most `limit` characters, ending with … when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    # Do not leave half an entity (&amp;) dangling at the cut.
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < 6:
+        cut = cut[:amp]
+    return cut + ELLIPSIS
+
+
+def user(user_id: str | None) -> str:
+    """A mention for a Slack user id; anything else (e.g. `schedule:S3`) as escaped text."""
+    if not user_id:
+        return "someone"
+    if _USER_ID.match(user_id):
+        return f"<@{user_id}>"
+    return escape(user_id)
+
+
+def code(text: str) -> str:
+    """User text as inline code, escaped (backticks would end the span, so swap them)."""
+    return "`" + escape(text.replace("`", "'")) + "`"
+
+
+def human_duration(delta: timedelta | float) -> str:
+    """`12 s`, `4 min 3 s`, `2 h 5 min`, `1 d 3 h`."""
+    seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    total = max(0, int(round(seconds)))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def human_size(size: int | None) -> str:
+    """Binary units: `0 bytes`, `512 bytes`, `1.5 KiB`, `20.0 GiB`; `unknown size` for None."""
+    if size is None:
+        return "unknown size"
+    if size < 1024:
+        return f"{size} bytes" if size != 1 else "1 byte"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def section(text: str) -> dict[str, Any]:
+    """A mrkdwn section block, truncated to the section limit."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+
+
+def context(text: str) -> dict[str, Any]:
+    """A context block with one mrkdwn element."""
+    return {"type": "context",
+            "elements": [{"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    """A button element within Slack's limits."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": truncate(text, BUTTON_TEXT_LIMIT), "emoji": True},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def payload(text: str, blocks: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A message payload: fallback text within the update limit, at most 50 blocks."""
+    result: dict[str, Any] = {"text": truncate(text, TEXT_LIMIT)}
+    if blocks:
+        result["blocks"] = list(blocks)[:BLOCK_LIMIT]
+    return result
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def _phase_times(job: Job, now: datetime) -> list[tuple[str, timedelta, bool]]:
+    """(label, duration, running) for each phase the job has entered so far."""
+    end = job.finished_at or now
+    running = job.state not in jobs.TERMINAL
+    out: list[tuple[str, timedelta, bool]] = []
+    if job.confirmed_at and job.confirmed_at > job.created_at:
+        out.append(("waiting for confirmation", job.confirmed_at - job.created_at, False))
+    elif job.state == jobs.AWAITING_CONFIRMATION:
+        out.append(("waiting for confirmation", now - job.created_at, True))
+    if job.snapshot_started_at:
+        stop = job.snapshot_ended_at or end
+        out.append(("disk copy (quiesce window)", stop - job.snapshot_started_at,
+                    running and job.snapshot_ended_at is None))
+    if job.snapshot_ended_at and (job.upload_started_at is None
+                                  or job.upload_started_at > job.snapshot_ended_at):
+        stop = job.upload_started_at or end
+        if job.upload_started_at or job.state == jobs.PENDING_UPLOAD:
+            out.append(("packaging", stop - job.snapshot_ended_at,
+                        running and job.upload_started_at is None))
+    if job.upload_started_at:
+        out.append(("upload", end - job.upload_started_at, running))
+    started = job.submitted_at or job.snapshot_started_at
+    if started and len(out) > 1:
+        out.append(("total", end - started, running))
+    return out
+
+
+def _facts(job: Job) -> list[str]:
+    lines = [FACT_NO_MEMORY]
+    if job.data_disks:
+        disks = ", ".join(escape(d) for d in job.data_disks)
+        lines.append(f"Data disks are not included: {disks}")
+    if job.volume_backed:
+        lines.append(FACT_VOLUME)
+    lines.append(FACT_NOT_BACKUP)
+    return lines
+
+
+def _headline(job: Job) -> str:
+    return f"Image of {code(job.server_label)} · job {job.id}"
+
+
+def parent_message(job: Job, now: datetime) -> dict[str, Any]:
+    """The thread parent for a job: who, what, state, phase times, facts, and (while awaiting
+    confirmation) the quiesce checklist with Start snapshot / Cancel buttons."""
+    who = f"Requested by {user(job.requested_by)}"
+    if job.confirmed_by and job.confirmed_by != job.requested_by:
+        who += f" · started by {user(job.confirmed_by)}"
+    if job.schedule_id:
+        who += f" · schedule {escape(job.schedule_id)}"
+    head_lines = [f"*{_headline(job)}*", who]
+    if job.server_id and job.server_name and job.server_id != job.server_ref:
+        head_lines.append(f"Server id {code(job.server_id)}")
+    if job.image_name:
+        head_lines.append(f"Image name {code(job.image_name)}")
+    blocks: list[dict[str, Any]] = [section("\n".join(head_lines))]
+
+    state_line = f"*State:* {_STATE_LABEL.get(job.state, escape(job.state))}"
+    phases = _phase_times(job, now)
+    if phases:
+        state_line += "\n" + " · ".join(
+            f"{label} {human_duration(d)}{' (running)' if live else ''}"
+            for label, d, live in phases)
+    blocks.append(section(state_line))
+    if job.state in jobs.TERMINAL:
+        blocks.append(section(_outcome_line(job, now)))
+    if job.note:
+        blocks.append(section("*Note:* " + escape(job.note)))
+    blocks.append(context("\n".join(_facts(job))))
+    if job.state == jobs.AWAITING_CONFIRMATION:
+        blocks.append(section(QUIESCE_CHECKLIST))
+        blocks.append({
+            "type": "actions",
+            "block_id": f"job_actions:{job.id}",
+            "elements": [
+                button("Start snapshot", START_ACTION, job.id, "primary"),
+                button("Cancel", CANCEL_ACTION, job.id, "danger"),
+            ],
+        })
+    text = f"{_headline(job)}: {job.state.replace('_', ' ')} (requested by {user(job.requested_by)})"
+    return payload(text, blocks)
+
+
+_PHASE_REPLIES = {
+    "phase:snapshotting": ":camera: Copying the disk now — keep writes stopped.",
+    "phase:pending_upload": ":package: Packaging the image (pending upload).",
+    "phase:uploading": (":arrow_up: Uploading the image. This is usually the longest part; "
+                        "I will post here when it is done."),
+}
+
+
+def phase_reply(job: Job, event: str, now: datetime) -> dict[str, Any] | None:
+    """The thread reply for one engine event, or None when the event needs no reply
+    (outcomes are covered by `final_reply`)."""
+    if event == "writes_may_resume":
+        text = ":unlock: The disk is copied. Writes may resume now."
+        if job.snapshot_started_at and job.snapshot_ended_at:
+            window = job.snapshot_ended_at - job.snapshot_started_at
+            text += f" The quiesce window lasted {human_duration(window)}."
+        return payload(text, [section(text)])
+    reply = _PHASE_REPLIES.get(event)
+    if reply is None:
+        return None
+    return payload(reply, [section(reply)])
+
+
+def failure_text(job: Job) -> str:
+    """The cause of a failed job in plain words (escaped mrkdwn)."""
+    task = escape(job.task_state or "unknown")
+    detail = escape(job.error) if job.error else ""
+    code_ = job.error_code or ""
+    if code_ == jobs.BUSY:
+        text = (f"The server was busy (task state {task}), so the cloud refused a new image. "
+                "Try again when its current task is done.")
+    elif code_ == jobs.KILLED:
+        text = "The upload failed: the cloud marked the image `killed`."
+    elif code_ == jobs.VANISHED:
+        text = "The image vanished: it was deleted or is gone (404) before it finished."
+    elif code_ == jobs.STUCK:
+        text = f"I gave up: the image was stuck in task state {task} past the deadline."
+    elif code_ == jobs.DENIED:
+        text = "Permission denied: the cloud refused to let me do this."
+    elif code_ == jobs.UNREACHABLE:
+        text = "The cloud was unreachable after several retries."
+    elif code_ == jobs.NOT_FOUND:
+        text = f"Server {code(job.server_ref)} was not found."
+    elif code_ == jobs.AMBIGUOUS:
+        text = (f"Several servers match {code(job.server_ref)}; use the server id instead.")
+    elif code_ == jobs.ORPHANED:
+        text = ("The image was orphaned: the server stopped working on it but it never "
+                "finished (the compute service probably restarted).")
+    else:
+        text = "The cloud rejected the request."
+    if detail and detail not in text:
+        text += f"\n> {detail}"
+    return text
+
+
+def _took(job: Job, now: datetime) -> timedelta:
+    start = job.submitted_at or job.confirmed_at or job.created_at
+    return (job.finished_at or now) - start
+
+
+def _outcome_line(job: Job, now: datetime) -> str:
+    if job.state == jobs.SUCCEEDED:
+        size = human_size(job.image_size)
+        if job.volume_backed and not job.image_size:
+            size += " (volume-backed: the data is in volume snapshots)"
+        parts = [f":white_check_mark: Image {code(job.image_name or '?')} is ready",
+                 f"id {code(job.image_id or '?')}", size, f"took {human_duration(_took(job, now))}"]
+        return " · ".join(parts)
+    if job.state == jobs.CANCELLED:
+        return ":no_entry_sign: Cancelled before anything was sent to the cloud."
+    text = ":x: " + failure_text(job)
+    if job.snapshot_started_at and job.snapshot_ended_at is None:
+        text += "\nIf you stopped writes for this image, you can resume them now."
+    return text
+
+
+def final_reply(job: Job, now: datetime) -> dict[str, Any]:
+    """The last thread reply: ✅ name, id, size, time taken; or ❌ with the cause."""
+    line = _outcome_line(job, now)
+    text = f"Job {job.id} ({escape(job.server_label)}): " + line
+    return payload(text, [section(line)])
+
+
+def already_decided(job: Job) -> str:
+    """Ephemeral answer for a late click on Start snapshot / Cancel."""
+    if job.state == jobs.CANCELLED:
+        return f"Job {job.id} was already cancelled."
+    if job.confirmed_by:
+        return f"Job {job.id} was already started by {user(job.confirmed_by)}."
+    return f"Job {job.id} is already {job.state.replace('_', ' ')}."
+
+
+# --- ephemeral answers ------------------------------------------------------------------------
+
+
+def job_status_text(job: Job, now: datetime) -> str:
+    """`/image status` for one job: one short mrkdwn paragraph."""
+    lines = [f"*{_headline(job)}*: {_STATE_LABEL.get(job.state, escape(job.state))}",
+             f"Requested by {user(job.requested_by)} {human_duration(now - job.created_at)} ago"]
+    phases = _phase_times(job, now)
+    if phases:
+        lines.append(" · ".join(f"{label} {human_duration(d)}" for label, d, _ in phases))
+    if job.state in jobs.TERMINAL:
+        lines.append(_outcome_line(job, now))
+    elif job.task_state:
+        lines.append(f"Cloud task state {code(job.task_state)}")
+    return truncate("\n".join(lines), SECTION_LIMIT)
+
+
+def _table(lines: Iterable[str], empty: str) -> str:
+    out: list[str] = []
+    used = 0
+    rows = list(lines)
+    for index, line in enumerate(rows):
+        if used + len(line) + 1 > SECTION_LIMIT - 40:
+            out.append(f"… and {len(rows) - index} more")
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out) if out else empty
+
+
+def jobs_table(jobs_: Sequence[Job], now: datetime) -> str:
+    """`/image list`: one line per job, newest first as given."""
+    def line(job: Job) -> str:
+        age = human_duration(now - job.created_at)
+        extra = ""
+        if job.state == jobs.FAILED and job.error_code:
+            extra = f" ({escape(job.error_code)})"
+        elif job.state == jobs.SUCCEEDED and job.image_name:
+            extra = f" → {code(job.image_name)}"
+        return (f"`{job.id}` {job.state.replace('_', ' ')}{extra} · {code(job.server_label)}"
+                f" · {user(job.requested_by)} · {age} ago")
+    return _table((line(j) for j in jobs_), "No jobs.")
+
+
+def images_table(server_name: str, images: Sequence[Image]) -> str:
+    """`/image images <server>`: the server's images, newest first."""
+    ordered = sorted(images, key=lambda i: i.created_at, reverse=True)
+    head = f"*Images of {code(server_name)}* ({len(ordered)})"
+    if not ordered:
+        return f"{head}\nNo images."
+    rows = (f"{code(i.name)} · {escape(i.status)} · {human_size(i.size)} · "
+            f"{escape(i.created_at or '?')} · id {code(i.id)}" for i in ordered)
+    return head + "\n" + _table(rows, "")
+
+
+def help_payload(text: str) -> dict[str, Any]:
+    """Help text as sections of at most 3000 chars each (split on lines)."""
+    chunks: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = truncate(raw, SECTION_LIMIT)
+        if current and len(current) + 1 + len(line) > SECTION_LIMIT:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    return payload(text, [section(c) for c in chunks[:BLOCK_LIMIT]])
