@@ -168,7 +168,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def _dt_out(value: datetime | None) -> str | None:
-    return None if value is None else _utc(value).isoformat()
+    # Fixed-width text so that SQL string comparison orders instants correctly.
+    return None if value is None else _utc(value).isoformat(timespec="microseconds")
 
 
 def _dt_in(value: str | None) -> datetime | None:

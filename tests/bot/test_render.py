@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import jobs, render
 from bot.cloud.models import Image
@@ -302,3 +304,17 @@ def test_help_payload_splits_long_help() -> None:
     assert len(payload["blocks"]) > 1
     joined = "\n".join(b["text"]["text"] for b in payload["blocks"])
     assert joined == text
+
+
+@given(note=st.text(max_size=4000), server=st.text(min_size=1, max_size=300),
+       disks=st.lists(st.text(max_size=100), max_size=5),
+       state=st.sampled_from(jobs.STATES))
+def test_any_user_text_is_inert_and_within_limits(note: str, server: str, disks: list[str],
+                                                  state: str) -> None:
+    job = make(state, note=note, server_ref=server, server_name=server, image_name=note[:50],
+               data_disks=tuple(disks), error=note, error_code="not_found")
+    for payload in (render.parent_message(job, NOW), render.final_reply(job, NOW)):
+        check_limits(payload)
+        for text in mrkdwn_texts(payload):
+            assert not LIVE_MENTION.search(text.replace("<@U123>", ""))
+    assert not LIVE_MENTION.search(render.job_status_text(job, NOW).replace("<@U123>", ""))

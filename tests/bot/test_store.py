@@ -8,7 +8,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +395,34 @@ async def test_async_store_runs_off_the_loop_thread(tmp_path: Path, clock: Clock
             astore.store.get_meta("c")
     finally:
         await astore.close()
+
+
+def test_due_times_compare_as_instants(store: Store, clock: Clock) -> None:
+    store.enqueue([OutboxItem("reply", "C1", {})])
+    [item] = store.pending_outbox(clock())
+    # A retry half a second later is not due at the whole second before it.
+    store.mark_failed(item.id, retry_at=T0 + timedelta(seconds=10, microseconds=500_000),
+                      error="x")
+    assert store.pending_outbox(T0 + timedelta(seconds=10)) == []
+    assert len(store.pending_outbox(T0 + timedelta(seconds=11))) == 1
+    # Other time zones are converted, not compared as text.
+    plus2 = (T0 + timedelta(seconds=11)).astimezone(timezone(timedelta(hours=2)))
+    assert len(store.pending_outbox(plus2)) == 1
+
+
+def test_cas_holds_across_two_connections(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "shared.db"
+    a, b = Store(path, clock=clock), Store(path, clock=clock)
+    try:
+        job = new_job(a)
+        assert b.get_job(job.id) == job
+        a.transition(job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.QUEUED,
+                     event="confirmed", actor="U2")
+        with pytest.raises(ConflictingUpdate):
+            b.transition(job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.CANCELLED,
+                         event="cancelled", actor="U3")
+        assert b.get_job(job.id).state == jobs.QUEUED
+        assert new_job(b).id == "J2"
+    finally:
+        a.close()
+        b.close()
