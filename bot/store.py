@@ -13,8 +13,9 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +26,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bot import jobs
-from bot.errors import ConflictingUpdate, InvalidTransition, JobError
+from bot.errors import ConflictingUpdate, ImagebotError, InvalidTransition, JobError
 from bot.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
 
 OUTBOX_KINDS = frozenset({"post_parent", "update_parent", "reply", "ephemeral", "respond",
@@ -37,8 +38,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class StoreError(JobError):
-    """The database could not be opened or written (translated from sqlite3)."""
+class StoreError(ImagebotError):
+    """The database could not be opened, read or written (translated from sqlite3).
+
+    Deliberately not a JobError: callers that drop work on JobError must not drop it because
+    the disk was briefly locked or full.
+    """
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,22 @@ class Store:
     def _now(self) -> datetime:
         return _utc(self.clock())
 
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction. IMMEDIATE takes the write lock up front, so a second process
+        (the CLI) waits on busy_timeout instead of failing mid-transaction."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():  # nested: a savepoint
+                yield
+            return
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.conn.execute("COMMIT")
+
     # --- jobs ----------------------------------------------------------------------------
 
     def create_job(self, *, server_ref: str, requested_by: str, channel: str, state: str,
@@ -279,7 +300,7 @@ class Store:
         if unknown:
             raise TypeError(f"unknown job fields: {sorted(unknown)}")
         now = self._now()
-        with self.db.atomic():
+        with self._tx():
             if dedupe_key is not None:
                 existing = self._find_dedupe(dedupe_key)
                 if existing is not None:
@@ -333,7 +354,7 @@ class Store:
         values = dict(fields or {})
         self._check_fields(values)
         now = self._now()
-        with self.db.atomic():
+        with self._tx():
             current = self._get(job_id)
             if current.state not in allowed:
                 raise ConflictingUpdate(
@@ -355,7 +376,7 @@ class Store:
         values = dict(fields)
         self._check_fields(values)
         now = self._now()
-        with self.db.atomic():
+        with self._tx():
             current = self._get(job_id)
             self._write(job_id, values, now, current.state)
             if event is not None:
@@ -445,7 +466,7 @@ class Store:
 
     def enqueue(self, items: Sequence[OutboxItem]) -> None:
         """Queue messages not tied to a job change (e.g. a schedule report)."""
-        with self.db.atomic():
+        with self._tx():
             self._enqueue(self._now(), items, None)
 
     def pending_outbox(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
@@ -535,7 +556,10 @@ class AsyncStore:
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        except sqlite3.Error as exc:  # the edge: callers only see our error tree
+            raise StoreError(f"job database error: {exc}") from exc
 
     async def close(self) -> None:
         """Close the connection on its thread and stop the worker."""

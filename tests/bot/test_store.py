@@ -16,7 +16,7 @@ import pytest
 
 from bot import jobs
 from bot.errors import ConflictingUpdate, InvalidTransition, JobError
-from bot.store import AsyncStore, OutboxItem, Store
+from bot.store import AsyncStore, OutboxItem, Store, StoreError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -426,3 +426,31 @@ def test_cas_holds_across_two_connections(tmp_path: Path, clock: Clock) -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_locked_database_is_a_store_error_and_recovers(tmp_path: Path,
+                                                             clock: Clock) -> None:
+    path = tmp_path / "locked.db"
+    astore = await AsyncStore.open(path, clock=clock)
+    try:
+        job, _ = await astore.create_job(server_ref="web1", requested_by="U1", channel="C1",
+                                         state=jobs.AWAITING_CONFIRMATION)
+        await astore._run(astore.store.db.execute, "PRAGMA busy_timeout = 20")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            with pytest.raises(StoreError, match="locked"):
+                await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+                                        target=jobs.QUEUED, event="confirmed")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert not isinstance(StoreError("x"), JobError)  # the notifier must not drop work
+        # Nothing half-written, and the store works again once the lock is gone.
+        assert (await astore.get_job(job.id)).state == jobs.AWAITING_CONFIRMATION
+        assert len(await astore.job_events(job.id)) == 1
+        done = await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+                                       target=jobs.QUEUED, event="confirmed")
+        assert done.state == jobs.QUEUED
+    finally:
+        await astore.close()
