@@ -1,0 +1,173 @@
+"""What a parsed `/image` command asks for: one frozen dataclass per command.
+
+Every request class carries `command: ClassVar[str]`, the command word (`"create"`, ...). Every
+class except `Create` also has the same value as `name: ClassVar[str]`; `Create.name` is the
+requested image name (a field), so use `type(request).command` when you need the word generically.
+
+Values are already validated and normalised by `commands.parse`: ids are upper-case (`J17`,
+`R4`), UUIDs lower-case, days upper-case full names (`SATURDAY`), zones valid IANA names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+from typing import ClassVar, Literal, TypeAlias
+
+Frequency: TypeAlias = Literal["daily", "weekly"]
+JobState: TypeAlias = Literal["running", "done", "failed"]
+
+DEFAULT_AT = time(0, 0)
+DEFAULT_KEEP = 7
+DEFAULT_TZ = "UTC"
+DEFAULT_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class ServerRef:
+    """A server as the user named it: a name, or a UUID (normalised lower-case)."""
+
+    text: str
+    is_uuid: bool
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Create:
+    """Make an image of `server` now (after a quiesce confirmation unless `now`)."""
+
+    command: ClassVar[str] = "create"
+
+    server: ServerRef
+    name: str | None = None
+    now: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    """Status of one job (`job_id`), of the latest job of `server`, or an overview."""
+
+    name: ClassVar[str] = "status"
+    command: ClassVar[str] = "status"
+
+    job_id: str | None = None
+    server: ServerRef | None = None
+
+
+@dataclass(frozen=True)
+class ListJobs:
+    """Recent jobs, optionally for one server and/or in one state."""
+
+    name: ClassVar[str] = "list"
+    command: ClassVar[str] = "list"
+
+    server: ServerRef | None = None
+    state: JobState | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel a job that has not reached the cloud yet."""
+
+    name: ClassVar[str] = "cancel"
+    command: ClassVar[str] = "cancel"
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Images:
+    """List the images of a server."""
+
+    name: ClassVar[str] = "images"
+    command: ClassVar[str] = "images"
+
+    server: ServerRef
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Set (or replace) the image schedule of a server.
+
+    `day` is the full upper-case English day for weekly schedules and None for daily ones; `at`
+    is a wall time in `tz`.
+    """
+
+    name: ClassVar[str] = "schedule"
+    command: ClassVar[str] = "schedule"
+
+    server: ServerRef
+    frequency: Frequency
+    day: str | None = None
+    at: time = DEFAULT_AT
+    keep: int = DEFAULT_KEEP
+    tz: str = DEFAULT_TZ
+
+
+@dataclass(frozen=True)
+class ScheduleOff:
+    """Remove the image schedule of a server (`schedule <server> off`)."""
+
+    name: ClassVar[str] = "schedule"
+    command: ClassVar[str] = "schedule"
+
+    server: ServerRef
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """List schedules, optionally only the one of `server`."""
+
+    name: ClassVar[str] = "schedules"
+    command: ClassVar[str] = "schedules"
+
+    server: ServerRef | None = None
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """List the change requests waiting for a decision."""
+
+    name: ClassVar[str] = "approvals"
+    command: ClassVar[str] = "approvals"
+
+
+@dataclass(frozen=True)
+class Approve:
+    """Approve a change request."""
+
+    name: ClassVar[str] = "approve"
+    command: ClassVar[str] = "approve"
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Reject a change request, optionally saying why."""
+
+    name: ClassVar[str] = "reject"
+    command: ClassVar[str] = "reject"
+
+    request_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Help:
+    """Show the overview (`topic` None) or one command's help."""
+
+    name: ClassVar[str] = "help"
+    command: ClassVar[str] = "help"
+
+    topic: str | None = None
+
+
+Request: TypeAlias = (
+    Create | Status | ListJobs | Cancel | Images | Schedule | ScheduleOff | Schedules
+    | Approvals | Approve | Reject | Help
+)
