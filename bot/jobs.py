@@ -52,8 +52,9 @@ UNREACHABLE = "unreachable"
 NOT_FOUND = "not_found"
 AMBIGUOUS = "ambiguous"
 ORPHANED = "orphaned"
+REJECTED = "rejected"  # any other final refusal from the cloud (the engine's fallback)
 FAILURE_CODES = frozenset({BUSY, KILLED, VANISHED, STUCK, DENIED, UNREACHABLE, NOT_FOUND,
-                           AMBIGUOUS, ORPHANED})
+                           AMBIGUOUS, ORPHANED, REJECTED})
 
 # Nova task states -> our phase. `image_backup` is the createBackup twin of image_snapshot.
 TASK_PHASES: Mapping[str, str] = {

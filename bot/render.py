@@ -283,7 +283,7 @@ def failure_text(job: Job) -> str:
     elif code_ == jobs.ORPHANED:
         text = ("The image was orphaned: the server stopped working on it but it never "
                 "finished (the compute service probably restarted).")
-    else:
+    else:  # jobs.REJECTED and anything unknown
         text = "The cloud rejected the request."
     if detail and detail not in text:
         text += f"\n> {detail}"
