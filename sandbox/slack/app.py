@@ -39,7 +39,7 @@ Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
 
 # Parameters Slack accepts as JSON-encoded strings in form posts.
-_JSON_FIELDS = ("blocks", "attachments", "metadata")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
 
 
 def _require(params: Params, name: str) -> str:
@@ -83,6 +83,11 @@ def _post_ephemeral(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
                             text=params.get("text"), blocks=params.get("blocks"),
                             thread_ts=params.get("thread_ts") or None)
     return {"message_ts": eph.ts}
+
+
+def _views_open(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    view = ws.open_view(_require(params, "trigger_id"), params.get("view"))
+    return {"view": {k: v for k, v in view.items() if k not in ("trigger_id", "user")}}
 
 
 def _conversations_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
@@ -137,6 +142,7 @@ METHODS: dict[str, Method] = {
     "chat.postMessage": _post_message,
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
+    "views.open": _views_open,
     "conversations.info": _conversations_info,
     "conversations.members": _conversations_members,
     "users.info": _users_info,

@@ -32,6 +32,7 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "conversations.info": TIER3,
     "conversations.members": TIER4,
     "users.info": TIER4,
+    "views.open": TIER4,
     "users.list": TIER2,
     "usergroups.list": TIER2,
     "usergroups.users.list": TIER2,

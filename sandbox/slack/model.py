@@ -44,6 +44,7 @@ MAX_BUTTON_VALUE = 2_000
 MAX_ID_LEN = 255
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
+TRIGGER_TTL = 3.0
 
 
 class ApiError(Exception):
@@ -349,6 +350,8 @@ class SlackWorkspace:
         self.call_log: list[Call] = []
         self.commands: list[CommandRun] = []
         self.trigger_ids: dict[str, float] = {}
+        self.used_triggers: set[str] = set()
+        self.views: list[dict[str, Any]] = []
         self.outage_until: float = 0.0
         self.storm_remaining: int = 0
         self.storm_retry_after: int = 1
@@ -557,6 +560,26 @@ class SlackWorkspace:
                         thread_ts=str(thread_ts) if thread_ts else None, via=via, author=author)
         self.ephemeral_messages.append(eph)
         return eph
+
+    def open_view(self, trigger_id: str, view: Any, user: str | None = None) -> dict[str, Any]:
+        """views.open: a trigger_id works once, within 3 seconds of the click or command."""
+        issued = self.trigger_ids.get(trigger_id)
+        if issued is None:
+            raise ApiError("invalid_trigger_id")
+        if trigger_id in self.used_triggers:
+            raise ApiError("exchanged_trigger_id")
+        if self.clock() - issued > TRIGGER_TTL:
+            raise ApiError("expired_trigger_id")
+        if not isinstance(view, Mapping) or view.get("type") not in ("modal", "home"):
+            raise ApiError("invalid_arguments", detail="view must be a modal")
+        blocks = view.get("blocks") or []
+        if not isinstance(blocks, list) or len(blocks) > 100:
+            raise ApiError("invalid_arguments", detail="a modal holds at most 100 blocks")
+        self.used_triggers.add(trigger_id)
+        opened = {**copy.deepcopy(dict(view)), "id": f"V{next(self._counter):08d}",
+                  "team_id": TEAM_ID, "trigger_id": trigger_id, "user": user}
+        self.views.append(opened)
+        return opened
 
     # --- response_url ------------------------------------------------------------------------
 

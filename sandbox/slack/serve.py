@@ -2,15 +2,19 @@
 
 `async with running_slack(workspace) as base_url:` yields `http://127.0.0.1:PORT`; point the bot's
 `AsyncWebClient(base_url=base_url + "/api/")` at it. The workspace's `base_url` is set so the
-response_urls it hands out point at this server.
+response_urls it hands out point at this server. `serve(host, port)` runs a fresh default
+workspace on the wall clock until SIGINT/SIGTERM (for poking at it with curl).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TextIO
 
 import uvicorn
 
@@ -62,3 +66,27 @@ async def running_slack(workspace: SlackWorkspace, *, host: str = "127.0.0.1", p
         server.should_exit = True
         await task
         sock.close()
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, *, bot_token: str = "xoxb-sandbox",
+          out: TextIO | None = None) -> int:
+    """Serve a fresh default workspace until SIGINT/SIGTERM; prints the URLs. Returns 0."""
+    out = out or sys.stdout
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"slack-emu: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    workspace = SlackWorkspace(clock=time.time)
+    workspace.base_url = url_of(sock)
+    print(f"slack-emu listening on {workspace.base_url}", file=out)
+    print(f"  SLACK_API_URL={workspace.base_url}/api/  token={bot_token}", file=out)
+    print(f"  state: {workspace.base_url}/_emu/state", file=out)
+    out.flush()
+    config = uvicorn.Config(create_app(workspace, bot_token=bot_token), log_level="warning",
+                            lifespan="off", access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

@@ -227,3 +227,20 @@ async def test_inspection(api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
     assert {c["id"]: c["messages"] for c in state["channels"]}["C0OPS"] == 2
     assert state["calls"] == 3 and state["ephemerals"] == 1
     assert (await api.get("/_emu/messages", params={"channel": "C0NO"})).status_code == 404
+
+
+async def test_views_open_trigger_rules(api: httpx.AsyncClient, ws: SlackWorkspace,
+                                        clock: ManualClock) -> None:
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Reason"}, "blocks": []}
+    tid = ws.new_trigger_id()
+    r = await api.post("/api/views.open", data={"trigger_id": tid, "view": json.dumps(modal)})
+    assert r.json()["ok"] is True and r.json()["view"]["id"].startswith("V")
+    again = await call(api, "views.open", trigger_id=tid, view=modal)
+    assert again.json()["error"] == "exchanged_trigger_id"
+    late = ws.new_trigger_id()
+    clock.advance(3.5)
+    assert (await call(api, "views.open", trigger_id=late, view=modal)).json()["error"] == \
+        "expired_trigger_id"
+    assert (await call(api, "views.open", trigger_id="1.2.x", view=modal)).json()["error"] == \
+        "invalid_trigger_id"
+    assert len(ws.views) == 1 and ws.views[0]["trigger_id"] == tid
