@@ -36,7 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
     check.set_defaults(handler=_cloud_check)
 
+    run = sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set)")
+    run.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=3000)
+    run.set_defaults(handler=_run)
+
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bot.serve import run
+
+    return run(http=args.http, host=args.host, port=args.port)
 
 
 def _cloud_sim(args: argparse.Namespace) -> int:

@@ -1,0 +1,53 @@
+"""Service settings from the environment (the cloud's own settings live in `bot.cloud.config`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `imagebot run` needs besides clouds.yaml. Secrets are hidden from repr."""
+
+    bot_token: str = field(repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = SLACK_DEFAULT_API_URL
+    db_path: Path = Path("imagebot.db")
+    policy_path: Path | None = None
+    cloud_name: str | None = None
+    log_json: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from environment variables; missing essentials raise ConfigError."""
+        env = os.environ if env is None else env
+        token = env.get("SLACK_BOT_TOKEN", "").strip()
+        if not token:
+            raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...)",
+                              key="SLACK_BOT_TOKEN")
+        api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
+        if not api_url.endswith("/"):
+            api_url += "/"
+        policy = env.get("IMAGEBOT_POLICY", "").strip()
+        return cls(
+            bot_token=token,
+            signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
+            app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
+            slack_api_url=api_url,
+            db_path=Path(env.get("IMAGEBOT_DB", "").strip() or "imagebot.db"),
+            policy_path=Path(policy) if policy else None,
+            cloud_name=env.get("OS_CLOUD", "").strip() or None,
+            log_json=env.get("IMAGEBOT_LOG_JSON", "").strip().lower() in {"1", "true", "yes"},
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs or messages."""
+        return tuple(s for s in (self.bot_token, self.signing_secret, self.app_token) if s)

@@ -1,0 +1,307 @@
+"""The job engine: the only place that does cloud work for jobs.
+
+One loop serves every job. Each tick it submits queued jobs, reconciles jobs whose createImage
+outcome is unknown, and observes all in-flight jobs with ONE batched `observe` call. The decision
+for each observation is the pure `jobs.advance`; this module only moves data between the cloud,
+that function and the store. Every state change is committed together with the outbox items that
+tell Slack about it, so a crash at any point loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import jobs, render
+from bot.cloud.client import CloudClient
+from bot.cloud.models import Image
+from bot.errors import (
+    Ambiguous,
+    AuthFailed,
+    CloudError,
+    CloudRejected,
+    CloudUnavailable,
+    ConflictingUpdate,
+    Forbidden,
+    NotFound,
+    ServerBusy,
+)
+from bot.jobs import Job, PhaseDeadlines
+from bot.store import AsyncStore, OutboxItem
+
+log = logging.getLogger(__name__)
+
+JOB_METADATA_KEY = "imagebot_job_id"
+CURSOR_KEY = "observe_cursor"
+MAX_CREATE_ATTEMPTS = 5
+QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
+
+
+def default_image_name(job: Job, now: datetime) -> str:
+    """`<server>-<UTC timestamp>`: sortable and unique enough per server."""
+    server = job.server_name or job.server_ref
+    return f"{server}-{now.strftime('%Y%m%d-%H%M%S')}"[:255]
+
+
+def image_metadata(job: Job) -> dict[str, str]:
+    """Metadata the bot sets on every image: how a crash is reconciled and retention is scoped."""
+    meta = {JOB_METADATA_KEY: job.id, "imagebot_requested_by": job.requested_by}
+    if job.schedule_id:
+        meta["imagebot_schedule_id"] = job.schedule_id
+    return meta
+
+
+def _failure(code: str, exc: Exception) -> dict[str, Any]:
+    message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
+    fields: dict[str, Any] = {"error_code": code, "error": message}
+    if isinstance(exc, ServerBusy):
+        fields["task_state"] = exc.task_state
+    return fields
+
+
+def classify(exc: CloudError) -> str:
+    """Failure cause for a final cloud error (see docs/ARCHITECTURE.md)."""
+    if isinstance(exc, ServerBusy):
+        return "busy"
+    if isinstance(exc, Ambiguous):
+        return "ambiguous"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, Forbidden | AuthFailed):
+        return "denied"
+    if isinstance(exc, CloudUnavailable):
+        return "unreachable"
+    return "rejected"
+
+
+class Engine:
+    """Drives jobs through the cloud. Tests call `tick()`; the service calls `run()`."""
+
+    def __init__(self, store: AsyncStore, cloud: CloudClient, *,
+                 clock: Callable[[], datetime],
+                 deadlines: PhaseDeadlines | None = None,
+                 tick_scale: float = 1.0,
+                 on_change: Callable[[], None] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.store = store
+        self.cloud = cloud
+        self.clock = clock
+        self.deadlines = deadlines or PhaseDeadlines()
+        self.tick_scale = tick_scale
+        self.on_change = on_change or (lambda: None)
+        self.sleep = sleep
+        self.wake = asyncio.Event()
+        self.ticks = 0
+
+    # --- service loop ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set; a new job wakes the loop early through `wake`."""
+        while not stop.is_set():
+            interval = 30.0
+            try:
+                interval = await self.tick()
+            except Exception:  # one bad tick must not stop the engine; state is in SQLite
+                log.exception("engine tick failed")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=interval * self.tick_scale)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> float:
+        """One pass over all jobs; returns the seconds until the next pass should run."""
+        self.ticks += 1
+        await self._resolve_new_jobs()
+        for job in await self.store.in_flight_jobs():
+            if job.state == jobs.QUEUED:
+                await self._submit(job)
+            elif job.state == jobs.SUBMITTING:
+                await self._reconcile(job)
+        in_flight = await self.store.in_flight_jobs()
+        observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
+        if observing:
+            await self._observe(observing)
+            in_flight = await self.store.in_flight_jobs()
+        return jobs.poll_interval(in_flight)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    async def _commit(self, job: Job, *, target: str | None, event: str,
+                      fields: dict[str, Any], outbox: Sequence[OutboxItem],
+                      actor: str | None = None) -> Job | None:
+        try:
+            if target is None:
+                result = await self.store.update_job(job.id, fields=fields, event=event,
+                                                     outbox=outbox)
+            else:
+                result = await self.store.transition(job.id, expected=job.state, target=target,
+                                                     event=event, actor=actor, fields=fields,
+                                                     outbox=outbox)
+        except ConflictingUpdate:
+            log.info("job %s changed under us (was %s); skipping", job.id, job.state)
+            return None
+        self.on_change()
+        return result
+
+    def _messages(self, before: Job, after: Job, events: Sequence[str]) -> list[OutboxItem]:
+        """Outbox items for a change: thread replies per event and one parent refresh."""
+        now = self.clock()
+        items: list[OutboxItem] = []
+        for event in events:
+            payload = render.phase_reply(after, event, now)
+            if payload:
+                items.append(OutboxItem(kind="reply", channel=after.channel, job_id=after.id,
+                                        thread_key=after.id, payload=payload))
+        if after.state in jobs.TERMINAL and before.state not in jobs.TERMINAL:
+            payload = dict(render.final_reply(after, now))
+            payload["final"] = True
+            items.append(OutboxItem(kind="reply", channel=after.channel, job_id=after.id,
+                                    thread_key=after.id, payload=payload))
+        items.append(OutboxItem(kind="update_parent", channel=after.channel, job_id=after.id,
+                                thread_key=after.id, payload={}))
+        return items
+
+    async def _move(self, job: Job, target: str | None, fields: dict[str, Any],
+                    events: Sequence[str], event: str) -> Job | None:
+        after = dataclasses.replace(job, state=target or job.state, **fields)
+        return await self._commit(job, target=target, event=event, fields=fields,
+                                  outbox=self._messages(job, after, events))
+
+    async def _fail(self, job: Job, code: str, exc: Exception) -> None:
+        fields = _failure(code, exc) | {"finished_at": self.clock()}
+        log.info("job %s failed (%s): %s", job.id, code, exc)
+        await self._move(job, jobs.FAILED, fields, (), f"failed:{code}")
+
+    async def _resolve_new_jobs(self) -> None:
+        """Fill in server facts for jobs that wait for a click, so the parent message shows them."""
+        for job in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION], limit=200):
+            if job.server_id:
+                continue
+            try:
+                server = await self.cloud.find_server(job.server_ref)
+            except CloudUnavailable:
+                return  # try again next tick
+            except CloudRejected as exc:
+                after = await self._commit(job, target=jobs.FAILED, event="resolve_failed",
+                                           fields=_failure(classify(exc), exc)
+                                           | {"finished_at": self.clock()},
+                                           outbox=())
+                if after:
+                    await self._commit(after, target=None, event="notified", fields={},
+                                       outbox=self._messages(job, after, ()))
+                continue
+            await self._move(job, None, self._server_fields(job, server), (), "resolved")
+
+    @staticmethod
+    def _server_fields(job: Job, server: Any) -> dict[str, Any]:
+        return {
+            "server_id": server.id,
+            "server_name": server.name,
+            "volume_backed": server.volume_backed,
+            "data_disks": tuple(server.data_disks),
+            "task_state": server.task_state,
+        }
+
+    async def _submit(self, job: Job) -> None:
+        now = self.clock()
+        if now - (job.confirmed_at or job.created_at) > QUEUE_DEADLINE:
+            await self._fail(job, "unreachable",
+                             CloudUnavailable("the cloud did not accept the request in time"))
+            return
+        try:
+            server = await (self.cloud.get_server(job.server_id) if job.server_id
+                            else self.cloud.find_server(job.server_ref))
+        except CloudUnavailable as exc:
+            log.warning("job %s: cloud unavailable while resolving server: %s", job.id, exc)
+            return
+        except CloudRejected as exc:
+            await self._fail(job, classify(exc), exc)
+            return
+        fields = self._server_fields(job, server)
+        fields["image_name"] = job.image_name or default_image_name(
+            dataclasses.replace(job, server_name=server.name), now)
+        fields["submitted_at"] = now
+        submitting = await self._commit(job, target=jobs.SUBMITTING, event="submitting",
+                                        fields=fields, outbox=())
+        if submitting is not None:
+            await self._create(submitting)
+
+    async def _create(self, job: Job) -> None:
+        """Call createImage for a committed `submitting` job."""
+        await self.store.update_job(job.id, fields={}, event="create_attempt")
+        try:
+            image_id = await self.cloud.create_image(str(job.server_id), str(job.image_name),
+                                                     image_metadata(job))
+        except CloudUnavailable as exc:
+            # The request may or may not have reached Nova: the next tick reconciles by metadata.
+            log.warning("job %s: createImage outcome unknown: %s", job.id, exc)
+            return
+        except CloudRejected as exc:
+            await self._fail(job, classify(exc), exc)
+            return
+        await self._started(job, image_id, "image_snapshot_pending")
+
+    async def _started(self, job: Job, image_id: str, task_state: str | None) -> None:
+        now = self.clock()
+        fields = {"image_id": image_id, "task_state": task_state, "snapshot_started_at": now,
+                  "deadline_at": now + self.deadlines.snapshot}
+        await self._move(job, jobs.SNAPSHOTTING, fields, ("phase:snapshotting",), "image_created")
+
+    async def _reconcile(self, job: Job) -> None:
+        """A job in `submitting`: find its image by metadata, or try createImage again."""
+        try:
+            found = await self.cloud.find_images_by_metadata(JOB_METADATA_KEY, job.id)
+        except CloudUnavailable:
+            return
+        except CloudRejected as exc:
+            await self._fail(job, classify(exc), exc)
+            return
+        if found:
+            image = max(found, key=lambda i: i.created_at)
+            log.info("job %s: adopted image %s found by metadata", job.id, image.id)
+            await self._started(job, image.id, job.task_state or "image_snapshot_pending")
+            return
+        attempts = sum(1 for e in await self.store.job_events(job.id)
+                       if e.event == "create_attempt")
+        if attempts >= MAX_CREATE_ATTEMPTS:
+            await self._fail(job, "unreachable", CloudUnavailable(
+                f"createImage did not go through after {attempts} attempts"))
+            return
+        await self._create(job)
+
+    async def _observe(self, observing: list[Job]) -> None:
+        raw_cursor = await self.store.get_meta(CURSOR_KEY)
+        since = datetime.fromisoformat(raw_cursor) if raw_cursor else None
+        try:
+            seen = await self.cloud.observe({str(j.server_id) for j in observing},
+                                            {str(j.image_id) for j in observing}, since)
+        except CloudUnavailable as exc:
+            log.warning("observe failed, will retry: %s", exc)
+            seen = None
+        now = self.clock()
+        for job in observing:
+            if seen is None:
+                image: Image | None = None
+                task_state, status, vanished = job.task_state, job.image_status, False
+            else:
+                server = seen.servers.get(str(job.server_id))
+                task_state = server.task_state if server else job.task_state
+                image = seen.images.get(str(job.image_id))
+                status = image.status if image else job.image_status
+                vanished = str(job.image_id) in seen.vanished_images
+            step = jobs.advance(job, task_state=task_state, image_status=status,
+                                image_vanished=vanished, now=now, deadlines=self.deadlines)
+            fields = dict(step.fields)
+            if image is not None and image.size is not None and image.size != job.image_size:
+                fields["image_size"] = image.size
+            if step.target is None and not fields and not step.events:
+                continue
+            await self._move(job, step.target, fields, step.events,
+                             step.target or "observed")
+        if seen is not None:
+            await self.store.set_meta(CURSOR_KEY, seen.cursor.isoformat())

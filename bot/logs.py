@@ -1,0 +1,54 @@
+"""Logging setup: plain or one JSON object per line, with secrets masked everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces any known secret in a record's final message with `***`."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `job_id`/`request_id` extras become fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("job_id", "request_id", "cloud_request_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(*, json_lines: bool, secrets: Iterable[str] = (),
+                      level: int = logging.INFO) -> None:
+    """Install one handler on the root logger."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter(secrets))
+    handler.setFormatter(JsonFormatter() if json_lines else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,179 @@
+"""Posts to Slack from committed state: the outbox table is the queue.
+
+A Slack outage or a 429 delays messages but loses none: an item is marked sent only after Slack
+accepted it, and a retryable failure stops the pass, so later items never overtake earlier ones.
+Parent messages are re-rendered from the job's current row when sent, which coalesces several
+state changes into one `chat.update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import render
+from bot.errors import JobError, SlackRejected, SlackUnavailable
+from bot.pacing import SlackPacer
+from bot.slack.web import SlackWeb
+from bot.store import AsyncStore, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+NO_THREAD = "fallback"  # thread_ts marker: the bot cannot post in this channel
+MAX_BACKOFF = 300.0
+
+
+def backoff_delay(attempts: int, retry_after: float | None) -> float:
+    """Seconds before retrying an item that failed `attempts` times."""
+    if retry_after is not None:
+        return max(retry_after, 0.5)
+    return min(MAX_BACKOFF, 2.0 ** min(attempts, 8)) * (0.5 + random.random() / 2)
+
+
+class Notifier:
+    """Drains the outbox in order, pacing calls to Slack's limits."""
+
+    def __init__(self, store: AsyncStore, web: SlackWeb, *, clock: Callable[[], datetime],
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 pacer: SlackPacer | None = None) -> None:
+        self.store = store
+        self.web = web
+        self.clock = clock
+        self.sleep = sleep
+        self.pacer = pacer or SlackPacer()
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        """Flush until `stop` is set; wakes early when `wake` is set."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except Exception:  # keep the loop alive; the outbox still holds the work
+                log.exception("notifier pass failed")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=idle)
+            except TimeoutError:
+                pass
+
+    async def flush(self, limit: int = 100) -> int:
+        """One pass over due outbox items; returns how many were delivered."""
+        items = await self.store.pending_outbox(self.clock(), limit=limit)
+        sent = 0
+        for index, item in enumerate(items):
+            if self._superseded(item, items[index + 1:]):
+                await self.store.mark_sent(item.id)
+                continue
+            try:
+                await self._deliver(item)
+            except SlackUnavailable as exc:
+                delay = backoff_delay(item.attempts, exc.retry_after)
+                await self.store.mark_failed(
+                    item.id, retry_at=self.clock() + timedelta(seconds=delay), error=str(exc))
+                log.warning("slack unavailable, retrying outbox item %s in %.1fs: %s",
+                            item.id, delay, exc)
+                return sent  # keep order: nothing after this item goes out first
+            except (SlackRejected, JobError) as exc:
+                log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
+                await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
+                continue
+            sent += 1
+        return sent
+
+    @staticmethod
+    def _superseded(item: OutboxMessage, later: list[OutboxMessage]) -> bool:
+        """An update of a parent is pointless when a later one for the same job is queued."""
+        return item.kind == "update_parent" and any(
+            other.kind == "update_parent" and other.job_id == item.job_id for other in later)
+
+    async def _paced(self, method: str, channel: str) -> None:
+        now = self.clock().timestamp()
+        delay = self.pacer.delay(method, channel, now)
+        if delay > 0:
+            await self.sleep(delay)
+        self.pacer.take(method, channel, self.clock().timestamp())
+
+    async def _deliver(self, item: OutboxMessage) -> None:
+        payload: dict[str, Any] = dict(item.payload)
+        if item.kind == "post_parent":
+            await self._post_parent(item)
+        elif item.kind == "update_parent":
+            await self._update_parent(item)
+        elif item.kind == "reply":
+            await self._reply(item, payload)
+        elif item.kind == "ephemeral":
+            await self._paced("chat.postEphemeral", item.channel)
+            await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
+                                          payload.get("blocks"))
+            await self.store.mark_sent(item.id)
+        elif item.kind == "respond":
+            await self.web.respond(payload["response_url"], payload["text"], payload.get("blocks"),
+                                   in_channel=bool(payload.get("in_channel")))
+            await self.store.mark_sent(item.id)
+        elif item.kind == "channel_post":
+            await self._paced("chat.postMessage", item.channel)
+            ts = await self.web.post_message(item.channel, payload["text"], payload.get("blocks"),
+                                             thread_ts=payload.get("thread_ts"))
+            await self.store.mark_sent(item.id, result_ts=ts)
+        else:
+            raise SlackRejected(f"unknown outbox kind {item.kind}")
+
+    async def _post_parent(self, item: OutboxMessage) -> None:
+        job = await self.store.get_job(str(item.job_id))
+        if job.thread_ts:  # already posted (a crash between post and mark_sent)
+            await self.store.mark_sent(item.id, result_ts=job.thread_ts)
+            return
+        message = render.parent_message(job, self.clock())
+        try:
+            await self._paced("chat.postMessage", item.channel)
+            ts = await self.web.post_message(item.channel, message["text"], message.get("blocks"))
+        except SlackRejected as exc:
+            if exc.code not in {"not_in_channel", "channel_not_found", "is_archived"}:
+                raise
+            await self._fall_back(item, job.response_url, message)
+            return
+        await self.store.update_job(job.id, fields={"thread_ts": ts}, event="posted")
+        await self.store.mark_sent(item.id, result_ts=ts)
+
+    async def _fall_back(self, item: OutboxMessage, response_url: str | None,
+                         message: dict[str, Any]) -> None:
+        """The bot is not in this channel: answer through response_url and say how to invite."""
+        job_id = str(item.job_id)
+        if response_url:
+            text = (message["text"] + "\nI am not a member of this channel, so I cannot keep a "
+                    "thread here. Invite me with `/invite @imagebot` to get live updates; "
+                    "I will send the final result here.")
+            await self.web.respond(response_url, text)
+        await self.store.update_job(job_id, fields={"thread_ts": NO_THREAD}, event="no_channel")
+        await self.store.mark_sent(item.id)
+
+    async def _update_parent(self, item: OutboxMessage) -> None:
+        job = await self.store.get_job(str(item.job_id))
+        if not job.thread_ts or job.thread_ts == NO_THREAD:
+            await self.store.mark_sent(item.id)
+            return
+        message = render.parent_message(job, self.clock())
+        await self._paced("chat.update", item.channel)
+        await self.web.update_message(item.channel, job.thread_ts, message["text"],
+                                      message.get("blocks"))
+        await self.store.mark_sent(item.id)
+
+    async def _reply(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
+        job = await self.store.get_job(str(item.job_id))
+        final = bool(payload.get("final"))
+        if job.thread_ts == NO_THREAD:
+            if final and job.response_url:
+                await self.web.respond(job.response_url, payload["text"], payload.get("blocks"))
+            await self.store.mark_sent(item.id)
+            return
+        if not job.thread_ts:
+            # The parent has not been posted (it comes first in the outbox); try again shortly.
+            raise SlackUnavailable("parent message not posted yet", retry_after=1.0)
+        await self._paced("chat.postMessage", item.channel)
+        ts = await self.web.post_message(item.channel, payload["text"], payload.get("blocks"),
+                                         thread_ts=job.thread_ts, broadcast=final)
+        await self.store.mark_sent(item.id, result_ts=ts)

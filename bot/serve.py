@@ -1,0 +1,57 @@
+"""`imagebot run`: the service in Socket Mode (default when SLACK_APP_TOKEN is set) or HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.logs import configure_logging
+from bot.wiring import build_runtime, http_app
+
+log = logging.getLogger(__name__)
+
+
+async def serve_http(settings: Settings, host: str, port: int) -> None:
+    """Serve POST /slack/events and GET /healthz with uvicorn."""
+    if not settings.signing_secret:
+        raise ConfigError("HTTP mode needs SLACK_SIGNING_SECRET to verify Slack's requests",
+                          key="SLACK_SIGNING_SECRET")
+    runtime = await build_runtime(settings)
+    config = uvicorn.Config(http_app(runtime), host=host, port=port, log_level="warning",
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    print(f"imagebot listening on http://{host}:{port}/slack/events", flush=True)
+    await server.serve()
+
+
+async def serve_socket_mode(settings: Settings) -> None:
+    """Connect to Slack over Socket Mode; the Web API base URL comes from SLACK_API_URL."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    if not settings.app_token:
+        raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (xapp-...); or use --http",
+                          key="SLACK_APP_TOKEN")
+    runtime = await build_runtime(settings)
+    handler = AsyncSocketModeHandler(runtime.app, settings.app_token)
+    runtime.start()
+    try:
+        print("imagebot connected over Socket Mode", flush=True)
+        await handler.start_async()
+    finally:
+        await handler.close_async()
+        await runtime.stop()
+
+
+def run(*, http: bool, host: str, port: int) -> int:
+    """Entry point for `imagebot run`."""
+    settings = Settings.from_env()
+    configure_logging(json_lines=settings.log_json, secrets=settings.secrets())
+    if http or not settings.app_token:
+        asyncio.run(serve_http(settings, host, port))
+    else:
+        asyncio.run(serve_socket_mode(settings))
+    return 0

@@ -1,0 +1,275 @@
+"""Bolt listeners: ack, parse, check permission, write a row. Nothing here calls the cloud,
+except the read-only `images` answer, which runs after the ack.
+
+Every answer to the user is an ephemeral reply (the ack body or `respond`); channel messages are
+posted by the notifier from committed state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+import commands
+from bot import jobs, render
+from bot.cloud.client import CloudClient
+from bot.errors import ConflictingUpdate, ImagebotError, JobError
+from bot.jobs import Job
+from bot.policy import Policy
+from bot.store import AsyncStore, OutboxItem
+
+log = logging.getLogger(__name__)
+
+START_ACTION = "job_start"
+CANCEL_ACTION = "job_cancel"
+
+
+@dataclass
+class Reply:
+    """An ephemeral answer to the person who typed the command."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Arguments for Bolt's ack()/respond()."""
+        kwargs: dict[str, Any] = {"text": self.text}
+        if self.blocks:
+            kwargs["blocks"] = self.blocks
+        return kwargs
+
+
+@dataclass
+class Invocation:
+    """Who typed what, where."""
+
+    user: str
+    channel: str
+    channel_name: str | None
+    trigger_id: str | None
+    response_url: str | None
+
+
+@dataclass
+class Listeners:
+    """The handlers behind the Bolt app; plain methods so tests can call them directly."""
+
+    store: AsyncStore
+    cloud: CloudClient
+    policy: Policy
+    clock: Callable[[], datetime]
+    on_new_work: Callable[[], None] = lambda: None
+    extra: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # --- slash command ----------------------------------------------------------------------
+
+    async def command(self, text: str, who: Invocation, respond: Callable[..., Any]) -> Reply:
+        """Answer one `/image` invocation; the returned Reply goes into the ack."""
+        try:
+            request = commands.parse(text)
+        except commands.ParseError as exc:
+            return Reply(str(exc))
+        try:
+            return await self._dispatch(request, who, respond)
+        except ImagebotError as exc:
+            return Reply(f":warning: {exc.user_message()}")
+
+    async def _dispatch(self, request: commands.Request, who: Invocation,
+                        respond: Callable[..., Any]) -> Reply:
+        if isinstance(request, commands.Help):
+            return Reply(commands.help_text(request.topic))
+        if isinstance(request, commands.Create):
+            return await self.create(request, who)
+        if isinstance(request, commands.Status):
+            return await self.status(request)
+        if isinstance(request, commands.ListJobs):
+            return await self.list_jobs(request)
+        if isinstance(request, commands.Cancel):
+            return await self.cancel(request.job_id, who.user)
+        if isinstance(request, commands.Images):
+            self._spawn(self._answer_images(request, who, respond))
+            return Reply(f"Looking up the images of {render.escape(request.server.text)}…")
+        handler = self.extra.get(type(request).__name__)
+        if handler is not None:
+            reply: Reply = await handler(request, who)
+            return reply
+        return Reply(f"`{request.name}` is not available yet.")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def create(self, request: commands.Create, who: Invocation) -> Reply:
+        """Write the job row (and its parent message to the outbox) in one transaction."""
+        channel_policy = self.policy.for_channel(who.channel, who.channel_name)
+        if not channel_policy.may_create(who.user, frozenset()):
+            return Reply("You may not create images in this channel (see the channel policy).")
+        if not channel_policy.may_touch(request.server.text):
+            return Reply(f"This channel may not image `{render.escape(request.server.text)}` "
+                         "(not in the channel's server list).")
+        state = jobs.QUEUED if request.now else jobs.AWAITING_CONFIRMATION
+        extra: dict[str, Any] = {}
+        if request.now:
+            extra = {"confirmed_by": who.user, "confirmed_at": self.clock()}
+        job, created = await self.store.create_job(
+            server_ref=request.server.text, requested_by=who.user, channel=who.channel,
+            state=state, image_name=request.name, note=request.note,
+            dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
+            response_url=who.response_url,
+            outbox=[OutboxItem(kind="post_parent", channel=who.channel, payload={},
+                               thread_key=None)],
+            **extra,
+        )
+        if not created:
+            return Reply(f"Already on it: that request is job {job.id}.")
+        self.on_new_work()
+        if request.now:
+            return Reply(f"Job {job.id}: starting the image of "
+                         f"{render.escape(request.server.text)} now. Follow the thread.")
+        return Reply(f"Job {job.id}: check the quiesce list in the channel, then press "
+                     "*Start snapshot*.")
+
+    async def status(self, request: commands.Status) -> Reply:
+        """Status of a job, or of the latest job for a server."""
+        now = self.clock()
+        if request.job_id:
+            return Reply(render.job_status_text(await self.store.get_job(request.job_id), now))
+        if request.server:
+            job = await self.store.latest_job_for_server(request.server.text)
+            if job is None:
+                return Reply(f"No jobs for {render.escape(request.server.text)} yet.")
+            return Reply(render.job_status_text(job, now))
+        running = await self.store.list_jobs(states=sorted(jobs.IN_FLIGHT), limit=20)
+        if not running:
+            return Reply("No images are being made right now.")
+        return Reply(render.jobs_table(running, now))
+
+    async def list_jobs(self, request: commands.ListJobs) -> Reply:
+        """Recent jobs, filtered."""
+        states = {
+            "running": sorted(jobs.IN_FLIGHT | {jobs.AWAITING_CONFIRMATION}),
+            "done": [jobs.SUCCEEDED],
+            "failed": [jobs.FAILED, jobs.CANCELLED],
+        }.get(request.state or "")
+        found = await self.store.list_jobs(
+            server=request.server.text if request.server else None, states=states,
+            limit=request.limit)
+        if not found:
+            return Reply("No jobs match.")
+        return Reply(render.jobs_table(found, self.clock()))
+
+    async def cancel(self, job_id: str, user: str) -> Reply:
+        """Cancel a job not yet submitted; explain why a running snapshot cannot be stopped."""
+        job = await self.store.get_job(job_id)
+        if job.state in (jobs.AWAITING_CONFIRMATION, jobs.QUEUED):
+            try:
+                await self._cancel(job, user)
+            except ConflictingUpdate:
+                job = await self.store.get_job(job_id)
+            else:
+                return Reply(f"Job {job.id} cancelled.")
+        if job.state in jobs.TERMINAL:
+            return Reply(f"Job {job.id} already ended ({job.state}).")
+        return Reply(
+            f"Job {job.id} was already submitted to the cloud. A snapshot in progress cannot be "
+            "stopped: the image will finish or fail on its own, and you can delete the image "
+            "afterwards.")
+
+    async def _cancel(self, job: Job, user: str) -> Job:
+        done = await self.store.transition(
+            job.id, expected=[jobs.AWAITING_CONFIRMATION, jobs.QUEUED], target=jobs.CANCELLED,
+            event="cancelled", actor=user, fields={"finished_at": self.clock()},
+            outbox=[OutboxItem(kind="update_parent", channel=job.channel, job_id=job.id,
+                               thread_key=job.id, payload={})])
+        self.on_new_work()
+        return done
+
+    async def _answer_images(self, request: commands.Images, who: Invocation,
+                             respond: Callable[..., Any]) -> None:
+        try:
+            server = await self.cloud.find_server(request.server.text)
+            images = await self.cloud.list_images(server_id=server.id)
+            text = render.images_table(server.name, images)
+        except ImagebotError as exc:
+            text = f":warning: {exc.user_message()}"
+        except Exception:
+            log.exception("images lookup failed")
+            text = ":warning: Something went wrong while listing images; it has been logged."
+        try:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception:
+            log.exception("could not answer the images request")
+
+    # --- buttons ------------------------------------------------------------------------------
+
+    async def click(self, action_id: str, job_id: str, user: str) -> Reply | None:
+        """A Start snapshot / Cancel click. Returns an ephemeral reply for the clicker, if any."""
+        try:
+            job = await self.store.get_job(job_id)
+        except JobError as exc:
+            return Reply(exc.user_message())
+        if not self.policy.for_channel(job.channel).may_create(user, frozenset()):
+            return Reply("You may not start or cancel images in this channel.")
+        try:
+            if action_id == START_ACTION:
+                await self.store.transition(
+                    job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.QUEUED,
+                    event="confirmed", actor=user,
+                    fields={"confirmed_by": user, "confirmed_at": self.clock()},
+                    outbox=[OutboxItem(kind="update_parent", channel=job.channel, job_id=job.id,
+                                       thread_key=job.id, payload={})])
+                self.on_new_work()
+                return None
+            await self._cancel(job, user)
+            return None
+        except ConflictingUpdate:
+            job = await self.store.get_job(job_id)
+            return Reply(render.already_decided(job))
+
+
+def build_app(listeners: Listeners, client: AsyncWebClient, *,
+              signing_secret: str | None) -> AsyncApp:
+    """The Bolt app. `client` must point at the Web API (Slack or the emulator)."""
+    app = AsyncApp(client=client, signing_secret=signing_secret,
+                   request_verification_enabled=signing_secret is not None)
+
+    @app.command("/image")
+    async def on_image(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        who = Invocation(user=command.get("user_id", ""), channel=command.get("channel_id", ""),
+                         channel_name=command.get("channel_name"),
+                         trigger_id=command.get("trigger_id"),
+                         response_url=command.get("response_url"))
+        reply = await listeners.command(command.get("text", "") or "", who, respond)
+        await ack(**reply.as_kwargs())
+
+    async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any],
+                       respond: Any) -> None:
+        await ack()
+        reply = await listeners.click(action.get("action_id", ""), action.get("value", ""),
+                                      body.get("user", {}).get("id", ""))
+        if reply is not None:
+            await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+    app.action(START_ACTION)(on_click)
+    app.action(CANCEL_ACTION)(on_click)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> None:
+        log.error("unhandled error in a listener: %s", type(error).__name__, exc_info=error)
+        if respond is not None:
+            try:
+                await respond(text=":warning: Something went wrong; it has been logged.",
+                              response_type="ephemeral", replace_original=False)
+            except Exception:
+                log.debug("could not report the error to the user", exc_info=True)
+
+    return app

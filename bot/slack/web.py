@@ -1,0 +1,115 @@
+"""The edge to Slack's Web API: slack_sdk and aiohttp errors are translated here, nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.errors import SlackRejected, SlackUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2) -> AsyncWebClient:
+    """An AsyncWebClient that retries connection errors and honours Retry-After on 429."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+        ],
+    )
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class SlackWeb:
+    """The few Web API calls imagebot makes, with errors from the one error tree."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self.client.api_call(method, json=kwargs)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error", "") or "")
+            if status == 429 or status >= 500:
+                raise SlackUnavailable(f"{method}: HTTP {status} {error}".strip(),
+                                       retry_after=_retry_after(exc.response.headers)) from exc
+            raise SlackRejected(error or f"http_{status}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SlackUnavailable(f"{method}: {type(exc).__name__}") from exc
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    async def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+                           *, thread_ts: str | None = None, broadcast: bool = False) -> str:
+        """chat.postMessage; returns the new message's ts."""
+        kwargs: dict[str, Any] = {"channel": channel, "text": text}
+        if blocks:
+            kwargs["blocks"] = blocks
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+            if broadcast:
+                kwargs["reply_broadcast"] = True
+        data = await self._call("chat.postMessage", **kwargs)
+        return str(data.get("ts", ""))
+
+    async def update_message(self, channel: str, ts: str, text: str,
+                             blocks: list[dict[str, Any]] | None = None) -> None:
+        """chat.update of one of our own messages."""
+        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks or [])
+
+    async def post_ephemeral(self, channel: str, user: str, text: str,
+                             blocks: list[dict[str, Any]] | None = None,
+                             thread_ts: str | None = None) -> None:
+        """chat.postEphemeral to one user."""
+        kwargs: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+        if blocks:
+            kwargs["blocks"] = blocks
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        await self._call("chat.postEphemeral", **kwargs)
+
+    async def respond(self, response_url: str, text: str,
+                      blocks: list[dict[str, Any]] | None = None, *,
+                      in_channel: bool = False, replace_original: bool = False) -> None:
+        """Post to a slash command's or click's response_url (works where the bot is no member)."""
+        hook = AsyncWebhookClient(response_url, timeout=15)
+        try:
+            response = await hook.send(
+                text=text, blocks=blocks,
+                response_type="in_channel" if in_channel else "ephemeral",
+                replace_original=replace_original,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SlackUnavailable(f"response_url: {type(exc).__name__}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise SlackUnavailable(f"response_url: HTTP {response.status_code}",
+                                   retry_after=_retry_after(response.headers))
+        if response.status_code >= 400:
+            raise SlackRejected(response.body or f"http_{response.status_code}")

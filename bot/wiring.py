@@ -1,0 +1,139 @@
+"""The one place where clients, the store, the engine, the notifier and the Slack app meet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.cloud.client import CloudClient
+from bot.cloud.config import CloudConfig, load_cloud_config
+from bot.config import Settings
+from bot.engine import Engine
+from bot.jobs import PhaseDeadlines
+from bot.notifier import Notifier
+from bot.policy import Policy
+from bot.slack.app import Listeners, build_app
+from bot.slack.web import SlackWeb, make_web_client
+from bot.store import AsyncStore
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Everything a running bot is made of; `start()` launches the loops, `stop()` ends them."""
+
+    settings: Settings
+    store: AsyncStore
+    cloud: CloudClient
+    web: SlackWeb
+    app: AsyncApp
+    listeners: Listeners
+    engine: Engine
+    notifier: Notifier
+    clock: Callable[[], datetime]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the engine and notifier loops on the running event loop."""
+        self.stop_event.clear()
+        self.tasks = [
+            asyncio.create_task(self.engine.run(self.stop_event), name="engine"),
+            asyncio.create_task(self.notifier.run(self.stop_event), name="notifier"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop loops and close clients and the store."""
+        self.stop_event.set()
+        self.engine.wake.set()
+        self.notifier.wake.set()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks = []
+        await self.cloud.aclose()
+        await self.store.close()
+        with contextlib.suppress(Exception):
+            session = getattr(self.web.client, "session", None)
+            if session is not None:
+                await session.close()
+
+    def poke(self) -> None:
+        """Something changed: wake the engine and the notifier now rather than at their tick."""
+        self.engine.wake.set()
+        self.notifier.wake.set()
+
+
+async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None = None,
+                        cloud_transport: httpx.AsyncBaseTransport | None = None,
+                        clock: Callable[[], datetime] = utc_now,
+                        deadlines: PhaseDeadlines | None = None,
+                        tick_scale: float = 1.0) -> Runtime:
+    """Wire a runtime from settings. Tests inject a cloud transport and a clock."""
+    policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
+    config = cloud_config or load_cloud_config(settings.cloud_name)
+    store = await AsyncStore.open(settings.db_path, clock=clock)
+    cloud = CloudClient(config, transport=cloud_transport)
+    client = make_web_client(settings.bot_token, settings.slack_api_url)
+    web = SlackWeb(client)
+    notifier = Notifier(store, web, clock=clock)
+    engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
+                    on_change=notifier.wake.set)
+    listeners = Listeners(store=store, cloud=cloud, policy=policy, clock=clock)
+    runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
+                      app=build_app(listeners, client, signing_secret=settings.signing_secret),
+                      listeners=listeners, engine=engine, notifier=notifier, clock=clock)
+    listeners.on_new_work = runtime.poke
+    return runtime
+
+
+def http_app(runtime: Runtime) -> Starlette:
+    """The HTTP face: Slack's request URL plus health."""
+    handler = AsyncSlackRequestHandler(runtime.app)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            checks["db"] = {"ok": True, "outbox_depth": await runtime.store.outbox_depth()}
+        except Exception as exc:
+            checks["db"] = {"ok": False, "error": type(exc).__name__}
+        checks["engine"] = {"ok": bool(runtime.tasks) and not runtime.tasks[0].done(),
+                            "ticks": runtime.engine.ticks}
+        healthy = all(c["ok"] for c in checks.values())
+        return JSONResponse({"ok": healthy, "checks": checks}, status_code=200 if healthy else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
+                             Route("/healthz", healthz, methods=["GET"])],
+                     lifespan=lifespan)
