@@ -1,0 +1,164 @@
+"""Fixtures for the cloud client tests: a scriptable MockTransport cloud and recorded sleeps."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.cloud.client import CloudClient
+from bot.cloud.config import CloudConfig
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+PASSWORD = "s3cr3t-Pa55word"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SERVER_ID = "9a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+IMAGE_ID = "0e7761dd-ee98-41f0-ba35-05994e446431"
+
+Responder = httpx.Response | Callable[[httpx.Request], httpx.Response] | Exception
+
+
+def sample(rel: str) -> Any:
+    """A JSON API sample from tests/samples."""
+    return json.loads((SAMPLES / rel).read_text())
+
+
+class Clock:
+    """A settable UTC clock."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Sleeps:
+    """Records requested sleeps instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+class FakeCloud:
+    """A Keystone v3 + Nova + Glance stand-in for httpx.MockTransport.
+
+    `on(method, path_regex, *responses)` scripts a route: each request takes the next response
+    (the last one repeats); a response may be a callable or an exception to raise.
+    """
+
+    def __init__(self, clock: Clock, ttl: float = 3600) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.routes: list[tuple[str, re.Pattern[str], list[Responder]]] = []
+        self.requests: list[httpx.Request] = []
+        self.tokens: list[str] = []
+        self.auth_status = 201
+
+    def on(self, method: str, path: str, *responses: Responder) -> None:
+        self.routes.insert(0, (method, re.compile(path), list(responses)))
+
+    def hits(self, method: str, path: str) -> list[httpx.Request]:
+        pat = re.compile(path)
+        return [r for r in self.requests if r.method == method and pat.search(r.url.path)]
+
+    def _token(self) -> httpx.Response:
+        if self.auth_status != 201:
+            return httpx.Response(self.auth_status, json={"error": {
+                "code": self.auth_status, "message": "The request you have made requires "
+                "authentication."}})
+        token = f"tok-{len(self.tokens) + 1}-{'x' * 20}"
+        self.tokens.append(token)
+        now = self.clock()
+
+        def svc(kind: str, url: str) -> dict[str, Any]:
+            return {"type": kind, "name": kind, "endpoints": [
+                {"interface": i, "region": "RegionOne", "url": url}
+                for i in ("public", "internal")]}
+
+        body = {"token": {
+            "expires_at": (now + timedelta(seconds=self.ttl)).isoformat().replace("+00:00", "Z"),
+            "issued_at": now.isoformat().replace("+00:00", "Z"),
+            "project": {"id": "p1", "name": "demo"},
+            "catalog": [svc("compute", "http://c.test/compute/v2.1"),
+                        svc("image", "http://c.test/image")]}}
+        return httpx.Response(201, json=body, headers={"X-Subject-Token": token})
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path == "/identity/v3/auth/tokens":
+            return self._token()
+        if request.headers.get("x-auth-token") not in self.tokens[-1:]:
+            return httpx.Response(401, json={"error": {"code": 401, "message": "no"}})
+        for method, pat, responses in self.routes:
+            if method == request.method and pat.search(request.url.path):
+                item = responses.pop(0) if len(responses) > 1 else responses[0]
+                if isinstance(item, Exception):
+                    raise item
+                if callable(item):
+                    return item(request)
+                return item
+        return httpx.Response(404, json={"itemNotFound": {"code": 404, "message": "no route"}})
+
+
+def config(**overrides: Any) -> CloudConfig:
+    """A password config for the fake cloud."""
+    values: dict[str, Any] = dict(
+        name="test", auth_type="password", auth_url="http://c.test/identity/v3",
+        username="demo", password=PASSWORD, project_name="demo", user_domain_name="Default",
+        project_domain_name="Default")
+    values.update(overrides)
+    return CloudConfig(**values)
+
+
+def server_doc(sid: str = SERVER_ID, name: str = "web-1", task: str | None = None,
+               updated: str = "2026-03-01T11:59:00Z", **extra: Any) -> dict[str, Any]:
+    """A minimal Nova server view."""
+    doc = {"id": sid, "name": name, "status": "ACTIVE", "OS-EXT-STS:vm_state": "active",
+           "OS-EXT-STS:task_state": task, "OS-EXT-STS:power_state": 1,
+           "image": {"id": "img"}, "flavor": {"original_name": "m1.small", "ephemeral": 0},
+           "os-extended-volumes:volumes_attached": [], "updated": updated}
+    doc.update(extra)
+    return doc
+
+
+def image_doc(iid: str = IMAGE_ID, status: str = "active", **props: Any) -> dict[str, Any]:
+    """A minimal flat Glance image."""
+    return {"id": iid, "name": f"snap-{iid[:4]}", "status": status, "size": 10,
+            "created_at": "2026-03-01T11:00:00Z", "updated_at": "2026-03-01T11:00:00Z",
+            "protected": False, "visibility": "private", "tags": [], **props}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def fake(clock: Clock) -> FakeCloud:
+    return FakeCloud(clock)
+
+
+@pytest.fixture
+async def cloud(fake: FakeCloud, clock: Clock, sleeps: Sleeps) -> AsyncIterator[CloudClient]:
+    client = CloudClient(config(), transport=httpx.MockTransport(fake.handler), clock=clock,
+                         sleep=sleeps, rng=lambda: 1.0)
+    async with client:
+        yield client
