@@ -126,7 +126,7 @@ def config(**overrides: Any) -> CloudConfig:
 def server_doc(sid: str = SERVER_ID, name: str = "web-1", task: str | None = None,
                updated: str = "2026-03-01T11:59:00Z", **extra: Any) -> dict[str, Any]:
     """A minimal Nova server view."""
-    doc = {"id": sid, "name": name, "status": "ACTIVE", "OS-EXT-STS:vm_state": "active",
+    doc: dict[str, Any] = {"id": sid, "name": name, "status": "ACTIVE", "OS-EXT-STS:vm_state": "active",
            "OS-EXT-STS:task_state": task, "OS-EXT-STS:power_state": 1,
            "image": {"id": "img"}, "flavor": {"original_name": "m1.small", "ephemeral": 0},
            "os-extended-volumes:volumes_attached": [], "updated": updated}

@@ -360,8 +360,8 @@ async def test_get_server_parses_sample(fake: FakeCloud, cloud: CloudClient) -> 
 
 async def test_volume_backed_root_volume_is_not_a_data_disk(fake: FakeCloud,
                                                             cloud: CloudClient) -> None:
-    doc = server_doc(image="", flavor={"original_name": "m1.eph", "ephemeral": 20},
-                     **{"os-extended-volumes:volumes_attached": [{"id": "root"}, {"id": "d1"}]})
+    doc = server_doc(image="", flavor={"original_name": "m1.eph", "ephemeral": 20})
+    doc["os-extended-volumes:volumes_attached"] = [{"id": "root"}, {"id": "d1"}]
     fake.on("GET", SERVER_PATH, httpx.Response(200, json={"server": doc}))
     server = await cloud.get_server(SERVER_ID)
     assert server.volume_backed
