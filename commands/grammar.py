@@ -508,8 +508,8 @@ def _build_help(spec: Spec, args: Args) -> Request:
     if not args.positionals:
         return Help()
     no_extra(spec, args.positionals[1:])
-    topic = args.positionals[0].text.lower().removeprefix(PREFIX).strip() or None
-    if topic is None:
+    topic = args.positionals[0].text.lower()
+    if topic == PREFIX:  # `/image help /image`
         return Help()
     if topic not in BY_NAME:
         raise spec.fail(f"There is no command {show(topic)}"
