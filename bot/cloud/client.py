@@ -296,10 +296,12 @@ class CloudClient:
                                                 headers=hdrs)
             except httpx.HTTPError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
-                log.warning("cloud %s %s %s failed (try %d/%d): %s", method, path, rid,
-                            attempt, self._max_tries, type(exc).__name__)
-                last = CloudUnavailable(f"{method} {path}: {type(exc).__name__}",
-                                        request_id=rid)
+                # INFO, not WARNING: a retry is routine; the final failure is raised.
+                log.info("cloud %s %s %s failed (try %d/%d): %s", method, path, rid,
+                         attempt, self._max_tries, type(exc).__name__)
+                host = urlsplit(url).netloc
+                last = CloudUnavailable(f"cannot reach {host} ({type(exc).__name__} on "
+                                        f"{method} {path}, {attempt} tries)", request_id=rid)
                 if sent and not idempotent:
                     raise CloudUnavailable(
                         f"{method} {path} may or may not have been applied "
@@ -308,7 +310,7 @@ class CloudClient:
                     await self._sleep(self._backoff(attempt))
                 continue
             status = resp.status_code
-            log.info("cloud %s %s -> %d %s (cloud id %s) %.0f ms", method, path, status, rid,
+            log.debug("cloud %s %s -> %d %s (cloud id %s) %.0f ms", method, path, status, rid,
                      resp.headers.get("x-openstack-request-id")
                      or resp.headers.get("x-compute-request-id") or "-",
                      (time.monotonic() - started) * 1000)
