@@ -155,6 +155,9 @@ class Engine:
         for event in events:
             payload = render.phase_reply(after, event, now)
             if payload:
+                # Without a thread (bot not in the channel) only what a person must act on goes
+                # through the response_url, which Slack allows five times.
+                payload = dict(payload) | {"must_reach": event == "writes_may_resume"}
                 items.append(OutboxItem(kind="reply", channel=after.channel, job_id=after.id,
                                         thread_key=after.id, payload=payload))
         if after.state in jobs.TERMINAL and before.state not in jobs.TERMINAL:

@@ -166,7 +166,7 @@ class Notifier:
         job = await self.store.get_job(str(item.job_id))
         final = bool(payload.get("final"))
         if job.thread_ts == NO_THREAD:
-            if final and job.response_url:
+            if (final or payload.get("must_reach")) and job.response_url:
                 await self.web.respond(job.response_url, payload["text"], payload.get("blocks"))
             await self.store.mark_sent(item.id)
             return

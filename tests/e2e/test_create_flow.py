@@ -3,11 +3,22 @@ emulator, SQLite. Only clocks are fast; nothing is stubbed."""
 
 from __future__ import annotations
 
-from sandbox.system import running_system
+from sandbox.system import System, running_system
+
+OPS = "C0OPS"
 
 
-def thread_texts(system, parent_ts: str) -> list[str]:
-    return [m.text or "" for m in system.workspace.thread("C0OPS", parent_ts)]
+def parents(system: System, channel: str = OPS) -> list:
+    return [m for m in system.workspace.channel_messages(channel) if not m.thread_ts]
+
+
+def thread_texts(system: System, parent_ts: str, channel: str = OPS) -> list[str]:
+    return [m.text or "" for m in system.workspace.thread(channel, parent_ts)]
+
+
+def images_of_job(system: System, job_id: str) -> list:
+    return [i for i in system.world.images.values()
+            if i.properties.get("imagebot_job_id") == job_id]
 
 
 async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
@@ -16,13 +27,140 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
         assert response.status_code == 200
         assert "J1" in response.text
         await system.settle()
-        parents = [m for m in system.workspace.channel_messages("C0OPS") if not m.thread_ts]
-        assert len(parents) == 1
-        replies = thread_texts(system, parents[0].ts)
-        joined = "\n".join(replies)
-        assert "Writes may resume" in joined or "writes may resume" in joined
-        assert ":white_check_mark:" in replies[-1]
+        [parent] = parents(system)
+        replies = thread_texts(system, parent.ts)
+        assert [("Copying the disk" in r, "Writes may resume" in r, "Packaging" in r,
+                 "Uploading" in r) for r in replies[:4]] == [
+            (True, False, False, False), (False, True, False, False),
+            (False, False, True, False), (False, False, False, True)]
+        assert ":white_check_mark:" in replies[-1] and "web-1" in replies[-1]
+        # The final reply is broadcast to the channel; the parent shows the final state.
+        assert [m.subtype for m in system.workspace.thread(OPS, parent.ts)][-1] == \
+            "thread_broadcast"
+        assert "succeeded" in (parent.text or "")
         job = await system.runtime.store.get_job("J1")
-        assert job.state == "succeeded" and job.image_id
-        images = [i for i in system.world.images.values() if i.properties.get("imagebot_job_id") == "J1"]
-        assert len(images) == 1
+        assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
+        assert len(images_of_job(system, "J1")) == 1
+
+
+async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "#ops", "create web-1 --note 'before the upgrade'")
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        assert "Start snapshot" in str(parent.blocks)
+        await system.wait_for(lambda: system.workspace.find_message(OPS, parent.ts).edits)
+        assert system.world.images == {} or not images_of_job(system, "J1")
+        first = await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
+        second = await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
+        assert first.status_code == second.status_code == 200
+        await system.settle()
+        told = [e.text for e in system.workspace.ephemerals("U0BOB")]
+        assert any("already" in (t or "") and "U0ALICE" in (t or "") for t in told), told
+        replies = thread_texts(system, parent.ts)
+        assert ":white_check_mark:" in replies[-1]
+        assert len(images_of_job(system, "J1")) == 1
+        final_parent = system.workspace.find_message(OPS, parent.ts)
+        assert "Start snapshot" not in str(final_parent.blocks)
+
+
+async def test_cancel_before_start_makes_no_image() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "#ops", "create web-1")
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        await system.deliverer.click("alice", OPS, parent.ts, "job_cancel", "J1")
+        await system.settle()
+        assert (await system.runtime.store.get_job("J1")).state == "cancelled"
+        answer = await system.command("alice", "#ops", "cancel J1")
+        assert "already ended" in answer.text
+        assert images_of_job(system, "J1") == []
+
+
+async def test_busy_server_fails_with_its_task_state() -> None:
+    async with running_system(speed=200) as system:
+        web2 = system.world.find_server("web-2")
+        # Someone else's snapshot, held in its upload so it cannot finish before we ask.
+        system.world.inject("stuck", server="web-2", task_state="image_uploading")
+        system.world.create_image(web2.id, "someone-elses-snapshot")
+        await system.command("alice", "#ops", "create web-2 --now")
+        await system.settle()
+        [parent] = parents(system)
+        final = thread_texts(system, parent.ts)[-1]
+        assert ":x:" in final and "busy" in final and "task state image_" in final
+        job = await system.runtime.store.get_job("J1")
+        assert job.state == "failed" and job.error_code == "busy"
+
+
+async def test_killed_upload_and_vanished_image_are_reported_in_plain_words() -> None:
+    async with running_system(speed=200) as system:
+        system.world.inject("upload_fail", server="web-1")
+        system.world.inject("image_deleted", server="web-2")
+        await system.command("alice", "#ops", "create web-1 --now")
+        await system.command("alice", "#ops", "create web-2 --now")
+        await system.settle()
+        one = await system.runtime.store.get_job("J1")
+        two = await system.runtime.store.get_job("J2")
+        assert (one.state, one.error_code) == ("failed", "killed")
+        assert (two.state, two.error_code) == ("failed", "vanished")
+        finals = {p.ts: thread_texts(system, p.ts)[-1] for p in parents(system)}
+        assert any("upload failed" in t.lower() for t in finals.values()), finals
+        assert any("vanished" in t.lower() or "deleted" in t.lower() for t in finals.values())
+
+
+async def test_unknown_and_ambiguous_servers_fail_with_candidates() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "#ops", "create web-9 --now")
+        await system.command("alice", "#ops", "create app --now")
+        await system.settle()
+        assert (await system.runtime.store.get_job("J1")).error_code == "not_found"
+        ambiguous = await system.runtime.store.get_job("J2")
+        assert ambiguous.error_code == "ambiguous"
+        assert all(s.id in (ambiguous.error or "") for s in system.world.servers.values()
+                   if s.name == "app")
+
+
+async def test_bad_and_stale_signatures_get_401_and_no_job() -> None:
+    async with running_system(speed=200) as system:
+        forged = await system.deliverer.slash_command("alice", "#ops", "create web-1 --now",
+                                                      bad_signature=True)
+        stale = await system.deliverer.slash_command("alice", "#ops", "create web-1 --now",
+                                                     stale=True)
+        assert forged.status_code == 401 and stale.status_code == 401
+        assert await system.runtime.store.list_jobs() == []
+
+
+async def test_duplicate_delivery_never_makes_a_second_job_or_image() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "#ops", "create web-1 --now")
+        again = await system.deliverer.redeliver(retry_num=1, retry_reason="http_timeout")
+        assert again.status_code == 200 and "J1" in again.text
+        await system.settle()
+        assert len(await system.runtime.store.list_jobs()) == 1
+        assert len(images_of_job(system, "J1")) == 1
+        assert len(parents(system)) == 1
+
+
+async def test_user_text_cannot_ping_anyone() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "#ops", "create web-1 --note '<!channel> hi <@U0BOB>'")
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        posted = str(parent.text) + str(parent.blocks)
+        assert "<!channel>" not in posted and "<@U0BOB>" not in posted
+        assert "&lt;!channel&gt;" in posted
+
+
+async def test_private_channel_without_the_bot_falls_back_to_response_url() -> None:
+    async with running_system(speed=200) as system:
+        await system.command("alice", "G0SECRET", "create web-1 --now")
+        await system.settle()
+        assert system.workspace.channel_messages("G0SECRET") == [] or all(
+            m.user != "U0BOT" or m.via != "chat.postMessage"
+            for m in system.workspace.channel_messages("G0SECRET"))
+        told = [e.text or "" for e in system.workspace.ephemerals("U0ALICE")
+                if e.via == "response_url"]
+        assert any("/invite @imagebot" in t for t in told)
+        assert any("Writes may resume" in t for t in told)
+        assert ":white_check_mark:" in told[-1]
+        assert (await system.runtime.store.get_job("J1")).state == "succeeded"
