@@ -524,6 +524,284 @@ class Store:
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, value])
 
+    # --- schedules, change requests, runs, audit (issue 7) ---------------------------------
+
+    def _audit(self, now: datetime, entries: Sequence[AuditEntry]) -> None:
+        for entry in entries:
+            self.db.execute(
+                "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+                [_dt_out(now), entry.actor, entry.action, entry.subject,
+                 json.dumps(dict(entry.detail), default=str, sort_keys=True)])
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append audit rows (the table rejects UPDATE and DELETE)."""
+        with self._tx():
+            self._audit(self._now(), entries)
+
+    def audit_rows(self, subject: str | None = None, limit: int = 1000) -> list[AuditRow]:
+        """Audit rows, oldest first, optionally about one subject (R4, S1, J17)."""
+        sql = "SELECT * FROM audit"
+        params: list[Any] = []
+        if subject is not None:
+            sql += " WHERE subject = ?"
+            params.append(subject)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return [AuditRow(id=r["id"], at=_dt_in(r["at"]) or self._now(), actor=r["actor"],
+                         action=r["action"], subject=r["subject"],
+                         detail=json.loads(r["detail"]))
+                for r in self.db.query(sql, params)]
+
+    def _request(self, request_id: str) -> RequestRow:
+        rows = list(self.db.query("SELECT * FROM change_requests WHERE id = ?", [request_id]))
+        if not rows:
+            raise JobError(f"There is no change request {request_id}.")
+        return _request_row(rows[0])
+
+    def get_change_request(self, request_id: str) -> RequestRow:
+        """One change request ('R4' or 'r4'); JobError when unknown."""
+        return self._request(normalize_request_id(request_id))
+
+    def list_change_requests(self, *, statuses: Collection[str] | None = None,
+                             server_id: str | None = None, limit: int = 100) -> list[RequestRow]:
+        """Change requests, oldest first, filtered by status and server."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            if not statuses:
+                return []
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params += list(statuses)
+        if server_id is not None:
+            where.append("server_id = ?")
+            params.append(server_id)
+        sql = "SELECT * FROM change_requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [_request_row(r) for r in self.db.query(sql, params)]
+
+    def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
+        """Insert a change request whose id ('R<n>') is allocated inside the transaction.
+
+        `build(id)` returns the row values, CAS updates of other requests (e.g. superseding),
+        audit entries and outbox items; all are written atomically.
+        """
+        now = self._now()
+        with self._tx():
+            row = self.db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'change_requests'").fetchone()
+            top = self.db.execute("SELECT MAX(seq) FROM change_requests").fetchone()[0] or 0
+            request_id = f"R{max(top, row[0] if row else 0) + 1}"
+            plan = build(request_id)
+            for other_id, expected, fields in plan.updates:
+                self._write_request(other_id, expected, fields, now)
+            values = {k: _request_value(k, v) for k, v in plan.values.items()}
+            values.update(id=request_id, created_at=_dt_out(now), updated_at=_dt_out(now))
+            columns = ", ".join(values)
+            marks = ", ".join("?" for _ in values)
+            self.db.execute(f"INSERT INTO change_requests ({columns}) VALUES ({marks})",
+                            list(values.values()))
+            self._audit(now, plan.audit)
+            self._enqueue(now, plan.outbox, None)
+            return self._request(request_id)
+
+    def _write_request(self, request_id: str, expected: str, fields: Mapping[str, Any],
+                       now: datetime) -> None:
+        values = {k: _request_value(k, v) for k, v in fields.items()}
+        values["updated_at"] = _dt_out(now)
+        sets = ", ".join(f"{k} = ?" for k in values)
+        # Every change dirties the posted message so the service rewrites it.
+        cursor = self.db.execute(
+            f"UPDATE change_requests SET {sets}, message_dirty = message_dirty + 1 "
+            "WHERE id = ? AND status = ?", [*values.values(), request_id, expected])
+        if cursor.rowcount != 1:
+            raise ConflictingUpdate(f"Change request {request_id} is no longer {expected}.")
+
+    def update_change_request(self, request_id: str, *, expected: str,
+                              fields: Mapping[str, Any], audit: Sequence[AuditEntry] = (),
+                              outbox: Sequence[OutboxItem] = (),
+                              schedule: Mapping[str, Any] | None = None) -> RequestRow:
+        """Compare-and-set a request's status (`ConflictingUpdate` when it is not `expected`),
+        optionally upserting the server's schedule (by server_id), in one transaction."""
+        now = self._now()
+        with self._tx():
+            self._write_request(request_id, expected, fields, now)
+            if schedule is not None:
+                self._upsert_schedule(schedule, now)
+            self._audit(now, audit)
+            self._enqueue(now, outbox, None)
+            return self._request(request_id)
+
+    def dirty_requests(self) -> list[RequestRow]:
+        """Requests whose posted message must be rewritten."""
+        return [_request_row(r) for r in self.db.query(
+            "SELECT * FROM change_requests WHERE message_dirty > 0 ORDER BY seq")]
+
+    def mark_request_clean(self, request_id: str, version: int) -> bool:
+        """The message shows version `version`; False when the row changed again since."""
+        cursor = self.db.execute(
+            "UPDATE change_requests SET message_dirty = 0 WHERE id = ? AND message_dirty = ?",
+            [request_id, version])
+        return cursor.rowcount == 1
+
+    def mark_request_warned(self, request_id: str) -> bool:
+        """Record that the about-to-expire warning went out (True only the first time)."""
+        with self._tx():
+            cursor = self.db.execute(
+                "UPDATE change_requests SET warned_at = ? WHERE id = ? AND warned_at IS NULL "
+                "AND status = 'pending'", [_dt_out(self._now()), request_id])
+            return cursor.rowcount == 1
+
+    def posted_message(self, thread_key: str) -> tuple[str, str] | None:
+        """(channel, ts) of the delivered `channel_post` with this thread_key, if any."""
+        row = self.db.execute(
+            "SELECT channel, result_ts FROM outbox WHERE kind = 'channel_post' AND "
+            "thread_key = ? AND sent_at IS NOT NULL AND result_ts IS NOT NULL ORDER BY id "
+            "LIMIT 1", [thread_key]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _upsert_schedule(self, values: Mapping[str, Any], now: datetime) -> ScheduleRow:
+        server_id = values["server_id"]
+        row = {k: _request_value(k, v) for k, v in values.items()}
+        row["updated_at"] = _dt_out(now)
+        existing = self.db.execute("SELECT id FROM schedules WHERE server_id = ?",
+                                   [server_id]).fetchone()
+        if existing:
+            sets = ", ".join(f"{k} = ?" for k in row)
+            self.db.execute(f"UPDATE schedules SET {sets} WHERE id = ?",
+                            [*row.values(), existing[0]])
+            return self._schedule(existing[0])
+        seq_row = self.db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'schedules'").fetchone()
+        top = self.db.execute("SELECT MAX(seq) FROM schedules").fetchone()[0] or 0
+        schedule_id = f"S{max(top, seq_row[0] if seq_row else 0) + 1}"
+        row.update(id=schedule_id, created_at=_dt_out(now))
+        self.db.execute(f"INSERT INTO schedules ({', '.join(row)}) VALUES "
+                        f"({', '.join('?' for _ in row)})", list(row.values()))
+        return self._schedule(schedule_id)
+
+    def _schedule(self, schedule_id: str) -> ScheduleRow:
+        rows = list(self.db.query("SELECT * FROM schedules WHERE id = ?", [schedule_id]))
+        if not rows:
+            raise JobError(f"There is no schedule {schedule_id}.")
+        return _schedule_row(rows[0])
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRow:
+        """One schedule by id ('S1'); JobError when unknown."""
+        return self._schedule(schedule_id.strip().upper())
+
+    def schedule_for_server(self, server_id: str) -> ScheduleRow | None:
+        """The schedule row of a server (active or off), if any."""
+        rows = list(self.db.query("SELECT * FROM schedules WHERE server_id = ?", [server_id]))
+        return _schedule_row(rows[0]) if rows else None
+
+    def list_schedules(self, *, status: str | None = "active",
+                       server: str | None = None) -> list[ScheduleRow]:
+        """Schedules in id order; `server` matches server_ref, server_name or server_id."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if server is not None:
+            where.append("(server_ref = ? OR server_name = ? OR server_id = ?)")
+            params += [server, server, server]
+        sql = "SELECT * FROM schedules" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_schedule_row(r) for r in self.db.query(sql + " ORDER BY seq", params)]
+
+    def update_schedule(self, schedule_id: str, fields: Mapping[str, Any],
+                        audit: Sequence[AuditEntry] = (),
+                        outbox: Sequence[OutboxItem] = ()) -> ScheduleRow:
+        """Set schedule fields (last_result, ...) with audit rows and outbox items."""
+        now = self._now()
+        with self._tx():
+            row = {k: _request_value(k, v) for k, v in fields.items()}
+            row["updated_at"] = _dt_out(now)
+            self.db.execute(f"UPDATE schedules SET {', '.join(f'{k} = ?' for k in row)} "
+                            "WHERE id = ?", [*row.values(), schedule_id])
+            self._audit(now, audit)
+            self._enqueue(now, outbox, None)
+            return self._schedule(schedule_id)
+
+    def claim_slot(self, schedule_id: str, slot: datetime, *, missed: int, result: str,
+                   job: Mapping[str, Any] | None, schedule_fields: Mapping[str, Any],
+                   audit: Sequence[AuditEntry] = ()) -> tuple[RunRow, Job | None] | None:
+        """Claim (schedule, slot) and, when `job` is given, create its job, atomically.
+
+        None when the slot was already claimed (another tick or another bot instance): the
+        UNIQUE(schedule_id, slot) row is the idempotency key, so one slot never makes two images.
+        """
+        now = self._now()
+        with self._tx():
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO schedule_runs (schedule_id, slot, missed, attempts, "
+                "result, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [schedule_id, _dt_out(slot), missed, 0, result, _dt_out(now), _dt_out(now)])
+            if cursor.rowcount != 1:
+                return None
+            run_id = int(cursor.lastrowid or 0)
+            created: Job | None = None
+            if job is not None:
+                created, _ = self.create_job(**job)
+                self.db.execute("UPDATE schedule_runs SET job_id = ?, attempts = 1 WHERE id = ?",
+                                [created.id, run_id])
+            row = {k: _request_value(k, v) for k, v in schedule_fields.items()}
+            row["updated_at"] = _dt_out(now)
+            self.db.execute(f"UPDATE schedules SET {', '.join(f'{k} = ?' for k in row)} "
+                            "WHERE id = ?", [*row.values(), schedule_id])
+            self._audit(now, audit)
+            return self._run(run_id), created
+
+    def _run(self, run_id: int) -> RunRow:
+        rows = list(self.db.query("SELECT * FROM schedule_runs WHERE id = ?", [run_id]))
+        if not rows:
+            raise JobError(f"There is no schedule run {run_id}.")
+        return _run_row(rows[0])
+
+    def open_runs(self) -> list[RunRow]:
+        """Runs still being worked on (a job in flight, or waiting to retry a busy server)."""
+        return [_run_row(r) for r in self.db.query(
+            "SELECT * FROM schedule_runs WHERE result IN ('running', 'retry_wait') ORDER BY id")]
+
+    def runs_for_schedule(self, schedule_id: str) -> list[RunRow]:
+        """Every run of a schedule, oldest first."""
+        return [_run_row(r) for r in self.db.query(
+            "SELECT * FROM schedule_runs WHERE schedule_id = ? ORDER BY id", [schedule_id])]
+
+    def update_run(self, run_id: int, *, expected: str, fields: Mapping[str, Any],
+                   job: Mapping[str, Any] | None = None,
+                   schedule_fields: Mapping[str, Any] | None = None,
+                   audit: Sequence[AuditEntry] = (),
+                   outbox: Sequence[OutboxItem] = ()) -> tuple[RunRow, Job | None]:
+        """Compare-and-set a run's result (`ConflictingUpdate` when it is not `expected`);
+        optionally create a retry job (attempts + 1) and update the schedule, atomically."""
+        now = self._now()
+        with self._tx():
+            current = self._run(run_id)
+            values = {k: _request_value(k, v) for k, v in fields.items()}
+            values["updated_at"] = _dt_out(now)
+            created: Job | None = None
+            if job is not None:
+                created, _ = self.create_job(**job)
+                values["job_id"] = created.id
+                values["attempts"] = current.attempts + 1
+            sets = ", ".join(f"{k} = ?" for k in values)
+            cursor = self.db.execute(
+                f"UPDATE schedule_runs SET {sets} WHERE id = ? AND result = ?",
+                [*values.values(), run_id, expected])
+            if cursor.rowcount != 1:
+                raise ConflictingUpdate(f"Schedule run {run_id} is no longer {expected}.")
+            if schedule_fields:
+                row = {k: _request_value(k, v) for k, v in schedule_fields.items()}
+                row["updated_at"] = _dt_out(now)
+                self.db.execute(f"UPDATE schedules SET {', '.join(f'{k} = ?' for k in row)} "
+                                "WHERE id = ?", [*row.values(), current.schedule_id])
+            self._audit(now, audit)
+            self._enqueue(now, outbox, created.id if created else current.job_id)
+            return self._run(run_id), created
+
 
 def _detail(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _to_row(k, v) for k, v in values.items()
@@ -649,3 +927,346 @@ class AsyncStore:
     async def set_meta(self, key: str, value: str) -> None:
         """See Store.set_meta."""
         await self._run(self.store.set_meta, key, value)
+
+    # --- schedules, change requests, runs, audit (issue 7) ---------------------------------
+
+    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """See Store.add_audit."""
+        await self._run(self.store.add_audit, entries)
+
+    async def audit_rows(self, subject: str | None = None, limit: int = 1000) -> list[AuditRow]:
+        """See Store.audit_rows."""
+        return await self._run(self.store.audit_rows, subject, limit)
+
+    async def get_change_request(self, request_id: str) -> RequestRow:
+        """See Store.get_change_request."""
+        return await self._run(self.store.get_change_request, request_id)
+
+    async def list_change_requests(self, *, statuses: Collection[str] | None = None,
+                                   server_id: str | None = None,
+                                   limit: int = 100) -> list[RequestRow]:
+        """See Store.list_change_requests."""
+        return await self._run(partial(self.store.list_change_requests, statuses=statuses,
+                                       server_id=server_id, limit=limit))
+
+    async def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
+        """See Store.add_change_request (`build` runs on the store thread)."""
+        return await self._run(self.store.add_change_request, build)
+
+    async def update_change_request(self, request_id: str, *, expected: str,
+                                    fields: Mapping[str, Any],
+                                    audit: Sequence[AuditEntry] = (),
+                                    outbox: Sequence[OutboxItem] = (),
+                                    schedule: Mapping[str, Any] | None = None) -> RequestRow:
+        """See Store.update_change_request."""
+        return await self._run(partial(self.store.update_change_request, request_id,
+                                       expected=expected, fields=fields, audit=audit,
+                                       outbox=outbox, schedule=schedule))
+
+    async def dirty_requests(self) -> list[RequestRow]:
+        """See Store.dirty_requests."""
+        return await self._run(self.store.dirty_requests)
+
+    async def mark_request_clean(self, request_id: str, version: int) -> bool:
+        """See Store.mark_request_clean."""
+        return await self._run(self.store.mark_request_clean, request_id, version)
+
+    async def mark_request_warned(self, request_id: str) -> bool:
+        """See Store.mark_request_warned."""
+        return await self._run(self.store.mark_request_warned, request_id)
+
+    async def posted_message(self, thread_key: str) -> tuple[str, str] | None:
+        """See Store.posted_message."""
+        return await self._run(self.store.posted_message, thread_key)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRow:
+        """See Store.get_schedule."""
+        return await self._run(self.store.get_schedule, schedule_id)
+
+    async def schedule_for_server(self, server_id: str) -> ScheduleRow | None:
+        """See Store.schedule_for_server."""
+        return await self._run(self.store.schedule_for_server, server_id)
+
+    async def list_schedules(self, *, status: str | None = "active",
+                             server: str | None = None) -> list[ScheduleRow]:
+        """See Store.list_schedules."""
+        return await self._run(partial(self.store.list_schedules, status=status,
+                                       server=server))
+
+    async def update_schedule(self, schedule_id: str, fields: Mapping[str, Any],
+                              audit: Sequence[AuditEntry] = (),
+                              outbox: Sequence[OutboxItem] = ()) -> ScheduleRow:
+        """See Store.update_schedule."""
+        return await self._run(self.store.update_schedule, schedule_id, fields, audit, outbox)
+
+    async def claim_slot(self, schedule_id: str, slot: datetime, *, missed: int, result: str,
+                         job: Mapping[str, Any] | None, schedule_fields: Mapping[str, Any],
+                         audit: Sequence[AuditEntry] = ()
+                         ) -> tuple[RunRow, Job | None] | None:
+        """See Store.claim_slot."""
+        return await self._run(partial(self.store.claim_slot, schedule_id, slot, missed=missed,
+                                       result=result, job=job,
+                                       schedule_fields=schedule_fields, audit=audit))
+
+    async def open_runs(self) -> list[RunRow]:
+        """See Store.open_runs."""
+        return await self._run(self.store.open_runs)
+
+    async def runs_for_schedule(self, schedule_id: str) -> list[RunRow]:
+        """See Store.runs_for_schedule."""
+        return await self._run(self.store.runs_for_schedule, schedule_id)
+
+    async def update_run(self, run_id: int, *, expected: str, fields: Mapping[str, Any],
+                         job: Mapping[str, Any] | None = None,
+                         schedule_fields: Mapping[str, Any] | None = None,
+                         audit: Sequence[AuditEntry] = (),
+                         outbox: Sequence[OutboxItem] = ()) -> tuple[RunRow, Job | None]:
+        """See Store.update_run."""
+        return await self._run(partial(self.store.update_run, run_id, expected=expected,
+                                       fields=fields, job=job, schedule_fields=schedule_fields,
+                                       audit=audit, outbox=outbox))
+
+
+# --- schedules, change requests, runs, audit (issue 7) ------------------------------------------
+
+_REQUEST_ID = re.compile(r"^[Rr](\d+)$")
+
+
+def normalize_request_id(request_id: str) -> str:
+    """'r4' / 'R4' -> 'R4'; JobError for anything else."""
+    match = _REQUEST_ID.match(request_id.strip())
+    if not match:
+        raise JobError(f"{request_id!r} is not a change request id (they look like R4).")
+    return f"R{int(match.group(1))}"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One append-only audit fact to write: who did what to which subject (R4, S1, J17)."""
+
+    action: str
+    subject: str | None = None
+    actor: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """A stored audit row."""
+
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    subject: str | None
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What `add_change_request` writes: the new row's values, CAS updates of other requests
+    as (id, expected status, fields), audit entries and outbox items."""
+
+    values: Mapping[str, Any]
+    updates: Sequence[tuple[str, str, Mapping[str, Any]]] = ()
+    audit: Sequence[AuditEntry] = ()
+    outbox: Sequence[OutboxItem] = ()
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A stored change request (specs as dicts: frequency, day, at 'HH:MM', tz, keep)."""
+
+    id: str
+    kind: str
+    server_id: str
+    server_ref: str
+    server_name: str | None
+    old_spec: Mapping[str, Any] | None
+    new_spec: Mapping[str, Any] | None
+    requested_by: str
+    channel: str
+    created_at: datetime
+    expires_at: datetime
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    warned_at: datetime | None
+    message_dirty: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A stored schedule; one per server, replaced in place on approval (same id)."""
+
+    id: str
+    server_id: str
+    server_ref: str
+    server_name: str | None
+    frequency: str
+    day: str | None
+    at: str
+    tz: str
+    keep: int
+    channel: str
+    created_by: str
+    approved_by: str | None
+    request_id: str | None
+    effective_at: datetime
+    last_slot: datetime | None
+    last_result: str | None
+    last_run_at: datetime | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One claimed slot of a schedule."""
+
+    id: int
+    schedule_id: str
+    slot: datetime
+    missed: int
+    attempts: int
+    job_id: str | None
+    result: str  # running | retry_wait | succeeded | failed | skipped
+    next_attempt_at: datetime | None
+    detail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_SPEC_COLUMNS = frozenset({"old_spec", "new_spec"})
+
+
+def _request_value(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _dt_out(value)
+    if name in _SPEC_COLUMNS:
+        return None if value is None else json.dumps(dict(value), sort_keys=True)
+    return value
+
+
+def _dt_req(value: str | None) -> datetime:
+    return _dt_in(value) or datetime.min.replace(tzinfo=UTC)
+
+
+def _request_row(row: Mapping[str, Any]) -> RequestRow:
+    return RequestRow(
+        id=row["id"], kind=row["kind"], server_id=row["server_id"],
+        server_ref=row["server_ref"], server_name=row["server_name"],
+        old_spec=json.loads(row["old_spec"]) if row["old_spec"] else None,
+        new_spec=json.loads(row["new_spec"]) if row["new_spec"] else None,
+        requested_by=row["requested_by"], channel=row["channel"],
+        created_at=_dt_req(row["created_at"]), expires_at=_dt_req(row["expires_at"]),
+        status=row["status"], decided_by=row["decided_by"], decided_at=_dt_in(row["decided_at"]),
+        reason=row["reason"], warned_at=_dt_in(row["warned_at"]),
+        message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]))
+
+
+def _schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
+    return ScheduleRow(
+        id=row["id"], server_id=row["server_id"], server_ref=row["server_ref"],
+        server_name=row["server_name"], frequency=row["frequency"], day=row["day"],
+        at=row["at"], tz=row["tz"], keep=int(row["keep"]), channel=row["channel"],
+        created_by=row["created_by"], approved_by=row["approved_by"],
+        request_id=row["request_id"], effective_at=_dt_req(row["effective_at"]),
+        last_slot=_dt_in(row["last_slot"]), last_result=row["last_result"],
+        last_run_at=_dt_in(row["last_run_at"]), status=row["status"],
+        created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]))
+
+
+def _run_row(row: Mapping[str, Any]) -> RunRow:
+    return RunRow(
+        id=row["id"], schedule_id=row["schedule_id"], slot=_dt_req(row["slot"]),
+        missed=row["missed"], attempts=row["attempts"], job_id=row["job_id"],
+        result=row["result"], next_attempt_at=_dt_in(row["next_attempt_at"]),
+        detail=row["detail"], created_at=_dt_req(row["created_at"]),
+        updated_at=_dt_req(row["updated_at"]))
+
+
+@migrations()
+def m002_schedules(db: Database) -> None:
+    """Schedules (one per server), change requests, schedule runs (slot claims), audit."""
+    db.execute("""
+        CREATE TABLE schedules (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            server_id TEXT NOT NULL UNIQUE,
+            server_ref TEXT NOT NULL,
+            server_name TEXT,
+            frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly')),
+            day TEXT,
+            at TEXT NOT NULL,
+            tz TEXT NOT NULL,
+            keep INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            approved_by TEXT,
+            request_id TEXT,
+            effective_at TEXT NOT NULL,
+            last_slot TEXT,
+            last_result TEXT,
+            last_run_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('active', 'off')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE change_requests (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('set', 'off')),
+            server_id TEXT NOT NULL,
+            server_ref TEXT NOT NULL,
+            server_name TEXT,
+            old_spec TEXT,
+            new_spec TEXT,
+            requested_by TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'approved', 'rejected', 'expired', 'superseded')),
+            decided_by TEXT,
+            decided_at TEXT,
+            reason TEXT,
+            warned_at TEXT,
+            message_dirty INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX change_requests_status ON change_requests(status, expires_at)")
+    db.execute("""
+        CREATE TABLE schedule_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            schedule_id TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            missed INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            job_id TEXT,
+            result TEXT NOT NULL,
+            next_attempt_at TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (schedule_id, slot)
+        )""")
+    db.execute("CREATE INDEX schedule_runs_open ON schedule_runs(result)")
+    db.execute("""
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT,
+            action TEXT NOT NULL,
+            subject TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""")
+    db.execute("CREATE INDEX audit_subject ON audit(subject, id)")
+    db.execute("""CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
+    db.execute("""CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
