@@ -1086,6 +1086,7 @@ class RequestRow:
     new_spec: Mapping[str, Any] | None
     requested_by: str
     channel: str
+    channel_name: str | None
     created_at: datetime
     expires_at: datetime
     status: str
@@ -1111,6 +1112,7 @@ class ScheduleRow:
     tz: str
     keep: int
     channel: str
+    channel_name: str | None
     created_by: str
     approved_by: str | None
     request_id: str | None
@@ -1162,7 +1164,8 @@ def _request_row(row: Mapping[str, Any]) -> RequestRow:
         old_spec=json.loads(row["old_spec"]) if row["old_spec"] else None,
         new_spec=json.loads(row["new_spec"]) if row["new_spec"] else None,
         requested_by=row["requested_by"], channel=row["channel"],
-        created_at=_dt_req(row["created_at"]), expires_at=_dt_req(row["expires_at"]),
+        channel_name=row["channel_name"], created_at=_dt_req(row["created_at"]),
+        expires_at=_dt_req(row["expires_at"]),
         status=row["status"], decided_by=row["decided_by"], decided_at=_dt_in(row["decided_at"]),
         reason=row["reason"], warned_at=_dt_in(row["warned_at"]),
         message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]))
@@ -1173,6 +1176,7 @@ def _schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         id=row["id"], server_id=row["server_id"], server_ref=row["server_ref"],
         server_name=row["server_name"], frequency=row["frequency"], day=row["day"],
         at=row["at"], tz=row["tz"], keep=int(row["keep"]), channel=row["channel"],
+        channel_name=row["channel_name"],
         created_by=row["created_by"], approved_by=row["approved_by"],
         request_id=row["request_id"], effective_at=_dt_req(row["effective_at"]),
         last_slot=_dt_in(row["last_slot"]), last_result=row["last_result"],
@@ -1205,6 +1209,7 @@ def m002_schedules(db: Database) -> None:
             tz TEXT NOT NULL,
             keep INTEGER NOT NULL,
             channel TEXT NOT NULL,
+            channel_name TEXT,
             created_by TEXT NOT NULL,
             approved_by TEXT,
             request_id TEXT,
@@ -1228,6 +1233,7 @@ def m002_schedules(db: Database) -> None:
             new_spec TEXT,
             requested_by TEXT NOT NULL,
             channel TEXT NOT NULL,
+            channel_name TEXT,
             created_at TEXT NOT NULL,
             expires_at TEXT NOT NULL,
             status TEXT NOT NULL CHECK (status IN

@@ -1,0 +1,258 @@
+"""Slack payloads for schedules and their change requests: pure functions, no I/O.
+
+Approval messages (with Approve / Reject buttons while pending, the outcome once decided), the
+`schedules` and `approvals` answers, and the notifications a scheduled run sends. Every payload
+is `{"text", "blocks"}` within Block Kit limits (see `bot.render`); user text is escaped, and a
+channel ping appears only when the caller passes the policy's `mention`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.approvals import ChangeRequest
+from bot.render import (
+    button,
+    code,
+    context,
+    escape,
+    human_duration,
+    payload,
+    section,
+    user,
+)
+from bot.scheduler import RetainableImage, ScheduleSpec, describe, zone
+
+APPROVE_ACTION = "cr_approve"
+REJECT_ACTION = "cr_reject"
+MAX_LISTED_IMAGES = 10
+
+
+def when(moment: datetime, now: datetime) -> str:
+    """`14:05 UTC`, with the date when it is not today (UTC)."""
+    m = moment.astimezone(UTC)
+    text = f"{m:%H:%M} UTC"
+    if m.date() != now.astimezone(UTC).date():
+        text += f" on {m.date().isoformat()}"
+    return text
+
+
+def local_and_utc(local: datetime, utc: datetime) -> str:
+    """`Sat 2025-03-01 03:00 CET (02:00 UTC)`."""
+    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname() or ''} ({utc.astimezone(UTC):%H:%M} UTC)"
+
+
+def spec_text(spec: ScheduleSpec | None) -> str:
+    """The schedule in words, or `no schedule`."""
+    return "no schedule" if spec is None else describe(spec, with_keep=True)
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """Everything an approval message shows besides the request itself."""
+
+    request: ChangeRequest
+    server_label: str
+    who_may_approve: str
+    next_runs: Sequence[tuple[datetime, datetime]] = ()  # (local, utc)
+    dst_notes: Sequence[str] = ()
+    would_delete: Sequence[RetainableImage] = ()
+    notify_channel: str | None = None
+
+
+def _change_line(request: ChangeRequest) -> str:
+    if request.kind == "off":
+        return f"*Turn off* the schedule: {escape(spec_text(request.old))} → *no schedule*"
+    verb = "Replace" if request.old is not None else "Set"
+    return (f"*{verb}* the schedule: {escape(spec_text(request.old))} → "
+            f"*{escape(spec_text(request.new))}*")
+
+
+def _outcome(request: ChangeRequest, now: datetime) -> str:
+    at = when(request.decided_at, now) if request.decided_at else "an unknown time"
+    reason = f" — {escape(request.reason)}" if request.reason else ""
+    if request.status == "approved":
+        return f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}"
+    if request.status == "rejected":
+        verb = "Withdrawn" if request.decided_by == request.requested_by else "Rejected"
+        return f":x: *{verb}* by {user(request.decided_by)} at {at}{reason}"
+    if request.status == "expired":
+        return f":hourglass: *Expired* at {when(request.expires_at, now)} without a decision"
+    return f":leftwards_arrow_with_hook: *Superseded* at {at}{reason}"
+
+
+def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
+    """The change request message: what changes from what to what, the next runs (zone and UTC)
+    with DST warnings, what retention would delete, who asked, who may approve, the expiry, and
+    Approve / Reject buttons while pending (the outcome instead once decided)."""
+    r = view.request
+    head = (f"*Schedule change {r.id} for {code(view.server_label)}*\n{_change_line(r)}\n"
+            f"Requested by {user(r.requested_by)} · may be approved by {view.who_may_approve}")
+    blocks: list[dict[str, Any]] = [section(head)]
+    left = r.expires_at - now
+    blocks.append(context(f"Expires at {when(r.expires_at, now)} "
+                          f"(in {human_duration(max(left.total_seconds(), 0))}). "
+                          "Every decision is recorded in the audit log."))
+    if not r.pending:  # decided: the outcome replaces the details and the buttons
+        blocks.append(section(_outcome(r, now)))
+        return payload(f"Schedule change {r.id} for {escape(view.server_label)}: {r.status}",
+                       blocks)
+    if r.kind == "set" and view.next_runs:
+        runs = "\n".join(f"• {local_and_utc(local, utc)}" for local, utc in view.next_runs)
+        blocks.append(section(f"*Next runs:*\n{runs}"))
+    for note in view.dst_notes[:3]:
+        blocks.append(context(f":warning: {escape(note)}"))
+    if r.kind == "set" and r.new is not None:
+        if view.would_delete:
+            names = "\n".join(f"• {code(img.name or img.id)} ({img.created_at:%Y-%m-%d %H:%M} "
+                              "UTC)" for img in view.would_delete[:MAX_LISTED_IMAGES])
+            more = len(view.would_delete) - MAX_LISTED_IMAGES
+            if more > 0:
+                names += f"\n• … and {more} more"
+            blocks.append(section(f"*Retention:* the next successful run would delete "
+                                  f"{len(view.would_delete)} image(s) this schedule made:\n"
+                                  f"{names}"))
+        else:
+            blocks.append(context(f"Retention keeps the newest {r.new.keep} image(s) this "
+                                  "schedule makes; the next run would delete none. Images the "
+                                  "bot did not make and protected images are never deleted."))
+    if view.notify_channel:
+        blocks.append(context(f"Run results go to {escape(view.notify_channel)}."))
+    blocks.append({
+        "type": "actions",
+        "block_id": f"cr_actions:{r.id}",
+        "elements": [button("Approve", APPROVE_ACTION, r.id, "primary"),
+                     button("Reject", REJECT_ACTION, r.id, "danger")],
+    })
+    return payload(f"Schedule change {r.id} for {escape(view.server_label)} waits for approval",
+                   blocks)
+
+
+@dataclass(frozen=True)
+class ScheduleLine:
+    """One schedule in the `schedules` answer."""
+
+    id: str
+    server_label: str
+    spec: ScheduleSpec
+    next_run: tuple[datetime, datetime] | None  # (local, utc)
+    last_result: str | None
+    last_run_at: datetime | None
+    approved_by: str | None
+
+
+def schedules_text(lines: Sequence[ScheduleLine],
+                   pending: Sequence[tuple[ChangeRequest, str]], now: datetime) -> str:
+    """The `/image schedules` answer: each schedule with next run (zone and UTC), last result,
+    and the pending change requests."""
+    out: list[str] = []
+    if not lines:
+        out.append("No schedules.")
+    for line in lines:
+        text = f"*{line.id}* {code(line.server_label)}: {escape(describe(line.spec, with_keep=True))}"
+        if line.next_run:
+            text += f"\n    next: {local_and_utc(*line.next_run)}"
+        last = escape(line.last_result) if line.last_result else "no run yet"
+        if line.last_run_at:
+            last += f" ({when(line.last_run_at, now)})"
+        text += f"\n    last: {last}"
+        if line.approved_by:
+            text += f" · approved by {user(line.approved_by)}"
+        out.append(text)
+    if pending:
+        out.append("*Pending changes:*")
+        out += [_pending_line(r, label, now) for r, label in pending]
+    return "\n".join(out)
+
+
+def _pending_line(request: ChangeRequest, label: str, now: datetime) -> str:
+    change = "off" if request.kind == "off" else spec_text(request.new)
+    return (f"• *{request.id}* {code(label)}: {escape(change)} — asked by "
+            f"{user(request.requested_by)}, expires {when(request.expires_at, now)}")
+
+
+def approvals_text(pending: Sequence[tuple[ChangeRequest, str]], now: datetime) -> str:
+    """The `/image approvals` answer."""
+    if not pending:
+        return "No change requests are waiting for a decision."
+    return "*Waiting for a decision:*\n" + "\n".join(
+        _pending_line(r, label, now) for r, label in pending) + \
+        "\nDecide with `/image approve R…` or `/image reject R… [reason]`, or the buttons."
+
+
+def run_note(schedule_id: str, spec: ScheduleSpec, slot: datetime, missed: int,
+             attempt: int = 1) -> str:
+    """The job note of a scheduled run (shown on its thread parent)."""
+    local = slot.astimezone(zone(spec.tz))
+    note = (f"Scheduled run of {schedule_id} ({describe(spec)}) for "
+            f"{local_and_utc(local, slot)}")
+    if missed:
+        note += f"; {missed} earlier slot(s) were missed while the bot was down (one catch-up run)"
+    if attempt > 1:
+        note += f"; attempt {attempt}"
+    return note
+
+
+def retention_reply(deleted: Sequence[RetainableImage],
+                    failed: Sequence[tuple[RetainableImage, str]], keep: int) -> dict[str, Any]:
+    """The thread reply listing what retention deleted (and what it could not)."""
+    if not deleted and not failed:
+        text = f":broom: Retention: nothing to delete (keeping the newest {keep})."
+        return payload(text, [section(text)])
+    lines = [f":broom: Retention (keep {keep}): deleted {len(deleted)} old image(s) "
+             "this schedule made."]
+    lines += [f"• {code(img.name or img.id)} ({img.created_at:%Y-%m-%d %H:%M} UTC)"
+              for img in deleted[:MAX_LISTED_IMAGES]]
+    if len(deleted) > MAX_LISTED_IMAGES:
+        lines.append(f"• … and {len(deleted) - MAX_LISTED_IMAGES} more")
+    for img, why in failed[:MAX_LISTED_IMAGES]:
+        lines.append(f":warning: could not delete {code(img.name or img.id)}: {escape(why)}")
+    text = "\n".join(lines)
+    return payload(text, [section(text)])
+
+
+def _ping(mention: str | None, text: str) -> str:
+    return f"{mention} {text}" if mention else text
+
+
+def busy_retry_reply(attempt: int, retry_at: datetime, now: datetime) -> dict[str, Any]:
+    """Thread reply: the server was busy, the run will try again."""
+    text = (f":hourglass_flowing_sand: The server was busy (attempt {attempt}). I will try "
+            f"again at {when(retry_at, now)}.")
+    return payload(text, [section(text)])
+
+
+def alert(text: str, mention: str | None = None) -> dict[str, Any]:
+    """A channel alert; `mention` (the policy's, e.g. `<!here>`) is the only ping it may carry."""
+    body = _ping(mention, f":rotating_light: {text}")
+    return payload(body, [section(body)])
+
+
+def run_failed_alert(schedule_id: str, server_label: str, reason: str, attempts: int,
+                     mention: str | None) -> dict[str, Any]:
+    """Alert: a scheduled run failed for good."""
+    tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
+    return alert(f"Scheduled image {schedule_id} of {code(server_label)} failed{tries}: "
+                 f"{escape(reason)}", mention)
+
+
+def skipped_notice(schedule_id: str, server_label: str, slot: datetime, missed: int,
+                   now: datetime) -> dict[str, Any]:
+    """Notice: slots were too old to catch up on (the bot was down too long)."""
+    text = (f":fast_forward: Schedule {schedule_id} of {code(server_label)} skipped {missed} "
+            f"slot(s) (latest {when(slot, now)}): the bot was down past the catch-up window. "
+            "The next slot runs as usual.")
+    return payload(text, [section(text)])
+
+
+def expiry_warning(request: ChangeRequest, server_label: str, who_may_approve: str,
+                   now: datetime, mention: str | None = None) -> dict[str, Any]:
+    """Notice: a change request expires soon."""
+    left = human_duration(max((request.expires_at - now).total_seconds(), 0))
+    text = _ping(mention, f":hourglass: Schedule change {request.id} for {code(server_label)} "
+                          f"expires in {left} ({when(request.expires_at, now)}). It may be "
+                          f"approved by {who_may_approve}.")
+    return payload(text, [section(text)])
