@@ -24,7 +24,9 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.jobs import PhaseDeadlines
 from bot.notifier import Notifier
+from bot.pacing import SlackPacer
 from bot.policy import Policy
+from bot.schedules import ScheduleService, slack_group_resolver
 from bot.slack.app import Listeners, build_app
 from bot.slack.web import SlackWeb, make_web_client
 from bot.store import AsyncStore
@@ -52,6 +54,7 @@ class Runtime:
     clock: Callable[[], datetime]
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    schedules: ScheduleService | None = None
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -60,12 +63,17 @@ class Runtime:
             asyncio.create_task(self.engine.run(self.stop_event), name="engine"),
             asyncio.create_task(self.notifier.run(self.stop_event), name="notifier"),
         ]
+        if self.schedules is not None:
+            self.tasks.append(asyncio.create_task(self.schedules.run(self.stop_event),
+                                                  name="schedules"))
 
     async def stop(self) -> None:
         """Stop loops and close clients and the store."""
         self.stop_event.set()
         self.engine.wake.set()
         self.notifier.wake.set()
+        if self.schedules is not None:
+            self.schedules.wake.set()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -83,13 +91,15 @@ class Runtime:
         """Something changed: wake the engine and the notifier now rather than at their tick."""
         self.engine.wake.set()
         self.notifier.wake.set()
+        if self.schedules is not None:
+            self.schedules.wake.set()
 
 
 async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None = None,
                         cloud_transport: httpx.AsyncBaseTransport | None = None,
                         clock: Callable[[], datetime] = utc_now,
                         deadlines: PhaseDeadlines | None = None,
-                        tick_scale: float = 1.0) -> Runtime:
+                        tick_scale: float = 1.0, slack_rate_scale: float = 1.0) -> Runtime:
     """Wire a runtime from settings. Tests inject a cloud transport and a clock."""
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
     config = cloud_config or load_cloud_config(settings.cloud_name)
@@ -97,7 +107,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     cloud = CloudClient(config, transport=cloud_transport)
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client)
-    notifier = Notifier(store, web, clock=clock)
+    notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
                     on_change=notifier.wake.set)
     listeners = Listeners(store=store, cloud=cloud, policy=policy, clock=clock)
@@ -105,6 +115,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                       app=build_app(listeners, client, signing_secret=settings.signing_secret),
                       listeners=listeners, engine=engine, notifier=notifier, clock=clock)
     listeners.on_new_work = runtime.poke
+    # Schedules and approvals: commands and buttons through `extra`, the loop in start().
+    schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
+                                on_new_work=runtime.poke,
+                                member_groups=slack_group_resolver(web), tick_scale=tick_scale)
+    listeners.extra.update(schedules.handlers())
+    runtime.schedules = schedules
     return runtime
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -261,6 +262,20 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
 
     app.action(START_ACTION)(on_click)
     app.action(CANCEL_ACTION)(on_click)
+
+    async def on_extra_click(ack: Any, body: dict[str, Any], action: dict[str, Any],
+                             respond: Any) -> None:
+        # Buttons of other services (schedule approvals): `extra["action:<action_id>"]`.
+        await ack()
+        handler = listeners.extra.get(f"action:{action.get('action_id', '')}")
+        if handler is None:
+            return
+        reply = await handler(action.get("action_id", ""), action.get("value", ""),
+                              body.get("user", {}).get("id", ""))
+        if reply is not None:
+            await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+    app.action(re.compile(r"^cr_(approve|reject)$"))(on_extra_click)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> None:
