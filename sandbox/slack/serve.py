@@ -25,7 +25,9 @@ from sandbox.slack.model import SlackWorkspace
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it each
+    # keep-alive request waits ~40 ms for a delayed ACK (Nagle), as in sandbox.cloud.serve.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
