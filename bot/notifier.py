@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 NO_THREAD = "fallback"  # thread_ts marker: the bot cannot post in this channel
 MAX_BACKOFF = 300.0
+UNSENT_HORIZON = timedelta(days=36500)  # "due by then" = every unsent item
 
 
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
@@ -60,11 +61,24 @@ class Notifier:
             except TimeoutError:
                 pass
 
-    async def flush(self, limit: int = 100) -> int:
-        """One pass over due outbox items; returns how many were delivered."""
-        items = await self.store.pending_outbox(self.clock(), limit=limit)
+    async def flush(self, limit: int = 500) -> int:
+        """One pass over unsent outbox items; returns how many were delivered.
+
+        Order matters within a job's thread (parent first, phases in order) and within a
+        channel, so an item that is not due yet, or fails retryably, holds back every later item
+        of the same job and channel; other jobs and channels go ahead.
+        """
+        now = self.clock()
+        items = await self.store.pending_outbox(now + UNSENT_HORIZON, limit=limit)
+        held: set[str] = set()
         sent = 0
         for index, item in enumerate(items):
+            keys = {f"job:{item.job_id or item.thread_key}", f"channel:{item.channel}"}
+            if keys & held:
+                continue
+            if item.next_attempt_at is not None and item.next_attempt_at > now:
+                held |= keys
+                continue
             if self._superseded(item, items[index + 1:]):
                 await self.store.mark_sent(item.id)
                 continue
@@ -76,7 +90,8 @@ class Notifier:
                     item.id, retry_at=self.clock() + timedelta(seconds=delay), error=str(exc))
                 log.warning("slack unavailable, retrying outbox item %s in %.1fs: %s",
                             item.id, delay, exc)
-                return sent  # keep order: nothing after this item goes out first
+                held |= keys
+                continue
             except (SlackRejected, JobError) as exc:
                 log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
                 await self.store.mark_failed(item.id, retry_at=None, error=str(exc))

@@ -33,6 +33,7 @@ from sandbox.cloud.app import create_app as create_cloud_app
 from sandbox.cloud.model import World
 from sandbox.cloud.serve import running_cloud
 from sandbox.slack.deliver import Deliverer
+from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
 from sandbox.slack.serve import bind, running_slack, url_of
 
@@ -135,10 +136,15 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
                          deadlines: PhaseDeadlines | None = None,
                          world: World | None = None,
                          workspace: SlackWorkspace | None = None,
-                         clock: ShiftableClock | None = None) -> AsyncIterator[System]:
-    """Start cloud, Slack emulator and bot; stop them all on exit."""
+                         clock: ShiftableClock | None = None,
+                         slack_rate_scale: float = 1.0) -> AsyncIterator[System]:
+    """Start cloud, Slack emulator and bot; stop them all on exit.
+
+    `slack_rate_scale` multiplies Slack's rate limits in the emulator and the bot's pacing
+    alike (tests run many messages through one channel faster than Slack's 1 post/s).
+    """
     world = world or World(speed=speed, extra_servers=extra_servers)
-    workspace = workspace or SlackWorkspace()
+    workspace = workspace or SlackWorkspace(rate_limits=RateLimiter(scale=slack_rate_scale))
     clock = clock or ShiftableClock()
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if db_path is None:
@@ -158,7 +164,8 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
                             policy_path=policy_path, cloud_name="sandbox")
         runtime = await build_runtime(settings, cloud_config=sandbox_cloud_config(cloud_url),
                                       cloud_transport=transport, clock=clock,
-                                      deadlines=deadlines, tick_scale=scale)
+                                      deadlines=deadlines, tick_scale=scale,
+                                      slack_rate_scale=slack_rate_scale)
         app = http_app(runtime)
         if loopback:
             base, server, task, sock = await _serve_asgi(app)

@@ -22,7 +22,7 @@ def images_of_job(system: System, job_id: str) -> list:
 
 
 async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         response = await system.command("alice", "#ops", "create web-1 --now")
         assert response.status_code == 200
         assert "J1" in response.text
@@ -44,7 +44,7 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
 
 
 async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1 --note 'before the upgrade'")
         await system.wait_for(lambda: parents(system))
         [parent] = parents(system)
@@ -65,7 +65,7 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
 
 
 async def test_cancel_before_start_makes_no_image() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1")
         await system.wait_for(lambda: parents(system))
         [parent] = parents(system)
@@ -78,7 +78,7 @@ async def test_cancel_before_start_makes_no_image() -> None:
 
 
 async def test_busy_server_fails_with_its_task_state() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         web2 = system.world.find_server("web-2")
         # Someone else's snapshot, held in its upload so it cannot finish before we ask.
         system.world.inject("stuck", server="web-2", task_state="image_uploading")
@@ -93,7 +93,7 @@ async def test_busy_server_fails_with_its_task_state() -> None:
 
 
 async def test_killed_upload_and_vanished_image_are_reported_in_plain_words() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         system.world.inject("upload_fail", server="web-1")
         system.world.inject("image_deleted", server="web-2")
         await system.command("alice", "#ops", "create web-1 --now")
@@ -109,7 +109,7 @@ async def test_killed_upload_and_vanished_image_are_reported_in_plain_words() ->
 
 
 async def test_unknown_and_ambiguous_servers_fail_with_candidates() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-9 --now")
         await system.command("alice", "#ops", "create app --now")
         await system.settle()
@@ -121,7 +121,7 @@ async def test_unknown_and_ambiguous_servers_fail_with_candidates() -> None:
 
 
 async def test_bad_and_stale_signatures_get_401_and_no_job() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         forged = await system.deliverer.slash_command("alice", "#ops", "create web-1 --now",
                                                       bad_signature=True)
         stale = await system.deliverer.slash_command("alice", "#ops", "create web-1 --now",
@@ -131,7 +131,7 @@ async def test_bad_and_stale_signatures_get_401_and_no_job() -> None:
 
 
 async def test_duplicate_delivery_never_makes_a_second_job_or_image() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1 --now")
         again = await system.deliverer.redeliver(retry_num=1, retry_reason="http_timeout")
         assert again.status_code == 200 and "J1" in again.text
@@ -142,7 +142,7 @@ async def test_duplicate_delivery_never_makes_a_second_job_or_image() -> None:
 
 
 async def test_user_text_cannot_ping_anyone() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1 --note '<!channel> hi <@U0BOB>'")
         await system.wait_for(lambda: parents(system))
         [parent] = parents(system)
@@ -152,7 +152,7 @@ async def test_user_text_cannot_ping_anyone() -> None:
 
 
 async def test_private_channel_without_the_bot_falls_back_to_response_url() -> None:
-    async with running_system(speed=200) as system:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "G0SECRET", "create web-1 --now")
         await system.settle()
         assert system.workspace.channel_messages("G0SECRET") == [] or all(
@@ -164,3 +164,69 @@ async def test_private_channel_without_the_bot_falls_back_to_response_url() -> N
         assert any("Writes may resume" in t for t in told)
         assert ":white_check_mark:" in told[-1]
         assert (await system.runtime.store.get_job("J1")).state == "succeeded"
+
+
+PHASES = ("Copying the disk", "Writes may resume", "Packaging", "Uploading", ":white_check_mark:")
+
+
+def phase_order(replies: list[str]) -> list[int]:
+    return [next(i for i, p in enumerate(PHASES) if p in r) for r in replies]
+
+
+async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path) -> None:
+    db = tmp_path / "bot.db"
+    # At speed 20 the upload takes about 4 s: long enough to stop the bot in the middle of it.
+    async with running_system(speed=20, db_path=db) as first:
+        world, workspace = first.world, first.workspace
+        await first.command("alice", "#ops", "create web-1 --now")
+        await first.wait_for(lambda: _state_is(first, "J1", "uploading"))
+    assert world.find_server("web-1").task_state == "image_uploading"
+    async with running_system(speed=20, db_path=db, world=world,
+                              workspace=workspace) as second:
+        await second.settle()
+        job = await second.runtime.store.get_job("J1")
+        assert job.state == "succeeded"
+        assert len(images_of_job(second, "J1")) == 1
+        [parent] = parents(second)
+        replies = thread_texts(second, parent.ts)
+        assert sum(":white_check_mark:" in r for r in replies) == 1
+        assert phase_order(replies) == sorted(phase_order(replies))
+
+
+async def _state_is(system: System, job_id: str, state: str) -> bool:
+    return (await system.runtime.store.get_job(job_id)).state == state
+
+
+async def test_slack_429_storm_delays_but_keeps_every_message_in_order() -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1 --now")
+        # The storm hits the Web API calls the notifier makes (Bolt's auth.test is cached now).
+        system.workspace.start_storm(calls=5, retry_after=1)
+        for server in ("web-2", "data-1"):
+            await system.command("alice", "#ops", f"create {server} --now")
+        await system.settle(within=60)
+        threads = parents(system)
+        assert len(threads) == 3
+        for parent in threads:
+            replies = thread_texts(system, parent.ts)
+            assert phase_order(replies) == [0, 1, 2, 3, 4], replies
+        assert any(c.status == 429 for c in system.workspace.calls())
+
+
+async def test_status_list_and_images_answer_from_the_store_and_the_cloud() -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1 --now --name golden-web")
+        await system.settle()
+        status = await system.command("alice", "#ops", "status J1")
+        assert "golden-web" in status.text and "done" in status.text
+        by_server = await system.command("alice", "#ops", "status web-1")
+        assert "J1" in by_server.text
+        listing = await system.command("alice", "#ops", "list --state done")
+        assert "J1" in listing.text
+        assert "No jobs" in (await system.command("alice", "#ops", "list --state failed")).text
+        await system.command("alice", "#ops", "images web-1")
+        told = await system.wait_for(lambda: [e.text for e in system.workspace.ephemerals(
+            "U0ALICE") if "golden-web" in (e.text or "") and e.via == "response_url"])
+        assert told
+        unknown = await system.command("alice", "#ops", "status J99")
+        assert "J99" in unknown.text
