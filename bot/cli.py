@@ -42,7 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000)
     run.set_defaults(handler=_run)
 
+    box = sub.add_parser("sandbox", help="the whole system on this machine: simulated cloud, "
+                         "Slack emulator and the bot, with a console and a web view")
+    box.add_argument("--speed", type=float, default=20.0,
+                     help="simulated cloud time runs X times faster (default 20)")
+    box.add_argument("--script", default=None, metavar="FILE",
+                     help="run console lines from FILE ('-' for stdin) and exit")
+    box.add_argument("--web-port", type=int, default=None, metavar="N",
+                     help="web view port (default 8790 interactively, none for --script; "
+                          "0 picks a free port)")
+    box.add_argument("--no-web", action="store_true", help="do not serve the web view")
+    box.add_argument("--servers", type=int, default=0, help="also seed N servers load-1..load-N")
+    box.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                     help="with --script: fail when jobs still run S seconds after a line")
+    box.add_argument("--slack-rate", type=float, default=1.0, metavar="X",
+                     help="multiply Slack's rate limits (default 1: about 1 post/s per channel, "
+                          "as in real Slack)")
+    box.set_defaults(handler=_sandbox)
+
     return parser
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from sandbox.console.run import Options, run_sandbox
+
+    return run_sandbox(Options(speed=args.speed, script=args.script, web_port=args.web_port,
+                               no_web=args.no_web, servers=args.servers, timeout=args.timeout,
+                               slack_rate=args.slack_rate))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,152 @@
+"""A local web view of the emulated workspace: read the channels, type `/image`, press buttons.
+
+Routes (JSON in and out; the page polls `/api/view` every second):
+- `GET /` — the page (`index.html`, plain HTML and a little JavaScript, no build step).
+- `GET /api/view?user=alice&channel=ops` — `sandbox.web.view.channel_view`.
+- `POST /api/command` `{"user", "channel", "text"}` — a signed `/image` slash command.
+- `POST /api/click` `{"user", "channel", "ts", "action_id", "value", "block_id"}` — a button.
+
+The POST routes take only `application/json`, so a page on another origin cannot fire them with a
+plain form (it would need a CORS preflight, which this app never grants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.slack.model import ApiError
+from sandbox.slack.serve import bind, url_of
+from sandbox.system import System
+from sandbox.web.view import channel_view
+
+PAGE = Path(__file__).with_name("index.html")
+
+
+class BadRequest(Exception):
+    """A request the web view cannot act on; `str()` is the reason."""
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise BadRequest("send application/json")
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, *, optional: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not value and not optional):
+        raise BadRequest(f"`{name}` must be a non-empty string")
+    return value
+
+
+def create_web_app(system: System) -> Starlette:
+    """The Starlette app of the web view over a running system."""
+    ws = system.workspace
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"),
+                            headers={"Cache-Control": "no-store",
+                                     "Content-Security-Policy":
+                                         "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                         "style-src 'self' 'unsafe-inline'; img-src 'none'"})
+
+    async def view(request: Request) -> Response:
+        user = request.query_params.get("user", "alice")
+        channel = request.query_params.get("channel", "ops")
+        try:
+            return JSONResponse(channel_view(ws, channel, user),
+                                headers={"Cache-Control": "no-store"})
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+
+    async def command(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            user, channel = _field(body, "user"), _field(body, "channel")
+            text = _field(body, "text", optional=True) or ""
+            text = text.strip()
+            if text.startswith("/image"):
+                text = text[len("/image"):].strip()
+            assert user is not None and channel is not None
+            ws.user(user), ws.channel(channel)
+        except BadRequest as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        response = await system.command(user, channel, text)
+        return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
+
+    async def click(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            user, channel = _field(body, "user"), _field(body, "channel")
+            ts, action_id = _field(body, "ts"), _field(body, "action_id")
+            value = _field(body, "value", optional=True)
+            block_id = _field(body, "block_id", optional=True)
+            assert user and channel and ts and action_id
+            ws.user(user)
+        except BadRequest as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        try:
+            response = await system.deliverer.click(user, channel, ts, action_id, value,
+                                                    block_id)
+        except (LookupError, ApiError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=404)
+        return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
+
+    return Starlette(routes=[
+        Route("/", page, methods=["GET"]),
+        Route("/api/view", view, methods=["GET"]),
+        Route("/api/command", command, methods=["POST"]),
+        Route("/api/click", click, methods=["POST"]),
+    ])
+
+
+@contextlib.asynccontextmanager
+async def running_web(system: System, *, host: str = "127.0.0.1", port: int = 0,
+                      fallback_to_free: bool = False) -> AsyncIterator[str]:
+    """Serve the web view on the current loop; yields `http://127.0.0.1:PORT/`. With
+    `fallback_to_free`, a busy `port` is replaced by any free one."""
+    try:
+        sock = bind(host, port)
+    except OSError:
+        if not fallback_to_free:
+            raise
+        sock = bind(host, 0)
+    server = uvicorn.Server(uvicorn.Config(create_web_app(system), log_level="warning",
+                                           lifespan="off", access_log=False))
+    # _serve skips uvicorn's signal handlers, which would steal the console's Ctrl-C.
+    run = getattr(server, "_serve", server.serve)
+    task = asyncio.create_task(run(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("web view stopped during startup")
+            await asyncio.sleep(0.005)
+        yield url_of(sock) + "/"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
