@@ -24,6 +24,7 @@ class Settings:
     policy_path: Path | None = None
     cloud_name: str | None = None
     log_json: bool = False
+    metrics_port: int | None = None  # Socket Mode: serve /metrics and /healthz on this port
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,6 +38,12 @@ class Settings:
         if not api_url.endswith("/"):
             api_url += "/"
         policy = env.get("IMAGEBOT_POLICY", "").strip()
+        raw_port = env.get("IMAGEBOT_METRICS_PORT", "").strip()
+        try:
+            metrics_port = int(raw_port) if raw_port else None
+        except ValueError:
+            raise ConfigError(f"not a port number: {raw_port!r}",
+                              key="IMAGEBOT_METRICS_PORT") from None
         return cls(
             bot_token=token,
             signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
@@ -46,6 +53,7 @@ class Settings:
             policy_path=Path(policy) if policy else None,
             cloud_name=env.get("OS_CLOUD", "").strip() or None,
             log_json=env.get("IMAGEBOT_LOG_JSON", "").strip().lower() in {"1", "true", "yes"},
+            metrics_port=metrics_port,
         )
 
     def secrets(self) -> tuple[str, ...]:

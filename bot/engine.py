@@ -31,6 +31,7 @@ from bot.errors import (
     ServerBusy,
 )
 from bot.jobs import Job, PhaseDeadlines
+from bot.metrics import Metrics
 from bot.store import AsyncStore, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class Engine:
                  deadlines: PhaseDeadlines | None = None,
                  tick_scale: float = 1.0,
                  on_change: Callable[[], None] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.cloud = cloud
         self.clock = clock
@@ -94,6 +96,7 @@ class Engine:
         self.tick_scale = tick_scale
         self.on_change = on_change or (lambda: None)
         self.sleep = sleep
+        self.metrics = metrics
         self.wake = asyncio.Event()
         self.ticks = 0
 
@@ -127,6 +130,8 @@ class Engine:
         if observing:
             await self._observe(observing)
             in_flight = await self.store.in_flight_jobs()
+        if self.metrics:
+            self.metrics.in_flight(in_flight)
         return jobs.poll_interval(in_flight)
 
     # --- steps ----------------------------------------------------------------------------
@@ -145,6 +150,8 @@ class Engine:
         except ConflictingUpdate:
             log.info("job %s changed under us (was %s); skipping", job.id, job.state)
             return None
+        if self.metrics:
+            self.metrics.job_changed(job, result)
         self.on_change()
         return result
 

@@ -52,3 +52,5 @@ def configure_logging(*, json_lines: bool, secrets: Iterable[str] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One line per cloud request is debug detail; our client logs request ids itself.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

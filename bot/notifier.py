@@ -97,6 +97,8 @@ class Notifier:
                 await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
                 continue
             sent += 1
+        if self.web.metrics:
+            self.web.metrics.outbox_depth.set(await self.store.outbox_depth())
         return sent
 
     @staticmethod

@@ -6,11 +6,12 @@ import asyncio
 import logging
 
 import uvicorn
+from starlette.applications import Starlette
 
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.logs import configure_logging
-from bot.wiring import build_runtime, http_app
+from bot.wiring import build_runtime, http_app, ops_routes
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,18 @@ async def serve_socket_mode(settings: Settings) -> None:
     runtime = await build_runtime(settings)
     handler = AsyncSocketModeHandler(runtime.app, settings.app_token)
     runtime.start()
+    ops: asyncio.Task[None] | None = None
+    if settings.metrics_port is not None:
+        config = uvicorn.Config(Starlette(routes=ops_routes(runtime)), host="127.0.0.1",
+                                port=settings.metrics_port, log_level="warning")
+        ops = asyncio.create_task(uvicorn.Server(config).serve())
+        print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
     try:
         print("imagebot connected over Socket Mode", flush=True)
         await handler.start_async()
     finally:
+        if ops is not None:
+            ops.cancel()
         await handler.close_async()
         await runtime.stop()
 

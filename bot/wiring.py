@@ -23,6 +23,7 @@ from bot.cloud.config import CloudConfig, load_cloud_config
 from bot.config import Settings
 from bot.engine import Engine
 from bot.jobs import PhaseDeadlines
+from bot.metrics import CountingTransport, Metrics
 from bot.notifier import Notifier
 from bot.pacing import SlackPacer
 from bot.policy import Policy
@@ -52,6 +53,7 @@ class Runtime:
     engine: Engine
     notifier: Notifier
     clock: Callable[[], datetime]
+    metrics: Metrics
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     schedules: ScheduleService | None = None
@@ -104,16 +106,19 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
     config = cloud_config or load_cloud_config(settings.cloud_name)
     store = await AsyncStore.open(settings.db_path, clock=clock)
-    cloud = CloudClient(config, transport=cloud_transport)
+    metrics = Metrics()
+    cloud = CloudClient(config, transport=CountingTransport(
+        cloud_transport or httpx.AsyncHTTPTransport(), metrics))
     client = make_web_client(settings.bot_token, settings.slack_api_url)
-    web = SlackWeb(client)
+    web = SlackWeb(client, metrics)
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
-                    on_change=notifier.wake.set)
+                    on_change=notifier.wake.set, metrics=metrics)
     listeners = Listeners(store=store, cloud=cloud, policy=policy, clock=clock)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
                       app=build_app(listeners, client, signing_secret=settings.signing_secret),
-                      listeners=listeners, engine=engine, notifier=notifier, clock=clock)
+                      listeners=listeners, engine=engine, notifier=notifier, clock=clock,
+                      metrics=metrics)
     listeners.on_new_work = runtime.poke
     # Schedules and approvals: commands and buttons through `extra`, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
@@ -124,23 +129,48 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     return runtime
 
 
+async def health(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
+    """DB, cloud auth and Slack connectivity, each with ok and a short detail."""
+    checks: dict[str, Any] = {}
+    try:
+        checks["db"] = {"ok": True, "outbox_depth": await runtime.store.outbox_depth()}
+    except Exception as exc:
+        checks["db"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        compute, image = await runtime.cloud.endpoints()
+        checks["cloud"] = {"ok": True, "compute": compute, "image": image}
+    except Exception as exc:
+        checks["cloud"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        await runtime.web.client.auth_test()
+        checks["slack"] = {"ok": True}
+    except Exception as exc:
+        checks["slack"] = {"ok": False, "error": type(exc).__name__}
+    checks["engine"] = {"ok": bool(runtime.tasks) and not runtime.tasks[0].done(),
+                        "ticks": runtime.engine.ticks}
+    return all(c["ok"] for c in checks.values()), checks
+
+
+def ops_routes(runtime: Runtime) -> list[Route]:
+    """`/healthz` and `/metrics`, for the HTTP app or a separate port in Socket Mode."""
+
+    async def healthz(request: Request) -> Response:
+        healthy, checks = await health(runtime)
+        return JSONResponse({"ok": healthy, "checks": checks}, status_code=200 if healthy else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
+
+    return [Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"])]
+
+
 def http_app(runtime: Runtime) -> Starlette:
-    """The HTTP face: Slack's request URL plus health."""
+    """The HTTP face: Slack's request URL plus health and metrics."""
     handler = AsyncSlackRequestHandler(runtime.app)
 
     async def events(request: Request) -> Response:
         return await handler.handle(request)
-
-    async def healthz(request: Request) -> Response:
-        checks: dict[str, Any] = {}
-        try:
-            checks["db"] = {"ok": True, "outbox_depth": await runtime.store.outbox_depth()}
-        except Exception as exc:
-            checks["db"] = {"ok": False, "error": type(exc).__name__}
-        checks["engine"] = {"ok": bool(runtime.tasks) and not runtime.tasks[0].done(),
-                            "ticks": runtime.engine.ticks}
-        healthy = all(c["ok"] for c in checks.values())
-        return JSONResponse({"ok": healthy, "checks": checks}, status_code=200 if healthy else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -151,5 +181,5 @@ def http_app(runtime: Runtime) -> Starlette:
             await runtime.stop()
 
     return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
-                             Route("/healthz", healthz, methods=["GET"])],
+                             *ops_routes(runtime)],
                      lifespan=lifespan)

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.errors import SlackRejected, SlackUnavailable
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,13 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
 class SlackWeb:
     """The few Web API calls imagebot makes, with errors from the one error tree."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics
+
+    def _count(self, method: str, outcome: str) -> None:
+        if self.metrics:
+            self.metrics.slack_calls.labels(method, outcome).inc()
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -58,12 +64,15 @@ class SlackWeb:
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error", "") or "")
+            self._count(method, "429" if status == 429 else (error or str(status)))
             if status == 429 or status >= 500:
                 raise SlackUnavailable(f"{method}: HTTP {status} {error}".strip(),
                                        retry_after=_retry_after(exc.response.headers)) from exc
             raise SlackRejected(error or f"http_{status}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self._count(method, "unreachable")
             raise SlackUnavailable(f"{method}: {type(exc).__name__}") from exc
+        self._count(method, "ok")
         return dict(response.data) if isinstance(response.data, dict) else {}
 
     async def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,

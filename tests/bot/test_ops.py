@@ -1,0 +1,66 @@
+"""Operations: /metrics, /healthz, settings from the environment, log redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.logs import JsonFormatter, RedactingFilter
+from bot.wiring import http_app
+from sandbox.system import running_system
+
+
+async def test_metrics_and_health_report_jobs_cloud_and_slack() -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1 --now")
+        await system.settle()
+        app = http_app(system.runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://bot") as client:
+            metrics = (await client.get("/metrics")).text
+            health = await client.get("/healthz")
+        assert 'imagebot_job_transitions_total{state="succeeded"} 1.0' in metrics
+        assert 'imagebot_phase_seconds_count{phase="snapshot"} 1.0' in metrics
+        assert 'imagebot_cloud_requests_total{method="POST",status="202"} 1.0' in metrics
+        assert 'imagebot_slack_calls_total{method="chat.postMessage",outcome="ok"}' in metrics
+        assert "imagebot_outbox_depth 0.0" in metrics
+        body = health.json()
+        assert health.status_code == 200 and body["ok"] is True
+        assert set(body["checks"]) == {"db", "cloud", "slack", "engine"}
+        assert body["checks"]["cloud"]["compute"].endswith("/compute/v2.1")
+
+
+async def test_health_fails_when_slack_is_down() -> None:
+    async with running_system(speed=200) as system:
+        system.workspace.start_outage(60)
+        app = http_app(system.runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://bot") as client:
+            health = await client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["checks"]["slack"]["ok"] is False
+
+
+def test_settings_from_env_and_clear_errors() -> None:
+    settings = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_API_URL": "http://x/api",
+                                  "IMAGEBOT_DB": "/tmp/x.db", "IMAGEBOT_METRICS_PORT": "9100"})
+    assert settings.slack_api_url == "http://x/api/" and settings.metrics_port == 9100
+    assert "xoxb-1" not in repr(settings)
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
+        Settings.from_env({})
+    with pytest.raises(ConfigError, match="IMAGEBOT_METRICS_PORT"):
+        Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_METRICS_PORT": "ninety"})
+
+
+def test_logs_mask_secrets_and_json_lines_carry_job_ids() -> None:
+    record = logging.LogRecord("bot", logging.INFO, __file__, 1, "token %s for %s",
+                               ("xoxb-secret-token", "J4"), None)
+    record.job_id = "J4"
+    assert RedactingFilter(["xoxb-secret-token"]).filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "token *** for J4" and line["job_id"] == "J4"
