@@ -1,0 +1,108 @@
+"""`imagebot sandbox --script`: the shipped tour passes end to end, and failing scripts fail
+with a reason. Everything is real (signed Slack HTTP, the cloud over HTTP, SQLite); only the
+simulated cloud's clock and Slack's rate limits run faster."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+TOUR = Path(__file__).resolve().parents[2] / "examples" / "tour.txt"
+FAST = ["--speed", "200", "--slack-rate", "20", "--timeout", "20"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["sandbox", *args, *FAST])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _section(out: str, prompt_line: str) -> str:
+    """The transcript printed after one echoed script line (up to the next prompt)."""
+    start = out.index(prompt_line)
+    rest = out[start + len(prompt_line):]
+    following = re.search(r"^\w+@#[\w-]+> ", rest, flags=re.MULTILINE)
+    return rest[:following.start()] if following else rest
+
+
+def test_the_tour_runs_and_its_transcript_shows_each_step(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "--script", str(TOUR))
+    assert code == 0, err + out[-3000:]
+
+    # 1. Create with quiesce confirmation, then Start snapshot: every phase and the ✅.
+    created = _section(out, "alice@#ops> /image create web-1\n")
+    assert "Before you press Start snapshot" in created
+    assert "[1 Start snapshot] [2 Cancel]" in created
+    started = _section(out, "alice@#ops> click 1\n")
+    for phase in ("Copying the disk now", "Writes may resume now", "Packaging the image",
+                  "Uploading the image", ":white_check_mark: Image `web-1-"):
+        assert phase in started, phase
+
+    # 2. The killed upload fails and says why.
+    failed = _section(out, "alice@#ops> /image create web-2 --now\n")
+    assert "(fault kill-upload armed for web-2" in out
+    assert ":x: The upload failed" in failed and "`killed`" in failed
+
+    # 3. Carol is refused (an expected failure).
+    assert "You may not create images in this channel" in _section(
+        out, "carol@#ops> !/image create web-1\n")
+
+    # 4. Alice requests a schedule, cannot approve it herself, Bob approves.
+    requested = _section(out, "alice@#ops> /image schedule web-1 daily at 03:00 --keep 1\n")
+    assert "Schedule change R1" in requested and "[1 Approve] [2 Reject]" in requested
+    assert "cannot approve your own request" in _section(out, "alice@#ops> !click 1\n")
+    assert "*Approved* by @bob" in _section(out, "bob@#ops> click 1\n")
+
+    # 5. A day later the scheduled run images web-1; results go to #ops-alerts.
+    alerts = _section(out, "bob@#ops> in #ops-alerts\n")
+    assert "schedule S1" in alerts and ":white_check_mark: Image `web-1-" in alerts
+    assert "Retention: nothing to delete" in alerts
+
+    # 6. The second run's retention deletes the first run's image.
+    second = _section(out, "bob@#ops-alerts> clock +1d\n")
+    assert "deleted 1 old image(s)" in second
+    assert "J4 web-1 succeeded" in out
+    assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
+
+
+def test_unknown_console_command_fails_before_anything_runs(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    script = tmp_path / "bad.txt"
+    script.write_text("/image create web-1\n\nclick 1\nteleport web-1\n", encoding="utf-8")
+    code, out, err = _run(capsys, "--script", str(script))
+    assert code == 1
+    assert "script line 3: 'teleport web-1'" in err and "unknown console command" in err
+    assert "/image create web-1" not in out  # checked before the first line ran
+
+
+def test_a_refusal_without_bang_fails_the_script(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("as carol\n/image create web-1\n/image list\n"))
+    code, out, err = _run(capsys, "--script", "-")
+    assert code == 1
+    assert "script line 2: '/image create web-1'" in err
+    assert "the bot said no: You may not create images" in err
+    assert "carol@#ops> /image list" not in out  # stops at the first failure
+
+
+def test_a_job_still_running_after_the_timeout_fails_the_script(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    script = tmp_path / "stuck.txt"
+    script.write_text("fault stuck web-1\n/image create web-1 --now\n", encoding="utf-8")
+    code = main(["sandbox", "--script", str(script), "--speed", "200", "--slack-rate", "20",
+                 "--timeout", "1.5"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "still running after 1.5s" in err and "J1 (web-1" in err
+
+
+def test_a_missing_script_file_is_reported(capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "--script", str(tmp_path / "nope.txt"))
+    assert code == 2 and "cannot read" in err
