@@ -147,13 +147,14 @@ class Notifier:
         message = render.parent_message(job, self.clock())
         try:
             await self._paced("chat.postMessage", item.channel)
-            ts = await self.web.post_message(item.channel, message["text"], message.get("blocks"))
+            channel, ts = await self.web.post(item.channel, message["text"], message.get("blocks"))
         except SlackRejected as exc:
             if exc.code not in {"not_in_channel", "channel_not_found", "is_archived"}:
                 raise
             await self._fall_back(item, job.response_url, message)
             return
-        await self.store.update_job(job.id, fields={"thread_ts": ts}, event="posted")
+        await self.store.update_job(job.id, fields={"thread_ts": ts, "channel": channel},
+                                    event="posted")
         await self.store.mark_sent(item.id, result_ts=ts)
 
     async def _fall_back(self, item: OutboxMessage, response_url: str | None,
@@ -174,8 +175,8 @@ class Notifier:
             await self.store.mark_sent(item.id)
             return
         message = render.parent_message(job, self.clock())
-        await self._paced("chat.update", item.channel)
-        await self.web.update_message(item.channel, job.thread_ts, message["text"],
+        await self._paced("chat.update", job.channel)
+        await self.web.update_message(job.channel, job.thread_ts, message["text"],
                                       message.get("blocks"))
         await self.store.mark_sent(item.id)
 
@@ -190,7 +191,7 @@ class Notifier:
         if not job.thread_ts:
             # The parent has not been posted (it comes first in the outbox); try again shortly.
             raise SlackUnavailable("parent message not posted yet", retry_after=1.0)
-        await self._paced("chat.postMessage", item.channel)
-        ts = await self.web.post_message(item.channel, payload["text"], payload.get("blocks"),
+        await self._paced("chat.postMessage", job.channel)
+        ts = await self.web.post_message(job.channel, payload["text"], payload.get("blocks"),
                                          thread_ts=job.thread_ts, broadcast=final)
         await self.store.mark_sent(item.id, result_ts=ts)

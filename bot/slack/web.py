@@ -78,6 +78,13 @@ class SlackWeb:
     async def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                            *, thread_ts: str | None = None, broadcast: bool = False) -> str:
         """chat.postMessage; returns the new message's ts."""
+        _, ts = await self.post(channel, text, blocks, thread_ts=thread_ts, broadcast=broadcast)
+        return ts
+
+    async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+                   *, thread_ts: str | None = None, broadcast: bool = False) -> tuple[str, str]:
+        """chat.postMessage; returns (channel id, ts). Slack answers with the id even when
+        `channel` was given as a #name, and chat.update accepts only ids."""
         kwargs: dict[str, Any] = {"channel": channel, "text": text}
         if blocks:
             kwargs["blocks"] = blocks
@@ -86,7 +93,7 @@ class SlackWeb:
             if broadcast:
                 kwargs["reply_broadcast"] = True
         data = await self._call("chat.postMessage", **kwargs)
-        return str(data.get("ts", ""))
+        return str(data.get("channel") or channel), str(data.get("ts", ""))
 
     async def update_message(self, channel: str, ts: str, text: str,
                              blocks: list[dict[str, Any]] | None = None) -> None:

@@ -16,7 +16,7 @@ from sandbox.system import System, running_system
 POLICY = """
 [channels.C0OPS]
 approvers = ["U0BOB", "U0CAROL"]
-notify_channel = "C0ALERTS"
+notify_channel = "#ops-alerts"
 """
 
 
@@ -113,7 +113,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path) -> None:
         assert run.slot == slot and run.attempts == 1
         job = await store.get_job(str(run.job_id))
         assert job.state == "succeeded" and job.schedule_id == "S1"
-        assert job.requested_by == "schedule:S1" and job.channel == "C0ALERTS"
+        assert job.requested_by == "schedule:S1"
         new_image = system.world.images[str(job.image_id)]
         assert new_image.properties["imagebot_schedule_id"] == "S1"
 
@@ -129,6 +129,10 @@ async def test_request_approve_run_and_retention(tmp_path: Path) -> None:
         await system.settle()
         [parent] = [m for m in system.workspace.channel_messages("C0ALERTS") if not m.thread_ts]
         replies = [m.text or "" for m in system.workspace.thread("C0ALERTS", parent.ts)]
+        # The policy names the channel; the job learned its id from Slack's answer, so the
+        # parent message could be updated (chat.update takes ids only).
+        job = await store.get_job(str(run.job_id))
+        assert job.channel == "C0ALERTS" and parent.edits
         assert any("Retention" in r and "web-1-old3" in r and "web-1-old2" in r
                    for r in replies)
         assert not any("<!channel>" in (m.text or "")
