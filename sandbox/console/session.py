@@ -295,9 +295,11 @@ class Console:
         if channel.is_im:
             return Outcome(False, "direct messages are not part of the sandbox console")
         self.channel = channel.name
-        self.say(f"(now in #{channel.name}; `show` prints all of it)")
+        self.say(f"(now in #{channel.name})")
         if not self.show_changes():
-            self.say("(nothing new here)")
+            empty = not self.seen.get(self.channel)
+            self.say(f"(#{channel.name} is empty)" if empty
+                     else "(nothing new since you last looked; `show` prints all of it)")
         return Outcome()
 
     async def _do_faults(self, cmd: ConsoleCommand) -> Outcome:
