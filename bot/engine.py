@@ -31,6 +31,7 @@ from bot.errors import (
     ServerBusy,
 )
 from bot.jobs import Job, PhaseDeadlines
+from bot.logs import job_context
 from bot.metrics import Metrics
 from bot.store import AsyncStore, OutboxItem
 
@@ -121,10 +122,11 @@ class Engine:
         self.ticks += 1
         await self._resolve_new_jobs()
         for job in await self.store.in_flight_jobs():
-            if job.state == jobs.QUEUED:
-                await self._submit(job)
-            elif job.state == jobs.SUBMITTING:
-                await self._reconcile(job)
+            with job_context(job.id):
+                if job.state == jobs.QUEUED:
+                    await self._submit(job)
+                elif job.state == jobs.SUBMITTING:
+                    await self._reconcile(job)
         in_flight = await self.store.in_flight_jobs()
         observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
         if observing:
@@ -192,20 +194,18 @@ class Engine:
         for job in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION], limit=200):
             if job.server_id:
                 continue
-            try:
-                server = await self.cloud.find_server(job.server_ref)
-            except CloudUnavailable:
-                return  # try again next tick
-            except CloudRejected as exc:
-                after = await self._commit(job, target=jobs.FAILED, event="resolve_failed",
-                                           fields=_failure(classify(exc), exc)
-                                           | {"finished_at": self.clock()},
-                                           outbox=())
-                if after:
-                    await self._commit(after, target=None, event="notified", fields={},
-                                       outbox=self._messages(job, after, ()))
-                continue
-            await self._move(job, None, self._server_fields(job, server), (), "resolved")
+            with job_context(job.id):
+                await self._resolve(job)
+
+    async def _resolve(self, job: Job) -> None:
+        try:
+            server = await self.cloud.find_server(job.server_ref)
+        except CloudUnavailable:
+            return  # try again next tick
+        except CloudRejected as exc:
+            await self._fail(job, classify(exc), exc)
+            return
+        await self._move(job, None, self._server_fields(job, server), (), "resolved")
 
     @staticmethod
     def _server_fields(job: Job, server: Any) -> dict[str, Any]:
@@ -304,14 +304,19 @@ class Engine:
                 image = seen.images.get(str(job.image_id))
                 status = image.status if image else job.image_status
                 vanished = str(job.image_id) in seen.vanished_images
-            step = jobs.advance(job, task_state=task_state, image_status=status,
-                                image_vanished=vanished, now=now, deadlines=self.deadlines)
-            fields = dict(step.fields)
-            if image is not None and image.size is not None and image.size != job.image_size:
-                fields["image_size"] = image.size
-            if step.target is None and not fields and not step.events:
-                continue
-            await self._move(job, step.target, fields, step.events,
-                             step.target or "observed")
+            with job_context(job.id):
+                await self._apply(job, task_state, status, vanished, image, now)
         if seen is not None:
             await self.store.set_meta(CURSOR_KEY, seen.cursor.isoformat())
+
+    async def _apply(self, job: Job, task_state: str | None, status: str | None,
+                     vanished: bool, image: Image | None, now: datetime) -> None:
+        """Commit what one observation means for one job."""
+        step = jobs.advance(job, task_state=task_state, image_status=status,
+                            image_vanished=vanished, now=now, deadlines=self.deadlines)
+        fields = dict(step.fields)
+        if image is not None and image.size is not None and image.size != job.image_size:
+            fields["image_size"] = image.size
+        if step.target is None and not fields and not step.events:
+            return
+        await self._move(job, step.target, fields, step.events, step.target or "observed")

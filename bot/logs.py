@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+# The job the current task works on; every log line written meanwhile carries its id.
+_current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("imagebot_job",
+                                                                          default=None)
+
+
+@contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Tag every log record written inside the block (cloud calls included) with `job_id`."""
+    token = _current_job.set(job_id)
+    try:
+        yield
+    finally:
+        _current_job.reset(token)
+
+
+class JobContextFilter(logging.Filter):
+    """Copies the current job id onto records that do not carry one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) is None:
+            record.job_id = _current_job.get()
+        return True
 
 
 class RedactingFilter(logging.Filter):
@@ -46,9 +71,11 @@ def configure_logging(*, json_lines: bool, secrets: Iterable[str] = (),
                       level: int = logging.INFO) -> None:
     """Install one handler on the root logger."""
     handler = logging.StreamHandler()
+    handler.addFilter(JobContextFilter())
     handler.addFilter(RedactingFilter(secrets))
     handler.setFormatter(JsonFormatter() if json_lines else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(job_id)s]: "
+                                           "%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

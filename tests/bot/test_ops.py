@@ -64,3 +64,26 @@ def test_logs_mask_secrets_and_json_lines_carry_job_ids() -> None:
     assert RedactingFilter(["xoxb-secret-token"]).filter(record)
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "token *** for J4" and line["job_id"] == "J4"
+
+
+def test_records_written_inside_a_job_context_carry_its_id() -> None:
+    from bot.logs import JobContextFilter, job_context
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(JobContextFilter())
+    logger = logging.getLogger("imagebot.test.context")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with job_context("J7"):
+            logger.info("inside")
+        logger.info("outside")
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.getMessage(), r.job_id) for r in seen] == [("inside", "J7"), ("outside", None)]
