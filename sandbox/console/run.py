@@ -15,7 +15,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -227,6 +227,24 @@ async def sandbox_main(options: Options, script_text: str | None = None,
         return await run_interactive(system, out, within=options.timeout)
 
 
+@contextlib.contextmanager
+def _errors_only_logging() -> Iterator[None]:
+    """Show only errors while the sandbox runs: the bot logs warnings about the faults the
+    person injected on purpose. The root logger is restored afterwards (tests run in-process)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.ERROR)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def read_script(source: str, stdin: TextIO | None = None) -> str:
     """The text of a script file, or of stdin for `-`."""
     if source == "-":
@@ -236,9 +254,6 @@ def read_script(source: str, stdin: TextIO | None = None) -> str:
 
 def run_sandbox(options: Options, out: TextIO | None = None) -> int:
     """The blocking entry point behind `imagebot sandbox`."""
-    # The bot logs warnings about faults the person injected on purpose; keep the console
-    # readable and show only errors.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     script_text: str | None = None
     if options.script is not None:
         try:
@@ -247,7 +262,8 @@ def run_sandbox(options: Options, out: TextIO | None = None) -> int:
             print(f"imagebot sandbox: cannot read {options.script}: {exc}", file=sys.stderr)
             return 2
     try:
-        return asyncio.run(sandbox_main(options, script_text, out))
+        with _errors_only_logging():
+            return asyncio.run(sandbox_main(options, script_text, out))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
