@@ -43,6 +43,7 @@ from bot.errors import (
 )
 from bot.jobs import Job
 from bot.policy import ChannelPolicy, Policy
+from bot.render import escape
 from bot.render_schedules import (
     APPROVE_ACTION,
     REJECT_ACTION,
@@ -693,8 +694,8 @@ class ScheduleService:
             return Reply("You may not propose schedules in this channel "
                          f"({pol.who_may_create()} may).")
         if not pol.may_touch(request.server.text):
-            return Reply("This channel may not image that server (not in the channel's "
-                         "server list).")
+            return Reply(f"This channel may not image `{escape(request.server.text)}` (not in "
+                         "the channel's server list).")
         # Resolving the server and listing its images may take a while: answer after the ack.
         task = asyncio.ensure_future(self._propose_later(request, who))
         self._background.add(task)

@@ -173,3 +173,39 @@ async def test_reject_path_leaves_no_schedule(tmp_path: Path) -> None:
         assert system.runtime.schedules is not None
         await system.runtime.schedules.tick()
         assert await system.runtime.store.list_jobs() == []
+
+
+async def test_expired_request_is_marked_expired_and_cannot_be_approved(tmp_path: Path) -> None:
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text(POLICY + 'approval_expiry = "2h"\n')
+    async with running_system(speed=200, policy_path=policy) as system:
+        message = await propose_and_wait(system, "schedule web-1 daily at 03:00 --keep 2")
+        system.clock.shift(timedelta(hours=2, minutes=1))
+        system.runtime.poke()
+        await system.wait_for(lambda: "expired" in (approval_message(system, "R1").text or ""))
+        assert buttons(approval_message(system, "R1")) == []
+        await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", "R1")
+        await system.wait_for(lambda: any("expired" in t
+                                          for t in ephemeral_texts(system, "U0BOB")))
+        assert await system.runtime.store.list_schedules() == []
+        actions = [a.action for a in await system.runtime.store.audit_rows("R1")]
+        assert "request_expired" in actions and "request_approved" not in actions
+
+
+async def test_policy_denies_servers_and_approvers_outside_the_channel_rules(
+        tmp_path: Path) -> None:
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text(POLICY + 'servers = ["web-*"]\n')
+    async with running_system(speed=200, policy_path=policy) as system:
+        denied = await system.command("alice", "#ops", "schedule db-1 daily --keep 2")
+        assert "db-1" in denied.text and "may not" in denied.text
+        assert await system.runtime.store.list_change_requests() == []
+        message = await propose_and_wait(system, "schedule web-2 daily --keep 2")
+        # Alice is not an approver here (only Bob and Carol are); she is told who is.
+        response = await system.command("alice", "#ops", "approve R1")
+        assert "U0BOB" in response.text
+        assert (await system.runtime.store.get_change_request("R1")).status == "pending"
+        await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", "R1")
+        await system.wait_for(lambda: "approved" in (approval_message(system, "R1").text or ""))
+        [schedule] = await system.runtime.store.list_schedules()
+        assert schedule.approved_by == "U0BOB"
