@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from commands.text import slack_escape
+
 
 class ParseError(ValueError):
     """The text is not a valid `/image` command.
@@ -16,12 +18,15 @@ class ParseError(ValueError):
         super().__init__(message, usage)
 
     def __str__(self) -> str:
-        lines = [line for line in self.usage.splitlines() if line]
+        # User text inside `message` is escaped where it is quoted; what is left of < and > are
+        # placeholders like <server>, which Slack must not read as links.
+        message = self.message.replace("<", "&lt;").replace(">", "&gt;")
+        lines = [slack_escape(line) for line in self.usage.splitlines() if line]
         if not lines:
-            return self.message
+            return message
         if len(lines) == 1:
-            return f"{self.message}\nUsage: `{lines[0]}`"
-        return self.message + "\nUsage:\n" + "\n".join(f"• `{line}`" for line in lines)
+            return f"{message}\nUsage: `{lines[0]}`"
+        return message + "\nUsage:\n" + "\n".join(f"• `{line}`" for line in lines)
 
     def user_message(self) -> str:
         """Text fit to show a Slack user (the same as `str()`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.grammar import BY_NAME, PREFIX, TABLE, Spec
+from commands.text import slack_escape
 
 
 def _overview() -> str:
@@ -38,11 +39,11 @@ def help_text(topic: str | None = None) -> str:
     An unknown topic gets the overview, headed by a note that there is no such command.
     """
     if topic is None or not topic.strip():
-        return _overview()
+        return slack_escape(_overview())
     spec = BY_NAME.get(topic.strip().lower())
     if spec is None:
-        return f"There is no command `{topic.strip()[:40]}`.\n" + _overview()
-    return _one(spec)
+        return slack_escape(f"There is no command `{topic.strip()[:40]}`.\n" + _overview())
+    return slack_escape(_one(spec))
 
 
 def reference_markdown() -> str:

@@ -122,3 +122,9 @@ def option_word(token: Token) -> str | None:
     if len(text) > 1 and text[0] == "-" and text[1].isalpha():
         return text
     return None
+
+
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn escaping: `&`, `<` and `>` become entities, so placeholders such as
+    `<server>` show as written instead of being read as links or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

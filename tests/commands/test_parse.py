@@ -23,6 +23,7 @@ from commands import (
     ServerRef,
     Status,
 )
+from commands.text import slack_escape
 
 WEB1 = ServerRef("web-1", False)
 UUID = "0b3c8f4e-2d7a-4c1e-9f5b-7a6d5e4c3b2a"
@@ -290,7 +291,7 @@ def test_parse_errors(text: str, fragments: tuple[str, ...], command: str | None
     for fragment in fragments:
         assert fragment in error.message
     shown = str(error)
-    assert shown.startswith(error.message)
+    assert shown.startswith(error.message.replace("<", "&lt;").replace(">", "&gt;"))
     assert "Usage:" in shown
     if command is None:
         assert error.usage == "/image <command> [arguments]"
@@ -298,7 +299,9 @@ def test_parse_errors(text: str, fragments: tuple[str, ...], command: str | None
         assert error.usage.startswith(f"/image {command}")
         # every usage line of the command is shown to the user
         for line in error.usage.splitlines():
-            assert f"`{line}`" in shown
+            assert f"`{slack_escape(line)}`" in shown
+    # Slack would read a raw <...> as a link or mention: placeholders go out escaped.
+    assert "<" not in shown and ">" not in shown
 
 
 def test_error_echo_cannot_ping_the_channel() -> None:
@@ -317,7 +320,8 @@ def test_error_echo_is_shortened() -> None:
 
 def test_parse_error_str_with_single_and_multi_line_usage() -> None:
     assert str(ParseError("Bad.", "/image cancel <job-id>")) == (
-        "Bad.\nUsage: `/image cancel <job-id>`")
+        "Bad.\nUsage: `/image cancel &lt;job-id&gt;`")
+    assert str(ParseError("Give a <server>.", "")) == "Give a &lt;server&gt;."
     assert str(ParseError("Bad.", "/image a\n/image b")) == (
         "Bad.\nUsage:\n• `/image a`\n• `/image b`")
     assert str(ParseError("Bad.", "")) == "Bad."

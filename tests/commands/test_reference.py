@@ -10,6 +10,7 @@ import pytest
 import commands
 from commands import readme
 from commands.grammar import TABLE, Spec
+from commands.text import slack_escape
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -51,14 +52,15 @@ def test_help_overview_lists_every_usage_line() -> None:
     assert overview == commands.help_text("  ")
     for spec in TABLE:
         for line in spec.usage_lines:
-            assert f"`{line}`" in overview
-        assert spec.summary in overview
-    assert "/image help <command>" in overview
+            assert f"`{slack_escape(line)}`" in overview
+        assert slack_escape(spec.summary) in overview
+    assert "/image help &lt;command&gt;" in overview
+    assert "<" not in overview and ">" not in overview  # Slack would read them as links
 
 
 def test_help_for_one_command() -> None:
     text = commands.help_text("Schedule")
-    assert text.count("• `/image schedule <server>") == 3
+    assert text.count("• `/image schedule &lt;server&gt;") == 3
     assert "`--tz ZONE`" in text and "Examples:" in text
     assert "/image schedule db-2 weekly sat at 23:00 --keep 4" in text
     assert "create" not in text.split("Examples:")[0].lower().replace("changing", "")
