@@ -91,12 +91,14 @@ class System:
         while time.monotonic() < deadline:
             in_flight = await self.runtime.store.in_flight_jobs()
             depth = await self.runtime.store.outbox_depth()
-            if not in_flight and depth == 0:
+            # A scheduled run stays open after its job until retention has run.
+            runs = [r for r in await self.runtime.store.open_runs() if r.result == "running"]
+            if not in_flight and depth == 0 and not runs:
                 return
             self.runtime.poke()
             await asyncio.sleep(poll)
         raise TimeoutError(f"still busy after {within}s: {len(in_flight)} jobs in flight, "
-                           f"{depth} messages queued")
+                           f"{len(runs)} scheduled runs open, {depth} messages queued")
 
     async def wait_for(self, predicate: Callable[[], Any], within: float = 30.0,
                        poll: float = 0.02) -> Any:
