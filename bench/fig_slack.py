@@ -1,0 +1,91 @@
+"""Figure 3: Slack budget — 200 jobs started in one channel within 10 s.
+
+Slack's clock runs `speed` times faster (the emulator's rate limits and the bot's pacer alike),
+and so do the cloud and the engine tick; times are reported in unscaled seconds (wall × speed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any
+
+from bench.common import Row
+from bench.fig_cloud import scaled_pacer
+from bot import jobs
+from sandbox.cloud.model import World
+from sandbox.slack.limits import POST_MESSAGE, RateLimiter
+from sandbox.slack.model import SlackWorkspace
+from sandbox.system import running_system
+
+
+def outbox_items(db_path: Any) -> int:
+    """Every message the bot ever queued (what a one-call-per-event notifier would send)."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+async def measure(n: int = 200, speed: float = 20.0) -> tuple[list[Row], dict[str, Any]]:
+    """Start `n` jobs in #ops within 10 (unscaled) seconds and watch Slack until all are final."""
+    workspace = SlackWorkspace(rate_limits=RateLimiter(scale=speed))
+    world = World(speed=speed, extra_servers=n)
+    async with running_system(world=world, workspace=workspace,
+                              tick_scale=1.0 / speed) as system:
+        system.runtime.notifier.pacer = scaled_pacer(speed)
+        started = time.monotonic()
+        window = 10.0 / speed
+        answers = []
+        for i in range(1, n + 1):
+            answers.append(system.command("alice", "#ops", f"create load-{i} --now"))
+            # Spread the starts over the 10 s window (they may take longer to send).
+            delay = started + window * i / n - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        done = await asyncio.gather(*answers)
+        start_span = (time.monotonic() - started) * speed
+        deadline = time.monotonic() + 3000 / speed + 180
+        final_at = None
+        while time.monotonic() < deadline:
+            rows = await system.runtime.store.list_jobs(limit=10_000)
+            finished = [j for j in rows if j.state in jobs.TERMINAL and j.thread_ts]
+            if len(finished) == n and all(
+                    any(m.reply_broadcast for m in workspace.thread("C0OPS", str(j.thread_ts)))
+                    and j.state in (workspace.find_message("C0OPS", str(j.thread_ts)).text or "")
+                    for j in finished):
+                final_at = time.monotonic()
+                break
+            await asyncio.sleep(0.1)
+        calls = workspace.calls()
+        posts = [c for c in calls if c.method == "chat.postMessage" and c.status == 200]
+        queued = outbox_items(system.db_path)
+        rows = await system.runtime.store.list_jobs(limit=10_000)
+    succeeded = sum(1 for j in rows if j.state == jobs.SUCCEEDED)
+    too_many = sum(1 for c in calls if c.status == 429)
+    api_calls = [c for c in calls if c.method != "auth.test"]
+    elapsed = None if final_at is None else (final_at - started) * speed
+    # Slack's floor: every successful post in one channel at ~1 per second after the burst.
+    floor = max(0.0, (len(posts) - POST_MESSAGE.burst) / POST_MESSAGE.rate)
+    note = (f"speed x{speed:g}; starts spread over {start_span:.1f} s; "
+            f"{sum(1 for a in done if a.status_code == 200)}/{n} acks, {succeeded}/{n} succeeded")
+    result = [
+        Row(f"3. Slack 429s, {n} jobs in one channel", too_many, 0, "", "0", too_many == 0,
+            "Slack's limits", note),
+        Row("3. Web API calls per job", len(api_calls) / n, queued / n, "calls", "—", None,
+            "one call per queued event", "auth.test excluded; anchor = outbox items per job"),
+        Row("3. time until every thread shows its final state (s)",
+            float("nan") if elapsed is None else elapsed, floor, "s", "—", None,
+            "1 post/s/channel floor", f"unscaled seconds; {len(posts)} posts in the channel"),
+    ]
+    return result, {"calls": len(calls), "posts": len(posts), "queued": queued,
+                    "succeeded": succeeded, "elapsed": elapsed, "speed": speed}
+
+
+if __name__ == "__main__":
+    import sys
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    out, raw = asyncio.run(measure(count))
+    for row in out:
+        print(row.figure, row.ours, row.anchor, row.met, row.note)
+    print(raw)
