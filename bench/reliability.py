@@ -1,0 +1,50 @@
+"""`python -m bench.reliability`: the reliability suite at full size; one summary line per case.
+
+`--quick` runs the sizes `make test` uses. The crash case restarts the bot in-process (its loops
+cancelled mid-flight, objects dropped without a graceful stop, a new runtime on the same DB)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from bench import reliability_cases as cases
+
+FULL = (
+    ("crash", lambda: cases.crash_restart(n_jobs=50, kills=20, speed=100.0)),
+    ("cloud", lambda: cases.cloud_faults(speed=200.0, rounds=2)),
+    ("slack", lambda: cases.slack_side(outage=60.0 / 10, storm=100, jobs_each=5)),
+    ("fuzz", lambda: cases.fuzz(n=10_000, loopback=True, batch=20)),
+    ("secrets", lambda: cases.secrets()),
+)
+QUICK = (
+    ("crash", lambda: cases.crash_restart(n_jobs=8, kills=5, speed=200.0, max_gap=0.3)),
+    ("cloud", lambda: cases.cloud_faults(speed=200.0)),
+    ("slack", lambda: cases.slack_side(outage=2.0, storm=6, jobs_each=2)),
+    ("fuzz", lambda: cases.fuzz(n=300)),
+    ("secrets", lambda: cases.secrets()),
+)
+
+
+async def run(quick: bool) -> int:
+    """Run every case; print its line and any problems; 1 if anything was lost or failed."""
+    failed = 0
+    for name, case in QUICK if quick else FULL:
+        started = time.monotonic()
+        result = await case()
+        print(f"{result.line()}  ({time.monotonic() - started:.0f}s)", flush=True)
+        for problem in result.problems[:10]:
+            print(f"    - {problem}")
+        failed += 0 if result.ok else 1
+        del name
+    return 1 if failed else 0
+
+
+def main() -> int:
+    """Entry point."""
+    return asyncio.run(run("--quick" in sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
