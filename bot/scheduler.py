@@ -121,7 +121,7 @@ class ScheduleSpec:
 @dataclass(frozen=True, slots=True)
 class _Resolved:
     utc: datetime
-    kind: Literal["normal", "missing", "repeated"]
+    kind: Literal["normal", "missing", "repeated", "no_day"]
 
 
 def _find_transition(tz: tzinfo, lo: datetime, hi: datetime) -> datetime:
@@ -152,7 +152,11 @@ def _resolve(day: date, at: time, tz: str) -> _Resolved:
         # A gap: fold=0 applies the old offset (lands after the transition), fold=1 the new one
         # (lands before it). The transition instant itself is the first wall time after the gap.
         lo, hi = min(u0, u1), max(u0, u1)
-        return _Resolved(_find_transition(tzi, lo, hi), "missing")
+        instant = _find_transition(tzi, lo, hi)
+        if instant.astimezone(tzi).date() != day:
+            # The whole local day is missing (Pacific/Apia skipped 2011-12-30): no slot that day.
+            return _Resolved(instant, "no_day")
+        return _Resolved(instant, "missing")
     return _Resolved(min(u0, u1), "repeated")
 
 
@@ -173,37 +177,44 @@ def _as_utc(moment: datetime, what: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _slot(spec: ScheduleSpec, day: date) -> datetime | None:
+    """The slot on local date `day`, or None when the zone skipped that whole day."""
+    resolved = _resolve(day, spec.at, spec.tz)
+    return None if resolved.kind == "no_day" else resolved.utc
+
+
 def _latest_at_or_before(spec: ScheduleSpec, moment: datetime) -> tuple[date, datetime]:
     """The latest slot <= moment, as (local date, utc)."""
     d = _aligned(spec, moment)
-    slot = _resolve(d, spec.at, spec.tz).utc
-    while slot > moment:
+    slot = _slot(spec, d)
+    while slot is None or slot > moment:
         d -= spec._step
-        slot = _resolve(d, spec.at, spec.tz).utc
+        slot = _slot(spec, d)
     return d, slot
 
 
 def _first_after(spec: ScheduleSpec, moment: datetime) -> tuple[date, datetime]:
     """The earliest slot > moment, as (local date, utc)."""
     d = _aligned(spec, moment)
-    slot = _resolve(d, spec.at, spec.tz).utc
-    while slot <= moment:
+    slot = _slot(spec, d)
+    while slot is None or slot <= moment:
         d += spec._step
-        slot = _resolve(d, spec.at, spec.tz).utc
+        slot = _slot(spec, d)
     return d, slot
 
 
 def occurrences_after(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]:
     """Every slot strictly after `after`, in order, as aware UTC datetimes (endless)."""
-    d, slot = _first_after(spec, _as_utc(after, "after"))
+    d, first = _first_after(spec, _as_utc(after, "after"))
     step = spec._step
-    previous = None
+    slot: datetime | None = first
+    previous: datetime | None = None
     while True:
-        if previous is None or slot > previous:  # guard against odd zone histories
-            yield slot
+        if slot is not None and (previous is None or slot > previous):
+            yield slot  # (the guard above skips odd zone histories that step backwards)
             previous = slot
         d += step
-        slot = _resolve(d, spec.at, spec.tz).utc
+        slot = _slot(spec, d)
 
 
 def next_run(spec: ScheduleSpec, after: datetime) -> datetime:
@@ -337,13 +348,17 @@ def ambiguous_or_missing(spec: ScheduleSpec, within_days: int = 366, *,
         if resolved.kind != "normal":
             local = resolved.utc.astimezone(tzi)
             runs = f"{local.strftime('%H:%M %Z')} ({resolved.utc.strftime('%H:%M')} UTC)"
-            if resolved.kind == "missing":
+            if resolved.kind == "no_day":
+                text = f"{d.isoformat()} does not exist in {spec.tz}; there is no run that day."
+            elif resolved.kind == "missing":
                 text = (f"On {d.isoformat()} {hhmm} does not exist in {spec.tz} (clocks spring "
                         f"forward); that run happens at {runs}.")
             else:
                 text = (f"On {d.isoformat()} {hhmm} happens twice in {spec.tz} (clocks fall "
                         f"back); the image is taken once, at the first: {runs}.")
-            notes.append(DstNote(d, resolved.kind, local, resolved.utc, text))
+            kind: Literal["missing", "repeated"] = (
+                "repeated" if resolved.kind == "repeated" else "missing")
+            notes.append(DstNote(d, kind, local, resolved.utc, text))
         d += step
     return notes
 

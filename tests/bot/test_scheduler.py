@@ -419,3 +419,14 @@ def test_retainable_from_image_reads_glance_fields() -> None:
     assert r.created_at == utc(2025, 1, 1, 3, 0, 7) and r.status == "active"
     assert r.schedule_id == SID
     assert retainable_from_image(Image(id="i2", name="y", status="active")) is None
+
+
+def test_a_local_day_the_zone_skipped_has_no_run() -> None:
+    # Samoa moved across the date line: 2011-12-30 never happened in Pacific/Apia.
+    spec = ScheduleSpec("daily", None, time(0, 15), "Pacific/Apia", 3)
+    start = utc(2011, 12, 27)
+    runs = list(islice(occurrences_after(spec, start), 6))
+    local_days = [r.astimezone(ZoneInfo("Pacific/Apia")).date() for r in runs]
+    assert len(set(local_days)) == len(local_days)
+    assert date(2011, 12, 30) not in local_days and date(2011, 12, 31) in local_days
+    assert all(r.astimezone(ZoneInfo("Pacific/Apia")).time() == time(0, 15) for r in runs)
