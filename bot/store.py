@@ -249,6 +249,9 @@ class Store:
             self.db.execute("PRAGMA busy_timeout = 5000")
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
+            # WAL + NORMAL: a commit survives any process crash (kill -9 included); only an OS
+            # crash or power cut can lose the last commits. FULL would fsync every job row.
+            self.db.execute("PRAGMA synchronous = NORMAL")
             migrations.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the job database {self.path}: {exc}") from exc
