@@ -41,6 +41,7 @@ JOB_METADATA_KEY = "imagebot_job_id"
 CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
 QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
+IMAGE_SWEEP_TICKS = 5
 
 
 def default_image_name(job: Job, now: datetime) -> str:
@@ -285,29 +286,36 @@ class Engine:
         await self._create(job)
 
     async def _observe(self, observing: list[Job]) -> None:
+        """Two cheap looks per tick at most: which servers changed, then the images that can
+        have changed (their server moved, or their upload waits on Glance alone). Every
+        IMAGE_SWEEP_TICKS ticks all images are looked at, which catches an image deleted or
+        killed behind the server's back."""
         raw_cursor = await self.store.get_meta(CURSOR_KEY)
         since = datetime.fromisoformat(raw_cursor) if raw_cursor else None
+        now = self.clock()
         try:
-            seen = await self.cloud.observe({str(j.server_id) for j in observing},
-                                            {str(j.image_id) for j in observing}, since)
+            changed = await self.cloud.observe({str(j.server_id) for j in observing}, (), since)
+            task_states = {job.id: (changed.servers[str(job.server_id)].task_state
+                                    if str(job.server_id) in changed.servers else job.task_state)
+                           for job in observing}
+            sweep = self.ticks % IMAGE_SWEEP_TICKS == 0
+            look = {str(job.image_id) for job in observing
+                    if sweep or str(job.server_id) in changed.servers
+                    or task_states[job.id] is None}
+            seen = (await self.cloud.observe((), look, None)) if look else None
         except CloudUnavailable as exc:
             log.warning("observe failed, will retry: %s", exc)
-            seen = None
-        now = self.clock()
+            for job in observing:  # deadlines still count while the cloud is unreachable
+                with job_context(job.id):
+                    await self._apply(job, job.task_state, job.image_status, False, None, now)
+            return
         for job in observing:
-            if seen is None:
-                image: Image | None = None
-                task_state, status, vanished = job.task_state, job.image_status, False
-            else:
-                server = seen.servers.get(str(job.server_id))
-                task_state = server.task_state if server else job.task_state
-                image = seen.images.get(str(job.image_id))
-                status = image.status if image else job.image_status
-                vanished = str(job.image_id) in seen.vanished_images
+            image = seen.images.get(str(job.image_id)) if seen else None
+            status = image.status if image else job.image_status
+            vanished = seen is not None and str(job.image_id) in seen.vanished_images
             with job_context(job.id):
-                await self._apply(job, task_state, status, vanished, image, now)
-        if seen is not None:
-            await self.store.set_meta(CURSOR_KEY, seen.cursor.isoformat())
+                await self._apply(job, task_states[job.id], status, vanished, image, now)
+        await self.store.set_meta(CURSOR_KEY, changed.cursor.isoformat())
 
     async def _apply(self, job: Job, task_state: str | None, status: str | None,
                      vanished: bool, image: Image | None, now: datetime) -> None:
