@@ -9,8 +9,11 @@ state changes into one `chat.update`.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +31,24 @@ MAX_BACKOFF = 300.0
 UNSENT_HORIZON = timedelta(days=36500)  # "due by then" = every unsent item
 
 
+def order_key(item: OutboxMessage) -> str:
+    """Items with the same key are delivered in the order they were written."""
+    if item.job_id or item.thread_key:
+        return f"job:{item.job_id or item.thread_key}"
+    return f"channel:{item.channel}"
+
+
+def urgency(item: OutboxMessage) -> int:
+    """0 is most urgent: what a person waits on to act (writes may resume, the result)."""
+    if item.kind == "reply" and (item.payload.get("final") or item.payload.get("must_reach")):
+        return 0
+    if item.kind in ("post_parent", "ephemeral", "respond"):
+        return 1
+    if item.kind in ("reply", "channel_post"):
+        return 2
+    return 3  # update_parent: the parent is re-rendered from the row whenever it goes
+
+
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
     """Seconds before retrying an item that failed `attempts` times."""
     if retry_after is not None:
@@ -40,12 +61,15 @@ class Notifier:
 
     def __init__(self, store: AsyncStore, web: SlackWeb, *, clock: Callable[[], datetime],
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 pacer: SlackPacer | None = None) -> None:
+                 pacer: SlackPacer | None = None,
+                 pace_clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.web = web
         self.clock = clock
         self.sleep = sleep
         self.pacer = pacer or SlackPacer()
+        # Slack's limits run on real time, not on the (shiftable) business clock.
+        self.pace_clock = pace_clock
         self.wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
@@ -64,55 +88,60 @@ class Notifier:
     async def flush(self, limit: int = 500) -> int:
         """One pass over unsent outbox items; returns how many were delivered.
 
-        Order matters within a job's thread (parent first, phases in order) and within a
-        channel, so an item that is not due yet, or fails retryably, holds back every later item
-        of the same job and channel; other jobs and channels go ahead.
+        Order is kept within each job's thread (parent first, phases in order) and among
+        messages that belong to no job in a channel. Threads need no order among themselves,
+        so under a backlog the thread with the most urgent message waiting (writes may resume,
+        a final result) goes first. An item not due yet holds back the rest of its thread; a
+        retryable failure also holds back its channel for this pass (Slack limits per channel).
         """
         now = self.clock()
         items = await self.store.pending_outbox(now + UNSENT_HORIZON, limit=limit)
-        held: set[str] = set()
+        queues: dict[str, deque[OutboxMessage]] = {}
+        for item in items:
+            queues.setdefault(order_key(item), deque()).append(item)
+        ready = [(min(urgency(i) for i in queue), queue[0].id, key)
+                 for key, queue in queues.items()]
+        heapq.heapify(ready)
+        held_channels: set[str] = set()
         sent = 0
-        for index, item in enumerate(items):
-            keys = {f"job:{item.job_id or item.thread_key}", f"channel:{item.channel}"}
-            if keys & held:
-                continue
-            if item.next_attempt_at is not None and item.next_attempt_at > now:
-                held |= keys
-                continue
-            if self._superseded(item, items[index + 1:]):
-                await self.store.mark_sent(item.id)
-                continue
-            try:
-                await self._deliver(item)
-            except SlackUnavailable as exc:
-                delay = backoff_delay(item.attempts, exc.retry_after)
-                await self.store.mark_failed(
-                    item.id, retry_at=self.clock() + timedelta(seconds=delay), error=str(exc))
-                log.warning("slack unavailable, retrying outbox item %s in %.1fs: %s",
-                            item.id, delay, exc)
-                held |= keys
-                continue
-            except (SlackRejected, JobError) as exc:
-                log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
-                await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
-                continue
-            sent += 1
+        while ready:
+            rank, _, key = heapq.heappop(ready)
+            queue = queues[key]
+            item = queue[0]
+            if item.channel in held_channels or (
+                    item.next_attempt_at is not None and item.next_attempt_at > now):
+                continue  # the rest of this thread waits for the next pass
+            queue.popleft()
+            if item.kind == "update_parent" and any(o.kind == "update_parent" for o in queue):
+                await self.store.mark_sent(item.id)  # a later refresh renders the same row
+            else:
+                try:
+                    await self._deliver(item)
+                except SlackUnavailable as exc:
+                    delay = backoff_delay(item.attempts, exc.retry_after)
+                    await self.store.mark_failed(
+                        item.id, retry_at=self.clock() + timedelta(seconds=delay),
+                        error=str(exc))
+                    log.warning("slack unavailable, retrying outbox item %s in %.1fs: %s",
+                                item.id, delay, exc)
+                    held_channels.add(item.channel)
+                    continue
+                except (SlackRejected, JobError) as exc:
+                    log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
+                    await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
+                else:
+                    sent += 1
+            if queue:
+                heapq.heappush(ready, (min(urgency(i) for i in queue), queue[0].id, key))
         if self.web.metrics:
             self.web.metrics.outbox_depth.set(await self.store.outbox_depth())
         return sent
 
-    @staticmethod
-    def _superseded(item: OutboxMessage, later: list[OutboxMessage]) -> bool:
-        """An update of a parent is pointless when a later one for the same job is queued."""
-        return item.kind == "update_parent" and any(
-            other.kind == "update_parent" and other.job_id == item.job_id for other in later)
-
     async def _paced(self, method: str, channel: str) -> None:
-        now = self.clock().timestamp()
-        delay = self.pacer.delay(method, channel, now)
+        delay = self.pacer.delay(method, channel, self.pace_clock())
         if delay > 0:
             await self.sleep(delay)
-        self.pacer.take(method, channel, self.clock().timestamp())
+        self.pacer.take(method, channel, self.pace_clock())
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)
