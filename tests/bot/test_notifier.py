@@ -1,0 +1,118 @@
+"""The notifier against a real store and a recording fake of the Slack edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot import jobs
+from bot.errors import SlackRejected, SlackUnavailable
+from bot.notifier import Notifier
+from bot.pacing import SlackPacer
+from bot.store import AsyncStore, OutboxItem
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+class FakeWeb:
+    """Records calls; `fail` maps a call number to the error it raises."""
+
+    def __init__(self, fail: dict[int, Exception] | None = None) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.fail = fail or {}
+        self.metrics = None
+
+    def _record(self, method: str, channel: str, text: str) -> None:
+        self.calls.append((method, channel, text))
+        error = self.fail.pop(len(self.calls), None)
+        if error is not None:
+            raise error
+
+    async def post(self, channel: str, text: str, blocks: Any = None, **_: Any) -> tuple[str, str]:
+        self._record("post", channel, text)
+        return "C0OPS", f"{len(self.calls)}.0"
+
+    async def post_message(self, channel: str, text: str, blocks: Any = None,
+                           **_: Any) -> str:
+        return (await self.post(channel, text, blocks))[1]
+
+    async def update_message(self, channel: str, ts: str, text: str, blocks: Any = None) -> None:
+        self._record("update", channel, text)
+
+    async def post_ephemeral(self, channel: str, user: str, text: str, *_: Any) -> None:
+        self._record("ephemeral", channel, text)
+
+    async def respond(self, url: str, text: str, *_: Any, **__: Any) -> None:
+        self._record("respond", url, text)
+
+
+async def make(tmp_path: Path, web: FakeWeb) -> tuple[AsyncStore, Notifier]:
+    store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    notifier = Notifier(store, web, clock=lambda: NOW, sleep=no_sleep,  # type: ignore[arg-type]
+                        pacer=SlackPacer(scale=1000))
+    return store, notifier
+
+
+def reply(job: str, text: str, **flags: Any) -> OutboxItem:
+    return OutboxItem(kind="reply", channel="C0OPS", job_id=job, thread_key=job,
+                      payload={"text": text, **flags})
+
+
+async def new_job(store: AsyncStore, *items: OutboxItem) -> str:
+    job, _ = await store.create_job(server_ref="web-1", requested_by="U0ALICE", channel="C0OPS",
+                                    state=jobs.QUEUED,
+                                    outbox=[OutboxItem(kind="post_parent", channel="C0OPS")])
+    await store.update_job(job.id, fields={}, outbox=[
+        OutboxItem(kind=i.kind, channel=i.channel, job_id=job.id, thread_key=job.id,
+                   payload=i.payload) for i in items])
+    return job.id
+
+
+async def test_urgent_thread_goes_first_and_each_thread_keeps_its_order(tmp_path: Path) -> None:
+    web = FakeWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "a-packaging"), reply("", "a-uploading"))
+        await new_job(store, reply("", "b-copying"), reply("", "b-resume", must_reach=True))
+        assert await notifier.flush() == 6
+        texts = [text for _, _, text in web.calls]
+        # B holds the urgent message, so its whole thread (parent first) goes before A's.
+        assert "job J2" in texts[0] and texts[1:3] == ["b-copying", "b-resume"]
+        assert "job J1" in texts[3]
+        assert texts.index("a-packaging") < texts.index("a-uploading")
+        assert (await store.get_job("J2")).thread_ts is not None
+        assert await store.outbox_depth() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_retryable_failure_holds_its_thread_and_keeps_the_item(tmp_path: Path) -> None:
+    web = FakeWeb(fail={2: SlackUnavailable("429", retry_after=30)})
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "first"), reply("", "second"))
+        assert await notifier.flush() == 1  # the parent went; "first" failed; "second" waited
+        assert [t for _, _, t in web.calls][1:] == ["first"]
+        assert await store.outbox_depth() == 2
+        notifier.clock = lambda: NOW + timedelta(seconds=31)
+        assert await notifier.flush() == 2
+        assert [t for _, _, t in web.calls][-2:] == ["first", "second"]
+    finally:
+        await store.close()
+
+
+async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> None:
+    web = FakeWeb(fail={2: SlackRejected("invalid_blocks")})
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "broken"), reply("", "fine"))
+        assert await notifier.flush() == 2
+        assert [t for _, _, t in web.calls][-1] == "fine"
+        assert await store.outbox_depth() == 0
+    finally:
+        await store.close()
