@@ -16,8 +16,9 @@ still inside the window, else a reported skip. Slots before the schedule was cre
 from __future__ import annotations
 
 import functools
+import heapq
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -361,6 +362,47 @@ def ambiguous_or_missing(spec: ScheduleSpec, within_days: int = 366, *,
             notes.append(DstNote(d, kind, local, resolved.utc, text))
         d += step
     return notes
+
+
+# --- the due queue -----------------------------------------------------------------------------
+
+
+@dataclass
+class DueQueue:
+    """Schedules ordered by the next moment their decision can change.
+
+    `due()` answers "wait until next_at" for almost every schedule almost every tick; a tick
+    only needs to look at those whose `next_at` has come. `version` is whatever identifies the
+    schedule's current state (spec, last slot...): a changed version is always re-evaluated.
+    """
+
+    _heap: list[tuple[datetime, str]] = field(default_factory=list)
+    _known: dict[str, tuple[datetime, Hashable]] = field(default_factory=dict)
+
+    def set(self, key: str, at: datetime, version: Hashable) -> None:
+        """Remember that `key` needs no look before `at` while its version stays `version`."""
+        self._known[key] = (at, version)
+        heapq.heappush(self._heap, (at, key))
+
+    def needs_look(self, key: str, version: Hashable, now: datetime) -> bool:
+        """True when `key` is new, changed, or its time has come."""
+        known = self._known.get(key)
+        return known is None or known[1] != version or known[0] <= now
+
+    def due_keys(self, now: datetime) -> list[str]:
+        """Keys whose remembered time has come (each once; stale heap entries are dropped)."""
+        out: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            at, key = heapq.heappop(self._heap)
+            known = self._known.get(key)
+            if known is not None and known[0] == at:
+                out.append(key)
+        return out
+
+    def forget(self, keep: Collection[str]) -> None:
+        """Drop keys that no longer exist."""
+        for key in set(self._known) - set(keep):
+            del self._known[key]
 
 
 # --- retention -------------------------------------------------------------------------------

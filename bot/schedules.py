@@ -61,6 +61,7 @@ from bot.render_schedules import (
 )
 from bot.scheduler import (
     DEFAULT_WINDOW,
+    DueQueue,
     RetainableImage,
     ScheduleSpec,
     ambiguous_or_missing,
@@ -195,6 +196,7 @@ class ScheduleService:
         self.tick_scale = tick_scale
         self.wake = asyncio.Event()
         self.ticks = 0
+        self._due = DueQueue()
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- policy helpers ------------------------------------------------------------------
@@ -459,17 +461,24 @@ class ScheduleService:
         }
 
     async def _run_due(self, wake_at: list[datetime]) -> None:
-        for schedule in await self.store.list_schedules(status="active"):
+        schedules = await self.store.list_schedules(status="active")
+        self._due.forget([s.id for s in schedules])
+        for schedule in schedules:
+            now = self.clock()
+            version = (schedule.frequency, schedule.day, schedule.at, schedule.tz,
+                       schedule.effective_at, schedule.last_slot)
+            if not self._due.needs_look(schedule.id, version, now):
+                continue  # its next slot has not come: no need to ask due()
             try:
                 spec = schedule_spec(schedule)
             except ImagebotError as exc:  # e.g. a zone that tzdata no longer knows
                 log.error("schedule %s cannot run: %s", schedule.id, exc)
                 continue
-            now = self.clock()
             decision = due(spec, created_at=schedule.effective_at,
                            last_slot=schedule.last_slot, now=now, window=self.window)
             wake_at.append(decision.next_at)
             if decision.action == "wait" or decision.slot is None:
+                self._due.set(schedule.id, decision.next_at, version)
                 continue
             slot = decision.slot
             actor = f"schedule:{schedule.id}"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bot.cloud.models import Image
 from bot.scheduler import (
     DAYS,
+    DueQueue,
     InvalidSchedule,
     RetainableImage,
     ScheduleSpec,
@@ -430,3 +431,19 @@ def test_a_local_day_the_zone_skipped_has_no_run() -> None:
     assert len(set(local_days)) == len(local_days)
     assert date(2011, 12, 30) not in local_days and date(2011, 12, 31) in local_days
     assert all(r.astimezone(ZoneInfo("Pacific/Apia")).time() == time(0, 15) for r in runs)
+
+
+def test_due_queue_looks_only_at_new_changed_or_arrived_schedules() -> None:
+    queue = DueQueue()
+    t0 = utc(2026, 1, 1, 12)
+    assert queue.needs_look("S1", "v1", t0)  # never seen
+    queue.set("S1", t0 + timedelta(hours=1), "v1")
+    queue.set("S2", t0 + timedelta(hours=2), "v1")
+    assert not queue.needs_look("S1", "v1", t0)
+    assert queue.needs_look("S1", "v2", t0)  # edited: look again whatever the time
+    assert queue.needs_look("S1", "v1", t0 + timedelta(hours=1))
+    assert queue.due_keys(t0 + timedelta(minutes=90)) == ["S1"]
+    queue.set("S2", t0 + timedelta(hours=5), "v1")  # re-set: the old heap entry is stale
+    assert queue.due_keys(t0 + timedelta(hours=3)) == []
+    queue.forget(["S1"])
+    assert queue.needs_look("S2", "v1", t0)
