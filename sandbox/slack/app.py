@@ -60,8 +60,37 @@ def _post_message(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
         raise ApiError("channel_not_found")
     msg = ws.post_message(str(params["channel"]), text=params.get("text"),
                           blocks=params.get("blocks"), thread_ts=params.get("thread_ts") or None,
-                          reply_broadcast=params.get("reply_broadcast", False))
+                          reply_broadcast=params.get("reply_broadcast", False),
+                          metadata=params.get("metadata"))
     return {"channel": msg.channel, "ts": msg.ts, "message": msg.to_api()}
+
+
+def _flag(params: Params, name: str) -> bool:
+    return str(params.get(name, "")).lower() in ("1", "true")
+
+
+def _conversations_history(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    try:
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params["latest"]) if params.get("latest") else None
+        limit = int(params.get("limit") or 100)
+    except (TypeError, ValueError):
+        raise ApiError("invalid_arguments") from None
+    messages = ws.history(_require(params, "channel"), oldest=oldest, latest=latest,
+                          limit=limit, with_metadata=_flag(params, "include_all_metadata"))
+    return {"messages": messages, "has_more": False,
+            "response_metadata": {"next_cursor": ""}}
+
+
+def _conversations_replies(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    try:
+        limit = int(params.get("limit") or 1000)
+    except (TypeError, ValueError):
+        raise ApiError("invalid_arguments") from None
+    messages = ws.replies(_require(params, "channel"), _require(params, "ts"), limit=limit,
+                          with_metadata=_flag(params, "include_all_metadata"))
+    return {"messages": messages, "has_more": False,
+            "response_metadata": {"next_cursor": ""}}
 
 
 def _update(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
@@ -145,6 +174,8 @@ METHODS: dict[str, Method] = {
     "views.open": _views_open,
     "conversations.info": _conversations_info,
     "conversations.members": _conversations_members,
+    "conversations.history": _conversations_history,
+    "conversations.replies": _conversations_replies,
     "users.info": _users_info,
     "users.list": _users_list,
     "usergroups.list": _usergroups_list,

@@ -31,6 +31,8 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "chat.postEphemeral": TIER4,
     "conversations.info": TIER3,
     "conversations.members": TIER4,
+    "conversations.history": TIER3,
+    "conversations.replies": TIER3,
     "users.info": TIER4,
     "views.open": TIER4,
     "users.list": TIER2,

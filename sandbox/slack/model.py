@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -134,6 +135,7 @@ class Message:
     edits: list[Edit] = field(default_factory=list)
     deleted: bool = False
     via: str = "chat.postMessage"
+    metadata: dict[str, Any] | None = None  # Slack message metadata (event_type, payload)
 
     @property
     def is_reply(self) -> bool:
@@ -160,6 +162,8 @@ class Message:
             out["subtype"] = self.subtype
         if self.edits:
             out["edited"] = {"user": self.edits[-1].by, "ts": self.ts}
+        if self.metadata is not None:
+            out["metadata"] = copy.deepcopy(self.metadata)
         return out
 
 
@@ -480,7 +484,8 @@ class SlackWorkspace:
     def post_message(self, channel_ref: str, *, text: str | None = None,
                      blocks: Any = None, thread_ts: str | None = None,
                      reply_broadcast: Any = False, user: str = BOT_USER_ID,
-                     via: str = "chat.postMessage", check_membership: bool = True) -> Message:
+                     via: str = "chat.postMessage", check_membership: bool = True,
+                     metadata: Any = None) -> Message:
         """chat.postMessage semantics (threads, broadcast, membership, text/blocks limits)."""
         channel = self.channel(channel_ref)
         if check_membership and user == BOT_USER_ID and not self.bot_can_post(channel):
@@ -502,9 +507,36 @@ class SlackWorkspace:
             thread_ts=parent_ts,
             subtype="thread_broadcast" if parent_ts and _to_bool(reply_broadcast) else None,
             bot_id=self.users[user].bot_id if user in self.users else None, via=via,
+            metadata=_metadata(metadata),
         )
         self.messages[channel.id].append(message)
         return message
+
+    def history(self, channel_ref: str, *, oldest: float = 0.0, latest: float | None = None,
+                limit: int = 100, with_metadata: bool = False) -> list[dict[str, Any]]:
+        """conversations.history: top-level messages (and broadcasts), newest first."""
+        channel = self._readable(channel_ref)
+        found = [m for m in self.messages[channel.id]
+                 if not m.deleted and (not m.is_reply or m.reply_broadcast)
+                 and float(m.ts) >= oldest and (latest is None or float(m.ts) <= latest)]
+        found.sort(key=lambda m: float(m.ts), reverse=True)
+        return [_api_view(m, with_metadata) for m in found[:max(1, min(limit, 999))]]
+
+    def replies(self, channel_ref: str, ts: str, *, limit: int = 1000,
+                with_metadata: bool = False) -> list[dict[str, Any]]:
+        """conversations.replies: the parent, then its replies, oldest first."""
+        channel = self._readable(channel_ref)
+        parent = self.find_thread_parent(channel.id, ts)
+        thread = [parent] + [m for m in self.messages[channel.id]
+                             if m.thread_ts == parent.ts and m.ts != parent.ts and not m.deleted]
+        thread.sort(key=lambda m: float(m.ts))
+        return [_api_view(m, with_metadata) for m in thread[:max(1, min(limit, 1000))]]
+
+    def _readable(self, channel_ref: str) -> Channel:
+        channel = self.channel(channel_ref)
+        if (channel.is_private or channel.is_im) and BOT_USER_ID not in channel.members:
+            raise ApiError("channel_not_found")
+        return channel
 
     def find_thread_parent(self, channel_id: str, thread_ts: str) -> Message:
         """The top-level message a thread_ts points at; `ApiError("thread_not_found")`."""
@@ -732,3 +764,25 @@ class SlackWorkspace:
 def _ts_key(ts: str) -> tuple[int, int]:
     sec, _, frac = ts.partition(".")
     return int(sec), int(frac or 0)
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """Slack's `metadata` argument: {"event_type": str, "event_payload": object} or JSON text."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ApiError("invalid_metadata_format") from None
+    if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) or \
+            not isinstance(value.get("event_payload", {}), dict):
+        raise ApiError("invalid_metadata_schema")
+    return {"event_type": value["event_type"], "event_payload": value.get("event_payload", {})}
+
+
+def _api_view(message: Message, with_metadata: bool) -> dict[str, Any]:
+    out = message.to_api()
+    if not with_metadata:
+        out.pop("metadata", None)
+    return out

@@ -244,3 +244,29 @@ async def test_views_open_trigger_rules(api: httpx.AsyncClient, ws: SlackWorkspa
     assert (await call(api, "views.open", trigger_id="1.2.x", view=modal)).json()["error"] == \
         "invalid_trigger_id"
     assert len(ws.views) == 1 and ws.views[0]["trigger_id"] == tid
+
+
+async def test_metadata_and_history_find_a_message_again(api: httpx.AsyncClient,
+                                                         ws: SlackWorkspace) -> None:
+    meta = {"event_type": "imagebot_outbox", "event_payload": {"outbox_id": 7}}
+    parent = (await call(api, "chat.postMessage", channel="C0OPS", text="parent",
+                         metadata=meta)).json()
+    reply = (await call(api, "chat.postMessage", channel="C0OPS", text="reply",
+                        thread_ts=parent["ts"],
+                        metadata={"event_type": "imagebot_outbox",
+                                  "event_payload": {"outbox_id": 8}})).json()
+    history = (await call(api, "conversations.history", channel="C0OPS",
+                          include_all_metadata="true")).json()
+    assert [m["ts"] for m in history["messages"]] == [parent["ts"]]  # replies stay in threads
+    assert history["messages"][0]["metadata"] == meta
+    plain = (await call(api, "conversations.history", channel="C0OPS")).json()
+    assert "metadata" not in plain["messages"][0]
+    thread = (await call(api, "conversations.replies", channel="C0OPS", ts=parent["ts"],
+                         include_all_metadata="true")).json()
+    assert [m["ts"] for m in thread["messages"]] == [parent["ts"], reply["ts"]]
+    assert thread["messages"][1]["metadata"]["event_payload"] == {"outbox_id": 8}
+    bad = (await call(api, "chat.postMessage", channel="C0OPS", text="x",
+                      metadata={"event_payload": {}})).json()
+    assert bad == {"ok": False, "error": "invalid_metadata_schema"}
+    hidden = (await call(api, "conversations.history", channel="G0SECRET")).json()
+    assert hidden["error"] == "channel_not_found"
