@@ -161,9 +161,9 @@ class Notifier:
                                    in_channel=bool(payload.get("in_channel")))
             await self.store.mark_sent(item.id)
         elif item.kind == "channel_post":
-            await self._paced("chat.postMessage", item.channel)
-            ts = await self.web.post_message(item.channel, payload["text"], payload.get("blocks"),
-                                             thread_ts=payload.get("thread_ts"))
+            _, ts = await self._post_once(item, item.channel, payload["text"],
+                                          payload.get("blocks"),
+                                          thread_ts=payload.get("thread_ts"))
             await self.store.mark_sent(item.id, result_ts=ts)
         else:
             raise SlackRejected(f"unknown outbox kind {item.kind}")
@@ -175,8 +175,8 @@ class Notifier:
             return
         message = render.parent_message(job, self.clock())
         try:
-            await self._paced("chat.postMessage", item.channel)
-            channel, ts = await self.web.post(item.channel, message["text"], message.get("blocks"))
+            channel, ts = await self._post_once(item, item.channel, message["text"],
+                                                message.get("blocks"))
         except SlackRejected as exc:
             if exc.code not in {"not_in_channel", "channel_not_found", "is_archived"}:
                 raise
@@ -220,7 +220,26 @@ class Notifier:
         if not job.thread_ts:
             # The parent has not been posted (it comes first in the outbox); try again shortly.
             raise SlackUnavailable("parent message not posted yet", retry_after=1.0)
-        await self._paced("chat.postMessage", job.channel)
-        ts = await self.web.post_message(job.channel, payload["text"], payload.get("blocks"),
-                                         thread_ts=job.thread_ts, broadcast=final)
+        _, ts = await self._post_once(item, job.channel, payload["text"], payload.get("blocks"),
+                                      thread_ts=job.thread_ts, broadcast=final)
         await self.store.mark_sent(item.id, result_ts=ts)
+
+    async def _post_once(self, item: OutboxMessage, channel: str, text: str,
+                         blocks: list[dict[str, Any]] | None, *, thread_ts: str | None = None,
+                         broadcast: bool = False) -> tuple[str, str]:
+        """Post `item` at most once: an earlier attempt that may have gone through (a crash
+        between Slack's answer and our commit) is looked up by its metadata first."""
+        if item.posting_at is not None:
+            try:
+                found = await self.web.find_posted(channel, item.id, thread_ts=thread_ts)
+            except SlackRejected as exc:  # e.g. missing history scope: fall back to posting
+                log.warning("cannot check whether outbox item %s was posted (%s); posting",
+                            item.id, exc.code)
+                found = None
+            if found is not None:
+                log.info("outbox item %s was already posted as %s", item.id, found[1])
+                return found
+        await self.store.mark_posting(item.id)
+        await self._paced("chat.postMessage", channel)
+        return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
+                                   broadcast=broadcast, outbox_id=item.id)

@@ -73,6 +73,7 @@ class OutboxMessage:
     sent_at: datetime | None
     error: str | None
     result_ts: str | None
+    posting_at: datetime | None = None  # a post was attempted then; it may have gone through
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def _outbox(row: Mapping[str, Any]) -> OutboxMessage:
         payload=json.loads(row["payload"]), thread_key=row["thread_key"], job_id=row["job_id"],
         created_at=_dt_in(row["created_at"]) or datetime.min.replace(tzinfo=UTC),
         attempts=row["attempts"], next_attempt_at=_dt_in(row["next_attempt_at"]),
-        sent_at=_dt_in(row["sent_at"]), error=row["error"], result_ts=row["result_ts"])
+        sent_at=_dt_in(row["sent_at"]), error=row["error"], result_ts=row["result_ts"],
+        posting_at=_dt_in(row["posting_at"]))
 
 
 def normalize_job_id(job_id: str) -> str:
@@ -483,6 +485,13 @@ class Store:
         self.db.execute("UPDATE outbox SET sent_at = ?, result_ts = ?, "
                         "attempts = attempts + 1, error = NULL WHERE id = ?",
                         [_dt_out(self._now()), result_ts, outbox_id])
+
+    def mark_posting(self, outbox_id: int) -> None:
+        """Record, before calling Slack, that this item may be posted from now on: after a
+        crash the notifier then looks for the message instead of posting it twice."""
+        with self.db.atomic():
+            self.db.execute("UPDATE outbox SET posting_at = COALESCE(posting_at, ?) WHERE id = ?",
+                            [_dt_out(self._now()), outbox_id])
 
     def mark_failed(self, outbox_id: int, *, retry_at: datetime | None, error: str) -> None:
         """Delivery failed: retry at `retry_at`, or give up for good when it is None."""
@@ -901,6 +910,10 @@ class AsyncStore:
         """See Store.mark_sent."""
         await self._run(self.store.mark_sent, outbox_id, result_ts)
 
+    async def mark_posting(self, outbox_id: int) -> None:
+        """See Store.mark_posting."""
+        await self._run(self.store.mark_posting, outbox_id)
+
     async def mark_failed(self, outbox_id: int, *, retry_at: datetime | None,
                           error: str) -> None:
         """See Store.mark_failed."""
@@ -1279,3 +1292,9 @@ def m002_schedules(db: Database) -> None:
                   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
     db.execute("""CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
                   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
+
+
+@migrations()
+def m003_outbox_posting(db: Database) -> None:
+    """When a post to Slack was attempted, so a crash mid-post is reconciled, not repeated."""
+    db.execute("ALTER TABLE outbox ADD COLUMN posting_at TEXT")

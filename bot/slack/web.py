@@ -20,6 +20,8 @@ from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+OUTBOX_EVENT = "imagebot_outbox"  # message metadata type that ties a message to its outbox row
+
 
 def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2) -> AsyncWebClient:
     """An AsyncWebClient that retries connection errors and honours Retry-After on 429."""
@@ -82,10 +84,15 @@ class SlackWeb:
         return ts
 
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                   *, thread_ts: str | None = None, broadcast: bool = False) -> tuple[str, str]:
+                   *, thread_ts: str | None = None, broadcast: bool = False,
+                   outbox_id: int | None = None) -> tuple[str, str]:
         """chat.postMessage; returns (channel id, ts). Slack answers with the id even when
-        `channel` was given as a #name, and chat.update accepts only ids."""
+        `channel` was given as a #name, and chat.update accepts only ids. `outbox_id` goes into
+        the message metadata, so the message can be found again after a crash."""
         kwargs: dict[str, Any] = {"channel": channel, "text": text}
+        if outbox_id is not None:
+            kwargs["metadata"] = {"event_type": OUTBOX_EVENT,
+                                  "event_payload": {"outbox_id": outbox_id}}
         if blocks:
             kwargs["blocks"] = blocks
         if thread_ts:
@@ -94,6 +101,23 @@ class SlackWeb:
                 kwargs["reply_broadcast"] = True
         data = await self._call("chat.postMessage", **kwargs)
         return str(data.get("channel") or channel), str(data.get("ts", ""))
+
+    async def find_posted(self, channel: str, outbox_id: int, *,
+                          thread_ts: str | None = None) -> tuple[str, str] | None:
+        """(channel id, ts) of the message we posted for `outbox_id`, if Slack has it: the
+        latest top-level messages, or the thread of `thread_ts`."""
+        if thread_ts:
+            data = await self._call("conversations.replies", channel=channel, ts=thread_ts,
+                                    include_all_metadata=True, limit=1000)
+        else:
+            data = await self._call("conversations.history", channel=channel,
+                                    include_all_metadata=True, limit=200)
+        for message in data.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == OUTBOX_EVENT and payload.get("outbox_id") == outbox_id:
+                return str(data.get("channel") or channel), str(message.get("ts", ""))
+        return None
 
     async def update_message(self, channel: str, ts: str, text: str,
                              blocks: list[dict[str, Any]] | None = None) -> None:

@@ -22,6 +22,8 @@ class FakeWeb:
         self.calls: list[tuple[str, str, str]] = []
         self.fail = fail or {}
         self.metrics = None
+        self.posted: dict[int | None, str] = {}
+        self.lookups = 0
 
     def _record(self, method: str, channel: str, text: str) -> None:
         self.calls.append((method, channel, text))
@@ -29,13 +31,21 @@ class FakeWeb:
         if error is not None:
             raise error
 
-    async def post(self, channel: str, text: str, blocks: Any = None, **_: Any) -> tuple[str, str]:
+    async def post(self, channel: str, text: str, blocks: Any = None, *,
+                   outbox_id: int | None = None, **_: Any) -> tuple[str, str]:
+        ts = f"{len(self.calls) + 1}.0"
+        self.posted[outbox_id] = ts  # Slack keeps the message even if the answer is lost
         self._record("post", channel, text)
-        return "C0OPS", f"{len(self.calls)}.0"
+        return "C0OPS", ts
+
+    async def find_posted(self, channel: str, outbox_id: int, **_: Any) -> tuple[str, str] | None:
+        self.lookups += 1
+        ts = self.posted.get(outbox_id)
+        return ("C0OPS", ts) if ts else None
 
     async def post_message(self, channel: str, text: str, blocks: Any = None,
                            **_: Any) -> str:
-        return (await self.post(channel, text, blocks))[1]
+        return (await self.post(channel, text, blocks, **_))[1]
 
     async def update_message(self, channel: str, ts: str, text: str, blocks: Any = None) -> None:
         self._record("update", channel, text)
@@ -113,6 +123,22 @@ async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> N
         await new_job(store, reply("", "broken"), reply("", "fine"))
         assert await notifier.flush() == 2
         assert [t for _, _, t in web.calls][-1] == "fine"
+        assert await store.outbox_depth() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_post_whose_answer_was_lost_is_found_not_repeated(tmp_path: Path) -> None:
+    # Slack took the reply, but the bot died before committing: the answer never arrived.
+    web = FakeWeb(fail={2: SlackUnavailable("connection reset")})
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "writes may resume", must_reach=True))
+        assert await notifier.flush() == 1
+        notifier.clock = lambda: NOW + timedelta(minutes=5)
+        assert await notifier.flush() == 1
+        assert [t for _, _, t in web.calls].count("writes may resume") == 1
+        assert web.lookups == 1
         assert await store.outbox_depth() == 0
     finally:
         await store.close()

@@ -16,10 +16,6 @@ def report(result: cases.CaseResult) -> str:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=False, reason=(
-    "known bot bug: bot/notifier.py posts to Slack, then marks the outbox item sent (and, for a "
-    "parent, records thread_ts); a crash between the two re-posts the message on restart. "
-    "Remove this mark once the notifier reconciles such items instead of re-posting."))
 async def test_crash_restart_loses_nothing_and_repeats_nothing() -> None:
     result = await cases.crash_restart(n_jobs=8, kills=5, speed=200.0, max_gap=0.3, seed=3)
     assert result.tried == 8
