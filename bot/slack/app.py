@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
@@ -237,11 +238,33 @@ class Listeners:
             return Reply(render.already_decided(job))
 
 
+def once_authorize(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """Single-workspace authorization with one `auth.test` for the life of the app.
+
+    Bolt's default calls auth.test until the first call succeeds, so a burst of requests at
+    start-up makes a burst of auth.test calls (and 429s). One call, shared under a lock."""
+    cached: list[AuthorizeResult] = []
+    lock = asyncio.Lock()
+
+    async def authorize(enterprise_id: str | None = None, team_id: str | None = None,
+                        user_id: str | None = None) -> AuthorizeResult:
+        if not cached:
+            async with lock:
+                if not cached:
+                    response = await client.auth_test()
+                    cached.append(AuthorizeResult.from_auth_test_response(
+                        auth_test_response=response, bot_token=client.token))
+        return cached[0]
+
+    return authorize
+
+
 def build_app(listeners: Listeners, client: AsyncWebClient, *,
               signing_secret: str | None) -> AsyncApp:
     """The Bolt app. `client` must point at the Web API (Slack or the emulator)."""
     app = AsyncApp(client=client, signing_secret=signing_secret,
-                   request_verification_enabled=signing_secret is not None)
+                   request_verification_enabled=signing_secret is not None,
+                   authorize=once_authorize(client))
 
     @app.command("/image")
     async def on_image(ack: Any, command: dict[str, Any], respond: Any) -> None:

@@ -41,6 +41,7 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
         job = await system.runtime.store.get_job("J1")
         assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
         assert len(images_of_job(system, "J1")) == 1
+        assert len(system.workspace.calls("auth.test")) == 1
 
 
 async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
