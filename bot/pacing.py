@@ -41,11 +41,13 @@ class TokenBucket:
 class SlackPacer:
     """One bucket per (method, channel) for posts and one per method for workspace-wide tiers."""
 
-    post_rate: float = 1.0
-    post_burst: float = 3.0
-    update_rate: float = 50 / 60
+    # A tenth below Slack's documented rates, with smaller bursts: clocks and queues jitter,
+    # and pacing exactly at the limit still earns the odd 429.
+    post_rate: float = 0.9
+    post_burst: float = 2.0
+    update_rate: float = 0.9 * 50 / 60
     update_burst: float = 5.0
-    ephemeral_rate: float = 100 / 60
+    ephemeral_rate: float = 0.9 * 100 / 60
     scale: float = 1.0  # multiplies every rate (the sandbox runs Slack's clock faster)
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
 
