@@ -84,10 +84,20 @@ class Runtime:
         self.tasks = []
         await self.cloud.aclose()
         await self.store.close()
+        await self.listeners.store.close()
         with contextlib.suppress(Exception):
             session = getattr(self.web.client, "session", None)
             if session is not None:
                 await session.close()
+
+    async def background_work(self) -> int:
+        """Work still owed to Slack outside the outbox: answers being prepared after their ack
+        (images lists, change requests) and approval messages waiting to be rewritten."""
+        count = len(self.listeners._background)
+        if self.schedules is not None:
+            count += len(self.schedules._background)
+            count += len(await self.store.dirty_requests())
+        return count
 
     def poke(self) -> None:
         """Something changed: wake the engine and the notifier now rather than at their tick."""
@@ -114,7 +124,11 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
                     on_change=notifier.wake.set, metrics=metrics)
-    listeners = Listeners(store=store, cloud=cloud, policy=policy, clock=clock)
+    # Slack waits on the listeners (3 s to ack); the engine and notifier write in bursts.
+    # A connection and thread of their own keeps the acks from queueing behind engine writes
+    # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).
+    interactive = await AsyncStore.open(settings.db_path, clock=clock)
+    listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
                       app=build_app(listeners, client, signing_secret=settings.signing_secret),
                       listeners=listeners, engine=engine, notifier=notifier, clock=clock,

@@ -93,7 +93,8 @@ class System:
             depth = await self.runtime.store.outbox_depth()
             # A scheduled run stays open after its job until retention has run.
             runs = [r for r in await self.runtime.store.open_runs() if r.result == "running"]
-            if not in_flight and depth == 0 and not runs:
+            if not in_flight and depth == 0 and not runs and \
+                    not await self.runtime.background_work():
                 return
             self.runtime.poke()
             await asyncio.sleep(poll)

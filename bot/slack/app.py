@@ -262,9 +262,11 @@ def once_authorize(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeR
 def build_app(listeners: Listeners, client: AsyncWebClient, *,
               signing_secret: str | None) -> AsyncApp:
     """The Bolt app. `client` must point at the Web API (Slack or the emulator)."""
+    # Listeners only parse and write a row (slow work is spawned), so they finish well inside
+    # Slack's 3 s. Running them before the response skips Bolt's 10 ms polling for ack().
     app = AsyncApp(client=client, signing_secret=signing_secret,
                    request_verification_enabled=signing_secret is not None,
-                   authorize=once_authorize(client))
+                   authorize=once_authorize(client), process_before_response=True)
 
     @app.command("/image")
     async def on_image(ack: Any, command: dict[str, Any], respond: Any) -> None:

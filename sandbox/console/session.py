@@ -87,6 +87,9 @@ async def busy_reasons(system: System) -> list[str]:
         if runs:
             reasons.append("scheduled runs open: " + ", ".join(
                 f"{r.schedule_id} ({r.result})" for r in runs))
+    preparing = await system.runtime.background_work()
+    if preparing:
+        reasons.append(f"{preparing} answers or approval messages being prepared")
     return reasons
 
 
