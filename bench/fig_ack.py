@@ -1,29 +1,35 @@
 """Figure 1: ack latency of `/image create` under 50 concurrent signed requests.
 
-The bot runs under real uvicorn on loopback (`running_system(loopback=True)`); the requests come
-from a separate process (`bench.loadgen`) so the client's work is not charged to the bot.
+Every piece runs in its own process, as in production: the simulated cloud (`imagebot
+cloud-sim`), the Slack emulator, the bot (`imagebot run --http`, real uvicorn on loopback), and
+the load generator (`bench.loadgen`). Only the bot's own work is in the measured round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from bench.common import Row, percentile
 from sandbox.slack.deliver import VERIFICATION_TOKEN
-from sandbox.slack.model import APP_ID, TEAM_DOMAIN, TEAM_ID
-from sandbox.system import SIGNING_SECRET, System, running_system
+from sandbox.slack.model import APP_ID, TEAM_DOMAIN, TEAM_ID, SlackWorkspace
+from sandbox.system import BOT_TOKEN, SIGNING_SECRET
 
 SLACK_DEADLINE_MS = 3000.0
 GOAL_P99_MS = 50.0
 
 
-def command_body(system: System, user: str, channel: str, text: str) -> str:
-    """The form Slack posts for `/image text`, with a live response_url and trigger_id."""
-    ws = system.workspace
+def command_body(ws: SlackWorkspace, user: str, channel: str, text: str) -> str:
+    """The form Slack posts for `/image text`, with a response_url and a fresh trigger_id."""
     u, ch = ws.user(user), ws.channel(channel)
     ru = ws.new_response_url(ch.id, u.id, "command")
     form = {"token": VERIFICATION_TOKEN, "team_id": TEAM_ID, "team_domain": TEAM_DOMAIN,
@@ -32,6 +38,71 @@ def command_body(system: System, user: str, channel: str, text: str) -> str:
             "is_enterprise_install": "false", "response_url": ws.response_url(ru),
             "trigger_id": ws.new_trigger_id()}
     return urlencode(form)
+
+
+async def _spawn(args: list[str], ready: str, env: dict[str, str] | None = None
+                 ) -> tuple[asyncio.subprocess.Process, str]:
+    """Start a process and wait for the line announcing its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        if not line:
+            raise RuntimeError(f"{args[0]} exited before it was ready")
+        found = re.search(ready, line)
+        if found:
+            return proc, found.group(1)
+
+
+@contextlib.asynccontextmanager
+async def processes(servers: int) -> AsyncIterator[tuple[str, SlackWorkspace]]:
+    """Cloud, Slack emulator and bot, each in its own process; yields the bot's request URL."""
+    imagebot = str(Path(sys.executable).with_name("imagebot"))
+    started: list[asyncio.subprocess.Process] = []
+    with tempfile.TemporaryDirectory(prefix="imagebot-bench-") as tmp:
+        try:
+            cloud, cloud_url = await _spawn(
+                [imagebot, "cloud-sim", "--port", "0", "--speed", "50", "--servers",
+                 str(servers)], r"listening on (http://\S+)")
+            started.append(cloud)
+            slack, slack_url = await _spawn(
+                [sys.executable, "-c", "from sandbox.slack.serve import serve; serve(port=0)"],
+                r"listening on (http://\S+)")
+            started.append(slack)
+            clouds = Path(tmp) / "clouds.yaml"
+            clouds.write_text(
+                "clouds:\n  sandbox:\n    auth:\n"
+                f"      auth_url: {cloud_url}/identity/v3\n      username: demo\n"
+                "      password: secret\n      project_name: demo\n"
+                "      user_domain_name: Default\n      project_domain_name: Default\n"
+                "    region_name: RegionOne\n")
+            env = dict(os.environ, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                       SLACK_API_URL=f"{slack_url}/api/", IMAGEBOT_DB=f"{tmp}/bot.db",
+                       OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="sandbox")
+            env.pop("SLACK_APP_TOKEN", None)
+            port = _free_port()
+            bot, bot_url = await _spawn([imagebot, "run", "--http", "--port", str(port)],
+                                        r"listening on (http://\S+)", env)
+            started.append(bot)
+            workspace = SlackWorkspace()
+            workspace.base_url = slack_url
+            yield bot_url, workspace
+        finally:
+            for proc in started:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+            for proc in started:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(proc.wait(), 10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def fire(url: str, bodies: list[str], *, sequential: bool = False) -> list[list[Any]]:
@@ -51,23 +122,24 @@ async def measure(n: int = 50, rounds: int = 3) -> list[Row]:
     """p50/p99 of the HTTP round trip over `rounds` bursts of `n` concurrent creates."""
     latencies: list[float] = []
     bad = 0
-    async with running_system(speed=50, extra_servers=n * (rounds + 1), loopback=True) as system:
-        alone = [command_body(system, "alice", "#ops", "help") for _ in range(20)]
-        await fire(system.bot_url, alone[:5], sequential=True)
-        single = [seconds * 1000 for _, seconds, _ in await fire(system.bot_url, alone[5:],
+    async with processes(n * (rounds + 1)) as (bot_url, ws):
+        alone = [command_body(ws, "alice", "#ops", "help") for _ in range(20)]
+        await fire(bot_url, alone[:5], sequential=True)
+        single = [seconds * 1000 for _, seconds, _ in await fire(bot_url, alone[5:],
                                                                  sequential=True)]
         # Warm-up burst (imports, first Bolt dispatch, SQLite page cache): not counted.
-        warm = [command_body(system, "alice", "#ops", f"create load-{i} --now")
+        warm = [command_body(ws, "alice", "#ops", f"create load-{i} --now")
                 for i in range(1, n + 1)]
-        await fire(system.bot_url, warm)
+        await fire(bot_url, warm)
+        await asyncio.sleep(1.0)
         for r in range(1, rounds + 1):
-            bodies = [command_body(system, "alice", "#ops", f"create load-{r * n + i} --now")
+            bodies = [command_body(ws, "alice", "#ops", f"create load-{r * n + i} --now")
                       for i in range(1, n + 1)]
-            for status, seconds, text in await fire(system.bot_url, bodies):
+            for status, seconds, text in await fire(bot_url, bodies):
                 if status != 200 or not text:
                     bad += 1
                 latencies.append(seconds * 1000)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     note = f"{rounds} bursts of {n} concurrent requests; {bad} not answered 200 with a body"
     return [
