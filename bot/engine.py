@@ -18,7 +18,7 @@ from typing import Any
 
 from bot import jobs, render
 from bot.cloud.client import CloudClient
-from bot.cloud.models import Image
+from bot.cloud.models import Image, Server
 from bot.errors import (
     Ambiguous,
     AuthFailed,
@@ -121,11 +121,20 @@ class Engine:
     async def tick(self) -> float:
         """One pass over all jobs; returns the seconds until the next pass should run."""
         self.ticks += 1
-        await self._resolve_new_jobs()
-        for job in await self.store.in_flight_jobs():
+        waiting = [j for j in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION],
+                                                         limit=200) if not j.server_id]
+        current = await self.store.in_flight_jobs()
+        queued = [j for j in current if j.state == jobs.QUEUED]
+        # One server listing per tick resolves every new job, however many arrived at once.
+        found = await self._find_servers([j.server_ref for j in waiting] +
+                                         [j.server_id or j.server_ref for j in queued])
+        for job in waiting:
+            with job_context(job.id):
+                await self._resolve(job, found.get(job.server_ref))
+        for job in current:
             with job_context(job.id):
                 if job.state == jobs.QUEUED:
-                    await self._submit(job)
+                    await self._submit(job, found.get(job.server_id or job.server_ref))
                 elif job.state == jobs.SUBMITTING:
                     await self._reconcile(job)
         in_flight = await self.store.in_flight_jobs()
@@ -190,23 +199,24 @@ class Engine:
         log.info("job %s failed (%s): %s", job.id, code, exc)
         await self._move(job, jobs.FAILED, fields, (), f"failed:{code}")
 
-    async def _resolve_new_jobs(self) -> None:
-        """Fill in server facts for jobs that wait for a click, so the parent message shows them."""
-        for job in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION], limit=200):
-            if job.server_id:
-                continue
-            with job_context(job.id):
-                await self._resolve(job)
-
-    async def _resolve(self, job: Job) -> None:
+    async def _find_servers(self, refs: list[str]) -> dict[str, Server | CloudRejected]:
+        """Servers for `refs` (names or ids); {} when there are none or the cloud is away."""
+        if not refs:
+            return {}
         try:
-            server = await self.cloud.find_server(job.server_ref)
-        except CloudUnavailable:
-            return  # try again next tick
-        except CloudRejected as exc:
-            await self._fail(job, classify(exc), exc)
+            return await self.cloud.find_servers(set(refs))
+        except CloudUnavailable as exc:
+            log.warning("cloud unavailable while resolving servers: %s", exc)
+            return {}
+
+    async def _resolve(self, job: Job, found: Server | CloudRejected | None) -> None:
+        """Fill in server facts for a job that waits for a click, so its message shows them."""
+        if found is None:
+            return  # the cloud was unavailable: next tick
+        if isinstance(found, CloudRejected):
+            await self._fail(job, classify(found), found)
             return
-        await self._move(job, None, self._server_fields(job, server), (), "resolved")
+        await self._move(job, None, self._server_fields(job, found), (), "resolved")
 
     @staticmethod
     def _server_fields(job: Job, server: Any) -> dict[str, Any]:
@@ -218,20 +228,16 @@ class Engine:
             "task_state": server.task_state,
         }
 
-    async def _submit(self, job: Job) -> None:
+    async def _submit(self, job: Job, server: Server | CloudRejected | None) -> None:
         now = self.clock()
         if now - (job.confirmed_at or job.created_at) > QUEUE_DEADLINE:
             await self._fail(job, "unreachable",
                              CloudUnavailable("the cloud did not accept the request in time"))
             return
-        try:
-            server = await (self.cloud.get_server(job.server_id) if job.server_id
-                            else self.cloud.find_server(job.server_ref))
-        except CloudUnavailable as exc:
-            log.warning("job %s: cloud unavailable while resolving server: %s", job.id, exc)
-            return
-        except CloudRejected as exc:
-            await self._fail(job, classify(exc), exc)
+        if server is None:
+            return  # the cloud was unavailable while resolving: next tick
+        if isinstance(server, CloudRejected):
+            await self._fail(job, classify(server), server)
             return
         fields = self._server_fields(job, server)
         fields["image_name"] = job.image_name or default_image_name(

@@ -26,7 +26,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -152,6 +152,20 @@ def parse_image(doc: Mapping[str, Any]) -> Image:
                  updated_at=str(doc.get("updated_at") or ""),
                  protected=bool(doc.get("protected")),
                  visibility=str(doc.get("visibility") or "private"), properties=props)
+
+
+def match_server(ref: str, servers: Sequence[Server]) -> Server:
+    """The one server named exactly `ref`; `Ambiguous` or `NotFound` with close names."""
+    exact = [s for s in servers if s.name == ref]
+    if len(exact) == 1:
+        return exact[0]
+    if exact:
+        raise Ambiguous("server", ref, [(s.id, s.name) for s in exact])
+    names = sorted({s.name for s in servers})
+    folded = [n for n in names if n.lower() == ref.lower()]
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
+    suggestions = folded + [n for n in close if n not in folded]
+    raise NotFound("server", ref, suggestions[:3])
 
 
 def fault_message(resp: httpx.Response) -> str:
@@ -430,17 +444,24 @@ class CloudClient:
             except NotFound:
                 pass  # a server may be named like a UUID; try names below
         # Nova's `name` filter is a regex: list and compare exactly on our side.
+        return match_server(ref, await self.list_servers())
+
+    async def find_servers(self, refs: Collection[str]) -> dict[str, Server | CloudRejected]:
+        """Many servers by UUID or exact name with one (paged) listing: for each ref the
+        server, or the `Ambiguous`/`NotFound` that `find_server` would raise."""
         servers = await self.list_servers()
-        exact = [s for s in servers if s.name == ref]
-        if len(exact) == 1:
-            return exact[0]
-        if exact:
-            raise Ambiguous("server", ref, [(s.id, s.name) for s in exact])
-        names = sorted({s.name for s in servers})
-        folded = [n for n in names if n.lower() == ref.lower()]
-        close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
-        suggestions = folded + [n for n in close if n not in folded]
-        raise NotFound("server", ref, suggestions[:3])
+        by_id = {s.id: s for s in servers}
+        found: dict[str, Server | CloudRejected] = {}
+        for ref in refs:
+            key = ref.strip()
+            if _is_uuid(key) and key.lower() in by_id:
+                found[ref] = by_id[key.lower()]
+                continue
+            try:
+                found[ref] = match_server(key, servers)
+            except CloudRejected as exc:
+                found[ref] = exc
+        return found
 
     # -- images ---------------------------------------------------------------------------
 

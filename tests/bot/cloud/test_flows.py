@@ -12,8 +12,8 @@ import pytest
 from bot.cloud.check import check
 from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig
-from bot.cloud.models import Observation
-from bot.errors import Ambiguous, ServerBusy
+from bot.cloud.models import Observation, Server
+from bot.errors import Ambiguous, NotFound, ServerBusy
 from sandbox.cloud.app import create_app
 from sandbox.cloud.model import ManualClock, World
 
@@ -117,6 +117,20 @@ async def test_ambiguous_name(cloud: CloudClient) -> None:
         await cloud.find_server("app")
     assert len(info.value.candidates) == 2
     assert {name for _, name in info.value.candidates} == {"app"}
+
+
+async def test_find_servers_resolves_many_refs_with_one_listing(cloud: CloudClient,
+                                                                 world: World) -> None:
+    web1 = world.find_server("web-1")
+    world.reset_stats()
+    found = await cloud.find_servers(["web-1", web1.id, "app", "web-9"])
+    assert isinstance(found["web-1"], Server) and found["web-1"].id == web1.id
+    assert isinstance(found[web1.id], Server) and found[web1.id].name == "web-1"
+    assert isinstance(found["app"], Ambiguous) and len(found["app"].candidates) == 2
+    assert isinstance(found["web-9"], NotFound) and "web-1" in found["web-9"].suggestions
+    listed = sum(n for route, n in world.stats_snapshot()["routes"].items()
+                 if "servers" in route)
+    assert listed == 1
 
 
 async def test_volume_backed_and_data_disks(cloud: CloudClient) -> None:
