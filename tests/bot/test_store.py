@@ -91,7 +91,7 @@ def test_migrations_are_idempotent_and_data_survives(tmp_path: Path, clock: Cloc
         assert s2.get_meta("cursor") == "abc"
         applied = s2.db.execute("SELECT COUNT(*) FROM _sqlite_migrations "
                                 "WHERE migration_set = 'imagebot'").fetchone()[0]
-        assert applied == 2  # m001_initial, m002_schedules; each applied once
+        assert applied == 3  # m001_initial, m002_schedules, m003_outbox_posting; each once
         assert new_job(s2).id == "J2"
     finally:
         s2.close()
