@@ -25,6 +25,10 @@ class Settings:
     cloud_name: str | None = None
     log_json: bool = False
     metrics_port: int | None = None  # Socket Mode: serve /metrics and /healthz on this port
+    # For test worlds that run faster than real time (the simulated cloud, the Slack emulator):
+    # the engine's tick is multiplied by `tick_scale`, Slack pacing rates by `slack_rate_scale`.
+    tick_scale: float = 1.0
+    slack_rate_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +48,8 @@ class Settings:
         except ValueError:
             raise ConfigError(f"not a port number: {raw_port!r}",
                               key="IMAGEBOT_METRICS_PORT") from None
+        scales = {key: _positive(env, key) for key in
+                  ("IMAGEBOT_TICK_SCALE", "IMAGEBOT_SLACK_RATE_SCALE")}
         return cls(
             bot_token=token,
             signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
@@ -54,8 +60,23 @@ class Settings:
             cloud_name=env.get("OS_CLOUD", "").strip() or None,
             log_json=env.get("IMAGEBOT_LOG_JSON", "").strip().lower() in {"1", "true", "yes"},
             metrics_port=metrics_port,
+            tick_scale=scales["IMAGEBOT_TICK_SCALE"],
+            slack_rate_scale=scales["IMAGEBOT_SLACK_RATE_SCALE"],
         )
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs or messages."""
         return tuple(s for s in (self.bot_token, self.signing_secret, self.app_token) if s)
+
+
+def _positive(env: Mapping[str, str], key: str) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"not a number: {raw!r}", key=key) from None
+    if not value > 0:
+        raise ConfigError(f"must be greater than 0, got {raw!r}", key=key)
+    return value

@@ -111,8 +111,11 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                         cloud_transport: httpx.AsyncBaseTransport | None = None,
                         clock: Callable[[], datetime] = utc_now,
                         deadlines: PhaseDeadlines | None = None,
-                        tick_scale: float = 1.0, slack_rate_scale: float = 1.0) -> Runtime:
+                        tick_scale: float | None = None,
+                        slack_rate_scale: float | None = None) -> Runtime:
     """Wire a runtime from settings. Tests inject a cloud transport and a clock."""
+    tick_scale = settings.tick_scale if tick_scale is None else tick_scale
+    slack_rate_scale = settings.slack_rate_scale if slack_rate_scale is None else slack_rate_scale
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
     config = cloud_config or load_cloud_config(settings.cloud_name)
     store = await AsyncStore.open(settings.db_path, clock=clock)

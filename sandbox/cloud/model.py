@@ -883,7 +883,8 @@ class World:
                 "images": [
                     {"id": im.id, "name": im.name, "status": im.status,
                      "instance_uuid": im.properties.get("instance_uuid"),
-                     "created_at": iso(im.created_at), "size": im.size}
+                     "created_at": iso(im.created_at), "size": im.size,
+                     "properties": dict(im.properties)}
                     for im in self.images.values()],
                 "faults": {
                     "http": [{"id": f.id, "kind": f.kind, "path": f.path.pattern,

@@ -19,6 +19,7 @@ from typing import TextIO
 import uvicorn
 
 from sandbox.slack.app import create_app
+from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
 
 
@@ -71,15 +72,17 @@ async def running_slack(workspace: SlackWorkspace, *, host: str = "127.0.0.1", p
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, bot_token: str = "xoxb-sandbox",
-          out: TextIO | None = None) -> int:
-    """Serve a fresh default workspace until SIGINT/SIGTERM; prints the URLs. Returns 0."""
+          out: TextIO | None = None, rate_scale: float = 1.0) -> int:
+    """Serve a fresh default workspace until SIGINT/SIGTERM; prints the URLs. Returns 0.
+
+    `rate_scale` multiplies Slack's rate limits (to match a bot paced faster for tests)."""
     out = out or sys.stdout
     try:
         sock = bind(host, port)
     except OSError as exc:
         print(f"slack-emu: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    workspace = SlackWorkspace(clock=time.time)
+    workspace = SlackWorkspace(clock=time.time, rate_limits=RateLimiter(scale=rate_scale))
     workspace.base_url = url_of(sock)
     print(f"slack-emu listening on {workspace.base_url}", file=out)
     print(f"  SLACK_API_URL={workspace.base_url}/api/  token={bot_token}", file=out)

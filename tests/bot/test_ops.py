@@ -55,6 +55,12 @@ def test_settings_from_env_and_clear_errors() -> None:
         Settings.from_env({})
     with pytest.raises(ConfigError, match="IMAGEBOT_METRICS_PORT"):
         Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_METRICS_PORT": "ninety"})
+    fast = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_TICK_SCALE": "0.05",
+                              "IMAGEBOT_SLACK_RATE_SCALE": "20"})
+    assert (fast.tick_scale, fast.slack_rate_scale) == (0.05, 20.0)
+    assert (settings.tick_scale, settings.slack_rate_scale) == (1.0, 1.0)
+    with pytest.raises(ConfigError, match="IMAGEBOT_TICK_SCALE"):
+        Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_TICK_SCALE": "0"})
 
 
 def test_logs_mask_secrets_and_json_lines_carry_job_ids() -> None:
