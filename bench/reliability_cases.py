@@ -162,8 +162,9 @@ class BotProcess:
         await self.deliverer.http.aclose()
         with contextlib.suppress(Exception):
             await runtime.cloud.aclose()
-        with contextlib.suppress(Exception):
-            await runtime.store.close()
+        for store in (runtime.store, runtime.listeners.store):
+            with contextlib.suppress(Exception):
+                await store.close()
         with contextlib.suppress(Exception):
             session = getattr(runtime.web.client, "session", None)
             if session is not None:

@@ -9,10 +9,18 @@ from __future__ import annotations
 import pytest
 
 from bench import reliability_cases as cases
+from bench.kill9 import kill9
 
 
 def report(result: cases.CaseResult) -> str:
     return result.line() + "".join(f"\n  - {p}" for p in result.problems[:10])
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_of_the_bot_process_loses_nothing_and_repeats_nothing() -> None:
+    result = await kill9(n_jobs=6, kills=3, speed=50.0, max_gap=0.5, seed=2)
+    assert result.tried == 6
+    assert result.ok, report(result)
 
 
 @pytest.mark.timeout(120)
