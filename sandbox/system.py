@@ -32,10 +32,11 @@ from bot.wiring import Runtime, build_runtime, http_app
 from sandbox.cloud.app import create_app as create_cloud_app
 from sandbox.cloud.model import World
 from sandbox.cloud.serve import running_cloud
+from sandbox.net import bind, url_of
 from sandbox.slack.deliver import Deliverer
 from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
-from sandbox.slack.serve import bind, running_slack, url_of
+from sandbox.slack.serve import running_slack
 
 SIGNING_SECRET = "sandbox-signing-secret"
 BOT_TOKEN = "xoxb-sandbox"

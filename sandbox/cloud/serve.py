@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 import threading
 import time
@@ -29,27 +28,7 @@ from sandbox.cloud.model import (
     REGION,
     World,
 )
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it each
-    # keep-alive request waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-def base_url(sock: socket.socket) -> str:
-    """`http://host:port` for a bound socket."""
-    host, port = sock.getsockname()[:2]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+from sandbox.net import bind, url_of
 
 
 def clouds_yaml(url: str, name: str = "sandbox") -> str:
@@ -91,7 +70,7 @@ def serve(host: str, port: int, speed: float, servers: int, *,
     except OSError as exc:
         print(f"cloud-sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    url = base_url(sock)
+    url = url_of(sock)
     print(f"cloud-sim listening on {url}", file=out)
     print(f"speed x{speed:g}, {len(world.servers)} servers; clouds.yaml:\n", file=out)
     print(clouds_yaml(url), file=out)
@@ -123,7 +102,7 @@ async def running_cloud(world: World, *, host: str = "127.0.0.1",
                 task.result()
                 raise RuntimeError("cloud-sim stopped during startup")
             await asyncio.sleep(0.005)
-        yield base_url(sock)
+        yield url_of(sock)
     finally:
         server.should_exit = True
         await task
@@ -144,7 +123,7 @@ def cloud_in_thread(world: World, *, host: str = "127.0.0.1", port: int = 0) -> 
             raise RuntimeError("cloud-sim did not start")
         time.sleep(0.005)
     try:
-        yield base_url(sock)
+        yield url_of(sock)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

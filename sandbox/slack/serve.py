@@ -9,7 +9,6 @@ workspace on the wall clock until SIGINT/SIGTERM (for poking at it with curl).
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,30 +17,10 @@ from typing import TextIO
 
 import uvicorn
 
+from sandbox.net import bind, url_of
 from sandbox.slack.app import create_app
 from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (`port` 0 picks a free one), so the URL is known before serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it each
-    # keep-alive request waits ~40 ms for a delayed ACK (Nagle), as in sandbox.cloud.serve.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    """`http://host:port` for a bound socket."""
-    host, port = sock.getsockname()[:2]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 @asynccontextmanager

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.net import bind, url_of
 from sandbox.slack.model import ApiError
-from sandbox.slack.serve import bind, url_of
 from sandbox.system import System
 from sandbox.web.view import channel_view
 
