@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
 import sys
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from bench.common import Row, percentile
+from bench.procs import start_bot, world
 from sandbox.slack.deliver import VERIFICATION_TOKEN
 from sandbox.slack.model import APP_ID, TEAM_DOMAIN, TEAM_ID, SlackWorkspace
-from sandbox.system import BOT_TOKEN, SIGNING_SECRET
+from sandbox.system import SIGNING_SECRET
 
 SLACK_DEADLINE_MS = 3000.0
 GOAL_P99_MS = 50.0
@@ -40,69 +37,20 @@ def command_body(ws: SlackWorkspace, user: str, channel: str, text: str) -> str:
     return urlencode(form)
 
 
-async def _spawn(args: list[str], ready: str, env: dict[str, str] | None = None
-                 ) -> tuple[asyncio.subprocess.Process, str]:
-    """Start a process and wait for the line announcing its URL."""
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        if not line:
-            raise RuntimeError(f"{args[0]} exited before it was ready")
-        found = re.search(ready, line)
-        if found:
-            return proc, found.group(1)
-
-
 @contextlib.asynccontextmanager
 async def processes(servers: int) -> AsyncIterator[tuple[str, SlackWorkspace]]:
-    """Cloud, Slack emulator and bot, each in its own process; yields the bot's request URL."""
-    imagebot = str(Path(sys.executable).with_name("imagebot"))
-    started: list[asyncio.subprocess.Process] = []
-    with tempfile.TemporaryDirectory(prefix="imagebot-bench-") as tmp:
+    """Cloud (x50), Slack emulator and a real-time bot, each in its own process; yields the bot's
+    request URL and a workspace to build request bodies with."""
+    async with world(servers, 50.0, bot_speed=1.0) as w:
+        bot = await start_bot(w)
         try:
-            cloud, cloud_url = await _spawn(
-                [imagebot, "cloud-sim", "--port", "0", "--speed", "50", "--servers",
-                 str(servers)], r"listening on (http://\S+)")
-            started.append(cloud)
-            slack, slack_url = await _spawn(
-                [sys.executable, "-c", "from sandbox.slack.serve import serve; serve(port=0)"],
-                r"listening on (http://\S+)")
-            started.append(slack)
-            clouds = Path(tmp) / "clouds.yaml"
-            clouds.write_text(
-                "clouds:\n  sandbox:\n    auth:\n"
-                f"      auth_url: {cloud_url}/identity/v3\n      username: demo\n"
-                "      password: secret\n      project_name: demo\n"
-                "      user_domain_name: Default\n      project_domain_name: Default\n"
-                "    region_name: RegionOne\n")
-            env = dict(os.environ, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                       SLACK_API_URL=f"{slack_url}/api/", IMAGEBOT_DB=f"{tmp}/bot.db",
-                       OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="sandbox")
-            env.pop("SLACK_APP_TOKEN", None)
-            port = _free_port()
-            bot, bot_url = await _spawn([imagebot, "run", "--http", "--port", str(port)],
-                                        r"listening on (http://\S+)", env)
-            started.append(bot)
             workspace = SlackWorkspace()
-            workspace.base_url = slack_url
-            yield bot_url, workspace
+            workspace.base_url = w.slack_url
+            yield f"http://127.0.0.1:{w.port}/slack/events", workspace
         finally:
-            for proc in started:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-            for proc in started:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(proc.wait(), 10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+            bot.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bot.wait(), 10)
 
 
 async def fire(url: str, bodies: list[str], *, sequential: bool = False) -> list[list[Any]]:

@@ -11,92 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import re
 import signal
 import sqlite3
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.fig_ack import _free_port, _spawn, command_body
+from bench.fig_ack import command_body
+from bench.procs import start_bot, world
 from bench.reliability_cases import CaseResult
 from sandbox.slack.deliver import sign
 from sandbox.slack.model import SlackWorkspace
-from sandbox.system import BOT_TOKEN, SIGNING_SECRET
+from sandbox.system import SIGNING_SECRET
 
 FINAL_MARKS = (":white_check_mark:", ":x:")
-
-
-@dataclass
-class World:
-    """The long-lived processes and files the bot is restarted against."""
-
-    cloud_url: str
-    slack_url: str
-    db: Path
-    env: dict[str, str]
-    port: int
-
-
-@contextlib.asynccontextmanager
-async def world(servers: int, speed: float) -> AsyncIterator[World]:
-    """Cloud and Slack emulator processes, a clouds.yaml and a DB path."""
-    imagebot = str(Path(sys.executable).with_name("imagebot"))
-    started: list[asyncio.subprocess.Process] = []
-    with tempfile.TemporaryDirectory(prefix="imagebot-kill9-") as tmp:
-        try:
-            cloud, cloud_url = await _spawn(
-                [imagebot, "cloud-sim", "--port", "0", "--speed", str(speed), "--servers",
-                 str(servers)], r"listening on (http://\S+)")
-            started.append(cloud)
-            slack, slack_url = await _spawn(
-                [sys.executable, "-c", "from sandbox.slack.serve import serve; "
-                 f"serve(port=0, rate_scale={speed})"], r"listening on (http://\S+)")
-            started.append(slack)
-            clouds = Path(tmp) / "clouds.yaml"
-            clouds.write_text(
-                "clouds:\n  sandbox:\n    auth:\n"
-                f"      auth_url: {cloud_url}/identity/v3\n      username: demo\n"
-                "      password: secret\n      project_name: demo\n"
-                "      user_domain_name: Default\n      project_domain_name: Default\n"
-                "    region_name: RegionOne\n")
-            env = dict(os.environ, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                       SLACK_API_URL=f"{slack_url}/api/", IMAGEBOT_DB=f"{tmp}/bot.db",
-                       OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="sandbox",
-                       IMAGEBOT_TICK_SCALE=str(min(1.0, 2.0 / speed)),
-                       IMAGEBOT_SLACK_RATE_SCALE=str(speed))
-            env.pop("SLACK_APP_TOKEN", None)
-            yield World(cloud_url, slack_url, Path(f"{tmp}/bot.db"), env, _free_port())
-        finally:
-            for proc in started:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-            for proc in started:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(proc.wait(), 10)
-
-
-async def start_bot(w: World) -> asyncio.subprocess.Process:
-    """`imagebot run --http` on the world's port; returns once it listens."""
-    imagebot = str(Path(sys.executable).with_name("imagebot"))
-    proc, _ = await _spawn([imagebot, "run", "--http", "--port", str(w.port)],
-                           r"listening on (http://\S+)", w.env)
-    # uvicorn prints after binding; wait until it answers.
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                await client.get(f"http://127.0.0.1:{w.port}/healthz", timeout=2)
-                return proc
-            await asyncio.sleep(0.05)
-    return proc
 
 
 def db_state(db: Path) -> tuple[list[tuple[str, str]], int]:
