@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
@@ -238,6 +239,22 @@ class Listeners:
             return Reply(render.already_decided(job))
 
 
+class _TokenFromClient(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN is ignored when `authorize` is given; here the token
+    is the client's own, so the warning is noise on every start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_token_skipped()
+
+
+def bolt_logger() -> logging.Logger:
+    """Bolt's framework logger, without the one warning that does not apply here."""
+    logger = logging.getLogger("bot.slack.bolt")
+    if not any(isinstance(f, _TokenFromClient) for f in logger.filters):
+        logger.addFilter(_TokenFromClient())
+    return logger
+
+
 def once_authorize(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeResult]]:
     """Single-workspace authorization with one `auth.test` for the life of the app.
 
@@ -266,7 +283,8 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
     # Slack's 3 s. Running them before the response skips Bolt's 10 ms polling for ack().
     app = AsyncApp(client=client, signing_secret=signing_secret,
                    request_verification_enabled=signing_secret is not None,
-                   authorize=once_authorize(client), process_before_response=True)
+                   authorize=once_authorize(client), process_before_response=True,
+                   logger=bolt_logger())
 
     @app.command("/image")
     async def on_image(ack: Any, command: dict[str, Any], respond: Any) -> None:
