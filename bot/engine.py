@@ -32,6 +32,7 @@ from bot.errors import (
 )
 from bot.jobs import Job, PhaseDeadlines
 from bot.logs import job_context
+from bot.loops import run_until
 from bot.metrics import Metrics
 from bot.store import AsyncStore, OutboxItem
 
@@ -106,17 +107,8 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; a new job wakes the loop early through `wake`."""
-        while not stop.is_set():
-            interval = 30.0
-            try:
-                interval = await self.tick()
-            except Exception:  # one bad tick must not stop the engine; state is in SQLite
-                log.exception("engine tick failed")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout=interval * self.tick_scale)
-            except TimeoutError:
-                pass
+        await run_until(stop, self.wake, self.tick, name="engine", fallback=30.0,
+                        scale=self.tick_scale)
 
     async def tick(self) -> float:
         """One pass over all jobs; returns the seconds until the next pass should run."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot import render
 from bot.errors import JobError, SlackRejected, SlackUnavailable
+from bot.loops import run_until
 from bot.pacing import SlackPacer
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage
@@ -74,16 +75,12 @@ class Notifier:
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
         """Flush until `stop` is set; wakes early when `wake` is set."""
-        while not stop.is_set():
-            try:
-                await self.flush()
-            except Exception:  # keep the loop alive; the outbox still holds the work
-                log.exception("notifier pass failed")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout=idle)
-            except TimeoutError:
-                pass
+
+        async def step() -> float:
+            await self.flush()
+            return idle
+
+        await run_until(stop, self.wake, step, name="notifier", fallback=idle)
 
     async def flush(self, limit: int = 500) -> int:
         """One pass over unsent outbox items; returns how many were delivered.

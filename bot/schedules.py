@@ -42,6 +42,7 @@ from bot.errors import (
     SlackUnavailable,
 )
 from bot.jobs import Job
+from bot.loops import run_until
 from bot.policy import ChannelPolicy, Policy
 from bot.render import escape
 from bot.render_schedules import (
@@ -390,18 +391,12 @@ class ScheduleService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; `wake` starts the next tick early."""
-        while not stop.is_set():
-            interval = self.tick_seconds
-            try:
-                interval = await self.tick()
-            except Exception:  # one bad tick must not stop the scheduler; state is in SQLite
-                log.exception("schedule tick failed")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(),
-                                       timeout=max(interval, 0.05) * self.tick_scale)
-            except TimeoutError:
-                pass
+
+        async def step() -> float:
+            return max(await self.tick(), 0.05)
+
+        await run_until(stop, self.wake, step, name="schedule", fallback=self.tick_seconds,
+                        scale=self.tick_scale)
 
     async def tick(self) -> float:
         """One pass: expiry, due slots, open runs, message rewrites. Returns seconds to sleep."""
