@@ -143,10 +143,15 @@ class SlackError(ImagebotError):
 
 
 class SlackUnavailable(SlackError):
-    """Retryable: 429 after the client's own retries, 5xx, connection errors."""
+    """Retryable: 429 after the client's own retries, 5xx, connection errors.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    `answered` is True when Slack sent an error response (so the call did nothing), False when
+    the outcome is unknown (connection lost, timeout)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 answered: bool = False) -> None:
         self.retry_after = retry_after
+        self.answered = answered
         super().__init__(message)
 
 

@@ -238,5 +238,10 @@ class Notifier:
                 return found
         await self.store.mark_posting(item.id)
         await self._paced("chat.postMessage", channel)
-        return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
-                                   broadcast=broadcast, outbox_id=item.id)
+        try:
+            return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
+                                       broadcast=broadcast, outbox_id=item.id)
+        except (SlackUnavailable, SlackRejected) as exc:
+            if isinstance(exc, SlackRejected) or exc.answered:
+                await self.store.clear_posting(item.id)  # Slack said no: nothing was posted
+            raise

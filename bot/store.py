@@ -493,6 +493,11 @@ class Store:
             self.db.execute("UPDATE outbox SET posting_at = COALESCE(posting_at, ?) WHERE id = ?",
                             [_dt_out(self._now()), outbox_id])
 
+    def clear_posting(self, outbox_id: int) -> None:
+        """Slack answered that the post did not happen: no need to look for it next time."""
+        with self.db.atomic():
+            self.db.execute("UPDATE outbox SET posting_at = NULL WHERE id = ?", [outbox_id])
+
     def mark_failed(self, outbox_id: int, *, retry_at: datetime | None, error: str) -> None:
         """Delivery failed: retry at `retry_at`, or give up for good when it is None."""
         self.db.execute("UPDATE outbox SET attempts = attempts + 1, error = ?, "
@@ -913,6 +918,10 @@ class AsyncStore:
     async def mark_posting(self, outbox_id: int) -> None:
         """See Store.mark_posting."""
         await self._run(self.store.mark_posting, outbox_id)
+
+    async def clear_posting(self, outbox_id: int) -> None:
+        """See Store.clear_posting."""
+        await self._run(self.store.clear_posting, outbox_id)
 
     async def mark_failed(self, outbox_id: int, *, retry_at: datetime | None,
                           error: str) -> None:

@@ -69,7 +69,8 @@ class SlackWeb:
             self._count(method, "429" if status == 429 else (error or str(status)))
             if status == 429 or status >= 500:
                 raise SlackUnavailable(f"{method}: HTTP {status} {error}".strip(),
-                                       retry_after=_retry_after(exc.response.headers)) from exc
+                                       retry_after=_retry_after(exc.response.headers),
+                                       answered=True) from exc
             raise SlackRejected(error or f"http_{status}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self._count(method, "unreachable")

@@ -128,6 +128,19 @@ async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> N
         await store.close()
 
 
+async def test_a_refused_post_is_retried_without_a_lookup(tmp_path: Path) -> None:
+    web = FakeWeb(fail={2: SlackUnavailable("429", retry_after=1, answered=True)})
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "writes may resume", must_reach=True))
+        assert await notifier.flush() == 1
+        notifier.clock = lambda: NOW + timedelta(minutes=5)
+        assert await notifier.flush() == 1
+        assert web.lookups == 0
+    finally:
+        await store.close()
+
+
 async def test_a_post_whose_answer_was_lost_is_found_not_repeated(tmp_path: Path) -> None:
     # Slack took the reply, but the bot died before committing: the answer never arrived.
     web = FakeWeb(fail={2: SlackUnavailable("connection reset")})
