@@ -17,7 +17,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import fnmatchcase
@@ -382,3 +382,16 @@ class _Parser:
                                                                            "channel") else ""
         raise self.error(f"{value!r} is not a Slack mention: use \"<!here>\", \"<!channel>\", "
                          f"\"<@U...>\" or \"<!subteam^S...>\"{hint}", where, key)
+
+
+GroupResolver = Callable[[str, frozenset[str]], Awaitable[frozenset[str]]]
+
+
+async def allowed_to_create(policy: ChannelPolicy, user: str,
+                            member_groups: GroupResolver | None) -> bool:
+    """`policy.may_create`, asking (through `member_groups`) which of the rule's user groups
+    the user is in, and only when the rule names groups."""
+    groups: frozenset[str] = frozenset()
+    if policy.creator_groups and member_groups is not None:
+        groups = await member_groups(user, policy.creator_groups)
+    return policy.may_create(user, groups)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, Protocol
@@ -43,7 +43,7 @@ from bot.errors import (
 )
 from bot.jobs import Job
 from bot.loops import run_until
-from bot.policy import ChannelPolicy, Policy
+from bot.policy import ChannelPolicy, GroupResolver, Policy, allowed_to_create
 from bot.render import escape
 from bot.render_schedules import (
     APPROVE_ACTION,
@@ -114,7 +114,6 @@ class MessagePort(Protocol):
                       in_channel: bool = False, replace_original: bool = False) -> None: ...
 
 
-GroupResolver = Callable[[str, frozenset[str]], Awaitable[frozenset[str]]]
 
 
 # --- conversions -------------------------------------------------------------------------------
@@ -225,7 +224,7 @@ class ScheduleService:
         `ImagebotError` (nothing to change).
         """
         pol = self._policy(channel, channel_name)
-        if not pol.may_create(user, frozenset()):
+        if not await allowed_to_create(pol, user, self.member_groups):
             raise PermissionDenied("You may not propose schedules in this channel; "
                                    f"{pol.who_may_create()} may.")
         if not pol.may_touch(request.server.text):
@@ -694,7 +693,7 @@ class ScheduleService:
     async def _on_schedule(self, request: commands.Schedule | commands.ScheduleOff,
                            who: Invocation) -> Reply:
         pol = self._policy(who.channel, who.channel_name)
-        if not pol.may_create(who.user, frozenset()):
+        if not await allowed_to_create(pol, who.user, self.member_groups):
             return Reply("You may not propose schedules in this channel "
                          f"({pol.who_may_create()} may).")
         if not pol.may_touch(request.server.text):

@@ -131,7 +131,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # A connection and thread of their own keeps the acks from queueing behind engine writes
     # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).
     interactive = await AsyncStore.open(settings.db_path, clock=clock)
-    listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock)
+    listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock,
+                          member_groups=slack_group_resolver(web))
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
                       app=build_app(listeners, client, signing_secret=settings.signing_secret),
                       listeners=listeners, engine=engine, notifier=notifier, clock=clock,
@@ -140,7 +141,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # Schedules and approvals: commands and buttons through `extra`, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
                                 on_new_work=runtime.poke,
-                                member_groups=slack_group_resolver(web), tick_scale=tick_scale)
+                                member_groups=listeners.member_groups, tick_scale=tick_scale)
     listeners.extra.update(schedules.handlers())
     runtime.schedules = schedules
     return runtime

@@ -25,7 +25,7 @@ from bot import jobs, render
 from bot.cloud.client import CloudClient
 from bot.errors import ConflictingUpdate, ImagebotError, JobError
 from bot.jobs import Job
-from bot.policy import Policy
+from bot.policy import GroupResolver, Policy, allowed_to_create
 from bot.store import AsyncStore, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class Listeners:
     policy: Policy
     clock: Callable[[], datetime]
     on_new_work: Callable[[], None] = lambda: None
+    # Which of the given user groups a user belongs to (asked of Slack); None = no groups.
+    member_groups: GroupResolver | None = None
     extra: dict[str, Callable[..., Any]] = field(default_factory=dict)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -114,8 +116,9 @@ class Listeners:
     async def create(self, request: commands.Create, who: Invocation) -> Reply:
         """Write the job row (and its parent message to the outbox) in one transaction."""
         channel_policy = self.policy.for_channel(who.channel, who.channel_name)
-        if not channel_policy.may_create(who.user, frozenset()):
-            return Reply("You may not create images in this channel (see the channel policy).")
+        if not await allowed_to_create(channel_policy, who.user, self.member_groups):
+            return Reply("You may not create images in this channel "
+                         f"({channel_policy.who_may_create()} may).")
         if not channel_policy.may_touch(request.server.text):
             return Reply(f"This channel may not image `{render.escape(request.server.text)}` "
                          "(not in the channel's server list).")
@@ -220,7 +223,8 @@ class Listeners:
             job = await self.store.get_job(job_id)
         except JobError as exc:
             return Reply(exc.user_message())
-        if not self.policy.for_channel(job.channel).may_create(user, frozenset()):
+        if not await allowed_to_create(self.policy.for_channel(job.channel), user,
+                                       self.member_groups):
             return Reply("You may not start or cancel images in this channel.")
         try:
             if action_id == START_ACTION:

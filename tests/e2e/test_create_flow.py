@@ -231,3 +231,22 @@ async def test_status_list_and_images_answer_from_the_store_and_the_cloud() -> N
         assert told
         unknown = await system.command("alice", "#ops", "status J99")
         assert "J99" in unknown.text
+
+
+async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> None:
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text('[channels.C0OPS]\ncreators = ["S0APPROVERS"]\n')  # alice and carol
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
+        allowed = await system.command("alice", "#ops", "create web-1")
+        refused = await system.command("bob", "#ops", "create web-1")
+        assert "J1" in allowed.text
+        assert "may not create" in refused.text and "S0APPROVERS" in refused.text
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        # The Start button re-checks the rule on every click.
+        await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
+        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        await system.deliverer.click("carol", OPS, parent.ts, "job_start", "J1")
+        await system.settle()
+        assert (await system.runtime.store.get_job("J1")).state == "succeeded"
+        assert system.workspace.calls("usergroups.users.list")
