@@ -19,12 +19,14 @@ from typing import Any
 from bot import jobs, render
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Image, Server
+from bot.cloud.pool import CloudPool
 from bot.errors import (
     Ambiguous,
     AuthFailed,
     CloudError,
     CloudRejected,
     CloudUnavailable,
+    ConfigError,
     ConflictingUpdate,
     Forbidden,
     NotFound,
@@ -82,10 +84,18 @@ def classify(exc: CloudError) -> str:
     return "rejected"
 
 
+def by_cloud(items: Sequence[Job]) -> dict[str | None, list[Job]]:
+    """Jobs grouped by the cloud they run on, in their original order."""
+    groups: dict[str | None, list[Job]] = {}
+    for job in items:
+        groups.setdefault(job.cloud, []).append(job)
+    return groups
+
+
 class Engine:
     """Drives jobs through the cloud. Tests call `tick()`; the service calls `run()`."""
 
-    def __init__(self, store: AsyncStore, cloud: CloudClient, *,
+    def __init__(self, store: AsyncStore, cloud: CloudClient | CloudPool, *,
                  clock: Callable[[], datetime],
                  deadlines: PhaseDeadlines | None = None,
                  tick_scale: float = 1.0,
@@ -93,7 +103,7 @@ class Engine:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  metrics: Metrics | None = None) -> None:
         self.store = store
-        self.cloud = cloud
+        self.clouds = CloudPool.of(cloud)
         self.clock = clock
         self.deadlines = deadlines or PhaseDeadlines()
         self.tick_scale = tick_scale
@@ -116,9 +126,37 @@ class Engine:
         waiting = [j for j in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION],
                                                          limit=200) if not j.server_id]
         current = await self.store.in_flight_jobs()
+        for cloud, group in by_cloud(waiting + current).items():
+            await self._advance_cloud(cloud, [j for j in group if j.state ==
+                                              jobs.AWAITING_CONFIRMATION],
+                                      [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
+        in_flight = await self.store.in_flight_jobs()
+        observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
+        for cloud, group in by_cloud(observing).items():
+            await self._observe(cloud, group)
+        in_flight = await self.store.in_flight_jobs()
+        if self.metrics:
+            self.metrics.in_flight(in_flight)
+        return jobs.poll_interval(in_flight)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _client(self, cloud: str | None) -> CloudClient:
+        return self.clouds.get(cloud)
+
+    async def _advance_cloud(self, cloud: str | None, waiting: list[Job],
+                             current: list[Job]) -> None:
+        """Resolve, submit and reconcile the jobs of one cloud."""
+        try:
+            self._client(cloud)
+        except ConfigError as exc:  # the channel policy names a cloud clouds.yaml lacks
+            for job in waiting + [j for j in current if j.state == jobs.QUEUED]:
+                with job_context(job.id):
+                    await self._fail(job, "rejected", exc)
+            return
         queued = [j for j in current if j.state == jobs.QUEUED]
         # One server listing per tick resolves every new job, however many arrived at once.
-        found = await self._find_servers([j.server_ref for j in waiting] +
+        found = await self._find_servers(cloud, [j.server_ref for j in waiting] +
                                          [j.server_id or j.server_ref for j in queued])
         for job in waiting:
             with job_context(job.id):
@@ -129,16 +167,6 @@ class Engine:
                     await self._submit(job, found.get(job.server_id or job.server_ref))
                 elif job.state == jobs.SUBMITTING:
                     await self._reconcile(job)
-        in_flight = await self.store.in_flight_jobs()
-        observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
-        if observing:
-            await self._observe(observing)
-            in_flight = await self.store.in_flight_jobs()
-        if self.metrics:
-            self.metrics.in_flight(in_flight)
-        return jobs.poll_interval(in_flight)
-
-    # --- steps ----------------------------------------------------------------------------
 
     async def _commit(self, job: Job, *, target: str | None, event: str,
                       fields: dict[str, Any], outbox: Sequence[OutboxItem],
@@ -191,12 +219,13 @@ class Engine:
         log.info("job %s failed (%s): %s", job.id, code, exc)
         await self._move(job, jobs.FAILED, fields, (), f"failed:{code}")
 
-    async def _find_servers(self, refs: list[str]) -> dict[str, Server | CloudRejected]:
+    async def _find_servers(self, cloud: str | None,
+                            refs: list[str]) -> dict[str, Server | CloudRejected]:
         """Servers for `refs` (names or ids); {} when there are none or the cloud is away."""
         if not refs:
             return {}
         try:
-            return await self.cloud.find_servers(set(refs))
+            return await self._client(cloud).find_servers(set(refs))
         except CloudUnavailable as exc:
             log.warning("cloud unavailable while resolving servers: %s", exc)
             return {}
@@ -244,7 +273,8 @@ class Engine:
         """Call createImage for a committed `submitting` job."""
         await self.store.update_job(job.id, fields={}, event="create_attempt")
         try:
-            image_id = await self.cloud.create_image(str(job.server_id), str(job.image_name),
+            image_id = await self._client(job.cloud).create_image(
+                str(job.server_id), str(job.image_name),
                                                      image_metadata(job))
         except CloudUnavailable as exc:
             # The request may or may not have reached Nova: the next tick reconciles by metadata.
@@ -264,7 +294,8 @@ class Engine:
     async def _reconcile(self, job: Job) -> None:
         """A job in `submitting`: find its image by metadata, or try createImage again."""
         try:
-            found = await self.cloud.find_images_by_metadata(JOB_METADATA_KEY, job.id)
+            found = await self._client(job.cloud).find_images_by_metadata(JOB_METADATA_KEY,
+                                                                          job.id)
         except CloudUnavailable:
             return
         except CloudRejected as exc:
@@ -283,16 +314,18 @@ class Engine:
             return
         await self._create(job)
 
-    async def _observe(self, observing: list[Job]) -> None:
+    async def _observe(self, cloud: str | None, observing: list[Job]) -> None:
         """Two cheap looks per tick at most: which servers changed, then the images that can
         have changed (their server moved, or their upload waits on Glance alone). Every
         IMAGE_SWEEP_TICKS ticks all images are looked at, which catches an image deleted or
         killed behind the server's back."""
-        raw_cursor = await self.store.get_meta(CURSOR_KEY)
+        client = self._client(cloud)
+        cursor_key = CURSOR_KEY if cloud is None else f"{CURSOR_KEY}:{cloud}"
+        raw_cursor = await self.store.get_meta(cursor_key)
         since = datetime.fromisoformat(raw_cursor) if raw_cursor else None
         now = self.clock()
         try:
-            changed = await self.cloud.observe({str(j.server_id) for j in observing}, (), since)
+            changed = await client.observe({str(j.server_id) for j in observing}, (), since)
             task_states = {job.id: (changed.servers[str(job.server_id)].task_state
                                     if str(job.server_id) in changed.servers else job.task_state)
                            for job in observing}
@@ -300,7 +333,7 @@ class Engine:
             look = {str(job.image_id) for job in observing
                     if sweep or str(job.server_id) in changed.servers
                     or task_states[job.id] is None}
-            seen = (await self.cloud.observe((), look, None)) if look else None
+            seen = (await client.observe((), look, None)) if look else None
         except CloudUnavailable as exc:
             log.warning("observe failed, will retry: %s", exc)
             for job in observing:  # deadlines still count while the cloud is unreachable
@@ -313,7 +346,7 @@ class Engine:
             vanished = seen is not None and str(job.image_id) in seen.vanished_images
             with job_context(job.id):
                 await self._apply(job, task_states[job.id], status, vanished, image, now)
-        await self.store.set_meta(CURSOR_KEY, changed.cursor.isoformat())
+        await self.store.set_meta(cursor_key, changed.cursor.isoformat())
 
     async def _apply(self, job: Job, task_state: str | None, status: str | None,
                      vanished: bool, image: Image | None, now: datetime) -> None:

@@ -117,6 +117,7 @@ class Job:
     # When the server was first seen with no task while the image was still unfinished
     # (the orphan timer); None while Nova reports a task.
     task_cleared_at: datetime | None = None
+    cloud: str | None = None  # clouds.yaml entry from the channel policy; None = the default
 
     @property
     def number(self) -> int:

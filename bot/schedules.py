@@ -31,6 +31,7 @@ from bot.approvals import UNSET, ApprovalRules, ChangeRequest, Decision, expire_
 from bot.approvals import decide as decide_request
 from bot.approvals import supersede as supersede_requests
 from bot.cloud.models import Image, Server
+from bot.cloud.pool import CloudPool
 from bot.errors import (
     CloudError,
     CloudUnavailable,
@@ -174,7 +175,7 @@ class Outcome:
 class ScheduleService:
     """Change requests, decisions, the scheduler loop, retention and notifications."""
 
-    def __init__(self, store: AsyncStore, cloud: CloudPort, policy: Policy, *,
+    def __init__(self, store: AsyncStore, cloud: CloudPort | CloudPool, policy: Policy, *,
                  clock: Callable[[], datetime], web: MessagePort | None = None,
                  on_new_work: Callable[[], None] = lambda: None,
                  member_groups: GroupResolver | None = None,
@@ -182,7 +183,7 @@ class ScheduleService:
                  busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING,
                  tick: float = 30.0, tick_scale: float = 1.0) -> None:
         self.store = store
-        self.cloud = cloud
+        self.clouds = cloud
         self.policy = policy
         self.clock = clock
         self.web = web
@@ -203,6 +204,12 @@ class ScheduleService:
 
     def _policy(self, channel: str, channel_name: str | None) -> ChannelPolicy:
         return self.policy.for_channel(channel, channel_name)
+
+    def _cloud(self, name: str | None) -> CloudPort:
+        """The cloud a channel policy names (None: the default)."""
+        if isinstance(self.clouds, CloudPool):
+            return self.clouds.get(name)
+        return self.clouds
 
     def _notify(self, channel: str, channel_name: str | None) -> tuple[str, str | None]:
         """(channel for run announcements and alerts, the policy's mention)."""
@@ -230,7 +237,8 @@ class ScheduleService:
         if not pol.may_touch(request.server.text):
             raise PermissionDenied(f"This channel may not image {request.server.text!r} "
                                    "(not in the channel's server list).")
-        server = await self.cloud.find_server(request.server.text)
+        cloud = self._cloud(pol.cloud)
+        server = await cloud.find_server(request.server.text)
         if not pol.may_touch(server.name):
             raise PermissionDenied(f"This channel may not image {server.name!r}.")
         existing = await self.store.schedule_for_server(server.id)
@@ -246,7 +254,7 @@ class ScheduleService:
                 raise ImagebotError(f"{server.name} already has exactly that schedule.")
         doomed: list[RetainableImage] = []
         if new is not None and existing is not None:
-            doomed = await self._would_delete(server.id, new.keep, existing.id)
+            doomed = await self._would_delete(cloud, server.id, new.keep, existing.id)
         rules = pol.approval_rules()
         notify = pol.notify_channel
         for _ in range(3):
@@ -291,10 +299,10 @@ class ScheduleService:
             return row
         raise ImagebotError("Too many concurrent changes for this server; try again.")
 
-    async def _would_delete(self, server_id: str, keep: int,
+    async def _would_delete(self, cloud: CloudPort, server_id: str, keep: int,
                             schedule_id: str) -> list[RetainableImage]:
         try:
-            images = await self.cloud.list_images(server_id=server_id)
+            images = await cloud.list_images(server_id=server_id)
         except CloudError as exc:  # the message just shows less; the decision is unaffected
             log.warning("could not list images for the approval message: %s", exc)
             return []
@@ -448,6 +456,7 @@ class ScheduleService:
             "server_ref": schedule.server_name or schedule.server_ref, "requested_by": actor,
             "channel": notify, "state": jobs.QUEUED, "schedule_id": schedule.id,
             "server_id": schedule.server_id, "server_name": schedule.server_name,
+            "cloud": self._policy(schedule.channel, schedule.channel_name).cloud,
             "note": run_note(schedule.id, spec, slot, missed, attempt),
             "confirmed_by": actor, "confirmed_at": now, "actor": actor,
             # The job's parent message in the notification channel is the run's thread.
@@ -584,7 +593,8 @@ class ScheduleService:
 
     async def _succeeded(self, run: RunRow, schedule: ScheduleRow, job: Job) -> None:
         """Retention after a successful scheduled image, reported in the run's thread."""
-        images = await self.cloud.list_images(server_id=schedule.server_id)
+        cloud = self._cloud(job.cloud)  # where this run's image was made
+        images = await cloud.list_images(server_id=schedule.server_id)
         found = [r for r in map(retainable_from_image, images) if r is not None]
         doomed = select_for_deletion(found, schedule.keep, schedule.id)
         deleted: list[RetainableImage] = []
@@ -594,7 +604,7 @@ class ScheduleService:
             if image.id == job.image_id:
                 continue
             try:
-                await self.cloud.delete_image(image.id)
+                await cloud.delete_image(image.id)
             except NotFound:
                 deleted.append(image)  # already gone: the goal is met
             except CloudUnavailable:

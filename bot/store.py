@@ -1307,3 +1307,11 @@ def m002_schedules(db: Database) -> None:
 def m003_outbox_posting(db: Database) -> None:
     """When a post to Slack was attempted, so a crash mid-post is reconciled, not repeated."""
     db.execute("ALTER TABLE outbox ADD COLUMN posting_at TEXT")
+
+
+@migrations()
+def m004_job_cloud(db: Database) -> None:
+    """Which cloud a job runs on (per-channel policy). m001 derives its columns from `Job`,
+    so a database created after the field was added has it already."""
+    if "cloud" not in db["jobs"].columns_dict:  # type: ignore[union-attr]
+        db.execute("ALTER TABLE jobs ADD COLUMN cloud TEXT")

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig, load_cloud_config
+from bot.cloud.pool import CloudPool
 from bot.config import Settings
 from bot.engine import Engine
 from bot.jobs import PhaseDeadlines
@@ -46,7 +47,7 @@ class Runtime:
 
     settings: Settings
     store: AsyncStore
-    cloud: CloudClient
+    cloud: CloudPool
     web: SlackWeb
     app: AsyncApp
     listeners: Listeners
@@ -120,8 +121,14 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     config = cloud_config or load_cloud_config(settings.cloud_name)
     store = await AsyncStore.open(settings.db_path, clock=clock)
     metrics = Metrics()
-    cloud = CloudClient(config, transport=CountingTransport(
-        cloud_transport or httpx.AsyncHTTPTransport(), metrics))
+
+    def client_for(cloud_config: CloudConfig) -> CloudClient:
+        return CloudClient(cloud_config, transport=CountingTransport(
+            cloud_transport or httpx.AsyncHTTPTransport(), metrics))
+
+    # Channel policies may name other clouds.yaml entries; each gets a client on first use.
+    cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),
+                      default_name=settings.cloud_name or config.name)
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client, metrics)
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
@@ -155,7 +162,7 @@ async def health(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
     except Exception as exc:
         checks["db"] = {"ok": False, "error": type(exc).__name__}
     try:
-        compute, image = await runtime.cloud.endpoints()
+        compute, image = await runtime.cloud.default.endpoints()
         checks["cloud"] = {"ok": True, "compute": compute, "image": image}
     except Exception as exc:
         checks["cloud"] = {"ok": False, "error": type(exc).__name__}

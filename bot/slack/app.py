@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import commands
 from bot import jobs, render
 from bot.cloud.client import CloudClient
+from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError
 from bot.jobs import Job
 from bot.policy import GroupResolver, Policy, allowed_to_create
@@ -65,7 +66,7 @@ class Listeners:
     """The handlers behind the Bolt app; plain methods so tests can call them directly."""
 
     store: AsyncStore
-    cloud: CloudClient
+    cloud: CloudClient | CloudPool
     policy: Policy
     clock: Callable[[], datetime]
     on_new_work: Callable[[], None] = lambda: None
@@ -123,9 +124,9 @@ class Listeners:
             return Reply(f"This channel may not image `{render.escape(request.server.text)}` "
                          "(not in the channel's server list).")
         state = jobs.QUEUED if request.now else jobs.AWAITING_CONFIRMATION
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"cloud": channel_policy.cloud}
         if request.now:
-            extra = {"confirmed_by": who.user, "confirmed_at": self.clock()}
+            extra |= {"confirmed_by": who.user, "confirmed_at": self.clock()}
         job, created = await self.store.create_job(
             server_ref=request.server.text, requested_by=who.user, channel=who.channel,
             state=state, image_name=request.name, note=request.note,
@@ -202,8 +203,10 @@ class Listeners:
     async def _answer_images(self, request: commands.Images, who: Invocation,
                              respond: Callable[..., Any]) -> None:
         try:
-            server = await self.cloud.find_server(request.server.text)
-            images = await self.cloud.list_images(server_id=server.id)
+            cloud = CloudPool.of(self.cloud).get(
+                self.policy.for_channel(who.channel, who.channel_name).cloud)
+            server = await cloud.find_server(request.server.text)
+            images = await cloud.list_images(server_id=server.id)
             text = render.images_table(server.name, images)
         except ImagebotError as exc:
             text = f":warning: {exc.user_message()}"

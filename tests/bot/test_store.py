@@ -91,7 +91,7 @@ def test_migrations_are_idempotent_and_data_survives(tmp_path: Path, clock: Cloc
         assert s2.get_meta("cursor") == "abc"
         applied = s2.db.execute("SELECT COUNT(*) FROM _sqlite_migrations "
                                 "WHERE migration_set = 'imagebot'").fetchone()[0]
-        assert applied == 3  # m001_initial, m002_schedules, m003_outbox_posting; each once
+        assert applied == 4  # m001 initial, m002 schedules, m003 outbox posting, m004 job cloud
         assert new_job(s2).id == "J2"
     finally:
         s2.close()
@@ -454,3 +454,19 @@ async def test_locked_database_is_a_store_error_and_recovers(tmp_path: Path,
         assert done.state == jobs.QUEUED
     finally:
         await astore.close()
+
+
+def test_m004_adds_the_cloud_column_to_an_older_database(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    store = Store(path)
+    store.db.execute("ALTER TABLE jobs DROP COLUMN cloud")
+    store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_job_cloud'")
+    store.close()
+    reopened = Store(path)
+    try:
+        assert "cloud" in reopened.db["jobs"].columns_dict
+        job, _ = reopened.create_job(server_ref="web-1", requested_by="U1", channel="C1",
+                                     state="queued", cloud="lab")
+        assert reopened.get_job(job.id).cloud == "lab"
+    finally:
+        reopened.close()

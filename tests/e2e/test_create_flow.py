@@ -250,3 +250,24 @@ async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> No
         await system.settle()
         assert (await system.runtime.store.get_job("J1")).state == "succeeded"
         assert system.workspace.calls("usergroups.users.list")
+
+
+async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  lab:\n    auth:\n      auth_url: http://cloud.sandbox/identity/v3\n"
+        "      username: demo\n      password: secret\n      project_name: demo\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text('[channels.C0OPS]\ncloud = "lab"\n\n[channels.C0ALERTS]\ncloud = "nope"\n')
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
+        await system.command("alice", "#ops", "create web-1 --now")
+        await system.command("alice", "#ops-alerts", "create web-2 --now")
+        await system.settle()
+        lab = await system.runtime.store.get_job("J1")
+        assert (lab.state, lab.cloud) == ("succeeded", "lab")
+        assert system.runtime.cloud.get("lab") is not system.runtime.cloud.default
+        unknown = await system.runtime.store.get_job("J2")
+        assert unknown.state == "failed" and "nope" in (unknown.error or "")
