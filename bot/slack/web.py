@@ -78,12 +78,6 @@ class SlackWeb:
         self._count(method, "ok")
         return dict(response.data) if isinstance(response.data, dict) else {}
 
-    async def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                           *, thread_ts: str | None = None, broadcast: bool = False) -> str:
-        """chat.postMessage; returns the new message's ts."""
-        _, ts = await self.post(channel, text, blocks, thread_ts=thread_ts, broadcast=broadcast)
-        return ts
-
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                    *, thread_ts: str | None = None, broadcast: bool = False,
                    outbox_id: int | None = None) -> tuple[str, str]:

@@ -43,10 +43,6 @@ class FakeWeb:
         ts = self.posted.get(outbox_id)
         return ("C0OPS", ts) if ts else None
 
-    async def post_message(self, channel: str, text: str, blocks: Any = None,
-                           **_: Any) -> str:
-        return (await self.post(channel, text, blocks, **_))[1]
-
     async def update_message(self, channel: str, ts: str, text: str, blocks: Any = None) -> None:
         self._record("update", channel, text)
 
