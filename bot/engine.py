@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,7 +100,6 @@ class Engine:
                  deadlines: PhaseDeadlines | None = None,
                  tick_scale: float = 1.0,
                  on_change: Callable[[], None] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  metrics: Metrics | None = None) -> None:
         self.store = store
         self.clouds = CloudPool.of(cloud)
@@ -108,7 +107,6 @@ class Engine:
         self.deadlines = deadlines or PhaseDeadlines()
         self.tick_scale = tick_scale
         self.on_change = on_change or (lambda: None)
-        self.sleep = sleep
         self.metrics = metrics
         self.wake = asyncio.Event()
         self.ticks = 0
