@@ -36,6 +36,7 @@ from bot.jobs import Job, PhaseDeadlines
 from bot.logs import job_context
 from bot.loops import run_until
 from bot.metrics import Metrics
+from bot.render_schedules import alert
 from bot.store import AsyncStore, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ class Engine:
                  deadlines: PhaseDeadlines | None = None,
                  tick_scale: float = 1.0,
                  on_change: Callable[[], None] | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 alerts_for: Callable[[Job], tuple[str | None, str | None]] | None = None
+                 ) -> None:
         self.store = store
         self.clouds = CloudPool.of(cloud)
         self.clock = clock
@@ -108,6 +111,8 @@ class Engine:
         self.tick_scale = tick_scale
         self.on_change = on_change or (lambda: None)
         self.metrics = metrics
+        # (notification channel, mention) of a job's channel policy, for alerts.
+        self.alerts_for = alerts_for or (lambda job: (None, None))
         self.wake = asyncio.Event()
         self.ticks = 0
 
@@ -204,6 +209,14 @@ class Engine:
                                     thread_key=after.id, payload=payload))
         items.append(OutboxItem(kind="update_parent", channel=after.channel, job_id=after.id,
                                 thread_key=after.id, payload={}))
+        if after.error_code == jobs.STUCK and before.state not in jobs.TERMINAL \
+                and not after.schedule_id:  # scheduled runs are alerted by the scheduler
+            notify, mention = self.alerts_for(after)
+            if notify and notify != after.channel:
+                text = (f"Job {after.id} ({render.escape(after.server_name or after.server_ref)})"
+                        f" in <#{after.channel}> is stuck: {render.failure_text(after)}")
+                items.append(OutboxItem(kind="channel_post", channel=notify,
+                                        payload=alert(text, mention)))
         return items
 
     async def _move(self, job: Job, target: str | None, fields: dict[str, Any],

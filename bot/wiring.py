@@ -23,7 +23,7 @@ from bot.cloud.config import CloudConfig, load_cloud_config
 from bot.cloud.pool import CloudPool
 from bot.config import Settings
 from bot.engine import Engine
-from bot.jobs import PhaseDeadlines
+from bot.jobs import Job, PhaseDeadlines
 from bot.metrics import CountingTransport, Metrics
 from bot.notifier import Notifier
 from bot.pacing import SlackPacer
@@ -132,8 +132,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client, metrics)
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
+    def alerts_for(job: Job) -> tuple[str | None, str | None]:
+        channel_policy = policy.for_channel(job.channel)
+        return channel_policy.notify_channel, channel_policy.mention
+
     engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
-                    on_change=notifier.wake.set, metrics=metrics)
+                    on_change=notifier.wake.set, metrics=metrics, alerts_for=alerts_for)
     # Slack waits on the listeners (3 s to ack); the engine and notifier write in bursts.
     # A connection and thread of their own keeps the acks from queueing behind engine writes
     # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).

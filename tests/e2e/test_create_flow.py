@@ -3,6 +3,9 @@ emulator, SQLite. Only clocks are fast; nothing is stubbed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from bot.jobs import PhaseDeadlines
 from sandbox.system import System, running_system
 
 OPS = "C0OPS"
@@ -271,3 +274,22 @@ async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
         assert system.runtime.cloud.get("lab") is not system.runtime.cloud.default
         unknown = await system.runtime.store.get_job("J2")
         assert unknown.state == "failed" and "nope" in (unknown.error or "")
+
+
+async def test_a_stuck_job_is_reported_in_the_thread_and_alerted_in_the_notify_channel(
+        tmp_path) -> None:
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text('[channels.C0OPS]\nnotify_channel = "C0ALERTS"\n')
+    deadlines = PhaseDeadlines(snapshot=timedelta(seconds=1))
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy,
+                              deadlines=deadlines) as system:
+        system.world.inject("stuck", server="web-1", task_state="image_snapshot")
+        await system.command("alice", "#ops", "create web-1 --now")
+        await system.settle()
+        job = await system.runtime.store.get_job("J1")
+        assert (job.state, job.error_code) == ("failed", "stuck")
+        [parent] = parents(system)
+        assert "image_snapshot" in thread_texts(system, parent.ts)[-1]
+        [alerted] = system.workspace.channel_messages("C0ALERTS")
+        assert "J1" in alerted.text and "stuck" in alerted.text
+        assert "image_snapshot" in alerted.text and "<!" not in alerted.text
