@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import uvicorn
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -24,3 +30,26 @@ def url_of(sock: socket.socket) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def serving(app: Any, sock: socket.socket, *, name: str,
+                  lifespan: Literal["auto", "on", "off"] = "off",
+                  log_level: str = "warning") -> AsyncIterator[None]:
+    """Serve the ASGI `app` on `sock` on the running loop for the duration of the block."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan=lifespan,
+                                           access_log=False))
+    # _serve skips uvicorn's signal capture, which would steal the caller's Ctrl-C.
+    run = getattr(server, "_serve", server.serve)
+    task = asyncio.create_task(run(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"{name} stopped during startup")
+            await asyncio.sleep(0.005)
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

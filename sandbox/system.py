@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from bot import jobs
 from bot.cloud.config import CloudConfig
@@ -32,7 +31,7 @@ from bot.wiring import Runtime, build_runtime, http_app
 from sandbox.cloud.app import create_app as create_cloud_app
 from sandbox.cloud.model import World
 from sandbox.cloud.serve import running_cloud
-from sandbox.net import bind, url_of
+from sandbox.net import bind, serving, url_of
 from sandbox.slack.deliver import Deliverer
 from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
@@ -118,21 +117,6 @@ class System:
             await asyncio.sleep(poll)
 
 
-async def _serve_asgi(app: Any, host: str = "127.0.0.1") -> tuple[str, uvicorn.Server,
-                                                                  asyncio.Task[None], Any]:
-    sock = bind(host, 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           access_log=False))
-    run = getattr(server, "_serve", server.serve)
-    task = asyncio.create_task(run(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during startup")
-        await asyncio.sleep(0.005)
-    return url_of(sock), server, task, sock
-
-
 @contextlib.asynccontextmanager
 async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
                          db_path: Path | None = None, loopback: bool = False,
@@ -172,8 +156,9 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
                                       slack_rate_scale=slack_rate_scale)
         app = http_app(runtime)
         if loopback:
-            base, server, task, sock = await _serve_asgi(app)
-            bot_url = f"{base}/slack/events"
+            sock = bind("127.0.0.1", 0)
+            await stack.enter_async_context(serving(app, sock, name="bot", lifespan="on"))
+            bot_url = f"{url_of(sock)}/slack/events"
             deliverer = Deliverer(workspace, bot_url, SIGNING_SECRET)
         else:
             runtime.start()
@@ -188,11 +173,7 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
             yield system
         finally:
             await deliverer.http.aclose()
-            if loopback:
-                server.should_exit = True
-                await task
-                sock.close()
-            else:
+            if not loopback:  # with loopback the bot server's lifespan stops the runtime
                 await runtime.stop()
     if tmp is not None:
         tmp.cleanup()

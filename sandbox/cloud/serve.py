@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 import threading
@@ -28,7 +27,7 @@ from sandbox.cloud.model import (
     REGION,
     World,
 )
-from sandbox.net import bind, url_of
+from sandbox.net import bind, serving, url_of
 
 
 def clouds_yaml(url: str, name: str = "sandbox") -> str:
@@ -92,21 +91,8 @@ async def running_cloud(world: World, *, host: str = "127.0.0.1",
                         port: int = 0) -> AsyncIterator[str]:
     """Serve `world` on this event loop for the duration of the block; yields the base URL."""
     sock = bind(host, port)
-    server = uvicorn.Server(_config(world))
-    # _serve skips uvicorn's signal capture, which would hijack the test runner's Ctrl-C.
-    run = getattr(server, "_serve", server.serve)
-    task = asyncio.create_task(run(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("cloud-sim stopped during startup")
-            await asyncio.sleep(0.005)
+    async with serving(create_app(world), sock, name="cloud-sim"):
         yield url_of(sock)
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @contextmanager

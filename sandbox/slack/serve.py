@@ -8,7 +8,6 @@ workspace on the wall clock until SIGINT/SIGTERM (for poking at it with curl).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from typing import TextIO
 
 import uvicorn
 
-from sandbox.net import bind, url_of
+from sandbox.net import bind, serving, url_of
 from sandbox.slack.app import create_app
 from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import SlackWorkspace
@@ -31,23 +30,9 @@ async def running_slack(workspace: SlackWorkspace, *, host: str = "127.0.0.1", p
     sock = bind(host, port)
     base_url = url_of(sock)
     workspace.base_url = base_url
-    config = uvicorn.Config(create_app(workspace, bot_token=bot_token), log_level=log_level,
-                            lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    # _serve skips uvicorn's signal capture, which would hijack the test runner's Ctrl-C.
-    run = getattr(server, "_serve", server.serve)
-    task = asyncio.create_task(run(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("slack emulator stopped during startup")
-            await asyncio.sleep(0.005)
+    async with serving(create_app(workspace, bot_token=bot_token), sock,
+                       name="slack emulator", log_level=log_level):
         yield base_url
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, bot_token: str = "xoxb-sandbox",

@@ -12,20 +12,18 @@ plain form (it would need a CORS preflight, which this app never grants).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.net import bind, url_of
+from sandbox.net import bind, serving, url_of
 from sandbox.slack.model import ApiError
 from sandbox.system import System
 from sandbox.web.view import channel_view
@@ -134,19 +132,5 @@ async def running_web(system: System, *, host: str = "127.0.0.1", port: int = 0,
         if not fallback_to_free:
             raise
         sock = bind(host, 0)
-    server = uvicorn.Server(uvicorn.Config(create_web_app(system), log_level="warning",
-                                           lifespan="off", access_log=False))
-    # _serve skips uvicorn's signal handlers, which would steal the console's Ctrl-C.
-    run = getattr(server, "_serve", server.serve)
-    task = asyncio.create_task(run(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("web view stopped during startup")
-            await asyncio.sleep(0.005)
+    async with serving(create_web_app(system), sock, name="web view"):
         yield url_of(sock) + "/"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
