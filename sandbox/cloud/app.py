@@ -62,6 +62,19 @@ _FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "
 _VERSION_HEADERS = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
 
 
+
+def page_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    """The `limit` query parameter as Nova and Glance read it: an integer ≥ 0, capped."""
+    if "limit" not in query:
+        return default
+    try:
+        limit = int(query["limit"])
+    except ValueError:
+        raise SimError(400, "badRequest", "limit param must be an integer") from None
+    if limit < 0:
+        raise SimError(400, "badRequest", "limit param must be positive")
+    return min(limit, maximum)
+
 class ConnectionDropped(httpx.RemoteProtocolError):
     """Raised by the `drop` fault after the response started, so the connection is cut."""
 
@@ -439,15 +452,7 @@ class _Api:
             if since is not None and since > before:
                 raise SimError(400, "badRequest", "The value of changes-since must be less "
                                "than or equal to changes-before.")
-        limit = MAX_SERVER_LIMIT
-        if "limit" in q:
-            try:
-                limit = int(q["limit"])
-            except ValueError:
-                raise SimError(400, "badRequest", "limit param must be an integer") from None
-            if limit < 0:
-                raise SimError(400, "badRequest", "limit param must be positive")
-            limit = min(limit, MAX_SERVER_LIMIT)
+        limit = page_limit(q, MAX_SERVER_LIMIT, MAX_SERVER_LIMIT)
         try:
             page, more = self.world.list_servers(
                 changes_since=since, marker=q.get("marker"), limit=limit,
@@ -688,15 +693,7 @@ class _Api:
         q = request.query_params
         if "changes-since" in q:
             raise SimError(400, "badRequest", "Invalid filter: changes-since")
-        limit = GLANCE_DEFAULT_LIMIT
-        if "limit" in q:
-            try:
-                limit = int(q["limit"])
-            except ValueError:
-                raise SimError(400, "badRequest", "limit param must be an integer") from None
-            if limit < 0:
-                raise SimError(400, "badRequest", "limit param must be positive")
-            limit = min(limit, GLANCE_MAX_LIMIT)
+        limit = page_limit(q, GLANCE_DEFAULT_LIMIT, GLANCE_MAX_LIMIT)
         sort: list[tuple[str, str]] = []
         if "sort" in q:
             for part in q["sort"].split(","):
