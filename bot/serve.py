@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 import uvicorn
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from starlette.applications import Starlette
 
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.logs import configure_logging
-from bot.wiring import build_runtime, http_app, ops_routes
+from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,22 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
     await server.serve()
 
 
+async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketModeHandler:
+    """Open the Socket Mode link (apps.connections.open through the runtime's Web API client,
+    so SLACK_API_URL decides where) and return the handler; `close_async()` ends it."""
+    handler = AsyncSocketModeHandler(runtime.app, app_token)
+    await handler.connect_async()
+    return handler
+
+
 async def serve_socket_mode(settings: Settings) -> None:
     """Connect to Slack over Socket Mode; the Web API base URL comes from SLACK_API_URL."""
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
     if not settings.app_token:
         raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (xapp-...); or use --http",
                           key="SLACK_APP_TOKEN")
     runtime = await build_runtime(settings)
-    handler = AsyncSocketModeHandler(runtime.app, settings.app_token)
     runtime.start()
+    handler = await connect_socket_mode(runtime, settings.app_token)
     ops: asyncio.Task[None] | None = None
     if settings.metrics_port is not None:
         config = uvicorn.Config(Starlette(routes=ops_routes(runtime)), host="127.0.0.1",
@@ -47,7 +54,7 @@ async def serve_socket_mode(settings: Settings) -> None:
         print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
     try:
         print("imagebot connected over Socket Mode", flush=True)
-        await handler.start_async()
+        await asyncio.Event().wait()  # the handler's tasks serve until we are stopped
     finally:
         if ops is not None:
             ops.cancel()

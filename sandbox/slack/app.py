@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from sandbox.slack.limits import retry_after_header
 from sandbox.slack.model import (
@@ -34,6 +35,7 @@ from sandbox.slack.model import (
     ApiError,
     SlackWorkspace,
 )
+from sandbox.slack.socket import SocketHub
 
 Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
@@ -240,9 +242,13 @@ def _error(code: str, status: int = 200, headers: Mapping[str, str] | None = Non
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox") -> Starlette:
-    """The emulator for `workspace`; only `bot_token` authenticates Web API calls."""
+def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
+               app_token: str = "xapp-sandbox") -> Starlette:
+    """The emulator for `workspace`; only `bot_token` authenticates Web API calls, and only
+    `app_token` opens Socket Mode connections (`workspace.socket_hub` delivers over them)."""
     ws = workspace
+    hub = SocketHub(app_token=app_token)
+    ws.socket_hub = hub
 
     async def api(request: Request) -> Response:
         method = request.path_params["method"]
@@ -265,6 +271,12 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox") ->
         if token is None:
             ws.record(method, logged, 200, "not_authed")
             return _error("not_authed")
+        if method == "apps.connections.open":
+            if token != app_token:  # Socket Mode takes the app-level token, not the bot's
+                ws.record(method, logged, 200, "invalid_auth")
+                return _error("invalid_auth")
+            ws.record(method, logged, 200)
+            return _ok({"url": hub.open_url(str(request.base_url).rstrip("/"))})
         if token != bot_token:
             ws.record(method, logged, 200, "invalid_auth")
             return _error("invalid_auth")
@@ -354,6 +366,9 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox") ->
             return _error("invalid_arguments", 400, detail=str(exc))
         return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale})
 
+    async def socket_endpoint(websocket: WebSocket) -> None:
+        await hub.serve(websocket, websocket.path_params["ticket"])
+
     routes = [
         Route("/api/{method}", api, methods=["GET", "POST"]),
         Route("/response/{rid:path}", response_url, methods=["POST"]),
@@ -362,5 +377,6 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox") ->
         Route("/_emu/outage", emu_outage, methods=["POST"]),
         Route("/_emu/ratelimit-storm", emu_storm, methods=["POST"]),
         Route("/_emu/ratelimits", emu_ratelimits, methods=["POST"]),
+        WebSocketRoute("/socket/{ticket}", socket_endpoint),
     ]
     return Starlette(routes=routes)

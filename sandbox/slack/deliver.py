@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
@@ -38,6 +38,9 @@ from sandbox.slack.model import (
     SlackWorkspace,
     iter_buttons,
 )
+
+# Pass as `bot_url` to deliver over the emulator's Socket Mode connection instead of HTTP.
+SOCKET_MODE = "socket-mode"
 
 # Slack shows a request this old as a replay; verifiers reject > 300 s.
 STALE_BY = 600.0
@@ -215,6 +218,8 @@ class Deliverer:
 
     async def _send(self, delivery: Delivery, *, bad_signature: bool, stale: bool,
                     extra_headers: dict[str, str] | None = None) -> httpx.Response:
+        if self.bot_url == SOCKET_MODE:
+            return await self._send_over_socket(delivery)
         headers = self.headers_for(delivery.body, bad_signature=bad_signature, stale=stale)
         headers.update(extra_headers or {})
         self.deliveries.append(delivery)
@@ -228,6 +233,25 @@ class Deliverer:
             raise
         delivery.response = response
         if delivery.kind == "command" and genuine:
+            self._show_command_answer(delivery, response)
+        return response
+
+    async def _send_over_socket(self, delivery: Delivery) -> httpx.Response:
+        """Socket Mode: the same payload in an envelope over the app's connection; the ack's
+        payload comes back as the response body, as Slack would use it."""
+        hub = self.workspace.socket_hub
+        if hub is None:
+            raise RuntimeError("the emulator app is not running (no Socket Mode hub)")
+        form = dict(parse_qsl(delivery.body))
+        if delivery.kind == "command":
+            kind, payload = "slash_commands", form
+        else:
+            kind, payload = "interactive", json.loads(form["payload"])
+        self.deliveries.append(delivery)
+        ack = await hub.deliver(kind, payload, ack_within=self.timeout or 3.0)
+        response = httpx.Response(200, json=ack) if ack else httpx.Response(200)
+        delivery.response = response
+        if delivery.kind == "command":
             self._show_command_answer(delivery, response)
         return response
 

@@ -342,6 +342,7 @@ class SlackWorkspace:
                  base_url: str = "http://slack.sandbox") -> None:
         self.clock: Clock = clock or time.time
         self.limits = rate_limits if rate_limits is not None else RateLimiter()
+        self.socket_hub: Any = None  # set by the app: Socket Mode connections (I/O, not data)
         self.bot_scopes = set(bot_scopes)
         # Where response_urls point; running_slack() sets the real loopback address.
         self.base_url = base_url
