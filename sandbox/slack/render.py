@@ -116,7 +116,8 @@ def render_blocks(ws: SlackWorkspace, blocks: Iterable[Block], *, ts: str = "",
                     parts.append(f"[{element.get('alt_text', 'image')}]")
                 else:
                     parts.append(_plain(ws, element))
-            lines.append("› " + " · ".join(p for p in parts if p))
+            context = ("› " + " · ".join(p for p in parts if p)).splitlines() or ["›"]
+            lines.extend([context[0]] + [f"  {line}" for line in context[1:]])
         elif kind == "actions":
             rendered = []
             for element in block.get("elements") or []:
