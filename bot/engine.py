@@ -136,7 +136,10 @@ class Engine:
         in_flight = await self.store.in_flight_jobs()
         observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
         for cloud, group in by_cloud(observing).items():
-            await self._observe(cloud, group)
+            try:
+                await self._observe(cloud, group)
+            except ConfigError as exc:  # clouds.yaml lost the entry: the other clouds go on
+                log.error("cannot observe jobs on cloud %s: %s", cloud, exc)
         in_flight = await self.store.in_flight_jobs()
         if self.metrics:
             self.metrics.in_flight(in_flight)
