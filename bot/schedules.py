@@ -44,8 +44,7 @@ from bot.errors import (
 )
 from bot.jobs import Job
 from bot.loops import run_until
-from bot.policy import ChannelPolicy, GroupResolver, Policy, allowed_to_create
-from bot.render import escape
+from bot.policy import ChannelPolicy, GroupResolver, Policy
 from bot.render_schedules import (
     APPROVE_ACTION,
     REJECT_ACTION,
@@ -75,7 +74,7 @@ from bot.scheduler import (
     would_delete_at_next_success,
     zone,
 )
-from bot.slack.app import Invocation, Reply
+from bot.slack.app import Invocation, Reply, refuse
 from bot.store import (
     AsyncStore,
     AuditEntry,
@@ -231,12 +230,10 @@ class ScheduleService:
         `ImagebotError` (nothing to change).
         """
         pol = self._policy(channel, channel_name)
-        if not await allowed_to_create(pol, user, self.member_groups):
-            raise PermissionDenied("You may not propose schedules in this channel; "
-                                   f"{pol.who_may_create()} may.")
-        if not pol.may_touch(request.server.text):
-            raise PermissionDenied(f"This channel may not image {request.server.text!r} "
-                                   "(not in the channel's server list).")
+        refusal = await refuse(pol, user, request.server.text, self.member_groups,
+                               doing="propose schedules")
+        if refusal:
+            raise PermissionDenied(refusal)
         cloud = self._cloud(pol.cloud)
         server = await cloud.find_server(request.server.text)
         if not pol.may_touch(server.name):
@@ -703,12 +700,10 @@ class ScheduleService:
     async def _on_schedule(self, request: commands.Schedule | commands.ScheduleOff,
                            who: Invocation) -> Reply:
         pol = self._policy(who.channel, who.channel_name)
-        if not await allowed_to_create(pol, who.user, self.member_groups):
-            return Reply("You may not propose schedules in this channel "
-                         f"({pol.who_may_create()} may).")
-        if not pol.may_touch(request.server.text):
-            return Reply(f"This channel may not image `{escape(request.server.text)}` (not in "
-                         "the channel's server list).")
+        refusal = await refuse(pol, who.user, request.server.text, self.member_groups,
+                               doing="propose schedules")
+        if refusal:
+            return Reply(refusal)
         # Resolving the server and listing its images may take a while: answer after the ack.
         task = asyncio.ensure_future(self._propose_later(request, who))
         self._background.add(task)

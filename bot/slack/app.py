@@ -26,7 +26,7 @@ from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError
 from bot.jobs import Job
-from bot.policy import GroupResolver, Policy, allowed_to_create
+from bot.policy import ChannelPolicy, GroupResolver, Policy, allowed_to_create
 from bot.store import AsyncStore, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,17 @@ class Invocation:
     channel_name: str | None
     trigger_id: str | None
     response_url: str | None
+
+
+async def refuse(policy: ChannelPolicy, user: str, server: str,
+                 member_groups: GroupResolver | None, *, doing: str) -> str | None:
+    """Why the channel policy refuses `user` `doing` something to `server`, or None."""
+    if not await allowed_to_create(policy, user, member_groups):
+        return f"You may not {doing} in this channel ({policy.who_may_create()} may)."
+    if not policy.may_touch(server):
+        return (f"This channel may not image `{render.escape(server)}` (not in the channel's "
+                "server list).")
+    return None
 
 
 @dataclass
@@ -117,12 +128,10 @@ class Listeners:
     async def create(self, request: commands.Create, who: Invocation) -> Reply:
         """Write the job row (and its parent message to the outbox) in one transaction."""
         channel_policy = self.policy.for_channel(who.channel, who.channel_name)
-        if not await allowed_to_create(channel_policy, who.user, self.member_groups):
-            return Reply("You may not create images in this channel "
-                         f"({channel_policy.who_may_create()} may).")
-        if not channel_policy.may_touch(request.server.text):
-            return Reply(f"This channel may not image `{render.escape(request.server.text)}` "
-                         "(not in the channel's server list).")
+        refusal = await refuse(channel_policy, who.user, request.server.text, self.member_groups,
+                               doing="create images")
+        if refusal:
+            return Reply(refusal)
         state = jobs.QUEUED if request.now else jobs.AWAITING_CONFIRMATION
         extra: dict[str, Any] = {"cloud": channel_policy.cloud}
         if request.now:
