@@ -491,13 +491,7 @@ class SlackWorkspace:
         channel = self.channel(channel_ref)
         if check_membership and user == BOT_USER_ID and not self.bot_can_post(channel):
             raise ApiError("not_in_channel")
-        text = "" if text is None else str(text)
-        if blocks is not None:
-            blocks = validate_blocks(blocks)
-        if not text and not blocks:
-            raise ApiError("no_text")
-        if len(text) > MAX_POST_TEXT:
-            raise ApiError("msg_too_long")
+        text, blocks = _post_body(text, blocks)
         parent_ts: str | None = None
         if thread_ts:
             # Slack threads a reply to a reply under the same parent.
@@ -582,13 +576,7 @@ class SlackWorkspace:
                 raise ApiError("not_in_channel")
             if user.id not in channel.members:
                 raise ApiError("user_not_in_channel")
-        text = "" if text is None else str(text)
-        if blocks is not None:
-            blocks = validate_blocks(blocks)
-        if not text and not blocks:
-            raise ApiError("no_text")
-        if len(text) > MAX_POST_TEXT:
-            raise ApiError("msg_too_long")
+        text, blocks = _post_body(text, blocks)
         eph = Ephemeral(channel.id, user.id, self.next_ts(), text, blocks,
                         thread_ts=str(thread_ts) if thread_ts else None, via=via, author=author)
         self.ephemeral_messages.append(eph)
@@ -787,3 +775,15 @@ def _api_view(message: Message, with_metadata: bool) -> dict[str, Any]:
     if not with_metadata:
         out.pop("metadata", None)
     return out
+
+
+def _post_body(text: Any, blocks: Any) -> tuple[str, Any]:
+    """The text and blocks of a new message, checked as chat.postMessage/postEphemeral do."""
+    text = "" if text is None else str(text)
+    if blocks is not None:
+        blocks = validate_blocks(blocks)
+    if not text and not blocks:
+        raise ApiError("no_text")
+    if len(text) > MAX_POST_TEXT:
+        raise ApiError("msg_too_long")
+    return text, blocks
