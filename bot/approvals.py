@@ -116,8 +116,8 @@ def _user(user: str) -> str:
     return f"<@{user}>"
 
 
-def _hhmm(moment: datetime, now: datetime) -> str:
-    """HH:MM UTC, with the date when it is not today."""
+def when(moment: datetime, now: datetime) -> str:
+    """`14:05 UTC`, with the date when it is not today (UTC)."""
     m = moment.astimezone(UTC)
     text = f"{m:%H:%M} UTC"
     if m.date() != now.astimezone(UTC).date():
@@ -186,16 +186,16 @@ def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
                        + (f" ({request.reason})." if request.reason else "."))
     if request.status == "expired":
         return _refuse(request, "expired",
-                       f"{rid} expired at {_hhmm(request.expires_at, now)} without a decision. "
+                       f"{rid} expired at {when(request.expires_at, now)} without a decision. "
                        "Propose the change again if it is still wanted.")
     if request.status in ("approved", "rejected"):
         by = _user(request.decided_by) if request.decided_by else "someone"
-        when = f" at {_hhmm(request.decided_at, now)}" if request.decided_at else ""
+        at = f" at {when(request.decided_at, now)}" if request.decided_at else ""
         return _refuse(request, "already_decided", f"{rid} was already {request.status} by "
-                       f"{by}{when}.")
+                       f"{by}{at}.")
     if now >= request.expires_at:
         return _refuse(request, "expired",
-                       f"{rid} expired at {_hhmm(request.expires_at, now)} without a decision. "
+                       f"{rid} expired at {when(request.expires_at, now)} without a decision. "
                        "Propose the change again if it is still wanted.",
                        updated=_expired(request))
     is_requester = actor == request.requested_by

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.approvals import ChangeRequest
+from bot.approvals import ChangeRequest, when
 from bot.render import (
     button,
     code,
@@ -29,15 +29,6 @@ from bot.scheduler import RetainableImage, ScheduleSpec, describe, zone
 APPROVE_ACTION = "cr_approve"
 REJECT_ACTION = "cr_reject"
 MAX_LISTED_IMAGES = 10
-
-
-def when(moment: datetime, now: datetime) -> str:
-    """`14:05 UTC`, with the date when it is not today (UTC)."""
-    m = moment.astimezone(UTC)
-    text = f"{m:%H:%M} UTC"
-    if m.date() != now.astimezone(UTC).date():
-        text += f" on {m.date().isoformat()}"
-    return text
 
 
 def local_and_utc(local: datetime, utc: datetime) -> str:
