@@ -29,6 +29,13 @@ class Settings:
     # the engine's tick is multiplied by `tick_scale`, Slack pacing rates by `slack_rate_scale`.
     tick_scale: float = 1.0
     slack_rate_scale: float = 1.0
+    # HTTP mode's edge (bot/edge.py): seconds to receive a whole request (headers and body),
+    # the body cap, and how many connections at once.
+    http_timeout: float = 10.0
+    http_max_body: int = 256 * 1024
+    http_max_connections: int = 256
+    # /healthz says only ok / not ok unless this is set (details also on the metrics port).
+    health_details: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +69,11 @@ class Settings:
             metrics_port=metrics_port,
             tick_scale=scales["IMAGEBOT_TICK_SCALE"],
             slack_rate_scale=scales["IMAGEBOT_SLACK_RATE_SCALE"],
+            http_timeout=_positive(env, "IMAGEBOT_HTTP_TIMEOUT", 10.0),
+            http_max_body=int(_positive(env, "IMAGEBOT_HTTP_MAX_BODY", 256 * 1024)),
+            http_max_connections=int(_positive(env, "IMAGEBOT_HTTP_MAX_CONNECTIONS", 256)),
+            health_details=env.get("IMAGEBOT_HEALTH_DETAILS", "").strip().lower()
+            in {"1", "true", "yes"},
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -69,10 +81,10 @@ class Settings:
         return tuple(s for s in (self.bot_token, self.signing_secret, self.app_token) if s)
 
 
-def _positive(env: Mapping[str, str], key: str) -> float:
+def _positive(env: Mapping[str, str], key: str, default: float = 1.0) -> float:
     raw = env.get(key, "").strip()
     if not raw:
-        return 1.0
+        return default
     try:
         value = float(raw)
     except ValueError:

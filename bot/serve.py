@@ -9,9 +9,11 @@ import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from starlette.applications import Starlette
 
+from bot.cloud.config import load_cloud_config
 from bot.config import Settings
+from bot.edge import guarded_protocol
 from bot.errors import ConfigError
-from bot.logs import configure_logging
+from bot.logs import cloud_secrets, configure_logging
 from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,15 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         raise ConfigError("HTTP mode needs SLACK_SIGNING_SECRET to verify Slack's requests",
                           key="SLACK_SIGNING_SECRET")
     runtime = await build_runtime(settings)
+    # Bounds for what the internet can hold open (bot/edge.py); a reverse proxy in front is
+    # still the place for TLS and real rate limits (README).
     config = uvicorn.Config(http_app(runtime), host=host, port=port, log_level="warning",
-                            lifespan="on")
+                            lifespan="on",
+                            http=guarded_protocol(settings.http_timeout,
+                                                  settings.http_max_connections),
+                            limit_concurrency=settings.http_max_connections + 16,
+                            timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=16 * 1024)
     server = uvicorn.Server(config)
     print(f"imagebot listening on http://{host}:{port}/slack/events", flush=True)
     await server.serve()
@@ -48,7 +57,8 @@ async def serve_socket_mode(settings: Settings) -> None:
     handler = await connect_socket_mode(runtime, settings.app_token)
     ops: asyncio.Task[None] | None = None
     if settings.metrics_port is not None:
-        config = uvicorn.Config(Starlette(routes=ops_routes(runtime)), host="127.0.0.1",
+        config = uvicorn.Config(Starlette(routes=ops_routes(runtime, details=True)),
+                                host="127.0.0.1",
                                 port=settings.metrics_port, log_level="warning")
         ops = asyncio.create_task(uvicorn.Server(config).serve())
         print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
@@ -65,7 +75,12 @@ async def serve_socket_mode(settings: Settings) -> None:
 def run(*, http: bool, host: str, port: int) -> int:
     """Entry point for `imagebot run`."""
     settings = Settings.from_env()
-    configure_logging(json_lines=settings.log_json, secrets=settings.secrets())
+    secrets = settings.secrets()
+    try:  # the cloud's password / API key / application-credential secret are masked too
+        secrets += cloud_secrets(load_cloud_config(settings.cloud_name))
+    except Exception:  # noqa: S110 - build_runtime reports a bad cloud config properly
+        pass
+    configure_logging(json_lines=settings.log_json, secrets=secrets)
     if http or not settings.app_token:
         asyncio.run(serve_http(settings, host, port))
     else:

@@ -536,6 +536,18 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
 
+    def health_probe(self) -> None:
+        """Raise unless the database reads clean and takes a committed write: the page cache
+        is dropped first so `quick_check` reads the file itself (damage done to it behind our
+        back is found), then one small write transaction (a full disk or a read-only file
+        fails here, not in the next job's transaction)."""
+        self.db.execute("PRAGMA shrink_memory")
+        verdict = self.db.execute("PRAGMA quick_check(1)").fetchone()
+        if not verdict or verdict[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {str(verdict and verdict[0])[:200]}")
+        with self._tx():
+            self.set_meta("health_probe_at", _dt_out(self._now()) or "")
+
     def set_meta(self, key: str, value: str) -> None:
         """Store a setting."""
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -948,6 +960,10 @@ class AsyncStore:
     async def get_meta(self, key: str) -> str | None:
         """See Store.get_meta."""
         return await self._run(self.store.get_meta, key)
+
+    async def health_probe(self) -> None:
+        """See Store.health_probe."""
+        await self._run(self.store.health_probe)
 
     async def set_meta(self, key: str, value: str) -> None:
         """See Store.set_meta."""

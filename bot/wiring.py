@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +14,7 @@ import httpx
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig, load_cloud_config
 from bot.cloud.pool import CloudPool
 from bot.config import Settings
+from bot.edge import EdgeGuard
 from bot.engine import Engine
 from bot.jobs import Job, PhaseDeadlines
 from bot.metrics import CountingTransport, Metrics
@@ -30,6 +32,7 @@ from bot.pacing import SlackPacer
 from bot.policy import Policy
 from bot.schedules import ScheduleService, slack_group_resolver
 from bot.slack.app import Listeners, build_app
+from bot.slack.identity import Identity
 from bot.slack.web import SlackWeb, make_web_client
 from bot.store import AsyncStore
 
@@ -58,10 +61,13 @@ class Runtime:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     schedules: ScheduleService | None = None
+    identity: Identity | None = None
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
         self.stop_event.clear()
+        if self.identity is not None:
+            self.identity.start()  # auth.test, retried with back-off until Slack answers
         self.tasks = [
             asyncio.create_task(self.engine.run(self.stop_event), name="engine"),
             asyncio.create_task(self.notifier.run(self.stop_event), name="notifier"),
@@ -83,6 +89,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks = []
+        if self.identity is not None:
+            await self.identity.stop()
         await self.cloud.aclose()
         await self.store.close()
         await self.listeners.store.close()
@@ -144,10 +152,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     interactive = await AsyncStore.open(settings.db_path, clock=clock)
     listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock,
                           member_groups=slack_group_resolver(web))
+    identity = Identity(client)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
-                      app=build_app(listeners, client, signing_secret=settings.signing_secret),
+                      app=build_app(listeners, client, signing_secret=settings.signing_secret,
+                                    identity=identity),
                       listeners=listeners, engine=engine, notifier=notifier, clock=clock,
-                      metrics=metrics)
+                      metrics=metrics, identity=identity)
     listeners.on_new_work = runtime.poke
     # Schedules and approvals: commands and buttons through `extra`, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
@@ -158,34 +168,45 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     return runtime
 
 
+HEALTH_CHECK_TIMEOUT = 5.0  # seconds per check: a hung dependency is an unhealthy one
+
+
+async def _check(probe: Awaitable[Any]) -> dict[str, Any]:
+    try:
+        await asyncio.wait_for(probe, HEALTH_CHECK_TIMEOUT)
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True}
+
+
 async def health(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
-    """DB, cloud auth and Slack connectivity, each with ok and a short detail."""
-    checks: dict[str, Any] = {}
-    try:
-        checks["db"] = {"ok": True, "outbox_depth": await runtime.store.outbox_depth()}
-    except Exception as exc:
-        checks["db"] = {"ok": False, "error": type(exc).__name__}
-    try:
-        compute, image = await runtime.cloud.default.endpoints()
-        checks["cloud"] = {"ok": True, "compute": compute, "image": image}
-    except Exception as exc:
-        checks["cloud"] = {"ok": False, "error": type(exc).__name__}
-    try:
-        await runtime.web.client.auth_test()
-        checks["slack"] = {"ok": True}
-    except Exception as exc:
-        checks["slack"] = {"ok": False, "error": type(exc).__name__}
+    """DB (a clean read and a committed write), cloud authentication, Slack reachable, engine
+    running; each with ok and, for the operator only, a short detail (never an URL)."""
+    checks: dict[str, Any] = {"db": await _check(runtime.store.health_probe())}
+    if checks["db"]["ok"]:
+        with contextlib.suppress(Exception):
+            checks["db"]["outbox_depth"] = await runtime.store.outbox_depth()
+    checks["cloud"] = await _check(runtime.cloud.default.endpoints())
+    checks["slack"] = await _check(runtime.web.client.auth_test())
+    if runtime.identity is not None and runtime.identity.current is None:
+        checks["slack"] = {"ok": False, "error": "auth.test has not succeeded yet"}
     checks["engine"] = {"ok": bool(runtime.tasks) and not runtime.tasks[0].done(),
                         "ticks": runtime.engine.ticks}
     return all(c["ok"] for c in checks.values()), checks
 
 
-def ops_routes(runtime: Runtime) -> list[Route]:
-    """`/healthz` and `/metrics`, for the HTTP app or a separate port in Socket Mode."""
+def ops_routes(runtime: Runtime, *, details: bool) -> list[Route]:
+    """`/healthz` and `/metrics`, for the HTTP app or a separate port in Socket Mode.
+
+    `/healthz` is unauthenticated: it says ok / not ok (200 / 503) and, only with `details`
+    (IMAGEBOT_HEALTH_DETAILS, or the loopback metrics port), which check failed."""
 
     async def healthz(request: Request) -> Response:
         healthy, checks = await health(runtime)
-        return JSONResponse({"ok": healthy, "checks": checks}, status_code=200 if healthy else 503)
+        body: dict[str, Any] = {"ok": healthy}
+        if details:
+            body["checks"] = checks
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
@@ -209,6 +230,11 @@ def http_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
+    settings = runtime.settings
+    # EdgeGuard sees every request before Starlette or Bolt read a byte of its body.
     return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
-                             *ops_routes(runtime)],
+                             *ops_routes(runtime, details=settings.health_details)],
+                     middleware=[Middleware(EdgeGuard, signing_secret=settings.signing_secret,
+                                            max_body=settings.http_max_body,
+                                            receive_timeout=settings.http_timeout)],
                      lifespan=lifespan)

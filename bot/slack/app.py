@@ -18,6 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_token_skipped
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
@@ -27,6 +28,7 @@ from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError
 from bot.jobs import Job
 from bot.policy import ChannelPolicy, GroupResolver, Policy, allowed_to_create
+from bot.slack.identity import FOREIGN, STARTING_UP, Identity
 from bot.store import AsyncStore, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -257,10 +259,19 @@ class Listeners:
 
 class _TokenFromClient(logging.Filter):
     """Bolt warns that SLACK_BOT_TOKEN is ignored when `authorize` is given; here the token
-    is the client's own, so the warning is noise on every start."""
+    is the client's own, so the warning is noise on every start. And Bolt writes request
+    bodies into some lines (an invalid signature's at INFO): the body is cut off."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != warning_token_skipped()
+        message = record.getMessage()
+        if message == warning_token_skipped():
+            return False
+        if _BODY.search(message):
+            record.msg, record.args = _BODY.sub("(request body withheld)", message), None
+        return True
+
+
+_BODY = re.compile(r"\(?\b(?:request )?body\b\s*[:=(].*", re.IGNORECASE | re.DOTALL)
 
 
 def bolt_logger() -> logging.Logger:
@@ -271,36 +282,61 @@ def bolt_logger() -> logging.Logger:
     return logger
 
 
-def once_authorize(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeResult]]:
-    """Single-workspace authorization with one `auth.test` for the life of the app.
-
-    Bolt's default calls auth.test until the first call succeeds, so a burst of requests at
-    start-up makes a burst of auth.test calls (and 429s). One call, shared under a lock."""
-    cached: list[AuthorizeResult] = []
-    lock = asyncio.Lock()
+def identity_authorize(identity: Identity, token: str | None
+                       ) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """Single-workspace authorization without a Slack call per request: the identity is
+    learned in the background (`Identity`); until then the token alone, and `gate` answers
+    "starting up" (Bolt's own answer to a failed auth.test is "please reinstall")."""
 
     async def authorize(enterprise_id: str | None = None, team_id: str | None = None,
                         user_id: str | None = None) -> AuthorizeResult:
-        if not cached:
-            async with lock:
-                if not cached:
-                    response = await client.auth_test()
-                    cached.append(AuthorizeResult.from_auth_test_response(
-                        auth_test_response=response, bot_token=client.token))
-        return cached[0]
+        known = identity.current
+        if known is None:
+            return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=token)
+        return AuthorizeResult(enterprise_id=known.enterprise_id, team_id=known.team_id,
+                               bot_id=known.bot_id, bot_user_id=known.bot_user_id,
+                               bot_token=token)
 
     return authorize
 
 
+VERIFIED = "imagebot_verified"  # context key: the request passed Bolt's checks and `gate`
+
+
+def identity_gate(identity: Identity, *, wait: float = 1.0) -> Callable[..., Awaitable[Any]]:
+    """Global middleware (after Bolt's signature check and authorization): only the bot's own
+    workspace and app are served; "starting up" while auth.test has not answered. Marks the
+    context as verified, which the error handler requires before it answers anyone."""
+
+    async def gate(context: Any, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+                   ) -> BoltResponse | None:
+        known = await identity.wait(wait)
+        is_command = "command" in body
+        if known is None:
+            return BoltResponse(status=200, body=STARTING_UP if is_command else "")
+        refusal = known.refusal(team_id=context.team_id, enterprise_id=context.enterprise_id,
+                                api_app_id=body.get("api_app_id"))
+        if refusal:
+            log.warning("refused a signed request: %s", refusal)
+            return BoltResponse(status=200, body=FOREIGN if is_command else "")
+        context[VERIFIED] = True
+        await next()
+        return None
+
+    return gate
+
+
 def build_app(listeners: Listeners, client: AsyncWebClient, *,
-              signing_secret: str | None) -> AsyncApp:
+              signing_secret: str | None, identity: Identity | None = None) -> AsyncApp:
     """The Bolt app. `client` must point at the Web API (Slack or the emulator)."""
+    identity = identity or Identity(client)
     # Listeners only parse and write a row (slow work is spawned), so they finish well inside
     # Slack's 3 s. Running them before the response skips Bolt's 10 ms polling for ack().
     app = AsyncApp(client=client, signing_secret=signing_secret,
                    request_verification_enabled=signing_secret is not None,
-                   authorize=once_authorize(client), process_before_response=True,
-                   logger=bolt_logger())
+                   authorize=identity_authorize(identity, client.token),
+                   process_before_response=True, logger=bolt_logger())
+    app.middleware(identity_gate(identity))
 
     @app.command("/image")
     async def on_image(ack: Any, command: dict[str, Any], respond: Any) -> None:
@@ -337,9 +373,11 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
     app.action(re.compile(r"^cr_(approve|reject)$"))(on_extra_click)
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> None:
+    async def on_error(error: Exception, context: Any, respond: Any = None) -> None:
         log.error("unhandled error in a listener: %s", type(error).__name__, exc_info=error)
-        if respond is not None:
+        # `respond` goes to the body's response_url: only for a request that passed every
+        # check (an unverified body names any URL it likes).
+        if respond is not None and context.get(VERIFIED):
             try:
                 await respond(text=":warning: Something went wrong; it has been logged.",
                               response_type="ephemeral", replace_original=False)

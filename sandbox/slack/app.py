@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 
 from sandbox.slack.limits import retry_after_header
 from sandbox.slack.model import (
+    APP_ID,
     BOT_ID,
     BOT_NAME,
     BOT_USER_ID,
@@ -55,6 +56,15 @@ def _auth_test(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     return {"url": f"https://{TEAM_DOMAIN}.slack.com/", "team": TEAM_NAME, "user": BOT_NAME,
             "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
             "is_enterprise_install": False}
+
+
+def _bots_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    # docs.slack.dev/reference/methods/bots.info: `bot` is a bot id; unknown -> bot_not_found.
+    # Slack's auth.test documents no app_id, so the bot learns its app from here.
+    if params.get("bot") != BOT_ID:
+        raise ApiError("bot_not_found")
+    return {"bot": {"id": BOT_ID, "deleted": False, "name": BOT_NAME, "updated": 1700000000,
+                    "app_id": APP_ID, "user_id": BOT_USER_ID, "icons": {}}}
 
 
 def _post_message(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
@@ -170,6 +180,7 @@ def _usergroups_users_list(ws: SlackWorkspace, params: Params) -> dict[str, Any]
 
 METHODS: dict[str, Method] = {
     "auth.test": _auth_test,
+    "bots.info": _bots_info,
     "chat.postMessage": _post_message,
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,

@@ -109,18 +109,20 @@ class Deliverer:
 
     async def slash_command(self, user: str, channel: str, text: str, command: str = "/image",
                             *, bad_signature: bool = False, stale: bool = False,
-                            trigger_id: str | None = None) -> httpx.Response:
-        """Type `command text` as `user` in `channel` (ids or names)."""
+                            trigger_id: str | None = None, team_id: str = TEAM_ID,
+                            api_app_id: str = APP_ID) -> httpx.Response:
+        """Type `command text` as `user` in `channel` (ids or names); `team_id`/`api_app_id`
+        stand for another workspace or app signing with the same secret."""
         ws = self.workspace
         u = ws.user(user)
         ch = ws.channel(channel)
         ru = ws.new_response_url(ch.id, u.id, "command")
         tid = trigger_id or ws.new_trigger_id()
         form = {
-            "token": VERIFICATION_TOKEN, "team_id": TEAM_ID, "team_domain": TEAM_DOMAIN,
+            "token": VERIFICATION_TOKEN, "team_id": team_id, "team_domain": TEAM_DOMAIN,
             "channel_id": ch.id, "channel_name": "directmessage" if ch.is_im else ch.name,
             "user_id": u.id, "user_name": u.name, "command": command, "text": text,
-            "api_app_id": APP_ID, "is_enterprise_install": "false",
+            "api_app_id": api_app_id, "is_enterprise_install": "false",
             "response_url": ws.response_url(ru), "trigger_id": tid,
         }
         ws.commands.append(CommandRun(u.id, ch.id, command, text, ws.clock(), tid, ru.id))

@@ -26,6 +26,7 @@ POST_MESSAGE = Limit(rate=1.0, burst=3)
 
 DEFAULT_LIMITS: dict[str, Limit] = {
     "auth.test": TIER4,
+    "bots.info": TIER3,  # "Tier 3: 50+ per minute" (bots.info reference)
     "chat.postMessage": POST_MESSAGE,
     "chat.update": TIER3,
     "chat.postEphemeral": TIER4,

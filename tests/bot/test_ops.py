@@ -7,11 +7,12 @@ import logging
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.logs import JsonFormatter, RedactingFilter
-from bot.wiring import http_app
+from bot.wiring import http_app, ops_routes
 from sandbox.system import running_system
 
 
@@ -29,10 +30,15 @@ async def test_metrics_and_health_report_jobs_cloud_and_slack() -> None:
         assert 'imagebot_cloud_requests_total{method="POST",status="202"} 1.0' in metrics
         assert 'imagebot_slack_calls_total{method="chat.postMessage",outcome="ok"}' in metrics
         assert "imagebot_outbox_depth 0.0" in metrics
-        body = health.json()
-        assert health.status_code == 200 and body["ok"] is True
+        # Public health is ok / not ok only (issue 14: it used to show internal URLs).
+        assert health.status_code == 200 and health.json() == {"ok": True}
+        detailed = ops_routes(system.runtime, details=True)[0]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(
+                app=Starlette(routes=[detailed])), base_url="http://ops") as client:
+            body = (await client.get("/healthz")).json()
         assert set(body["checks"]) == {"db", "cloud", "slack", "engine"}
-        assert body["checks"]["cloud"]["compute"].endswith("/compute/v2.1")
+        assert all(check["ok"] for check in body["checks"].values())
+        assert "http" not in json.dumps(body)  # no compute / image URLs, even in detail
 
 
 async def test_health_fails_when_slack_is_down() -> None:
@@ -42,8 +48,7 @@ async def test_health_fails_when_slack_is_down() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://bot") as client:
             health = await client.get("/healthz")
-        assert health.status_code == 503
-        assert health.json()["checks"]["slack"]["ok"] is False
+        assert health.status_code == 503 and health.json() == {"ok": False}
 
 
 def test_settings_from_env_and_clear_errors() -> None:
