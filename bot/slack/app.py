@@ -266,7 +266,9 @@ class _TokenFromClient(logging.Filter):
         message = record.getMessage()
         if message == warning_token_skipped():
             return False
-        if _BODY.search(message):
+        if message.startswith("Unhandled request"):  # quotes the body and a code suggestion
+            record.msg, record.args = "Unhandled request (no listener; body withheld)", None
+        elif _BODY.search(message):
             record.msg, record.args = _BODY.sub("(request body withheld)", message), None
         return True
 
