@@ -12,6 +12,7 @@ import sys
 import time
 
 from bench import reliability_cases as cases
+from bench.hostile import hostile
 from bench.kill9 import kill9
 
 FULL = (
@@ -21,6 +22,8 @@ FULL = (
     ("slack", lambda: cases.slack_side(outage=60.0, storm=100, jobs_each=5)),
     ("fuzz", lambda: cases.fuzz(n=10_000, loopback=True, batch=20)),
     ("secrets", lambda: cases.secrets()),
+    ("hostile", lambda: hostile(big=20, big_mb=100, slow=200, flood=600, forged=200,
+                                genuine=10, max_connections=256)),
 )
 QUICK = (
     ("kill9", lambda: kill9(n_jobs=6, kills=3, speed=50.0, max_gap=0.5)),
@@ -29,6 +32,7 @@ QUICK = (
     ("slack", lambda: cases.slack_side(outage=2.0, storm=6, jobs_each=2)),
     ("fuzz", lambda: cases.fuzz(n=300)),
     ("secrets", lambda: cases.secrets()),
+    ("hostile", lambda: hostile()),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bench import reliability_cases as cases
+from bench.hostile import hostile
 from bench.kill9 import kill9
 
 
@@ -55,6 +56,15 @@ async def test_fuzzed_texts_are_all_answered_without_a_crash() -> None:
 async def test_no_secret_leaks_and_the_db_is_private() -> None:
     result = await cases.secrets()
     assert result.tried >= 10
+    assert result.ok, report(result)
+
+
+@pytest.mark.timeout(180)
+async def test_hostile_requests_cause_no_outbound_call_no_growth_and_lose_nothing() -> None:
+    """Issue 14 against the real `imagebot run --http` process: SSRF, big/slow/forged bodies,
+    a flood of connections, another workspace; genuine commands in between."""
+    result = await hostile()
+    assert result.tried >= 12 + 5 + 20 + 2 + 20 + 3
     assert result.ok, report(result)
 
 
