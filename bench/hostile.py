@@ -191,7 +191,7 @@ async def _slow(port: int, with_headers: bool) -> asyncio.StreamReader:
 async def hostile(big: int = 5, big_mb: int = 20, slow: int = 20, flood: int = 60,
                   forged: int = 20, genuine: int = 4, max_connections: int = 40) -> CaseResult:
     """Run the case (see the module docstring)."""
-    result = CaseResult(f"hostile requests ({big}x{big_mb}MB, {slow} slow, {flood} flood)")
+    result = CaseResult(f"hostile requests ({slow} slow, {flood} flood)")
     target = Listener()
     server = await asyncio.start_server(target.on_connect, HOST, 0)
     target_url = f"http://{HOST}:{server.sockets[0].getsockname()[1]}/hook"

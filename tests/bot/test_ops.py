@@ -64,6 +64,16 @@ def test_settings_from_env_and_clear_errors() -> None:
                               "IMAGEBOT_SLACK_RATE_SCALE": "20"})
     assert (fast.tick_scale, fast.slack_rate_scale) == (0.05, 20.0)
     assert (settings.tick_scale, settings.slack_rate_scale) == (1.0, 1.0)
+    assert (settings.http_timeout, settings.http_max_body, settings.http_max_connections,
+            settings.health_details) == (10.0, 256 * 1024, 256, False)
+    edge = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_HTTP_TIMEOUT": "2.5",
+                              "IMAGEBOT_HTTP_MAX_BODY": "1000",
+                              "IMAGEBOT_HTTP_MAX_CONNECTIONS": "9",
+                              "IMAGEBOT_HEALTH_DETAILS": "1"})
+    assert (edge.http_timeout, edge.http_max_body, edge.http_max_connections,
+            edge.health_details) == (2.5, 1000, 9, True)
+    with pytest.raises(ConfigError, match="IMAGEBOT_HTTP_TIMEOUT"):
+        Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_HTTP_TIMEOUT": "-1"})
     with pytest.raises(ConfigError, match="IMAGEBOT_TICK_SCALE"):
         Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "IMAGEBOT_TICK_SCALE": "0"})
 
