@@ -192,9 +192,13 @@ async def test_another_workspace_is_refused_over_socket_mode_too() -> None:
         assert "J1" in accepted.json()["text"]
 
 
-async def test_commands_hear_starting_up_until_auth_test_succeeds() -> None:
+@pytest.mark.parametrize("fault", ["503 outage", "429 storm"])
+async def test_commands_hear_starting_up_until_auth_test_succeeds(fault: str) -> None:
     workspace = SlackWorkspace()
-    workspace.start_outage(1.5)  # auth.test answers 503 for the first 1.5 s
+    if fault == "503 outage":
+        workspace.start_outage(1.5)  # auth.test answers 503 for the first 1.5 s
+    else:
+        workspace.start_storm(3, retry_after=1)  # the client's own 2 retries are used up
     async with running_system(speed=200, workspace=workspace) as system:
         early = await system.command("alice", "#ops", "create web-1 --now")
         assert early.status_code == 200 and early.text == STARTING_UP
@@ -206,7 +210,7 @@ async def test_commands_hear_starting_up_until_auth_test_succeeds() -> None:
         assert "J1" in later.text
         assert identity.attempts >= 2
         statuses = [c.status for c in workspace.calls("auth.test")]
-        assert statuses[0] == 503 and statuses[-1] == 200
+        assert statuses[0] == (503 if fault == "503 outage" else 429) and statuses[-1] == 200
         assert not any("reinstall" in (e.text or "").lower()
                        for e in workspace.ephemeral_messages)
 
