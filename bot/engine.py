@@ -157,7 +157,7 @@ class Engine:
             await client.rate_limits()
         except CloudError as exc:
             log.info("cannot read the rate limits of cloud %s: %s", cloud, exc)
-        floor = client.poll_floor()
+        floor = client.poll_floor(len({j.server_id for j in group}))
         last = self._observed_at.get(cloud)
         now = self.clock()
         if last is not None and floor and (now - last).total_seconds() < floor * self.tick_scale:

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.jobs import PhaseDeadlines
 from sandbox.system import System, running_system
 
 OPS = "C0OPS"
+# Both API shapes the simulator serves: OpenStack, and Rackspace's legacy Nova + older Glance
+# (`imagebot cloud-sim --api rackspace-legacy`).
+APIS = pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
+
+
+def rate_limited(system: System) -> int:
+    """How many requests the cloud refused with 413 (its published limits were exceeded)."""
+    return sum(n for key, n in system.world.status_stats.items() if key.endswith(" 413"))
 
 
 def parents(system: System, channel: str = OPS) -> list:
@@ -24,8 +34,9 @@ def images_of_job(system: System, job_id: str) -> list:
             if i.properties.get("imagebot_job_id") == job_id]
 
 
-async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
-    async with running_system(speed=200, slack_rate_scale=20) as system:
+@APIS
+async def test_create_now_happy_path_posts_every_phase_and_finishes(api: str) -> None:
+    async with running_system(speed=200, slack_rate_scale=20, api=api) as system:
         response = await system.command("alice", "#ops", "create web-1 --now")
         assert response.status_code == 200
         assert "J1" in response.text
@@ -45,6 +56,8 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
         assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
         assert len(images_of_job(system, "J1")) == 1
         assert len(system.workspace.calls("auth.test")) == 1
+        # Polling kept under the published rate limits (Rackspace: changes-since 3/minute).
+        assert rate_limited(system) == 0
 
 
 async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
@@ -177,10 +190,11 @@ def phase_order(replies: list[str]) -> list[int]:
     return [next(i for i, p in enumerate(PHASES) if p in r) for r in replies]
 
 
-async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path) -> None:
+@APIS
+async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path, api) -> None:
     db = tmp_path / "bot.db"
     # At speed 20 the upload takes about 4 s: long enough to stop the bot in the middle of it.
-    async with running_system(speed=20, db_path=db) as first:
+    async with running_system(speed=20, db_path=db, api=api) as first:
         world, workspace = first.world, first.workspace
         await first.command("alice", "#ops", "create web-1 --now")
         await first.wait_for(lambda: _state_is(first, "J1", "uploading"))
