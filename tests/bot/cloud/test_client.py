@@ -468,6 +468,19 @@ async def test_find_images_by_metadata(fake: FakeCloud, cloud: CloudClient) -> N
     assert fake.hits("GET", r"/images$")[-1].url.params["imagebot_job_id"] == "J3"
 
 
+async def test_a_glance_that_ignores_a_property_filter_cannot_adopt_another_image(
+        fake: FakeCloud, cloud: CloudClient) -> None:
+    """Glance reads unknown keys as property filters (glance/db/sqlalchemy/api.py), but a
+    Glance that ignores them answers with every image: we check the property ourselves, so a
+    crash reconcile never adopts someone else's image (nor a second createImage follow from
+    trusting an empty answer)."""
+    fake.on("GET", r"/images$", httpx.Response(200, json={"images": [
+        image_doc("other", imagebot_job_id="J4"), image_doc("plain")]}))
+    assert await cloud.find_images_by_metadata("imagebot_job_id", "J3") == []
+    assert [i.id for i in await cloud.find_images_by_metadata("imagebot_job_id", "J4")] == [
+        "other"]
+
+
 # ---- observe --------------------------------------------------------------------------------
 
 
