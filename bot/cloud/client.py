@@ -812,6 +812,8 @@ class CloudClient:
         resp = await self._call("compute", "GET", "/limits")
         if resp.status_code != 200:
             log.info("compute /limits answered HTTP %d; polling unpaced", resp.status_code)
+            if resp.status_code < 500:
+                self._limits = []  # no such document here: do not ask every tick
             return []
         self._limits = parse_limits(resp.json())
         if self._limits:
