@@ -342,6 +342,7 @@ class CloudClient:
         self._mv_refused: set[str] = set()  # microversions this cloud answered 406 to
         self._glance_in: bool | None = None  # does this Glance know `id=in:`? (probed once)
         self._limits: list[RateLimit] | None = None  # Nova's published rate limits
+        self._flavors: dict[str, int] = {}  # flavor id -> ephemeral GB (views without it)
 
     async def __aenter__(self) -> CloudClient:
         return self
@@ -504,8 +505,26 @@ class CloudClient:
         if resp.status_code != 200:
             log.info("no os-volume_attachments for server %s (HTTP %d)", server.id,
                      resp.status_code)
-            return server
-        return with_attachments(server, resp.json())
+        else:
+            server = with_attachments(server, resp.json())
+        if server.flavor and not any(d.startswith("ephemeral ") for d in server.data_disks):
+            # Such a view names the flavor by id only; its ephemeral disk (Rackspace's "data
+            # disks" of I/O flavors) is in the flavor (`OS-FLV-EXT-DATA:ephemeral`).
+            ephemeral = await self._flavor_ephemeral(server.flavor)
+            if ephemeral:
+                server = dataclasses.replace(server, data_disks=server.data_disks + (
+                    f"ephemeral disk {ephemeral} GB",))
+        return server
+
+    async def _flavor_ephemeral(self, flavor_id: str) -> int:
+        """The ephemeral disk size (GB) of a flavor, 0 when none or unknown; cached."""
+        if flavor_id not in self._flavors:
+            resp = await self._call("compute", "GET", f"/flavors/{quote(flavor_id, safe='')}")
+            doc = resp.json().get("flavor") if resp.status_code == 200 else None
+            value = doc.get("OS-FLV-EXT-DATA:ephemeral") if isinstance(doc, dict) else None
+            self._flavors[flavor_id] = value if isinstance(value, int) and \
+                not isinstance(value, bool) and value > 0 else 0
+        return self._flavors[flavor_id]
 
     async def _server_pages(self, params: dict[str, str], limit: int | None
                             ) -> list[dict[str, Any]]:

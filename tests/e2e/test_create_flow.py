@@ -60,6 +60,24 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes(api: str) ->
         assert rate_limited(system) == 0
 
 
+@APIS
+async def test_the_card_names_the_data_disks_the_image_leaves_out(api: str) -> None:
+    """Rackspace's server view has no os-extended-volumes: the disks come from
+    os-volume_attachments and the flavor, and the card names them on both APIs."""
+    async with running_system(speed=200, slack_rate_scale=20, api=api) as system:
+        await system.command("alice", "#ops", "create data-1")
+        server = system.world.find_server("data-1")
+
+        def card() -> str:
+            found = parents(system)
+            return str(found[0].blocks) + (found[0].text or "") if found else ""
+
+        await system.wait_for(lambda: "Data disks are not included" in card())
+        for volume in server.volumes:
+            assert f"volume {volume}" in card()
+        assert "ephemeral disk 100 GB" in card()
+
+
 async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
     async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1 --note 'before the upgrade'")

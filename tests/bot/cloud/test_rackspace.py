@@ -107,8 +107,9 @@ async def test_observe_without_in_never_calls_a_live_image_vanished(
 
 async def test_data_disks_come_from_os_volume_attachments(cloud: CloudClient) -> None:
     data = await cloud.find_server("data-1")
-    assert [d for d in data.data_disks if d.startswith("volume ")] and \
-        len([d for d in data.data_disks if d.startswith("volume ")]) == 2
+    assert len([d for d in data.data_disks if d.startswith("volume ")]) == 2
+    # The flavor (id only in this view) has a 100 GB ephemeral disk: named too.
+    assert "ephemeral disk 100 GB" in data.data_disks
     db = await cloud.find_server("db-1")  # boot from volume: its root is not a data disk
     assert db.volume_backed and db.data_disks == ()
     found = await cloud.find_servers(["data-1"])
