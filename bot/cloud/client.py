@@ -486,15 +486,16 @@ class CloudClient:
 
     # -- servers --------------------------------------------------------------------------
 
-    async def get_server(self, server_id: str) -> Server:
-        """One server by id (`NotFound` if absent)."""
+    async def get_server(self, server_id: str, *, disks: bool = True) -> Server:
+        """One server by id (`NotFound` if absent); `disks=False` skips the extra look-ups of
+        data disks a Rackspace view needs (observation wants task states only)."""
         resp = await self._compute("GET", f"/servers/{quote(server_id, safe='')}",
                                    version=READ_MICROVERSION)
         if resp.status_code != 200:
             raise error_for(resp, "server", server_id)
         doc = resp.json()["server"]
         server = parse_server(doc)
-        return server if reports_volumes(doc) else await self._attached(server)
+        return server if reports_volumes(doc) or not disks else await self._attached(server)
 
     async def _attached(self, server: Server) -> Server:
         """Data disks from `os-volume_attachments` (Nova api-ref "List volume attachments for
@@ -784,7 +785,7 @@ class CloudClient:
                 # servers are cheaper asked one by one, and the quiesce window stays exact.
                 for server_id in sorted(wanted):
                     try:
-                        servers[server_id] = await self.get_server(server_id)
+                        servers[server_id] = await self.get_server(server_id, disks=False)
                     except NotFound:
                         pass  # deleted: its image's status tells the job the rest
             elif wanted:
