@@ -367,8 +367,9 @@ class CloudClient:
 
     async def discover(self) -> None:
         """Learn this cloud once: authenticate, probe Glance for `in:`, read Nova's published
-        rate limits. Everything also happens lazily on first use; the engine calls this at
-        start-up so the first observation already knows."""
+        rate limits. Everything also happens lazily on first use (the engine reads the
+        limits before its first observation of each cloud); tests and tools call this to
+        learn the cloud up front."""
         await self._auth.session()
         await self._supports_in()
         await self.rate_limits()
