@@ -41,11 +41,12 @@ def db_state(db: Path) -> tuple[list[tuple[str, str]], int]:
 
 
 async def kill9(n_jobs: int = 50, kills: int = 20, speed: float = 50.0, max_gap: float = 1.0,
-                seed: int = 1, within: float = 300.0) -> CaseResult:
-    """Run the case; see the module docstring."""
-    result = CaseResult(f"kill -9 x{kills} ({n_jobs} jobs, processes)")
+                seed: int = 1, within: float = 300.0, api: str = "openstack") -> CaseResult:
+    """Run the case against the cloud-sim `api` shape; see the module docstring."""
+    where = "" if api == "openstack" else f", {api}"
+    result = CaseResult(f"kill -9 x{kills} ({n_jobs} jobs, processes{where})")
     rng = random.Random(seed)
-    async with world(n_jobs, speed) as w:
+    async with world(n_jobs, speed, api=api) as w:
         ws = SlackWorkspace()
         ws.base_url = w.slack_url
         url = f"http://127.0.0.1:{w.port}/slack/events"

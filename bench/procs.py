@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from sandbox.cloud.serve import clouds_yaml
 from sandbox.system import BOT_TOKEN, SIGNING_SECRET
 
 
@@ -47,12 +48,13 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def world(servers: int, speed: float, *,
-                bot_speed: float | None = None) -> AsyncIterator[World]:
+async def world(servers: int, speed: float, *, bot_speed: float | None = None,
+                api: str = "openstack") -> AsyncIterator[World]:
     """Cloud and Slack emulator processes, a clouds.yaml, a DB path and the bot's environment.
 
     The cloud runs `speed` times faster than real time; the bot's tick and Slack pacing (and the
-    emulator's limits with them) `bot_speed` times, by default the same."""
+    emulator's limits with them) `bot_speed` times, by default the same. `api` is the shape the
+    cloud serves (`cloud-sim --api`); the clouds.yaml is the one `cloud-sim` prints for it."""
     bot_speed = speed if bot_speed is None else bot_speed
     imagebot = str(Path(sys.executable).with_name("imagebot"))
     started: list[asyncio.subprocess.Process] = []
@@ -60,19 +62,14 @@ async def world(servers: int, speed: float, *,
         try:
             cloud, cloud_url = await spawn(
                 [imagebot, "cloud-sim", "--port", "0", "--speed", str(speed), "--servers",
-                 str(servers)], r"listening on (http://\S+)")
+                 str(servers), "--api", api], r"listening on (http://\S+)")
             started.append(cloud)
             slack, slack_url = await spawn(
                 [sys.executable, "-c", "from sandbox.slack.serve import serve; "
                  f"serve(port=0, rate_scale={bot_speed})"], r"listening on (http://\S+)")
             started.append(slack)
             clouds = Path(tmp) / "clouds.yaml"
-            clouds.write_text(
-                "clouds:\n  sandbox:\n    auth:\n"
-                f"      auth_url: {cloud_url}/identity/v3\n      username: demo\n"
-                "      password: secret\n      project_name: demo\n"
-                "      user_domain_name: Default\n      project_domain_name: Default\n"
-                "    region_name: RegionOne\n")
+            clouds.write_text(clouds_yaml(cloud_url, api=api))
             env = dict(os.environ, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                        SLACK_API_URL=f"{slack_url}/api/", IMAGEBOT_DB=f"{tmp}/bot.db",
                        OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="sandbox",

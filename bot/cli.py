@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8780, help="0 picks a free port")
     sim.add_argument("--speed", type=float, default=1.0, help="time runs X times faster")
     sim.add_argument("--servers", type=int, default=0, help="also seed N servers load-1..load-N")
+    sim.add_argument("--api", choices=("openstack", "rackspace-legacy"), default="openstack",
+                     help="the API shape to serve: OpenStack (Keystone v3, Nova 2.1-2.96, "
+                          "current Glance) or Rackspace (identity v2.0 API keys, legacy Nova, "
+                          "Rackspace Cloud Images, published rate limits)")
     sim.set_defaults(handler=_cloud_sim)
 
     cloud = sub.add_parser("cloud", help="cloud connectivity tools")
@@ -80,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
 def _cloud_sim(args: argparse.Namespace) -> int:
     from sandbox.cloud.serve import serve
 
-    return serve(host=args.host, port=args.port, speed=args.speed, servers=args.servers)
+    return serve(host=args.host, port=args.port, speed=args.speed, servers=args.servers,
+                 api=args.api)
 
 
 def _cloud_check(args: argparse.Namespace) -> int:

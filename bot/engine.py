@@ -115,6 +115,7 @@ class Engine:
         self.alerts_for = alerts_for or (lambda job: (None, None))
         self.wake = asyncio.Event()
         self.ticks = 0
+        self._observed_at: dict[str | None, datetime] = {}  # per cloud, for rate pacing
 
     # --- service loop ---------------------------------------------------------------------
 
@@ -135,15 +136,35 @@ class Engine:
                                       [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
         in_flight = await self.store.in_flight_jobs()
         observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
+        floor = 0.0
         for cloud, group in by_cloud(observing).items():
             try:
-                await self._observe(cloud, group)
+                floor = max(floor, await self._paced_observe(cloud, group))
             except ConfigError as exc:  # clouds.yaml lost the entry: the other clouds go on
                 log.error("cannot observe jobs on cloud %s: %s", cloud, exc)
         in_flight = await self.store.in_flight_jobs()
         if self.metrics:
             self.metrics.in_flight(in_flight)
-        return jobs.poll_interval(in_flight)
+        return max(jobs.poll_interval(in_flight), floor)
+
+    async def _paced_observe(self, cloud: str | None, group: list[Job]) -> float:
+        """Observe unless the cloud's published rate limits (Nova `/limits`, read once; e.g.
+        Rackspace's `GET *changes-since*` a few a minute) say it is too soon since the last
+        look, as after an early wake-up; returns the poll floor in seconds. A 413 with
+        Retry-After still works as before if the limits change under us."""
+        client = self._client(cloud)
+        try:
+            await client.rate_limits()
+        except CloudError as exc:
+            log.info("cannot read the rate limits of cloud %s: %s", cloud, exc)
+        floor = client.poll_floor(len({j.server_id for j in group}))
+        last = self._observed_at.get(cloud)
+        now = self.clock()
+        if last is not None and floor and (now - last).total_seconds() < floor * self.tick_scale:
+            return floor
+        self._observed_at[cloud] = now
+        await self._observe(cloud, group)
+        return floor
 
     # --- steps ----------------------------------------------------------------------------
 

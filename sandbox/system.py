@@ -58,8 +58,15 @@ class ShiftableClock:
         self.offset += delta
 
 
-def sandbox_cloud_config(base_url: str) -> CloudConfig:
-    """The clouds.yaml entry `sandbox` of the simulator at `base_url`."""
+def sandbox_cloud_config(base_url: str, api: str = "openstack") -> CloudConfig:
+    """The clouds.yaml entry `sandbox` of the simulator at `base_url` (what `imagebot
+    cloud-sim [--api rackspace-legacy]` prints)."""
+    if api == "rackspace-legacy":
+        return CloudConfig(name="sandbox", auth_type="rackspace_apikey",
+                           auth_url=f"{base_url}/identity/v2.0", username="demo",
+                           api_key="demo-api-key", region_name="DFW",
+                           compute_service_name="cloudServersOpenStack",
+                           image_service_name="cloudImages", source="sandbox")
     return CloudConfig(name="sandbox", auth_type="password", auth_url=f"{base_url}/identity/v3",
                        username="demo", password="secret", project_name="demo",
                        user_domain_name="Default", project_domain_name="Default",
@@ -125,13 +132,14 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
                          world: World | None = None,
                          workspace: SlackWorkspace | None = None,
                          clock: ShiftableClock | None = None,
-                         slack_rate_scale: float = 1.0) -> AsyncIterator[System]:
+                         slack_rate_scale: float = 1.0,
+                         api: str = "openstack") -> AsyncIterator[System]:
     """Start cloud, Slack emulator and bot; stop them all on exit.
 
     `slack_rate_scale` multiplies Slack's rate limits in the emulator and the bot's pacing
     alike (tests run many messages through one channel faster than Slack's 1 post/s).
     """
-    world = world or World(speed=speed, extra_servers=extra_servers)
+    world = world or World(speed=speed, extra_servers=extra_servers, api=api)
     workspace = workspace or SlackWorkspace(rate_limits=RateLimiter(scale=slack_rate_scale))
     clock = clock or ShiftableClock()
     tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -150,7 +158,8 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
         settings = Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET,
                             slack_api_url=f"{slack_url}/api/", db_path=db_path,
                             policy_path=policy_path, cloud_name="sandbox")
-        runtime = await build_runtime(settings, cloud_config=sandbox_cloud_config(cloud_url),
+        runtime = await build_runtime(settings, cloud_config=sandbox_cloud_config(cloud_url,
+                                                                         world.api),
                                       cloud_transport=transport, clock=clock,
                                       deadlines=deadlines, tick_scale=scale,
                                       slack_rate_scale=slack_rate_scale)

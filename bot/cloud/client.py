@@ -19,6 +19,7 @@ Resilience rules:
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import difflib
 import email.utils
 import logging
@@ -63,6 +64,15 @@ IMAGE_PAGE = 200
 MAX_URL = 8000  # stay under the common 8 KB request-line limit (eventlet, Apache, nginx)
 CURSOR_SKEW = timedelta(seconds=10)
 MAX_PAGES = 10_000  # a loop guard against a cloud that keeps sending `next`
+PER_IMAGE_GETS = 8  # without `in:`, up to this many images are looked at one GET each
+PER_SERVER_GETS = 5  # under a strict changes-since limit, up to this many servers one GET each
+_CHANGES_SINCE = "/servers/detail?changes-since=2000-01-01T00:00:00Z"
+_ONE_SERVER = "/servers/00000000-0000-0000-0000-000000000000"
+LIMIT_UNITS = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+# Both Glance v2 spellings of "newest first": `sort_key`/`sort_dir` works on every Glance v2
+# (Rackspace Cloud Images documents only these); `sort=created_at:desc` is newer and an older
+# Glance reads an unknown parameter as a filter (docs-cloud-images get-list-images-images.rst).
+NEWEST_FIRST = {"sort_key": "created_at", "sort_dir": "desc"}
 _GLANCE_CORE = frozenset({
     "id", "name", "status", "size", "created_at", "updated_at", "protected", "visibility",
     "tags", "checksum", "container_format", "disk_format", "min_disk", "min_ram", "owner",
@@ -135,6 +145,72 @@ def parse_server(doc: Mapping[str, Any]) -> Server:
         flavor=str(flavor.get("original_name") or flavor.get("id") or "")
         if isinstance(flavor, Mapping) else "",
         updated=str(doc.get("updated") or ""))
+
+
+def reports_volumes(doc: Mapping[str, Any]) -> bool:
+    """Whether a server view lists its volumes (`os-extended-volumes`); Rackspace's does not,
+    so its data disks come from `os-volume_attachments`."""
+    return "os-extended-volumes:volumes_attached" in doc
+
+
+def with_attachments(server: Server, doc: Any, flavor_disks: Sequence[str] = ()) -> Server:
+    """`server` with the volumes of an `os-volume_attachments` answer as data disks (the boot
+    volume of a volume-backed server, device `/dev/[x]vda`, is not a data disk)."""
+    items = doc.get("volumeAttachments") if isinstance(doc, Mapping) else None
+    if not isinstance(items, list):
+        return server
+    volumes = [(str(a.get("device") or ""), str(a.get("volumeId") or a.get("id")))
+               for a in items if isinstance(a, Mapping) and (a.get("volumeId") or a.get("id"))]
+    if server.volume_backed and volumes:
+        roots = [v for v in volumes if re.fullmatch(r"/dev/(x?v|s)da", v[0])]
+        volumes.remove(roots[0] if roots else volumes[0])
+    disks = [f"volume {vid}" for _, vid in volumes]
+    disks += [d for d in server.data_disks if not d.startswith("volume ")]
+    return dataclasses.replace(server, data_disks=tuple(disks))
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """One published rate limit of Nova's `GET /limits` (Rackspace fills these in)."""
+
+    verb: str
+    regex: str
+    value: int
+    period: float  # seconds
+
+    def matches(self, verb: str, target: str) -> bool:
+        """Whether a request `verb target` (path after the tenant root, with query) counts."""
+        if verb != self.verb:
+            return False
+        try:
+            return re.search(self.regex, target) is not None
+        except re.error:
+            return False
+
+    @property
+    def interval(self) -> float:
+        """The spacing that stays under the limit."""
+        return self.period / self.value
+
+
+def parse_limits(doc: Any) -> list[RateLimit]:
+    """The rate limits of a Nova `/limits` document (`limits.rate[{uri, regex, limit[{verb,
+    value, unit}]}]`, Rackspace docs-cloud-servers limits.rst); [] when none are published."""
+    rate = (doc.get("limits") or {}).get("rate") if isinstance(doc, Mapping) else None
+    out: list[RateLimit] = []
+    for entry in rate if isinstance(rate, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        regex = str(entry.get("regex") or ".*")
+        for lim in entry.get("limit") or []:
+            if not isinstance(lim, Mapping):
+                continue
+            value, unit = lim.get("value"), str(lim.get("unit") or "").upper()
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+                    and unit in LIMIT_UNITS:
+                out.append(RateLimit(str(lim.get("verb") or "").upper(), regex, value,
+                                     LIMIT_UNITS[unit]))
+    return out
 
 
 def parse_image(doc: Mapping[str, Any]) -> Image:
@@ -264,6 +340,9 @@ class CloudClient:
             headers={"Accept": "application/json", "User-Agent": "imagebot"})
         self._auth = Authenticator(config, self._identity_post, self._clock)
         self._mv_refused: set[str] = set()  # microversions this cloud answered 406 to
+        self._glance_in: bool | None = None  # does this Glance know `id=in:`? (probed once)
+        self._limits: list[RateLimit] | None = None  # Nova's published rate limits
+        self._flavors: dict[str, int] = {}  # flavor id -> ephemeral GB (views without it)
 
     async def __aenter__(self) -> CloudClient:
         return self
@@ -285,6 +364,15 @@ class CloudClient:
         """Authenticate if needed; the (compute, image) endpoints in use."""
         session = await self._auth.session()
         return session.compute_url, session.image_url
+
+    async def discover(self) -> None:
+        """Learn this cloud once: authenticate, probe Glance for `in:`, read Nova's published
+        rate limits. Everything also happens lazily on first use (the engine reads the
+        limits before its first observation of each cloud); tests and tools call this to
+        learn the cloud up front."""
+        await self._auth.session()
+        await self._supports_in()
+        await self.rate_limits()
 
     # -- transport ------------------------------------------------------------------------
 
@@ -399,13 +487,46 @@ class CloudClient:
 
     # -- servers --------------------------------------------------------------------------
 
-    async def get_server(self, server_id: str) -> Server:
-        """One server by id (`NotFound` if absent)."""
+    async def get_server(self, server_id: str, *, disks: bool = True) -> Server:
+        """One server by id (`NotFound` if absent); `disks=False` skips the extra look-ups of
+        data disks a Rackspace view needs (observation wants task states only)."""
         resp = await self._compute("GET", f"/servers/{quote(server_id, safe='')}",
                                    version=READ_MICROVERSION)
         if resp.status_code != 200:
             raise error_for(resp, "server", server_id)
-        return parse_server(resp.json()["server"])
+        doc = resp.json()["server"]
+        server = parse_server(doc)
+        return server if reports_volumes(doc) or not disks else await self._attached(server)
+
+    async def _attached(self, server: Server) -> Server:
+        """Data disks from `os-volume_attachments` (Nova api-ref "List volume attachments for
+        an instance"; Rackspace Cloud Servers ext-volume-attachments), for server views that
+        do not list volumes. Without the extension the server stays as it is."""
+        resp = await self._call("compute", "GET",
+                                f"/servers/{quote(server.id, safe='')}/os-volume_attachments")
+        if resp.status_code != 200:
+            log.info("no os-volume_attachments for server %s (HTTP %d)", server.id,
+                     resp.status_code)
+        else:
+            server = with_attachments(server, resp.json())
+        if server.flavor and not any(d.startswith("ephemeral ") for d in server.data_disks):
+            # Such a view names the flavor by id only; its ephemeral disk (Rackspace's "data
+            # disks" of I/O flavors) is in the flavor (`OS-FLV-EXT-DATA:ephemeral`).
+            ephemeral = await self._flavor_ephemeral(server.flavor)
+            if ephemeral:
+                server = dataclasses.replace(server, data_disks=server.data_disks + (
+                    f"ephemeral disk {ephemeral} GB",))
+        return server
+
+    async def _flavor_ephemeral(self, flavor_id: str) -> int:
+        """The ephemeral disk size (GB) of a flavor, 0 when none or unknown; cached."""
+        if flavor_id not in self._flavors:
+            resp = await self._call("compute", "GET", f"/flavors/{quote(flavor_id, safe='')}")
+            doc = resp.json().get("flavor") if resp.status_code == 200 else None
+            value = doc.get("OS-FLV-EXT-DATA:ephemeral") if isinstance(doc, dict) else None
+            self._flavors[flavor_id] = value if isinstance(value, int) and \
+                not isinstance(value, bool) and value > 0 else 0
+        return self._flavors[flavor_id]
 
     async def _server_pages(self, params: dict[str, str], limit: int | None
                             ) -> list[dict[str, Any]]:
@@ -435,6 +556,12 @@ class CloudClient:
         """Servers, newest first, following `servers_links` (at most `limit`)."""
         return [parse_server(d) for d in await self._server_pages({}, limit)]
 
+    async def _list_servers_marking(self) -> tuple[list[Server], set[str]]:
+        """All servers, and the ids whose view did not list volumes."""
+        docs = await self._server_pages({}, None)
+        return [parse_server(d) for d in docs], {str(d["id"]) for d in docs
+                                                 if not reports_volumes(d)}
+
     async def find_server(self, ref: str) -> Server:
         """A server by UUID or exact name; `Ambiguous` or `NotFound` with close names."""
         ref = ref.strip()
@@ -444,12 +571,14 @@ class CloudClient:
             except NotFound:
                 pass  # a server may be named like a UUID; try names below
         # Nova's `name` filter is a regex: list and compare exactly on our side.
-        return match_server(ref, await self.list_servers())
+        servers, bare = await self._list_servers_marking()
+        found = match_server(ref, servers)
+        return await self._attached(found) if found.id in bare else found
 
     async def find_servers(self, refs: Collection[str]) -> dict[str, Server | CloudRejected]:
         """Many servers by UUID or exact name with one (paged) listing: for each ref the
         server, or the `Ambiguous`/`NotFound` that `find_server` would raise."""
-        servers = await self.list_servers()
+        servers, bare = await self._list_servers_marking()
         by_id = {s.id: s for s in servers}
         found: dict[str, Server | CloudRejected] = {}
         for ref in refs:
@@ -461,6 +590,13 @@ class CloudClient:
                 found[ref] = match_server(key, servers)
             except CloudRejected as exc:
                 found[ref] = exc
+        # Only the few servers asked for cost one more request each (Rackspace views).
+        attached: dict[str, Server] = {}
+        for ref, server in list(found.items()):
+            if isinstance(server, Server) and server.id in bare:
+                if server.id not in attached:
+                    attached[server.id] = await self._attached(server)
+                found[ref] = attached[server.id]
         return found
 
     # -- images ---------------------------------------------------------------------------
@@ -518,16 +654,89 @@ class CloudClient:
 
     async def list_images(self, server_id: str | None = None,
                           properties: Mapping[str, str] | None = None) -> list[Image]:
-        """Images, newest first, of `server_id` (instance_uuid) and with these properties."""
-        params = {str(k): str(v) for k, v in (properties or {}).items()}
+        """Images, newest first, of `server_id` (instance_uuid) and with these properties.
+
+        The properties are checked on every answer, so a Glance that ignores a property filter
+        (and lists everything) cannot make us act on another image. An older Glance (no `in:`,
+        like Rackspace Cloud Images) documents filters on image attributes only: there we list
+        the project's own images (`owner`) and filter here, so a property filter it does not
+        honour cannot hide an image either."""
+        wanted = {str(k): str(v) for k, v in (properties or {}).items()}
         if server_id is not None:
-            params["instance_uuid"] = server_id
-        params["sort"] = "created_at:desc"
-        return await self._image_pages(params)
+            wanted["instance_uuid"] = server_id
+        params: dict[str, str] = dict(NEWEST_FIRST)
+        if await self._supports_in():
+            params.update(wanted)
+        else:
+            owner = (await self._auth.session()).project_id
+            if owner:
+                params["owner"] = owner
+        found = await self._image_pages(params)
+        return [im for im in found
+                if all(im.properties.get(k) == v for k, v in wanted.items())]
 
     async def find_images_by_metadata(self, key: str, value: str) -> list[Image]:
-        """Images carrying property `key` = `value` (reconciling a job after a crash)."""
+        """Images carrying property `key` = `value` (reconciling a job after a crash); checked
+        on our side, see `list_images`."""
         return await self.list_images(properties={key: value})
+
+    async def _supports_in(self) -> bool:
+        """Whether this Glance knows the `in:` operator (Images API 2.5+; Rackspace Cloud
+        Images does not and compares `id=in:X` literally, answering nothing). Probed once per
+        cloud with an id we just saw listed; undecided (False, not remembered) while no image
+        is visible at all."""
+        if self._glance_in is not None:
+            return self._glance_in
+        resp = await self._call("image", "GET", "/images", params={**NEWEST_FIRST, "limit": "1"})
+        if resp.status_code != 200:
+            raise error_for(resp, "image", "list")
+        first = [d.get("id") for d in resp.json().get("images") or [] if isinstance(d, dict)]
+        if not first or not first[0]:
+            return False
+        known = str(first[0])
+        resp = await self._call("image", "GET", "/images",
+                                params={"id": f"in:{known}", "limit": "2"})
+        if resp.status_code == 400:  # a Glance that validates filters and refuses `in:`
+            self._glance_in = False
+        elif resp.status_code != 200:
+            raise error_for(resp, "image", "list")
+        else:
+            self._glance_in = any(isinstance(d, dict) and d.get("id") == known
+                                  for d in resp.json().get("images") or [])
+        log.info("Glance %s the in: operator", "supports" if self._glance_in else "lacks")
+        return self._glance_in
+
+    async def _images_without_in(self, asked: list[str]) -> dict[str, Image]:
+        """The asked-for images that exist, without `in:`: one GET each for a few, else the
+        project's images newest first until all are seen; an id the listing did not show is
+        looked up by GET before anyone calls it vanished (only a 404 is)."""
+        images: dict[str, Image] = {}
+        missing = set(asked)
+        if len(asked) > PER_IMAGE_GETS:
+            owner = (await self._auth.session()).project_id
+            params = {**NEWEST_FIRST, "limit": "1000", **({"owner": owner} if owner else {})}
+            seen: set[str] = set()
+            for _ in range(MAX_PAGES):
+                resp = await self._call("image", "GET", "/images", params=params)
+                if resp.status_code != 200:
+                    raise error_for(resp, "image", "list")
+                doc = resp.json()
+                for d in doc.get("images") or []:
+                    if isinstance(d, dict) and d.get("id") in missing:
+                        image = parse_image(d)
+                        images[image.id] = image
+                        missing.discard(image.id)
+                marker = _marker(doc.get("next"))
+                if not missing or marker is None or marker in seen:
+                    break
+                seen.add(marker)
+                params["marker"] = marker
+        for image_id in sorted(missing):
+            try:
+                images[image_id] = await self.get_image(image_id)
+            except NotFound:
+                pass  # a real 404: vanished
+        return images
 
     async def delete_image(self, image_id: str) -> None:
         """Delete an image; a protected one is `Forbidden`, a missing one `NotFound`."""
@@ -572,7 +781,15 @@ class CloudClient:
             wanted = set(server_ids)
             servers: dict[str, Server] = {}
             newest: datetime | None = None
-            if wanted:
+            if wanted and since is not None and self._direct(len(wanted)):
+                # Rackspace limits changes-since to a few a minute but GET * to 1000: a few
+                # servers are cheaper asked one by one, and the quiesce window stays exact.
+                for server_id in sorted(wanted):
+                    try:
+                        servers[server_id] = await self.get_server(server_id, disks=False)
+                    except NotFound:
+                        pass  # deleted: its image's status tells the job the rest
+            elif wanted:
                 params = {"changes-since": _iso(since)} if since is not None else {}
                 for doc in await self._server_pages(params, None):
                     if doc.get("updated"):
@@ -586,7 +803,9 @@ class CloudClient:
                         servers[str(doc["id"])] = parse_server(doc)
             images: dict[str, Image] = {}
             asked = sorted(set(image_ids))
-            if asked:
+            if asked and not await self._supports_in():
+                images = await self._images_without_in(asked)
+            elif asked:
                 session = await self._auth.session()
                 for chunk in self._chunks(asked, len(session.image_url) + len("/images?")):
                     found = await self._image_pages({"id": "in:" + ",".join(chunk),
@@ -603,6 +822,45 @@ class CloudClient:
                                cursor=cursor, requests=counter[0])
         finally:
             _request_counter.reset(token)
+
+    # -- published rate limits ------------------------------------------------------------
+
+    async def rate_limits(self) -> list[RateLimit]:
+        """Nova's published rate limits (`GET /limits`), read once; [] when the cloud
+        publishes none or cannot say (a later call asks again)."""
+        if self._limits is not None:
+            return self._limits
+        resp = await self._call("compute", "GET", "/limits")
+        if resp.status_code != 200:
+            log.info("compute /limits answered HTTP %d; polling unpaced", resp.status_code)
+            if resp.status_code < 500:
+                self._limits = []  # no such document here: do not ask every tick
+            return []
+        self._limits = parse_limits(resp.json())
+        if self._limits:
+            log.info("cloud publishes %d rate limits; changes-since polls at most every "
+                     "%.1f s", len(self._limits), self.poll_floor())
+        return self._limits
+
+    def _interval(self, target: str) -> float:
+        """The spacing a `GET target` needs under every published limit that counts it."""
+        return max((lim.interval for lim in self._limits or () if lim.matches("GET", target)),
+                   default=0.0)
+
+    def _direct(self, servers: int) -> bool:
+        """Whether `servers` GETs by id cost less of the published limits than one
+        changes-since listing (never without a published limit: one listing is O(1))."""
+        if servers > PER_SERVER_GETS:
+            return False
+        listing = self._interval(_CHANGES_SINCE)
+        return listing > 0 and servers * self._interval(_ONE_SERVER) < listing
+
+    def poll_floor(self, servers: int = PER_SERVER_GETS + 1) -> float:
+        """Seconds between two observations of `servers` servers that keep under every
+        published limit that counts them (10% to spare); 0 when none is known."""
+        if self._direct(servers):
+            return servers * self._interval(_ONE_SERVER) * 1.1
+        return self._interval(_CHANGES_SINCE) * 1.1
 
     # -- Rackspace scheduled images -------------------------------------------------------
 

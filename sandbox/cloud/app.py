@@ -38,7 +38,6 @@ from sandbox.cloud.model import (
     MIN_MICROVERSION,
     RAX_API_KEY,
     RAX_USER,
-    REGION,
     Flavor,
     Image,
     ManualClock,
@@ -200,7 +199,8 @@ class SimMiddleware:
                     return glance_fault(fault.status, "Injected fault", headers)
                 return nova_fault(fault.status, "Injected fault", headers=headers)
         if path.startswith("/compute/v"):
-            wait = self.world.check_rate(method)
+            query = scope.get("query_string", b"").decode("latin-1")
+            wait = self.world.check_rate(method, query)
             if wait is not None:
                 return nova_fault(413, "This request was rate-limited.",
                                   headers={"Retry-After": str(int(wait))}, name="overLimit")
@@ -251,10 +251,13 @@ class _Api:
                 ) -> Handler:
         """Wrap a Nova handler: auth, project check, microversion, faults, version headers."""
 
+        legacy = self.world.legacy
+
         async def wrapped(request: Request) -> Response:
             mv = MIN_MICROVERSION
             try:
-                mv = self._microversion(request)
+                # Rackspace Cloud Servers predates microversions: it ignores the headers.
+                mv = MIN_MICROVERSION if legacy else self._microversion(request)
                 if self._token(request) is None:
                     response: Response = _unauthorized(_base(request))
                 else:
@@ -267,6 +270,8 @@ class _Api:
                     response = await handler(request, mv)
             except SimError as err:
                 response = nova_fault(err.status, err.message, err.name, err.headers)
+            if legacy:
+                return response
             response.headers["OpenStack-API-Version"] = f"compute {_mv_text(mv)}"
             response.headers["X-OpenStack-Nova-API-Version"] = _mv_text(mv)
             response.headers["Vary"] = _VERSION_HEADERS
@@ -294,7 +299,8 @@ class _Api:
             return {"type": kind, "name": name, "id": uuid.uuid5(uuid.NAMESPACE_URL, name).hex,
                     "endpoints": [
                         {"id": uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}").hex,
-                         "interface": i, "region": REGION, "region_id": REGION, "url": url}
+                         "interface": i, "region": self.world.region,
+                         "region_id": self.world.region, "url": url}
                         for i in ("public", "internal", "admin")]}
 
         return [entry("identity", "keystone", f"{base}/identity"),
@@ -303,6 +309,8 @@ class _Api:
 
     async def identity_versions(self, request: Request) -> Response:
         base = _base(request)
+        if self.world.legacy:  # Rackspace Identity: v2.0 only
+            return JSONResponse({"versions": {"values": [_identity_v2(base)]}}, status_code=300)
         return JSONResponse({"versions": {"values": [
             _identity_v3(base), _identity_v2(base)]}}, status_code=300)
 
@@ -313,6 +321,9 @@ class _Api:
         return JSONResponse({"version": _identity_v2(_base(request))})
 
     async def tokens_v3(self, request: Request) -> Response:
+        if self.world.legacy:
+            return JSONResponse({"itemNotFound": {"code": 404, "message": "Resource not found"}},
+                                status_code=404)
         try:
             body = await _json_body(request)
         except SimError:
@@ -323,6 +334,13 @@ class _Api:
                                            "message": "Expecting to find identity in auth."}},
                                 status_code=400)
         methods = identity.get("methods") or []
+        missing = _missing_domain(identity, (body.get("auth") or {}).get("scope"))
+        if missing:
+            return JSONResponse({"error": {
+                "code": 400, "title": "Bad Request",
+                "message": f"Expecting to find domain in {missing}. The server could not comply "
+                           "with the request since it is either malformed or otherwise "
+                           "incorrect. The client is assumed to be in error."}}, status_code=400)
         ok, app_cred = False, None
         if "password" in methods:
             user = (identity.get("password") or {}).get("user") or {}
@@ -398,7 +416,7 @@ class _Api:
         base, tid = _base(request), self.world.project_id
 
         def ep(url: str, **extra: str) -> dict[str, str]:
-            return {"region": REGION, "tenantId": tid, "publicURL": url,
+            return {"region": self.world.region, "tenantId": tid, "publicURL": url,
                     "internalURL": url, **extra}
 
         catalog = [
@@ -417,7 +435,7 @@ class _Api:
                       "RAX-AUTH:authenticatedBy": [by]},
             "serviceCatalog": catalog,
             "user": {"id": self.world.user_id, "name": RAX_USER,
-                     "RAX-AUTH:defaultRegion": REGION,
+                     "RAX-AUTH:defaultRegion": self.world.region,
                      "roles": [{"id": "6", "name": "compute:default", "tenantId": tid,
                                 "description": "A Role that allows a user access to keystone "
                                 "Service methods"}]},
@@ -542,6 +560,8 @@ class _Api:
             "updated": iso(s.updated),
             "user_id": self.world.user_id,
         }
+        if self.world.legacy:
+            return _rackspace_view(view, s)
         if mv >= (2, 3):
             view.update({
                 "OS-EXT-SRV-ATTR:hostname": s.name, "OS-EXT-SRV-ATTR:kernel_id": "",
@@ -604,8 +624,25 @@ class _Api:
             raise SimError(400, "badRequest", f"There is no such action: {action}")
         if mv >= (2, 45):
             return JSONResponse({"image_id": image.id}, status_code=202)
+        if self.world.legacy:
+            # Rackspace: 202, no body, the compute image URL in Location (docs-cloud-servers
+            # api-reference/methods/post-create-image-servers-server-id-action.rst).
+            pid = self.world.project_id
+            return Response(status_code=202, headers={
+                "Location": f"{_base(request)}/compute/v2.1/{pid}/images/{image.id}"})
         return Response(status_code=202,
                         headers={"Location": f"{_base(request)}/image/v2/images/{image.id}"})
+
+    async def volume_attachments(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`GET /servers/{id}/os-volume_attachments` (Nova api-ref; Rackspace
+        ext-volume-attachments): one entry per attached volume, the boot volume first."""
+        server = self.world.get_server(request.path_params["server_id"])
+        prefix = "/dev/xvd" if self.world.legacy else "/dev/vd"
+        first = 0 if server.image_id is None else 1  # a boot volume is the first disk
+        items = [{"id": v, "volumeId": v, "serverId": server.id,
+                  "device": f"{prefix}{chr(ord('a') + first + i)}"}
+                 for i, v in enumerate(server.volumes)]
+        return JSONResponse({"volumeAttachments": items})
 
     async def instance_actions(self, request: Request, mv: tuple[int, int]) -> Response:
         server = self.world.get_server(request.path_params["server_id"])
@@ -637,12 +674,18 @@ class _Api:
 
     async def limits(self, request: Request, mv: tuple[int, int]) -> Response:
         rl = self.world.rate_limits
-        rate = []
+        rate: list[dict[str, Any]] = []
         if rl is not None:
             rate = [{"uri": "*", "regex": ".*", "limit": [
                 {"verb": verb, "value": rl.value(verb), "remaining": rl.value(verb),
                  "unit": "MINUTE", "next-available": iso(self.world.now())}
                 for verb in ("GET", "POST", "PUT", "DELETE")]}]
+            if rl.changes_since_per_minute is not None:
+                # The shape of Rackspace's own limits sample (cloud-servers limits-resp.json).
+                rate.append({"uri": "*changes-since*", "regex": "changes-since", "limit": [
+                    {"verb": "GET", "value": rl.changes_since_per_minute,
+                     "remaining": rl.changes_since_per_minute, "unit": "MINUTE",
+                     "next-available": iso(self.world.now())}]})
         with self.world.lock:
             live = [s for s in self.world.servers.values() if s.deleted_at is None]
         return JSONResponse({"limits": {"rate": rate, "absolute": {
@@ -658,14 +701,16 @@ class _Api:
     async def flavors(self, request: Request, mv: tuple[int, int]) -> Response:
         detail = request.url.path.endswith("/detail")
         return JSONResponse({"flavors": [_flavor_view(f, _base(request), self.world.project_id,
-                                                      detail) for f in FLAVORS.values()]})
+                                                      detail, self.world.legacy)
+                                         for f in FLAVORS.values()]})
 
     async def flavor_show(self, request: Request, mv: tuple[int, int]) -> Response:
         flavor = FLAVORS.get(request.path_params["flavor_id"])
         if flavor is None:
             raise SimError(404, "itemNotFound", "Flavor could not be found.")
         return JSONResponse({"flavor": _flavor_view(flavor, _base(request),
-                                                    self.world.project_id, True)})
+                                                    self.world.project_id, True,
+                                                    self.world.legacy)})
 
     async def schedule_get(self, request: Request, mv: tuple[int, int]) -> Response:
         sched = self.world.get_schedule(request.path_params["server_id"])
@@ -684,6 +729,11 @@ class _Api:
 
     async def image_versions(self, request: Request) -> Response:
         base = _base(request)
+        if self.world.legacy:  # Rackspace Cloud Images serves v2.0-v2.2 (no `in:` yet)
+            return JSONResponse({"versions": [
+                {"id": f"v2.{n}", "status": "CURRENT" if n == 2 else "SUPPORTED",
+                 "links": [{"rel": "self", "href": f"{base}/image/v2/"}]}
+                for n in (2, 1, 0)]}, status_code=300)
         values = [{"id": f"v2.{n}", "status": "CURRENT" if n == 16 else "SUPPORTED",
                    "links": [{"rel": "self", "href": f"{base}/image/v2/"}]}
                   for n in range(16, -1, -1)]
@@ -694,6 +744,8 @@ class _Api:
         if "changes-since" in q:
             raise SimError(400, "badRequest", "Invalid filter: changes-since")
         limit = page_limit(q, GLANCE_DEFAULT_LIMIT, GLANCE_MAX_LIMIT)
+        if self.world.legacy:
+            return self._images_list_legacy(request, limit)
         sort: list[tuple[str, str]] = []
         if "sort" in q:
             for part in q["sort"].split(","):
@@ -716,6 +768,32 @@ class _Api:
             del filters["visibility"]
         page, more = self.world.query_images(filters, sort=sort, marker=q.get("marker"),
                                              limit=limit)
+        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
+        out: dict[str, Any] = {"images": [_image_view(im) for im in page],
+                               "schema": "/v2/schemas/images",
+                               "first": "/v2/images" + (f"?{urlencode(params)}" if params else "")}
+        if more and page:
+            out["next"] = "/v2/images?" + urlencode(params + [("marker", page[-1].id)])
+        return JSONResponse(out)
+
+    def _images_list_legacy(self, request: Request, limit: int) -> Response:
+        """Rackspace Cloud Images (docs-cloud-images get-list-images-images.rst): the documented
+        parameters are limit, marker, name, visibility, member_status, owner, tag, status,
+        size_min, size_max, sort_key, sort_dir. No `sort=key:dir` (an unknown parameter is a
+        filter, so `sort=` matches nothing) and no `in:` operator."""
+        q = request.query_params
+        key = q.get("sort_key", "created_at")
+        direction = q.get("sort_dir", "desc")
+        if key not in ("name", "status", "container_format", "disk_format", "size", "id",
+                       "created_at", "updated_at"):
+            raise SimError(400, "badRequest", f"Invalid sort key: {key}")
+        if direction not in ("asc", "desc"):
+            raise SimError(400, "badRequest", f"Invalid sort direction: {direction}")
+        sort = [(key, direction)] + ([("id", direction)] if key != "id" else [])
+        reserved = {"limit", "marker", "sort_key", "sort_dir", "member_status"}
+        filters = {k: v for k, v in q.items() if k not in reserved}
+        page, more = self.world.query_images(filters, sort=sort, marker=q.get("marker"),
+                                             limit=limit, literal=True)
         params = [(k, v) for k, v in q.multi_items() if k != "marker"]
         out: dict[str, Any] = {"images": [_image_view(im) for im in page],
                                "schema": "/v2/schemas/images",
@@ -814,11 +892,21 @@ def _action_view(act: Any, server_id: str) -> dict[str, Any]:
             "start_time": iso(act.start_time, micro=True)[:-1], "user_id": act.user_id}
 
 
-def _flavor_view(f: Flavor, base: str, pid: str, detail: bool) -> dict[str, Any]:
+def _flavor_view(f: Flavor, base: str, pid: str, detail: bool,
+                 legacy: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {"id": f.id, "name": f.name, "links": [
         {"rel": "self", "href": f"{base}/compute/v2.1/{pid}/flavors/{f.id}"},
         {"rel": "bookmark", "href": f"{base}/compute/{pid}/flavors/{f.id}"}]}
-    if detail:
+    if detail and legacy:
+        # Rackspace flavors (docs-cloud-servers flavors samples): extra specs carry the class,
+        # no disabled/is_public extensions.
+        view.update({"ram": f.ram, "vcpus": f.vcpus, "disk": f.disk,
+                     "OS-FLV-EXT-DATA:ephemeral": f.ephemeral, "swap": f.swap or "",
+                     "rxtx_factor": 1.0, "OS-FLV-WITH-EXT-SPECS:extra_specs": {
+                         "class": "general1", "policy_class": "general_flavor",
+                         "disk_io_index": "40", "number_of_data_disks": "1" if f.ephemeral
+                         else "0"}})
+    elif detail:
         view.update({"ram": f.ram, "vcpus": f.vcpus, "disk": f.disk,
                      "OS-FLV-EXT-DATA:ephemeral": f.ephemeral, "swap": f.swap or "",
                      "OS-FLV-DISABLED:disabled": False, "os-flavor-access:is_public": True,
@@ -841,6 +929,41 @@ def _image_view(im: Image) -> dict[str, Any]:
     })
     if "block_device_mapping" in view:
         view["block_device_mapping"] = json.dumps(view["block_device_mapping"])
+    return view
+
+
+def _missing_domain(identity: Mapping[str, Any], scope: Any) -> str | None:
+    """What real Keystone refuses with 400 "Expecting to find domain in ...": a user or a
+    project given by name without a domain (keystone/auth/plugins/core.py UserAuthInfo,
+    keystone/auth/core.py _lookup_project), for passwords and application credentials."""
+    methods = identity.get("methods") or []
+    users: list[Any] = []
+    if "password" in methods:
+        users.append((identity.get("password") or {}).get("user"))
+    if "application_credential" in methods:
+        cred = identity.get("application_credential") or {}
+        if not cred.get("id"):
+            users.append(cred.get("user"))
+    for user in users:
+        if isinstance(user, dict) and user.get("name") and not user.get("id") \
+                and "domain" not in user:
+            return "user"
+    project = scope.get("project") if isinstance(scope, dict) else None
+    if isinstance(project, dict) and project.get("name") and not project.get("id") \
+            and "domain" not in project:
+        return "project"
+    return None
+
+
+def _rackspace_view(view: dict[str, Any], s: Server) -> dict[str, Any]:
+    """The Rackspace Cloud Servers server view (docs-cloud-servers server-details-resp.json):
+    no os-extended-volumes, no OS-EXT-SRV-ATTR/OS-EXT-AZ/OS-SRV-USG, flavor as id + link."""
+    for key in [k for k in view if k.startswith(("os-extended-volumes", "OS-EXT-SRV-ATTR",
+                                                 "OS-EXT-AZ", "OS-SRV-USG"))]:
+        del view[key]
+    for key in ("config_drive", "security_groups", "key_name"):
+        view.pop(key, None)
+    view["progress"] = 100 if s.task_state is None else 0
     return view
 
 
@@ -922,6 +1045,7 @@ def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
         ("GET", "/servers/{server_id}/rax-si-image-schedule", api.schedule_get),
         ("POST", "/servers/{server_id}/rax-si-image-schedule", api.schedule_post),
         ("DELETE", "/servers/{server_id}/rax-si-image-schedule", api.schedule_delete),
+        ("GET", "/servers/{server_id}/os-volume_attachments", api.volume_attachments),
         ("GET", "/limits", api.limits),
         ("GET", "/flavors", api.flavors),
         ("GET", "/flavors/detail", api.flavors),

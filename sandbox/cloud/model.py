@@ -44,6 +44,11 @@ DEMO_APP_CRED_SECRET = "demo-app-secret"
 RAX_USER = "demo"
 RAX_API_KEY = "demo-api-key"
 REGION = "RegionOne"
+RAX_REGION = "DFW"
+APIS = ("openstack", "rackspace-legacy")
+# Rackspace's own sample of `GET /limits` on an older account (docs-cloud-servers
+# api-reference limits samples): changes-since polls are limited to 3 a minute.
+RAX_CHANGES_SINCE_PER_MINUTE = 3
 
 MIN_MICROVERSION = (2, 1)
 MAX_MICROVERSION = (2, 96)
@@ -259,12 +264,18 @@ class HttpFault:
 
 @dataclass
 class RateLimits:
-    """Rackspace-style per-minute limits by verb; over the limit gives 413 + Retry-After."""
+    """Rackspace-style per-minute limits by verb; over the limit gives 413 + Retry-After.
+
+    `changes_since_per_minute` adds Rackspace's `GET *changes-since*` limit (counted on top of
+    `GET *`). `window` is the length of the "minute" in real seconds (60 / speed for a world
+    that runs `speed` times faster, so a sped-up world's published limits stay consistent)."""
 
     get_per_minute: int = 1000
     post_per_minute: int = 100
     put_per_minute: int = 100
     delete_per_minute: int = 100
+    changes_since_per_minute: int | None = None
+    window: float = 60.0
 
     def value(self, verb: str) -> int | None:
         """Limit for a verb, or None when the verb is not limited."""
@@ -277,9 +288,18 @@ class World:
 
     def __init__(self, clock: Callable[[], float] | None = None, *, speed: float = 1.0,
                  extra_servers: int = 0, token_ttl: float = 3600.0,
-                 rate_limits: RateLimits | None = None, seed: bool = True) -> None:
+                 rate_limits: RateLimits | None = None, seed: bool = True,
+                 api: str = "openstack") -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
+        if api not in APIS:
+            raise ValueError(f"api must be one of {', '.join(APIS)}")
+        self.api = api
+        self.region = RAX_REGION if api == "rackspace-legacy" else REGION
+        if api == "rackspace-legacy" and rate_limits is None:
+            # Rackspace publishes (and enforces) its rate limits; the simulator does too.
+            rate_limits = RateLimits(changes_since_per_minute=RAX_CHANGES_SINCE_PER_MINUTE,
+                                     window=60.0 / speed)
         self.clock: Callable[[], float] = clock or time.time
         self.speed = speed
         self.token_ttl = token_ttl
@@ -625,12 +645,23 @@ class World:
             self._drop_image(image)
 
     def query_images(self, filters: dict[str, str], *, sort: list[tuple[str, str]],
-                     marker: str | None, limit: int) -> tuple[list[Image], bool]:
-        """Glance list semantics (filters already parsed to strings); (page, has_more)."""
+                     marker: str | None, limit: int,
+                     literal: bool = False) -> tuple[list[Image], bool]:
+        """Glance list semantics (filters already parsed to strings); (page, has_more).
+
+        `literal`: the older Glance v2 of Rackspace Cloud Images, which documents only direct
+        comparison filters on image attributes (docs-cloud-images get-list-images-images.rst):
+        no `in:` or other operators (`id=in:a,b` compares the id with the text `in:a,b`), and a
+        filter on anything that is not an image attribute (an extra property, `sort`) matches
+        nothing, the worst a client that trusts the filter can meet."""
         with self.lock:
             self.advance()
             filters = dict(filters)
             candidates: Iterable[Image]
+            if literal:
+                preds = [_literal_predicate(k, v) for k, v in filters.items()]
+                matched = [im for im in self.images.values() if all(p(im) for p in preds)]
+                return self._page_images(matched, sort, marker, limit)
             id_f = filters.pop("id", None)
             inst_f = filters.get("instance_uuid")
             if id_f is not None:
@@ -642,6 +673,11 @@ class World:
                 candidates = self.images.values()
             preds = [_image_predicate(k, v) for k, v in filters.items()]
             matched = [im for im in candidates if all(p(im) for p in preds)]
+            return self._page_images(matched, sort, marker, limit)
+
+    def _page_images(self, matched: list[Image], sort: list[tuple[str, str]],
+                     marker: str | None, limit: int) -> tuple[list[Image], bool]:
+        with self.lock:
             for key, direction in reversed(sort):
                 matched.sort(key=functools.partial(_sort_key, key=key),
                              reverse=direction == "desc")
@@ -721,22 +757,38 @@ class World:
 
     # ---- rate limits --------------------------------------------------------------------
 
-    def check_rate(self, verb: str) -> float | None:
-        """Count a request; seconds to wait if it is over the limit (None when allowed)."""
+    @property
+    def legacy(self) -> bool:
+        """Serving Rackspace's legacy shape (`--api rackspace-legacy`)."""
+        return self.api == "rackspace-legacy"
+
+    def check_rate(self, verb: str, query: str = "") -> float | None:
+        """Count a request; seconds to wait if it is over a limit (None when allowed)."""
         if self.rate_limits is None:
             return None
+        buckets: list[tuple[str, int]] = []
         limit = self.rate_limits.value(verb)
-        if limit is None:
+        if limit is not None:
+            buckets.append((verb, limit))
+        per_cs = self.rate_limits.changes_since_per_minute
+        if verb == "GET" and per_cs is not None and "changes-since" in query:
+            buckets.append(("GET changes-since", per_cs))
+        if not buckets:
             return None
+        period = self.rate_limits.window
         with self.lock:
             now = self.clock()
-            window = int(now // 60)
-            start, count = self._rate.get(verb, (window, 0))
-            if start != window:
-                start, count = window, 0
-            if count >= limit:
-                return max(1.0, math.ceil((window + 1) * 60 - now))
-            self._rate[verb] = (start, count + 1)
+            window = int(now // period)
+            counts: list[tuple[str, int]] = []
+            for key, value in buckets:
+                start, count = self._rate.get(key, (window, 0))
+                if start != window:
+                    count = 0
+                if count >= value:
+                    return max(1.0, math.ceil((window + 1) * period - now))
+                counts.append((key, count))
+            for key, count in counts:
+                self._rate[key] = (window, count + 1)
             return None
 
     # ---- faults -------------------------------------------------------------------------
@@ -922,6 +974,24 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+_LEGACY_FILTERS = _CORE_FIELDS - {"os_hidden"} | {"id"}
+
+
+def _literal_predicate(key: str, raw: str) -> Callable[[Image], bool]:
+    """One filter of Rackspace's older Glance v2: size_min/max, tag, else direct comparison on
+    an image attribute; anything else matches nothing."""
+    if key in ("size_min", "size_max", "tag"):
+        return _image_predicate(key, raw)
+    if key not in _LEGACY_FILTERS:
+        return lambda im: False
+
+    def equals(im: Image) -> bool:
+        value = im.id if key == "id" else image_field(im, key)
+        return value is not None and _as_text(value) == raw
+
+    return equals
 
 
 def _image_predicate(key: str, raw: str) -> Callable[[Image], bool]:

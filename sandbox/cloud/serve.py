@@ -24,14 +24,35 @@ from sandbox.cloud.model import (
     DEMO_PASSWORD,
     DEMO_PROJECT,
     DEMO_USER,
+    RAX_API_KEY,
+    RAX_REGION,
+    RAX_USER,
     REGION,
     World,
 )
 from sandbox.net import bind, serving, url_of
 
 
-def clouds_yaml(url: str, name: str = "sandbox") -> str:
-    """A clouds.yaml block for the simulator (password auth through `/identity/v3`)."""
+def clouds_yaml(url: str, name: str = "sandbox", api: str = "openstack") -> str:
+    """A clouds.yaml block for the simulator: password auth through `/identity/v3`, or for
+    `api="rackspace-legacy"` a Rackspace API key through `/identity/v2.0` (the keys of
+    openstacksdk's rackspace profile and the rackspaceauth plugin: `auth_type:
+    rackspace_apikey`, `auth.api_key`)."""
+    if api == "rackspace-legacy":
+        return (
+            "clouds:\n"
+            f"  {name}:\n"
+            "    auth_type: rackspace_apikey\n"
+            "    auth:\n"
+            f"      auth_url: {url}/identity/v2.0\n"
+            f"      username: {RAX_USER}\n"
+            f"      api_key: {RAX_API_KEY}\n"
+            f"    region_name: {RAX_REGION}\n"
+            "    interface: public\n"
+            "    identity_api_version: 2\n"
+            "    compute_service_name: cloudServersOpenStack\n"
+            "    image_service_name: cloudImages\n"
+        )
     return (
         "clouds:\n"
         f"  {name}:\n"
@@ -54,7 +75,7 @@ def _config(world: World, log_level: str = "warning") -> uvicorn.Config:
 
 
 def serve(host: str, port: int, speed: float, servers: int, *,
-          out: TextIO | None = None) -> int:
+          out: TextIO | None = None, api: str = "openstack") -> int:
     """Serve a fresh default world until SIGINT/SIGTERM; prints the URL and a clouds.yaml."""
     out = out or sys.stdout
     if speed <= 0:
@@ -63,7 +84,7 @@ def serve(host: str, port: int, speed: float, servers: int, *,
     if servers < 0:
         print("cloud-sim: --servers must be >= 0", file=sys.stderr)
         return 2
-    world = World(clock=time.time, speed=speed, extra_servers=servers)
+    world = World(clock=time.time, speed=speed, extra_servers=servers, api=api)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -71,8 +92,9 @@ def serve(host: str, port: int, speed: float, servers: int, *,
         return 1
     url = url_of(sock)
     print(f"cloud-sim listening on {url}", file=out)
-    print(f"speed x{speed:g}, {len(world.servers)} servers; clouds.yaml:\n", file=out)
-    print(clouds_yaml(url), file=out)
+    print(f"api {api}, speed x{speed:g}, {len(world.servers)} servers; clouds.yaml:\n",
+          file=out)
+    print(clouds_yaml(url, api=api), file=out)
     out.flush()
     server = uvicorn.Server(_config(world))
     # uvicorn re-raises the signal that stopped it once it has shut down; a no-op SIGTERM

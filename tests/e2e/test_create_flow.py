@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.jobs import PhaseDeadlines
 from sandbox.system import System, running_system
 
 OPS = "C0OPS"
+# Both API shapes the simulator serves: OpenStack, and Rackspace's legacy Nova + older Glance
+# (`imagebot cloud-sim --api rackspace-legacy`).
+APIS = pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
+
+
+def rate_limited(system: System) -> int:
+    """How many requests the cloud refused with 413 (its published limits were exceeded)."""
+    return system.world.status_stats.get("413", 0)
 
 
 def parents(system: System, channel: str = OPS) -> list:
@@ -24,8 +34,9 @@ def images_of_job(system: System, job_id: str) -> list:
             if i.properties.get("imagebot_job_id") == job_id]
 
 
-async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
-    async with running_system(speed=200, slack_rate_scale=20) as system:
+@APIS
+async def test_create_now_happy_path_posts_every_phase_and_finishes(api: str) -> None:
+    async with running_system(speed=200, slack_rate_scale=20, api=api) as system:
         response = await system.command("alice", "#ops", "create web-1 --now")
         assert response.status_code == 200
         assert "J1" in response.text
@@ -45,6 +56,43 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes() -> None:
         assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
         assert len(images_of_job(system, "J1")) == 1
         assert len(system.workspace.calls("auth.test")) == 1
+        # Polling kept under the published rate limits (Rackspace: changes-since 3/minute).
+        assert rate_limited(system) == 0
+
+
+async def test_many_jobs_on_rackspace_poll_changes_since_under_its_published_limit() -> None:
+    """Six servers are too many to read one by one: the engine polls `changes-since`, which
+    Rackspace's `/limits` allows 3 times a minute (the world's minute at this speed); without
+    pacing the cloud answers 413 (Rackspace docs-cloud-servers limits.rst)."""
+    async with running_system(speed=50, slack_rate_scale=20, extra_servers=6,
+                              api="rackspace-legacy") as system:
+        for i in range(1, 7):
+            assert (await system.command("alice", "#ops", f"create load-{i} --now")
+                    ).status_code == 200
+        await system.settle(within=60)
+        states = [(await system.runtime.store.get_job(f"J{i}")).state for i in range(1, 7)]
+        assert states == ["succeeded"] * 6
+        routes = system.world.stats_snapshot()["routes"]
+        assert routes.get("GET /compute/v2.1/servers/detail", 0) >= 2
+        assert rate_limited(system) == 0
+
+
+@APIS
+async def test_the_card_names_the_data_disks_the_image_leaves_out(api: str) -> None:
+    """Rackspace's server view has no os-extended-volumes: the disks come from
+    os-volume_attachments and the flavor, and the card names them on both APIs."""
+    async with running_system(speed=200, slack_rate_scale=20, api=api) as system:
+        await system.command("alice", "#ops", "create data-1")
+        server = system.world.find_server("data-1")
+
+        def card() -> str:
+            found = parents(system)
+            return str(found[0].blocks) + (found[0].text or "") if found else ""
+
+        await system.wait_for(lambda: "Data disks are not included" in card())
+        for volume in server.volumes:
+            assert f"volume {volume}" in card()
+        assert "ephemeral disk 100 GB" in card()
 
 
 async def test_button_path_waits_for_start_and_second_click_is_told_who_started() -> None:
@@ -177,10 +225,11 @@ def phase_order(replies: list[str]) -> list[int]:
     return [next(i for i, p in enumerate(PHASES) if p in r) for r in replies]
 
 
-async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path) -> None:
+@APIS
+async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path, api) -> None:
     db = tmp_path / "bot.db"
     # At speed 20 the upload takes about 4 s: long enough to stop the bot in the middle of it.
-    async with running_system(speed=20, db_path=db) as first:
+    async with running_system(speed=20, db_path=db, api=api) as first:
         world, workspace = first.world, first.workspace
         await first.command("alice", "#ops", "create web-1 --now")
         await first.wait_for(lambda: _state_is(first, "J1", "uploading"))

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.scheduler import ScheduleSpec, next_run
 from sandbox.cloud.model import Image, stable_id
 from sandbox.slack.model import Message
@@ -59,10 +61,13 @@ async def propose_and_wait(system: System, text: str) -> Message:
     return await system.wait_for(lambda: approval_message(system, "R1"), within=15)
 
 
-async def test_request_approve_run_and_retention(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
+async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> None:
+    # rackspace-legacy: Rackspace Cloud Images has no `in:` and no property filters to trust,
+    # so retention must find the schedule's images on its own (owner listing + our check).
     policy = tmp_path / "imagebot.toml"
     policy.write_text(POLICY)
-    async with running_system(speed=200, policy_path=policy) as system:
+    async with running_system(speed=200, policy_path=policy, api=api) as system:
         own_old = add_image(system, "web-1-old3", 3, imagebot_schedule_id="S1")
         own_mid = add_image(system, "web-1-old2", 2, imagebot_schedule_id="S1")
         own_new = add_image(system, "web-1-old1", 1, imagebot_schedule_id="S1")

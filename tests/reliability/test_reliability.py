@@ -18,8 +18,9 @@ def report(result: cases.CaseResult) -> str:
 
 
 @pytest.mark.timeout(120)
-async def test_kill_9_of_the_bot_process_loses_nothing_and_repeats_nothing() -> None:
-    result = await kill9(n_jobs=6, kills=3, speed=50.0, max_gap=0.5, seed=2)
+@pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
+async def test_kill_9_of_the_bot_process_loses_nothing_and_repeats_nothing(api: str) -> None:
+    result = await kill9(n_jobs=6, kills=3, speed=50.0, max_gap=0.5, seed=2, api=api)
     assert result.tried == 6
     assert result.ok, report(result)
 

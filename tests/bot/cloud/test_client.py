@@ -431,15 +431,22 @@ async def test_list_images_filters_and_follows_next(fake: FakeCloud, cloud: Clou
     def answer(request: httpx.Request) -> httpx.Response:
         marker = request.url.params.get("marker")
         if marker is None:
-            return httpx.Response(200, json={"images": [image_doc("i1"), image_doc("i2")],
+            return httpx.Response(200, json={"images": [image_doc("i1", **ours),
+                                                        image_doc("i2", **ours)],
                                              "next": "/v2/images?instance_uuid=s&marker=i2"})
-        return httpx.Response(200, json={"images": [image_doc("i3", imagebot_job_id="J9")]})
+        return httpx.Response(200, json={"images": [image_doc("i3", imagebot_job_id="J9",
+                                                              **ours)]})
 
+    ours = {"instance_uuid": "s", "image_type": "snapshot"}
     fake.on("GET", r"/image/v2/images$", answer)
+    await cloud.discover()  # the one-off `in:` probe lists images too
     images = await cloud.list_images(server_id="s", properties={"image_type": "snapshot"})
     assert [i.id for i in images] == ["i1", "i2", "i3"]
     assert images[2].properties["imagebot_job_id"] == "J9"
-    first, second = fake.hits("GET", r"/images$")
+    first, second = fake.hits("GET", r"/images$")[-2:]
+    # sort_key/sort_dir work on every Glance v2; `sort=` only on newer ones.
+    assert (first.url.params["sort_key"], first.url.params["sort_dir"]) == ("created_at", "desc")
+    assert "sort" not in first.url.params
     assert first.url.params["instance_uuid"] == "s"
     assert first.url.params["image_type"] == "snapshot"
     assert second.url.params["marker"] == "i2"
@@ -454,10 +461,24 @@ async def test_glance_sample_parses(fake: FakeCloud, cloud: CloudClient) -> None
 
 
 async def test_find_images_by_metadata(fake: FakeCloud, cloud: CloudClient) -> None:
-    fake.on("GET", r"/images$", httpx.Response(200, json={"images": [image_doc()]}))
+    fake.on("GET", r"/images$", httpx.Response(200, json={"images": [
+        image_doc(imagebot_job_id="J3")]}))
     assert [i.id for i in await cloud.find_images_by_metadata("imagebot_job_id", "J3")] == [
         IMAGE_ID]
-    assert fake.hits("GET", r"/images$")[0].url.params["imagebot_job_id"] == "J3"
+    assert fake.hits("GET", r"/images$")[-1].url.params["imagebot_job_id"] == "J3"
+
+
+async def test_a_glance_that_ignores_a_property_filter_cannot_adopt_another_image(
+        fake: FakeCloud, cloud: CloudClient) -> None:
+    """Glance reads unknown keys as property filters (glance/db/sqlalchemy/api.py), but a
+    Glance that ignores them answers with every image: we check the property ourselves, so a
+    crash reconcile never adopts someone else's image (nor a second createImage follow from
+    trusting an empty answer)."""
+    fake.on("GET", r"/images$", httpx.Response(200, json={"images": [
+        image_doc("other", imagebot_job_id="J4"), image_doc("plain")]}))
+    assert await cloud.find_images_by_metadata("imagebot_job_id", "J3") == []
+    assert [i.id for i in await cloud.find_images_by_metadata("imagebot_job_id", "J4")] == [
+        "other"]
 
 
 # ---- observe --------------------------------------------------------------------------------
@@ -470,7 +491,8 @@ async def test_observe_batches_and_separates_vanished_from_killed(
         server_doc("other", updated="2026-03-01T11:59:50Z")]}))
     fake.on("GET", r"/images$", httpx.Response(200, json={"images": [
         image_doc("i1", "saving"), image_doc("i2", "killed")]}))
-    await cloud.endpoints()  # authenticate first: the auth round trip would count too
+    await cloud.discover()  # authenticate and probe first: those would count too
+    probes = len(fake.hits("GET", r"/images$"))
     seen = await cloud.observe({"s1", "s2"}, {"i1", "i2", "i3"}, NOW_MINUS_MIN)
     assert set(seen.servers) == {"s1"}
     assert seen.servers["s1"].task_state == "image_uploading"
@@ -479,7 +501,7 @@ async def test_observe_batches_and_separates_vanished_from_killed(
     assert seen.requests == 2
     (servers_req,) = fake.hits("GET", r"/servers/detail$")
     assert servers_req.url.params["changes-since"] == "2026-03-01T11:59:00Z"
-    (images_req,) = fake.hits("GET", r"/images$")
+    (images_req,) = fake.hits("GET", r"/images$")[probes:]
     assert images_req.url.params["id"] == "in:i1,i2,i3"
     # newest server update (11:59:50) minus the skew margin
     assert seen.cursor.isoformat() == "2026-03-01T11:59:40+00:00"
@@ -500,13 +522,14 @@ async def test_observe_chunks_image_ids_under_8kb(fake: FakeCloud, cloud: CloudC
     ids = [str(uuid.UUID(int=i)) for i in range(500)]
 
     def answer(request: httpx.Request) -> httpx.Response:
-        asked = request.url.params["id"][3:].split(",")
+        asked = request.url.params.get("id", "in:" + ids[0])[3:].split(",")
         return httpx.Response(200, json={"images": [image_doc(i, "saving") for i in asked]})
 
     fake.on("GET", r"/images$", answer)
-    await cloud.endpoints()
+    await cloud.discover()
+    probes = len(fake.hits("GET", r"/images$"))
     seen = await cloud.observe(set(), ids, None)
-    reqs = fake.hits("GET", r"/images$")
+    reqs = fake.hits("GET", r"/images$")[probes:]
     assert all(len(str(r.url)) < 8000 for r in reqs)
     assert sorted(x for r in reqs for x in r.url.params["id"][3:].split(",")) == sorted(ids)
     assert len(reqs) == 3

@@ -147,7 +147,7 @@ async def test_observe_cost_does_not_grow_with_jobs(mclock: ManualClock) -> None
     world = World(clock=mclock, extra_servers=700)
     costs: dict[int, list[int]] = {}
     async with make_client(world, mclock) as cloud:
-        await cloud.endpoints()
+        await cloud.discover()  # authentication, the `in:` probe and /limits happen once
         for n in (1, 150, 500):
             servers = [s for s in world.servers.values() if s.name.startswith("load-")
                        and s.job is None][:n]
