@@ -521,7 +521,7 @@ class CloudClient:
             if resp.status_code != 200:
                 raise error_for(resp, "server", "list")
             doc = resp.json()
-            out.extend(doc.get("servers") or [])
+            out.extend(doc["servers"])  # always there; a listing without it is garbage
             if limit is not None and len(out) >= limit:
                 return out[:limit]
             nxt = next((ln.get("href") for ln in doc.get("servers_links") or []
@@ -615,7 +615,7 @@ class CloudClient:
             if resp.status_code != 200:
                 raise error_for(resp, "image", "list")
             doc = resp.json()
-            out.extend(parse_image(d) for d in doc.get("images") or [])
+            out.extend(parse_image(d) for d in doc["images"])  # (as for servers)
             marker = _marker(doc.get("next"))
             if marker is None or marker in seen:
                 break
