@@ -200,7 +200,7 @@ class Engine:
         waiting = ", ".join(j.id for j in group[:10]) + (" …" if len(group) > 10 else "")
         message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
         text = (f"Cloud {render.escape(name)} is failing, so its jobs wait ({waiting}): "
-                f"{render.escape(message)} Jobs on other clouds are not affected; I will say "
+                f"{render.user_text(message)} Jobs on other clouds are not affected; I will say "
                 "here when it is back.")
         await self.store.enqueue([OutboxItem(kind="channel_post", channel=channel,
                                              payload=alert(text, mention))
@@ -280,7 +280,7 @@ class Engine:
                 and not after.schedule_id:  # scheduled runs are alerted by the scheduler
             notify, mention = self.alerts_for(after)
             if notify and notify != after.channel:
-                text = (f"Job {after.id} ({render.escape(after.server_name or after.server_ref)})"
+                text = (f"Job {after.id} ({render.user_text(after.server_name or after.server_ref)})"
                         f" in <#{after.channel}> is stuck: {render.failure_text(after)}")
                 items.append(OutboxItem(kind="channel_post", channel=notify,
                                         payload=alert(text, mention)))
