@@ -19,6 +19,7 @@ FULL = (
     ("crash", lambda: cases.crash_restart(n_jobs=50, kills=20, speed=100.0)),
     ("cloud", lambda: cases.cloud_faults(speed=200.0, rounds=2)),
     ("slack", lambda: cases.slack_side(outage=60.0, storm=100, jobs_each=5)),
+    ("flaky", lambda: cases.flaky(jobs_each=5)),
     ("fuzz", lambda: cases.fuzz(n=10_000, loopback=True, batch=20)),
     ("secrets", lambda: cases.secrets()),
 )
@@ -27,6 +28,7 @@ QUICK = (
     ("crash", lambda: cases.crash_restart(n_jobs=8, kills=5, speed=200.0, max_gap=0.3)),
     ("cloud", lambda: cases.cloud_faults(speed=200.0)),
     ("slack", lambda: cases.slack_side(outage=2.0, storm=6, jobs_each=2)),
+    ("flaky", lambda: cases.flaky(jobs_each=2)),
     ("fuzz", lambda: cases.fuzz(n=300)),
     ("secrets", lambda: cases.secrets()),
 )

@@ -163,9 +163,15 @@ class Engine:
             if observing:
                 await self._observe(cloud, observing)
         except (CloudError, ConfigError) as exc:  # the other clouds go on
-            log.error("cloud %s: %s", cloud or "default", exc)
+            # Said once per failing streak; the notification channel hears it from the report.
+            level = logging.INFO if self._failing.get(cloud) else logging.ERROR
+            log.log(level, "cloud %s: %s", cloud or "default", exc)
             self._trouble[cloud] = exc
         await self._report_health(cloud, group)
+
+    def _level(self, cloud: str | None) -> int:
+        """WARNING for a cloud's first failing tick, INFO while the streak lasts."""
+        return logging.INFO if self._failing.get(cloud) else logging.WARNING
 
     def _troubled(self, cloud: str | None, exc: CloudError) -> None:
         """Note a cloud problem that a step absorbed (jobs wait) for this tick's report."""
@@ -305,7 +311,7 @@ class Engine:
         try:
             return await self._client(cloud).find_servers(set(refs))
         except (CloudUnavailable, AuthFailed) as exc:  # the jobs wait; reported per cloud
-            log.warning("cloud unavailable while resolving servers: %s", exc)
+            log.log(self._level(cloud), "cloud unavailable while resolving servers: %s", exc)
             self._troubled(cloud, exc)
             return {}
 
@@ -417,7 +423,7 @@ class Engine:
                     or task_states[job.id] is None}
             seen = (await client.observe((), look, None)) if look else None
         except (CloudUnavailable, AuthFailed) as exc:
-            log.warning("observe failed, will retry: %s", exc)
+            log.log(self._level(cloud), "observe failed, will retry: %s", exc)
             self._troubled(cloud, exc)
             for job in observing:  # deadlines still count while the cloud is unreachable
                 with job_context(job.id):

@@ -460,6 +460,9 @@ class CloudClient:
             doc = resp.json()
         except ValueError:
             doc = None
+        if 200 <= resp.status_code < 300 and not isinstance(doc, dict):
+            raise CloudBadResponse("the identity service answered something that is not a "
+                                   "token document", request_id=_request_id(resp))
         return resp.status_code, resp.headers, doc
 
     async def _call(self, service: str, method: str, path: str, *,

@@ -202,7 +202,8 @@ class SimMiddleware:
 
     async def _intercept(self, scope: Scope, method: str, path: str,
                          send: Send) -> Response | None:
-        fault = self.world.take_http_fault(method, path)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        fault = self.world.take_http_fault(method, path, host)
         if fault is not None:
             if fault.kind == "slow":
                 await self.sleep(fault.delay)

@@ -256,6 +256,7 @@ class HttpFault:
     retry_after: float | None = None
     delay: float = 0.0
     size: int = 0  # huge: bytes sent; drip: bytes sent one at a time
+    host: str | None = None  # only requests to this Host (two "clouds" served by one world)
 
 
 @dataclass
@@ -750,8 +751,8 @@ class World:
         - `image_deleted` (`during`="image_uploading"): image deleted (later 404), task cleared.
         - `stuck` (`task_state`="image_uploading"): the job never leaves that task state.
         - `orphan`: task_state cleared now (nova-compute restart); the image stays as it is.
-        HTTP faults (`path` regex searched in the URL path, optional `method`, `count` requests,
-        default 1; `count`=None is forever):
+        HTTP faults (`path` regex searched in the URL path, optional `method` and `host`,
+        `count` requests, default 1; `count`=None is forever):
         - `http` (`status`=503, optional `retry_after` seconds) e.g. 500/503/429/413.
         - `slow` (`delay` seconds) then the normal response.
         - `drop` (`delay`=60): hang, then close without a response.
@@ -773,7 +774,9 @@ class World:
                                   delay=float(params.get("delay", {"drop": 60.0, "drip": 2.0}
                                                          .get(kind, 0.0))),
                                   size=int(params.get("size", {"huge": 300 * 1024 * 1024,
-                                                               "drip": 64}.get(kind, 0))))
+                                                               "drip": 64}.get(kind, 0))),
+                                  host=(str(params["host"]).lower() if params.get("host")
+                                        else None))
                 if fault.method:
                     fault.method = fault.method.upper()
                 self.http_faults.append(fault)
@@ -834,13 +837,16 @@ class World:
             server.updated = self.clock()
             job.action.finish_time, job.action.result = server.updated, "Error"
 
-    def take_http_fault(self, method: str, path: str) -> HttpFault | None:
+    def take_http_fault(self, method: str, path: str,
+                        host: str | None = None) -> HttpFault | None:
         """The first HTTP fault matching this request (consuming one of its uses)."""
         if not self.http_faults:
             return None
         with self.lock:
             for fault in self.http_faults:
                 if fault.method and fault.method != method:
+                    continue
+                if fault.host and fault.host != (host or "").lower().split(":")[0]:
                     continue
                 if not fault.path.search(path):
                     continue
