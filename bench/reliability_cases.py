@@ -416,6 +416,149 @@ async def slack_side(outage: float = 3.0, storm: int = 40, speed: float = 200.0,
     return result
 
 
+# --- 3b. a flaky Slack and a misbehaving cloud ------------------------------------------------
+
+# Slack's transient no's (docs.slack.dev, chat.postMessage errors) and a proxy's HTML page.
+SLACK_NOS: tuple[dict[str, Any], ...] = ({"error": "internal_error", "count": 2}, {"error": "fatal_error"},
+             {"error": "ratelimited", "retry_after": 1}, {"error": "service_unavailable"},
+             {"error": "request_timeout"}, {"error": "internal_error", "body": "html"},
+             {"error": "bad_gateway", "status": 502, "body": "html"})
+# A 200 the client cannot use: an HTML page, JSON of the wrong shape, more than 8 MB.
+CLOUD_NOS: tuple[dict[str, Any], ...] = ({"kind": "garbage", "path": r"/servers/detail", "count": 2},
+             {"kind": "wrong_shape", "path": r"/servers/detail", "count": 1},
+             {"kind": "huge", "path": r"/images", "count": 1, "size": 12 * 1024 * 1024},
+             {"kind": "garbage", "path": r"/images", "count": 1})
+LAB = "lab.sandbox"
+LAB_CHANNEL = "C0ALERTS"  # the policy runs this channel's jobs on the cloud "lab"
+
+
+def _clouds_yaml(path: Path) -> None:
+    path.write_text(
+        "clouds:\n  lab:\n    auth:\n      auth_url: http://" + LAB + "/identity/v3\n"
+        "      username: demo\n      password: secret\n      project_name: demo\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n")
+
+
+async def flaky(jobs_each: int = 2, speed: float = 200.0) -> CaseResult:
+    """Slack that says no for a moment (transient ok:false, non-JSON answers), a cloud that
+    answers garbage, wrongly shaped or huge bodies, and one of two clouds failing outright:
+    every job still ends with its whole thread, once; the failing cloud delays only its own
+    jobs and is reported once, and once when it is back."""
+    result = CaseResult("flaky Slack and cloud")
+    with tempfile.TemporaryDirectory(prefix="imagebot-flaky-") as tmp:
+        clouds, policy = Path(tmp) / "clouds.yaml", Path(tmp) / "imagebot.toml"
+        _clouds_yaml(clouds)
+        policy.write_text(f'[channels.{LAB_CHANNEL}]\ncloud = "lab"\n')
+        saved = os.environ.get("OS_CLIENT_CONFIG_FILE")
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+        try:
+            async with running_system(speed=speed, policy_path=policy) as system:
+                system.workspace.limits.enabled = False
+                system.runtime.notifier.pacer = scaled_pacer(1000)
+                for i in range(jobs_each * 2 + 2):
+                    system.world.add_server(f"k{i}")
+                await _flaky_slack(system, result, [f"k{i}" for i in range(jobs_each)])
+                await _flaky_cloud(system, result,
+                                   [f"k{i}" for i in range(jobs_each, 2 * jobs_each)])
+                await _one_cloud_down(system, result, f"k{2 * jobs_each}",
+                                      f"k{2 * jobs_each + 1}")
+        finally:
+            if saved is None:
+                os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+            else:
+                os.environ["OS_CLIENT_CONFIG_FILE"] = saved
+    return result
+
+
+async def _flaky_slack(system: System, result: CaseResult, servers: list[str]) -> None:
+    ws = system.workspace
+    before = len(ws.calls())
+
+    def disturb() -> None:
+        from sandbox.slack.model import ApiFault
+
+        for no in SLACK_NOS:
+            ws.add_fault(ApiFault("chat.postMessage", str(no["error"]),
+                                  status=int(no.get("status", 200)),
+                                  remaining=int(no.get("count", 1)),
+                                  retry_after=no.get("retry_after"),
+                                  body=str(no.get("body", "json"))))
+
+    await _run_jobs_through(system, servers, disturb, result, "transient ok:false", within=120)
+    said_no = [c for c in ws.calls()[before:] if c.error]
+    if len(said_no) < sum(int(n.get("count", 1)) for n in SLACK_NOS):
+        result.problems.append(f"only {len(said_no)} of the scripted Slack no's were hit")
+
+
+async def _flaky_cloud(system: System, result: CaseResult, servers: list[str]) -> None:
+    before = system.world.stats_snapshot()
+
+    def disturb() -> None:
+        for no in CLOUD_NOS:
+            params = dict(no)
+            system.world.inject(str(params.pop("kind")), **params)
+
+    await _run_jobs_through(system, servers, disturb, result, "garbage/huge cloud answers",
+                            within=120)
+    if system.world.http_faults:
+        result.problems.append(f"{len(system.world.http_faults)} cloud faults never hit")
+    del before
+
+
+async def _one_cloud_down(system: System, result: CaseResult, main_server: str,
+                          lab_server: str) -> None:
+    """The cloud "lab" answers garbage to everything while a job waits on it; the default
+    cloud's job finishes meanwhile; then lab recovers and its job finishes too."""
+    ws = system.workspace
+    system.world.inject("garbage", path="/", host=LAB, count=None)
+    lab_answer = await system.command("alice", "#ops-alerts", f"create {lab_server} --now")
+    main_answer = await system.command("alice", "#ops", f"create {main_server} --now")
+    store = system.runtime.store
+
+    async def job_of(server: str) -> Job | None:
+        found = await store.list_jobs(server=server, limit=5)
+        return found[0] if len(found) == 1 else None
+
+    async def main_done_and_lab_reported() -> bool:
+        main = await job_of(main_server)
+        reported = [m for m in ws.channel_messages(LAB_CHANNEL) if "is failing" in (m.text or "")]
+        return bool(main and main.state in jobs.TERMINAL and reported)
+
+    try:
+        await system.wait_for(main_done_and_lab_reported, within=90)
+    except TimeoutError:
+        pass
+    main, lab = await job_of(main_server), await job_of(lab_server)
+    result.check(main_answer.status_code == 200 and main is not None
+                 and main.state == jobs.SUCCEEDED,
+                 f"other cloud's job while lab was down: {main and main.state}")
+    if main is None or main.state not in jobs.TERMINAL:
+        result.lost += 1
+    waiting = lab is not None and lab.state not in jobs.TERMINAL
+    for _ in range(3):  # more failing ticks: still one report
+        system.runtime.poke()
+        await asyncio.sleep(0.1)
+    downs = [m for m in ws.channel_messages(LAB_CHANNEL) if "is failing" in (m.text or "")]
+    result.check(waiting and len(downs) == 1,
+                 f"lab job {lab and lab.state} while lab was down; {len(downs)} reports")
+    system.world.inject("clear")
+    try:
+        await system.settle(within=90)
+    except TimeoutError as exc:
+        result.problems.append(f"after lab recovered: {exc}")
+    lab = await job_of(lab_server)
+    backs = [m for m in ws.channel_messages(LAB_CHANNEL) if "answers again" in (m.text or "")]
+    finals = ([m for m in ws.thread(LAB_CHANNEL, lab.thread_ts) if m.reply_broadcast]
+              if lab is not None and lab.thread_ts else [])
+    result.check(lab_answer.status_code == 200 and lab is not None
+                 and lab.state == jobs.SUCCEEDED and len(finals) == 1 and len(backs) == 1,
+                 f"lab job after recovery: {lab and lab.state}, {len(finals)} finals, "
+                 f"{len(backs)} recovery notes")
+    if lab is None or not finals:
+        result.lost += 1
+
+
 # --- 4. fuzzed /image texts ------------------------------------------------------------------
 
 WORDS = ("create", "schedule", "status", "list", "cancel", "images", "help", "--now", "--name",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -46,6 +47,8 @@ CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
 QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
 IMAGE_SWEEP_TICKS = 5
+CLOUD_DOWN_KEY = "cloud_down"  # meta key prefix: a cloud reported as failing, and where
+DOWN_AFTER_TICKS = 2  # consecutive failing ticks before a cloud is reported (one blip is not)
 
 
 def default_image_name(job: Job, now: datetime) -> str:
@@ -116,6 +119,8 @@ class Engine:
         self.wake = asyncio.Event()
         self.ticks = 0
         self._observed_at: dict[str | None, datetime] = {}  # per cloud, for rate pacing
+        self._trouble: dict[str | None, CloudError | ConfigError] = {}  # this tick's
+        self._failing: dict[str | None, int] = {}  # consecutive failing ticks per cloud
 
     # --- service loop ---------------------------------------------------------------------
 
@@ -125,26 +130,28 @@ class Engine:
                         scale=self.tick_scale)
 
     async def tick(self) -> float:
-        """One pass over all jobs; returns the seconds until the next pass should run."""
+        """One pass over all jobs; returns the seconds until the next pass should run.
+
+        Each cloud's jobs are worked on concurrently and apart: a cloud that fails (refuses
+        our credentials, answers garbage, drips) delays only its own jobs, is reported once in
+        the notification channel of those jobs' channel policies, and once more when it is
+        back."""
         self.ticks += 1
         waiting = [j for j in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION],
                                                          limit=200) if not j.server_id]
         current = await self.store.in_flight_jobs()
-        for cloud, group in by_cloud(waiting + current).items():
-            await self._advance_cloud(cloud, [j for j in group if j.state ==
-                                              jobs.AWAITING_CONFIRMATION],
-                                      [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
-        in_flight = await self.store.in_flight_jobs()
-        observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
-        floor = 0.0
-        for cloud, group in by_cloud(observing).items():
-            try:
-                floor = max(floor, await self._paced_observe(cloud, group))
-            except ConfigError as exc:  # clouds.yaml lost the entry: the other clouds go on
-                log.error("cannot observe jobs on cloud %s: %s", cloud, exc)
+        groups = by_cloud(waiting + current)
+        results = await asyncio.gather(*(self._cloud_pass(cloud, group)
+                                         for cloud, group in groups.items()),
+                                       return_exceptions=True)
         in_flight = await self.store.in_flight_jobs()
         if self.metrics:
             self.metrics.in_flight(in_flight)
+        floor = 0.0  # the slowest cloud's published rate limits pace the next tick
+        for result in results:  # a bug in one cloud's pass still shows, after all passes ran
+            if isinstance(result, BaseException):
+                raise result
+            floor = max(floor, result)
         return max(jobs.poll_interval(in_flight), floor)
 
     async def _paced_observe(self, cloud: str | None, group: list[Job]) -> float:
@@ -165,6 +172,73 @@ class Engine:
         self._observed_at[cloud] = now
         await self._observe(cloud, group)
         return floor
+
+    async def _cloud_pass(self, cloud: str | None, group: list[Job]) -> float:
+        """Resolve, submit, reconcile and observe the jobs of one cloud; returns the cloud's
+        poll floor (see `_paced_observe`)."""
+        floor = 0.0
+        self._trouble.pop(cloud, None)
+        try:
+            await self._advance_cloud(cloud, [j for j in group if j.state ==
+                                              jobs.AWAITING_CONFIRMATION],
+                                      [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
+            in_flight = [j for j in await self.store.in_flight_jobs() if j.cloud == cloud]
+            observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
+            if observing:
+                floor = await self._paced_observe(cloud, observing)
+        except (CloudError, ConfigError) as exc:  # the other clouds go on
+            # Said once per failing streak; the notification channel hears it from the report.
+            level = logging.INFO if self._failing.get(cloud) else logging.ERROR
+            log.log(level, "cloud %s: %s", cloud or "default", exc)
+            self._trouble[cloud] = exc
+        await self._report_health(cloud, group)
+        return floor
+
+    def _level(self, cloud: str | None) -> int:
+        """WARNING for a cloud's first failing tick, INFO while the streak lasts."""
+        return logging.INFO if self._failing.get(cloud) else logging.WARNING
+
+    def _troubled(self, cloud: str | None, exc: CloudError) -> None:
+        """Note a cloud problem that a step absorbed (jobs wait) for this tick's report."""
+        self._trouble[cloud] = exc
+
+    async def _report_health(self, cloud: str | None, group: list[Job]) -> None:
+        """Say once that a cloud is failing (after DOWN_AFTER_TICKS ticks in a row), and once
+        that it is back. The report lives in the store, so a restart does not repeat it."""
+        name = cloud or self.clouds.default_name or "default"
+        key = f"{CLOUD_DOWN_KEY}:{name}"
+        raw = await self.store.get_meta(key)
+        reported = json.loads(raw) if raw else None
+        exc = self._trouble.get(cloud)
+        if exc is None:
+            self._failing.pop(cloud, None)
+            if reported and reported.get("channels"):
+                text = (f"Cloud {render.escape(name)} answers again; the jobs that waited "
+                        "for it go on.")
+                await self.store.enqueue([OutboxItem(kind="channel_post", channel=channel,
+                                                     payload=alert(text))
+                                          for channel in reported["channels"]])
+                await self.store.set_meta(key, "")
+                self.on_change()
+            return
+        self._failing[cloud] = self._failing.get(cloud, 0) + 1
+        if reported or self._failing[cloud] < DOWN_AFTER_TICKS or not group:
+            return
+        targets: dict[str, str | None] = {}
+        for job in group:
+            notify, mention = self.alerts_for(job)
+            targets.setdefault(notify or job.channel, mention)
+        waiting = ", ".join(j.id for j in group[:10]) + (" …" if len(group) > 10 else "")
+        message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
+        text = (f"Cloud {render.escape(name)} is failing, so its jobs wait ({waiting}): "
+                f"{render.user_text(message)} Jobs on other clouds are not affected; I will say "
+                "here when it is back.")
+        await self.store.enqueue([OutboxItem(kind="channel_post", channel=channel,
+                                             payload=alert(text, mention))
+                                  for channel, mention in targets.items()])
+        await self.store.set_meta(key, json.dumps({"channels": sorted(targets),
+                                                   "since": self.clock().isoformat()}))
+        self.on_change()
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -237,7 +311,7 @@ class Engine:
                 and not after.schedule_id:  # scheduled runs are alerted by the scheduler
             notify, mention = self.alerts_for(after)
             if notify and notify != after.channel:
-                text = (f"Job {after.id} ({render.escape(after.server_name or after.server_ref)})"
+                text = (f"Job {after.id} ({render.user_text(after.server_name or after.server_ref)})"
                         f" in <#{after.channel}> is stuck: {render.failure_text(after)}")
                 items.append(OutboxItem(kind="channel_post", channel=notify,
                                         payload=alert(text, mention)))
@@ -261,8 +335,9 @@ class Engine:
             return {}
         try:
             return await self._client(cloud).find_servers(set(refs))
-        except CloudUnavailable as exc:
-            log.warning("cloud unavailable while resolving servers: %s", exc)
+        except (CloudUnavailable, AuthFailed) as exc:  # the jobs wait; reported per cloud
+            log.log(self._level(cloud), "cloud unavailable while resolving servers: %s", exc)
+            self._troubled(cloud, exc)
             return {}
 
     async def _resolve(self, job: Job, found: Server | CloudRejected | None) -> None:
@@ -311,9 +386,11 @@ class Engine:
             image_id = await self._client(job.cloud).create_image(
                 str(job.server_id), str(job.image_name),
                                                      image_metadata(job))
-        except CloudUnavailable as exc:
+        except (CloudUnavailable, AuthFailed) as exc:
             # The request may or may not have reached Nova: the next tick reconciles by metadata.
+            # (Refused credentials are the cloud's problem, not this job's: it waits too.)
             log.warning("job %s: createImage outcome unknown: %s", job.id, exc)
+            self._troubled(job.cloud, exc)
             return
         except CloudRejected as exc:
             await self._fail(job, classify(exc), exc)
@@ -331,7 +408,8 @@ class Engine:
         try:
             found = await self._client(job.cloud).find_images_by_metadata(JOB_METADATA_KEY,
                                                                           job.id)
-        except CloudUnavailable:
+        except (CloudUnavailable, AuthFailed) as exc:
+            self._troubled(job.cloud, exc)
             return
         except CloudRejected as exc:
             await self._fail(job, classify(exc), exc)
@@ -369,8 +447,9 @@ class Engine:
                     if sweep or str(job.server_id) in changed.servers
                     or task_states[job.id] is None}
             seen = (await client.observe((), look, None)) if look else None
-        except CloudUnavailable as exc:
-            log.warning("observe failed, will retry: %s", exc)
+        except (CloudUnavailable, AuthFailed) as exc:
+            log.log(self._level(cloud), "observe failed, will retry: %s", exc)
+            self._troubled(cloud, exc)
             for job in observing:  # deadlines still count while the cloud is unreachable
                 with job_context(job.id):
                     await self._apply(job, job.task_state, job.image_status, False, None, now)

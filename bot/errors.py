@@ -63,6 +63,15 @@ class CloudUnavailable(CloudError):
         return f"The cloud is unreachable right now ({self}). I will keep trying."
 
 
+class CloudBadResponse(CloudUnavailable):
+    """The cloud answered something we cannot read: not JSON, the wrong shape, too big, or too
+    slow to finish. Retryable (a proxy's error page or a half-deployed service passes), but
+    never a reason to guess."""
+
+    def user_message(self) -> str:
+        return f"The cloud sent an answer I cannot read ({self}). I will keep trying."
+
+
 class RateLimited(CloudUnavailable):
     """413/429 with Retry-After."""
 

@@ -1,7 +1,11 @@
 """Posts to Slack from committed state: the outbox table is the queue.
 
-A Slack outage or a 429 delays messages but loses none: an item is marked sent only after Slack
-accepted it, and a retryable failure stops the pass, so later items never overtake earlier ones.
+A Slack outage, a 429 or a transient ok:false (`internal_error`, `ratelimited`, a non-JSON
+answer...) delays messages but loses none: an item is marked sent only after Slack accepted it,
+and a retryable failure holds back the rest of its thread, so later items never overtake earlier
+ones. A permanent refusal falls back once (a shorter message, the response_url, the channel
+policy's notification channel) and is logged once; a job whose parent cannot be posted goes on
+without a thread instead of waiting for it forever.
 Parent messages are re-rendered from the job's current row when sent, which coalesces several
 state changes into one `chat.update`.
 """
@@ -28,6 +32,16 @@ from bot.store import AsyncStore, OutboxMessage
 log = logging.getLogger(__name__)
 
 NO_THREAD = "fallback"  # thread_ts marker: the bot cannot post in this channel
+# Permanent refusals about the channel (the bot cannot post there at all).
+CHANNEL_REFUSALS = frozenset({"not_in_channel", "channel_not_found", "is_archived",
+                              "restricted_action", "restricted_action_read_only_channel",
+                              "cannot_reply_to_message", "ekm_access_denied"})
+# Permanent refusals about the message: the same news as plain, short text goes through.
+CONTENT_REFUSALS = frozenset({"msg_too_long", "invalid_blocks", "invalid_blocks_format",
+                              "too_many_attachments", "invalid_attachments",
+                              "invalid_metadata_format", "invalid_metadata_schema",
+                              "metadata_too_large", "no_text", "markdown_text_conflict"})
+SHORT_TEXT = 3000
 MAX_BACKOFF = 300.0
 UNSENT_HORIZON = timedelta(days=36500)  # "due by then" = every unsent item
 
@@ -57,6 +71,15 @@ def backoff_delay(attempts: int, retry_after: float | None) -> float:
     return min(MAX_BACKOFF, 2.0 ** min(attempts, 8)) * (0.5 + random.random() / 2)
 
 
+class _ParentPending(SlackUnavailable):
+    """A reply waits for its thread parent; routine, so it is not logged as a failure."""
+
+
+def shortened(text: str) -> str:
+    """The fallback text of a message Slack refused as too long or malformed."""
+    return render.truncate(text, SHORT_TEXT) if text else "(message could not be shown)"
+
+
 class Notifier:
     """Drains the outbox in order, pacing calls to Slack's limits."""
 
@@ -72,6 +95,9 @@ class Notifier:
         # Slack's limits run on real time, not on the (shiftable) business clock.
         self.pace_clock = pace_clock
         self.wake = asyncio.Event()
+        # The notification channel of a job's channel policy (wiring sets it), for the last
+        # fallback of a job whose channel refuses the bot and that has no response_url.
+        self.notify_for: Callable[[Any], str | None] = lambda job: None
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
         """Flush until `stop` is set; wakes early when `wake` is set."""
@@ -119,13 +145,18 @@ class Notifier:
                     await self.store.mark_failed(
                         item.id, retry_at=self.clock() + timedelta(seconds=delay),
                         error=str(exc))
-                    log.warning("slack unavailable, retrying outbox item %s in %.1fs: %s",
-                                item.id, delay, exc)
+                    # Said once per item; the retries that follow are routine.
+                    level = (logging.DEBUG if isinstance(exc, _ParentPending)
+                             else logging.WARNING if item.attempts == 0 else logging.INFO)
+                    log.log(level, "slack unavailable, retrying outbox item %s in %.1fs: %s",
+                            item.id, delay, exc)
                     held_channels.add(item.channel)
                     continue
                 except (SlackRejected, JobError) as exc:
                     log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
                     await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
+                    if item.kind == "post_parent" and item.job_id:
+                        await self._no_thread(str(item.job_id))
                 else:
                     sent += 1
             if queue:
@@ -158,7 +189,7 @@ class Notifier:
                                    in_channel=bool(payload.get("in_channel")))
             await self.store.mark_sent(item.id)
         elif item.kind == "channel_post":
-            _, ts = await self._post_once(item, item.channel, payload["text"],
+            _, ts = await self._post_item(item, item.channel, payload["text"],
                                           payload.get("blocks"),
                                           thread_ts=payload.get("thread_ts"))
             await self.store.mark_sent(item.id, result_ts=ts)
@@ -172,27 +203,53 @@ class Notifier:
             return
         message = render.parent_message(job, self.clock())
         try:
-            channel, ts = await self._post_once(item, item.channel, message["text"],
+            channel, ts = await self._post_item(item, item.channel, message["text"],
                                                 message.get("blocks"))
         except SlackRejected as exc:
-            if exc.code not in {"not_in_channel", "channel_not_found", "is_archived"}:
-                raise
-            await self._fall_back(item, job.response_url, message)
+            log.error("cannot post the message of job %s in %s (%s); falling back", job.id,
+                      item.channel, exc.code)
+            await self._fall_back(item, job, message, exc.code)
             return
         await self.store.update_job(job.id, fields={"thread_ts": ts, "channel": channel},
                                     event="posted")
         await self.store.mark_sent(item.id, result_ts=ts)
 
-    async def _fall_back(self, item: OutboxMessage, response_url: str | None,
-                         message: dict[str, Any]) -> None:
-        """The bot is not in this channel: answer through response_url and say how to invite."""
-        job_id = str(item.job_id)
-        if response_url:
-            text = (message["text"] + "\nI am not a member of this channel, so I cannot keep a "
-                    "thread here. Invite me with `/invite @imagebot` to get live updates; "
-                    "I will send the final result here.")
-            await self.web.respond(response_url, text)
-        await self.store.update_job(job_id, fields={"thread_ts": NO_THREAD}, event="no_channel")
+    async def _no_thread(self, job_id: str) -> None:
+        """The job goes on without a thread: later messages take the response_url (or are
+        skipped) instead of waiting for a parent that will never be posted."""
+        try:
+            job = await self.store.get_job(job_id)
+        except JobError:
+            return
+        if not job.thread_ts:
+            await self.store.update_job(job_id, fields={"thread_ts": NO_THREAD},
+                                        event="no_channel")
+
+    async def _fall_back(self, item: OutboxMessage, job: Any, message: dict[str, Any],
+                         code: str) -> None:
+        """Slack refused the parent for good: answer through the response_url (works where
+        the bot is no member) or, failing that, tell the policy's notification channel."""
+        if code in CHANNEL_REFUSALS:
+            note = ("I am not a member of this channel, so I cannot keep a thread here. Invite "
+                    "me with `/invite @imagebot` to get live updates; I will send the final "
+                    "result here.")
+        else:
+            note = (f"Slack refused my message here ({code}), so there is no thread for this "
+                    "job; I will send the final result here.")
+        text = shortened(message["text"]) + "\n" + note
+        try:
+            if job.response_url:
+                await self.web.respond(job.response_url, text)
+            else:
+                notify = self.notify_for(job)
+                if notify and notify != item.channel:
+                    await self._paced("chat.postMessage", notify)
+                    await self.web.post(notify, f"Job {job.id} in <#{item.channel}>: "
+                                        + shortened(message["text"]) + f" (Slack refused "
+                                        f"the post in the job's channel: {code})")
+        except SlackRejected as exc:  # said once; the job goes on without a thread
+            log.error("fallback for job %s refused too: %s", job.id, exc.code)
+        await self.store.update_job(job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
         await self.store.mark_sent(item.id)
 
     async def _update_parent(self, item: OutboxMessage) -> None:
@@ -216,10 +273,26 @@ class Notifier:
             return
         if not job.thread_ts:
             # The parent has not been posted (it comes first in the outbox); try again shortly.
-            raise SlackUnavailable("parent message not posted yet", retry_after=1.0)
-        _, ts = await self._post_once(item, job.channel, payload["text"], payload.get("blocks"),
+            raise _ParentPending("parent message not posted yet", retry_after=1.0)
+        _, ts = await self._post_item(item, job.channel, payload["text"], payload.get("blocks"),
                                       thread_ts=job.thread_ts, broadcast=final)
         await self.store.mark_sent(item.id, result_ts=ts)
+
+    async def _post_item(self, item: OutboxMessage, channel: str, text: str,
+                         blocks: list[dict[str, Any]] | None, *, thread_ts: str | None = None,
+                         broadcast: bool = False) -> tuple[str, str]:
+        """`_post_once`, and once more as short plain text when Slack refuses the message
+        itself (too long, bad blocks): the news arrives, if less pretty."""
+        try:
+            return await self._post_once(item, channel, text, blocks, thread_ts=thread_ts,
+                                         broadcast=broadcast)
+        except SlackRejected as exc:
+            if exc.code not in CONTENT_REFUSALS:
+                raise
+            log.warning("Slack refused outbox item %s (%s); sending it as short text",
+                        item.id, exc.code)
+        return await self._post_once(item, channel, shortened(text), None,
+                                     thread_ts=thread_ts, broadcast=broadcast)
 
     async def _post_once(self, item: OutboxMessage, channel: str, text: str,
                          blocks: list[dict[str, Any]] | None, *, thread_ts: str | None = None,

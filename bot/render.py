@@ -2,8 +2,9 @@
 
 Every payload is `{"text": fallback, "blocks": [...]}` within Block Kit limits: section text
 <= 3000 chars, <= 50 blocks, button text <= 75, and `text` <= 4000 so `chat.update` accepts it.
-User-supplied text (server names, notes, image names, cloud messages) is always escaped so it
-cannot mention anyone.
+User-supplied text (server names, notes, image names, reasons, cloud messages) always goes
+through `user_text` (or `code`, which uses it): it cannot mention anyone, format itself, start
+a quote, add a line, or reorder what follows it with bidi controls.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ _STATE_LABEL = {
 }
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+# Bidi embeddings/overrides/isolates and marks, zero-width characters and the BOM: invisible,
+# they reorder or hide what a name or note seems to say (Trojan Source, CVE-2021-42574).
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                        "\u2066-\u206f\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAKS = re.compile("[\r\n\u0085\u2028\u2029]+")
+# Slack's mrkdwn has no escape character (docs.slack.dev "Formatting text"), so the characters
+# that format are shown as look-alikes that do not: *bold* _italic_ ~strike~ `code`.
+_MRKDWN = str.maketrans({"*": "\u2217", "_": "\uff3f", "~": "\u223c", "`": "\u02cb"})
 
 
 # --- primitives --------------------------------------------------------------------------------
@@ -59,6 +68,23 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 def escape(text: str) -> str:
     """Escape user text for mrkdwn so `<!channel>` or `<@U1>` cannot ping anyone."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def user_text(text: str, *, one_line: bool = True, mrkdwn: bool = True) -> str:
+    """User text for a rich place: invisible bidi/zero-width characters stripped, line breaks
+    collapsed to one space (`one_line`, where a line is expected) or kept with `>` at a line
+    start shown as `›` (no fake quote), `& < >` escaped (no mention), and with `mrkdwn` the
+    formatting characters swapped for look-alikes (no fake *Approved*). `code` spans need no
+    swap (Slack does not format inside them): they pass `mrkdwn=False`."""
+    text = _INVISIBLE.sub("", text).replace("\t", " ")
+    if one_line:
+        text = _LINE_BREAKS.sub(" ", text).strip()
+    else:
+        text = "\n".join(line.rstrip() for line in _LINE_BREAKS.sub("\n", text).split("\n"))
+    if mrkdwn:
+        text = text.translate(_MRKDWN)
+        text = re.sub(r"(?m)^(\s*)>", "\\1\u203a", text)
+    return escape(text)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -79,12 +105,13 @@ def user(user_id: str | None) -> str:
         return "someone"
     if _USER_ID.match(user_id):
         return f"<@{user_id}>"
-    return escape(user_id)
+    return user_text(user_id)
 
 
 def code(text: str) -> str:
-    """User text as inline code, escaped (backticks would end the span, so swap them)."""
-    return "`" + escape(text.replace("`", "'")) + "`"
+    """User text as inline code, escaped (backticks would end the span, so swap them; a line
+    break would end it too, so collapse them)."""
+    return "`" + user_text(text.replace("`", "'"), mrkdwn=False) + "`"
 
 
 def human_duration(delta: timedelta | float) -> str:
@@ -182,7 +209,7 @@ def _phase_times(job: Job, now: datetime) -> list[tuple[str, timedelta, bool]]:
 def _facts(job: Job) -> list[str]:
     lines = [FACT_NO_MEMORY]
     if job.data_disks:
-        disks = ", ".join(escape(d) for d in job.data_disks)
+        disks = ", ".join(user_text(d) for d in job.data_disks)
         lines.append(f"Data disks are not included: {disks}")
     if job.volume_backed:
         lines.append(FACT_VOLUME)
@@ -201,7 +228,7 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
     if job.confirmed_by and job.confirmed_by != job.requested_by:
         who += f" · started by {user(job.confirmed_by)}"
     if job.schedule_id:
-        who += f" · schedule {escape(job.schedule_id)}"
+        who += f" · schedule {user_text(job.schedule_id)}"
     head_lines = [f"*{_headline(job)}*", who]
     if job.server_id and job.server_name and job.server_id != job.server_ref:
         head_lines.append(f"Server id {code(job.server_id)}")
@@ -219,7 +246,7 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
     if job.state in jobs.TERMINAL:
         blocks.append(section(_outcome_line(job, now)))
     if job.note:
-        blocks.append(section("*Note:* " + escape(job.note)))
+        blocks.append(section("*Note:* " + user_text(job.note)))
     blocks.append(context("\n".join(_facts(job))))
     if job.state == jobs.AWAITING_CONFIRMATION:
         blocks.append(section(QUIESCE_CHECKLIST))
@@ -260,8 +287,8 @@ def phase_reply(job: Job, event: str, now: datetime) -> dict[str, Any] | None:
 
 def failure_text(job: Job) -> str:
     """The cause of a failed job in plain words (escaped mrkdwn)."""
-    task = escape(job.task_state or "unknown")
-    detail = escape(job.error) if job.error else ""
+    task = user_text(job.task_state or "unknown", mrkdwn=False)
+    detail = user_text(job.error) if job.error else ""
     code_ = job.error_code or ""
     if code_ == jobs.BUSY:
         text = (f"The server was busy (task state {task}), so the cloud refused a new image. "
@@ -314,7 +341,7 @@ def _outcome_line(job: Job, now: datetime) -> str:
 def final_reply(job: Job, now: datetime) -> dict[str, Any]:
     """The last thread reply: ✅ name, id, size, time taken; or ❌ with the cause."""
     line = _outcome_line(job, now)
-    text = f"Job {job.id} ({escape(job.server_label)}): " + line
+    text = f"Job {job.id} ({user_text(job.server_label)}): " + line
     return payload(text, [section(line)])
 
 
@@ -363,7 +390,7 @@ def jobs_table(jobs_: Sequence[Job], now: datetime) -> str:
         age = human_duration(now - job.created_at)
         extra = ""
         if job.state == jobs.FAILED and job.error_code:
-            extra = f" ({escape(job.error_code)})"
+            extra = f" ({user_text(job.error_code)})"
         elif job.state == jobs.SUCCEEDED and job.image_name:
             extra = f" → {code(job.image_name)}"
         return (f"`{job.id}` {job.state.replace('_', ' ')}{extra} · {code(job.server_label)}"
@@ -377,8 +404,8 @@ def images_table(server_name: str, images: Sequence[Image]) -> str:
     head = f"*Images of {code(server_name)}* ({len(ordered)})"
     if not ordered:
         return f"{head}\nNo images."
-    rows = (f"{code(i.name)} · {escape(i.status)} · {human_size(i.size)} · "
-            f"{escape(i.created_at or '?')} · id {code(i.id)}" for i in ordered)
+    rows = (f"{code(i.name)} · {user_text(i.status)} · {human_size(i.size)} · "
+            f"{user_text(i.created_at or '?')} · id {code(i.id)}" for i in ordered)
     return head + "\n" + _table(rows, "")
 
 

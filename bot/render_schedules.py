@@ -23,6 +23,7 @@ from bot.render import (
     payload,
     section,
     user,
+    user_text,
 )
 from bot.scheduler import RetainableImage, ScheduleSpec, describe, zone
 
@@ -64,7 +65,7 @@ def _change_line(request: ChangeRequest) -> str:
 
 def _outcome(request: ChangeRequest, now: datetime) -> str:
     at = when(request.decided_at, now) if request.decided_at else "an unknown time"
-    reason = f" — {escape(request.reason)}" if request.reason else ""
+    reason = f" — “{user_text(request.reason)}”" if request.reason else ""
     if request.status == "approved":
         return f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}"
     if request.status == "rejected":
@@ -89,7 +90,7 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
                           "Every decision is recorded in the audit log."))
     if not r.pending:  # decided: the outcome replaces the details and the buttons
         blocks.append(section(_outcome(r, now)))
-        return payload(f"Schedule change {r.id} for {escape(view.server_label)}: {r.status}",
+        return payload(f"Schedule change {r.id} for {user_text(view.server_label)}: {r.status}",
                        blocks)
     if r.kind == "set" and view.next_runs:
         runs = "\n".join(f"• {local_and_utc(local, utc)}" for local, utc in view.next_runs)
@@ -111,14 +112,14 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
                                   "schedule makes; the next run would delete none. Images the "
                                   "bot did not make and protected images are never deleted."))
     if view.notify_channel:
-        blocks.append(context(f"Run results go to {escape(view.notify_channel)}."))
+        blocks.append(context(f"Run results go to {user_text(view.notify_channel)}."))
     blocks.append({
         "type": "actions",
         "block_id": f"cr_actions:{r.id}",
         "elements": [button("Approve", APPROVE_ACTION, r.id, "primary"),
                      button("Reject", REJECT_ACTION, r.id, "danger")],
     })
-    return payload(f"Schedule change {r.id} for {escape(view.server_label)} waits for approval",
+    return payload(f"Schedule change {r.id} for {user_text(view.server_label)} waits for approval",
                    blocks)
 
 
@@ -146,7 +147,7 @@ def schedules_text(lines: Sequence[ScheduleLine],
         text = f"*{line.id}* {code(line.server_label)}: {escape(describe(line.spec, with_keep=True))}"
         if line.next_run:
             text += f"\n    next: {local_and_utc(*line.next_run)}"
-        last = escape(line.last_result) if line.last_result else "no run yet"
+        last = user_text(line.last_result) if line.last_result else "no run yet"
         if line.last_run_at:
             last += f" ({when(line.last_run_at, now)})"
         text += f"\n    last: {last}"
@@ -200,7 +201,7 @@ def retention_reply(deleted: Sequence[RetainableImage],
     if len(deleted) > MAX_LISTED_IMAGES:
         lines.append(f"• … and {len(deleted) - MAX_LISTED_IMAGES} more")
     for img, why in failed[:MAX_LISTED_IMAGES]:
-        lines.append(f":warning: could not delete {code(img.name or img.id)}: {escape(why)}")
+        lines.append(f":warning: could not delete {code(img.name or img.id)}: {user_text(why)}")
     text = "\n".join(lines)
     return payload(text, [section(text)])
 
@@ -227,7 +228,7 @@ def run_failed_alert(schedule_id: str, server_label: str, reason: str, attempts:
     """Alert: a scheduled run failed for good."""
     tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
     return alert(f"Scheduled image {schedule_id} of {code(server_label)} failed{tries}: "
-                 f"{escape(reason)}", mention)
+                 f"{user_text(reason)}", mention)
 
 
 def skipped_notice(schedule_id: str, server_label: str, slot: datetime, missed: int,

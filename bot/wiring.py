@@ -144,6 +144,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
         channel_policy = policy.for_channel(job.channel)
         return channel_policy.notify_channel, channel_policy.mention
 
+    notifier.notify_for = lambda job: alerts_for(job)[0]
     engine = Engine(store, cloud, clock=clock, deadlines=deadlines, tick_scale=tick_scale,
                     on_change=notifier.wake.set, metrics=metrics, alerts_for=alerts_for)
     # Slack waits on the listeners (3 s to ack); the engine and notifier write in bursts.

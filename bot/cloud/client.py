@@ -14,23 +14,30 @@ Resilience rules:
   provably never left (connect errors); a 5xx or a read timeout on it is `CloudUnavailable`
   at once and the caller reconciles by image metadata.
 - 401: re-authenticate once and repeat the request; a second 401 is `AuthFailed`.
+- Every response is read at one edge (`_fetch`): at most `max_body` bytes (a bigger body is
+  `CloudBadResponse` at once, read no further) within `timeout` seconds in total (httpx's own
+  timeout is per read, so a body dripping a byte at a time would hold us for ever). An answer
+  we cannot parse (not JSON, the wrong shape) is `CloudBadResponse` too, never a bare
+  ValueError/KeyError: every public method is wrapped by `_reads_cloud`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import difflib
 import email.utils
+import functools
 import logging
 import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -42,6 +49,7 @@ from bot.cloud.rax import RaxSchedule, parse_schedule
 from bot.errors import (
     Ambiguous,
     AuthFailed,
+    CloudBadResponse,
     CloudError,
     CloudRejected,
     CloudUnavailable,
@@ -73,6 +81,8 @@ LIMIT_UNITS = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
 # (Rackspace Cloud Images documents only these); `sort=created_at:desc` is newer and an older
 # Glance reads an unknown parameter as a filter (docs-cloud-images get-list-images-images.rst).
 NEWEST_FIRST = {"sort_key": "created_at", "sort_dir": "desc"}
+# A page of 1000 Nova servers with embedded flavors is ~4 MB; nothing we ask for is bigger.
+MAX_BODY = 8 * 1024 * 1024
 _GLANCE_CORE = frozenset({
     "id", "name", "status", "size", "created_at", "updated_at", "protected", "visibility",
     "tags", "checksum", "container_format", "disk_format", "min_disk", "min_ram", "owner",
@@ -81,6 +91,47 @@ _GLANCE_CORE = frozenset({
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _request_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "bot_cloud_request_counter", default=None)
+# Bodies read during the current public call: a parse error is the cloud's only after one.
+_bodies_read: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "bot_cloud_bodies_read", default=None)
+# What a cloud answer that is not the JSON we expect raises while we take it apart.
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _TooBig(Exception):
+    """A response body grew past `max_body`."""
+
+
+def _reads_cloud(fn: Callable[Concatenate[CloudClient, P], Coroutine[Any, Any, R]]
+                 ) -> Callable[Concatenate[CloudClient, P], Coroutine[Any, Any, R]]:
+    """Translate a parse error of a cloud answer (a 200 that is not JSON, or JSON of the
+    wrong shape) into `CloudBadResponse`. An error raised before any answer was read (our
+    own argument checks) passes unchanged."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: CloudClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        bodies = _bodies_read.get()
+        token = None
+        if bodies is None:
+            bodies = [0]
+            token = _bodies_read.set(bodies)
+        try:
+            return await fn(self, *args, **kwargs)
+        except _PARSE_ERRORS as exc:
+            if not bodies[0]:
+                raise
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            log.warning("cloud %s: unreadable answer to %s (%s)", self.config.name,
+                        fn.__name__, detail)
+            raise CloudBadResponse(f"unexpected answer to {fn.__name__} ({detail})") from None
+        finally:
+            if token is not None:
+                _bodies_read.reset(token)
+
+    return wrapper
 
 
 def _utcnow() -> datetime:
@@ -326,7 +377,7 @@ class CloudClient:
     def __init__(self, config: CloudConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  clock: Clock | None = None, sleep: Sleep | None = None, timeout: float = 30.0,
                  max_tries: int = 4, max_backoff: float = 30.0, max_retry_after: float = 60.0,
-                 rng: Callable[[], float] | None = None) -> None:
+                 rng: Callable[[], float] | None = None, max_body: int = MAX_BODY) -> None:
         self.config = config
         self._clock: Clock = clock or _utcnow
         self._sleep: Sleep = sleep or _real_sleep
@@ -334,6 +385,8 @@ class CloudClient:
         self._max_tries = max(1, max_tries)
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
+        self._timeout = timeout  # total, per request: headers and the whole body
+        self._max_body = max_body
         self._http = httpx.AsyncClient(
             transport=transport, follow_redirects=False,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -360,11 +413,13 @@ class CloudClient:
         """How many times we authenticated (tests, metrics)."""
         return self._auth.count
 
+    @_reads_cloud
     async def endpoints(self) -> tuple[str, str]:
         """Authenticate if needed; the (compute, image) endpoints in use."""
         session = await self._auth.session()
         return session.compute_url, session.image_url
 
+    @_reads_cloud
     async def discover(self) -> None:
         """Learn this cloud once: authenticate, probe Glance for `in:`, read Nova's published
         rate limits. Everything also happens lazily on first use (the engine reads the
@@ -380,6 +435,37 @@ class CloudClient:
         base = min(self._max_backoff, 0.5 * 2 ** (attempt - 1))
         return base * (0.5 + self._rng() / 2)  # jitter: half to full
 
+    async def _fetch(self, method: str, url: str, *, params: Mapping[str, str] | None,
+                     json: Any, headers: Mapping[str, str]) -> httpx.Response:
+        """The response-reading edge: one request, its body streamed and read completely,
+        at most `max_body` bytes (`_TooBig`, the rest unread) and within `timeout` seconds
+        from start to the last byte (`TimeoutError`)."""
+        request = self._http.build_request(method, url, params=params, json=json,
+                                           headers=headers)
+        async with asyncio.timeout(self._timeout):
+            resp = await self._http.send(request, stream=True)
+            try:
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self._max_body:
+                    raise _TooBig(declared)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():  # decoded: a gzip bomb counts in full
+                    size += len(chunk)
+                    if size > self._max_body:
+                        raise _TooBig(str(size))
+                    chunks.append(chunk)
+            finally:
+                await resp.aclose()
+        bodies = _bodies_read.get()
+        if bodies is not None:
+            bodies[0] += 1
+        # The body is decoded already: drop the encoding headers that described the wire form.
+        kept = [(k, v) for k, v in resp.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(resp.status_code, headers=kept, content=b"".join(chunks),
+                              request=request, extensions=resp.extensions)
+
     async def _send(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                     json: Any = None, headers: Mapping[str, str] | None = None,
                     idempotent: bool = True) -> httpx.Response:
@@ -394,8 +480,24 @@ class CloudClient:
             started = time.monotonic()
             path = urlsplit(url).path
             try:
-                resp = await self._http.request(method, url, params=params, json=json,
-                                                headers=hdrs)
+                resp = await self._fetch(method, url, params=params, json=json, headers=hdrs)
+            except _TooBig as exc:
+                # Retrying would fetch the same flood again.
+                log.warning("cloud %s %s %s: answer over %d bytes (%s), not read further",
+                            method, path, rid, self._max_body, exc)
+                raise CloudBadResponse(f"the answer to {method} {path} was larger than "
+                                       f"{self._max_body // (1024 * 1024)} MB",
+                                       request_id=rid) from None
+            except TimeoutError:
+                # A dripping or stalled answer: it will drip again, so no retry.
+                log.warning("cloud %s %s %s: no complete answer within %.0f s", method,
+                            path, rid, self._timeout)
+                if not idempotent:
+                    raise CloudUnavailable(
+                        f"{method} {path} may or may not have been applied (no complete "
+                        f"answer within {self._timeout:.0f} s)", request_id=rid) from None
+                raise CloudBadResponse(f"no complete answer to {method} {path} within "
+                                       f"{self._timeout:.0f} s", request_id=rid) from None
             except httpx.HTTPError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
                 # INFO, not WARNING: a retry is routine; the final failure is raised.
@@ -447,6 +549,9 @@ class CloudClient:
             doc = resp.json()
         except ValueError:
             doc = None
+        if 200 <= resp.status_code < 300 and not isinstance(doc, dict):
+            raise CloudBadResponse("the identity service answered something that is not a "
+                                   "token document", request_id=_request_id(resp))
         return resp.status_code, resp.headers, doc
 
     async def _call(self, service: str, method: str, path: str, *,
@@ -487,6 +592,7 @@ class CloudClient:
 
     # -- servers --------------------------------------------------------------------------
 
+    @_reads_cloud
     async def get_server(self, server_id: str, *, disks: bool = True) -> Server:
         """One server by id (`NotFound` if absent); `disks=False` skips the extra look-ups of
         data disks a Rackspace view needs (observation wants task states only)."""
@@ -540,7 +646,7 @@ class CloudClient:
             if resp.status_code != 200:
                 raise error_for(resp, "server", "list")
             doc = resp.json()
-            out.extend(doc.get("servers") or [])
+            out.extend(doc["servers"])  # always there; a listing without it is garbage
             if limit is not None and len(out) >= limit:
                 return out[:limit]
             nxt = next((ln.get("href") for ln in doc.get("servers_links") or []
@@ -552,6 +658,7 @@ class CloudClient:
             params["marker"] = marker
         return out
 
+    @_reads_cloud
     async def list_servers(self, limit: int | None = None) -> list[Server]:
         """Servers, newest first, following `servers_links` (at most `limit`)."""
         return [parse_server(d) for d in await self._server_pages({}, limit)]
@@ -562,6 +669,7 @@ class CloudClient:
         return [parse_server(d) for d in docs], {str(d["id"]) for d in docs
                                                  if not reports_volumes(d)}
 
+    @_reads_cloud
     async def find_server(self, ref: str) -> Server:
         """A server by UUID or exact name; `Ambiguous` or `NotFound` with close names."""
         ref = ref.strip()
@@ -575,6 +683,7 @@ class CloudClient:
         found = match_server(ref, servers)
         return await self._attached(found) if found.id in bare else found
 
+    @_reads_cloud
     async def find_servers(self, refs: Collection[str]) -> dict[str, Server | CloudRejected]:
         """Many servers by UUID or exact name with one (paged) listing: for each ref the
         server, or the `Ambiguous`/`NotFound` that `find_server` would raise."""
@@ -601,6 +710,7 @@ class CloudClient:
 
     # -- images ---------------------------------------------------------------------------
 
+    @_reads_cloud
     async def create_image(self, server_id: str, name: str, metadata: Mapping[str, str]) -> str:
         """Start a snapshot; the new image id. 409 is `ServerBusy` (never retried)."""
         body = {"createImage": {"name": name, "metadata": dict(metadata)}}
@@ -627,6 +737,7 @@ class CloudClient:
         raise CloudUnavailable("createImage was accepted but named no image id",
                                request_id=rid)
 
+    @_reads_cloud
     async def get_image(self, image_id: str) -> Image:
         """One image by id (`NotFound` if absent)."""
         resp = await self._call("image", "GET", f"/images/{quote(image_id, safe='')}")
@@ -644,7 +755,7 @@ class CloudClient:
             if resp.status_code != 200:
                 raise error_for(resp, "image", "list")
             doc = resp.json()
-            out.extend(parse_image(d) for d in doc.get("images") or [])
+            out.extend(parse_image(d) for d in doc["images"])  # (as for servers)
             marker = _marker(doc.get("next"))
             if marker is None or marker in seen:
                 break
@@ -652,6 +763,7 @@ class CloudClient:
             params["marker"] = marker
         return out
 
+    @_reads_cloud
     async def list_images(self, server_id: str | None = None,
                           properties: Mapping[str, str] | None = None) -> list[Image]:
         """Images, newest first, of `server_id` (instance_uuid) and with these properties.
@@ -675,6 +787,7 @@ class CloudClient:
         return [im for im in found
                 if all(im.properties.get(k) == v for k, v in wanted.items())]
 
+    @_reads_cloud
     async def find_images_by_metadata(self, key: str, value: str) -> list[Image]:
         """Images carrying property `key` = `value` (reconciling a job after a crash); checked
         on our side, see `list_images`."""
@@ -738,6 +851,7 @@ class CloudClient:
                 pass  # a real 404: vanished
         return images
 
+    @_reads_cloud
     async def delete_image(self, image_id: str) -> None:
         """Delete an image; a protected one is `Forbidden`, a missing one `NotFound`."""
         resp = await self._call("image", "DELETE", f"/images/{quote(image_id, safe='')}")
@@ -762,6 +876,7 @@ class CloudClient:
             chunks.append(current)
         return chunks
 
+    @_reads_cloud
     async def observe(self, server_ids: Collection[str], image_ids: Collection[str],
                       since: datetime | None) -> Observation:
         """Task states and image statuses for many jobs in O(1) requests.
@@ -825,6 +940,7 @@ class CloudClient:
 
     # -- published rate limits ------------------------------------------------------------
 
+    @_reads_cloud
     async def rate_limits(self) -> list[RateLimit]:
         """Nova's published rate limits (`GET /limits`), read once; [] when the cloud
         publishes none or cannot say (a later call asks again)."""
@@ -867,6 +983,7 @@ class CloudClient:
     def _schedule_path(self, server_id: str) -> str:
         return f"/servers/{quote(server_id, safe='')}/rax-si-image-schedule"
 
+    @_reads_cloud
     async def get_rax_schedule(self, server_id: str) -> RaxSchedule | None:
         """The server's schedule, or None when scheduled images are disabled (404)."""
         resp = await self._call("compute", "GET", self._schedule_path(server_id))
@@ -878,6 +995,7 @@ class CloudClient:
             raise error_for(resp, "server", server_id)
         return parse_schedule(resp.json())
 
+    @_reads_cloud
     async def set_rax_schedule(self, server_id: str, retention: int,
                                day_of_week: str | None = None) -> RaxSchedule:
         """Enable (or switch) daily, or weekly when `day_of_week` is given, images."""
@@ -891,6 +1009,7 @@ class CloudClient:
         except (ValueError, KeyError):
             return wanted
 
+    @_reads_cloud
     async def delete_rax_schedule(self, server_id: str) -> None:
         """Disable scheduled images; already disabled is fine."""
         resp = await self._call("compute", "DELETE", self._schedule_path(server_id))

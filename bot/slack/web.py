@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 OUTBOX_EVENT = "imagebot_outbox"  # message metadata type that ties a message to its outbox row
 
+# ok:false codes that mean "not now", not "never" (docs.slack.dev, chat.postMessage errors):
+# retried with back-off like a 429. The first two say nothing was done; the others may have
+# done part of the work, so a post is looked up by its metadata before it is sent again.
+TRANSIENT_NOTHING_DONE = frozenset({"ratelimited", "service_unavailable", "request_timeout"})
+TRANSIENT_MAYBE_DONE = frozenset({"internal_error", "fatal_error"})
+TRANSIENT = TRANSIENT_NOTHING_DONE | TRANSIENT_MAYBE_DONE
+
 
 def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2) -> AsyncWebClient:
     """An AsyncWebClient that retries connection errors and honours Retry-After on 429."""
@@ -64,19 +71,40 @@ class SlackWeb:
         try:
             response = await self.client.api_call(method, json=kwargs)
         except SlackApiError as exc:
-            status = exc.response.status_code
-            error = str(exc.response.get("error", "") or "")
-            self._count(method, "429" if status == 429 else (error or str(status)))
-            if status == 429 or status >= 500:
-                raise SlackUnavailable(f"{method}: HTTP {status} {error}".strip(),
-                                       retry_after=_retry_after(exc.response.headers),
-                                       answered=True) from exc
-            raise SlackRejected(error or f"http_{status}") from exc
+            raise self._translate(method, exc) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self._count(method, "unreachable")
             raise SlackUnavailable(f"{method}: {type(exc).__name__}") from exc
+        except (AttributeError, ValueError) as exc:
+            # slack_sdk's validate() trips over a text/plain body (a proxy's error page).
+            self._count(method, "unreadable")
+            raise SlackUnavailable(f"{method}: unreadable answer ({type(exc).__name__})") \
+                from exc
+        if not isinstance(response.data, dict):
+            self._count(method, "unreadable")
+            raise SlackUnavailable(f"{method}: the answer was not a JSON object")
         self._count(method, "ok")
-        return dict(response.data) if isinstance(response.data, dict) else {}
+        return dict(response.data)
+
+    def _translate(self, method: str, exc: SlackApiError) -> SlackUnavailable | SlackRejected:
+        """ok:false, HTTP errors and unreadable bodies into the error tree: transient codes,
+        429 and 5xx are SlackUnavailable (retry later), everything else is final."""
+        response = exc.response
+        # A JSON decode error hands us aiohttp's response (`.status`), not slack_sdk's.
+        status = int(getattr(response, "status_code", None) or getattr(response, "status", 0) or 0)
+        data = getattr(response, "data", None)
+        error = str(data.get("error", "") or "") if isinstance(data, dict) else ""
+        headers = getattr(response, "headers", None)
+        self._count(method, "429" if status == 429 else (error or str(status)))
+        if status == 429 or status >= 500 or error in TRANSIENT_NOTHING_DONE:
+            return SlackUnavailable(f"{method}: HTTP {status} {error}".strip(),
+                                    retry_after=_retry_after(headers), answered=True)
+        if error in TRANSIENT_MAYBE_DONE or (not error and status in (0, 200)):
+            # No code at all: the body was not Slack's JSON (an HTML page, an empty body).
+            what = error or "an answer that was not Slack's JSON"
+            return SlackUnavailable(f"{method}: HTTP {status} {what}",
+                                    retry_after=_retry_after(headers), answered=False)
+        return SlackRejected(error)
 
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                    *, thread_ts: str | None = None, broadcast: bool = False,

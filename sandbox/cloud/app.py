@@ -74,6 +74,9 @@ def page_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
         raise SimError(400, "badRequest", "limit param must be positive")
     return min(limit, maximum)
 
+_SENT = Response()  # marker: a fault already sent the whole response itself
+
+
 class ConnectionDropped(httpx.RemoteProtocolError):
     """Raised by the `drop` fault after the response started, so the connection is cut."""
 
@@ -171,6 +174,8 @@ class SimMiddleware:
             return
         try:
             early = await self._intercept(scope, method, path, send_with_ids)
+            if early is _SENT:
+                return
             if early is not None:
                 await early(scope, receive, send_with_ids)
             else:
@@ -178,9 +183,26 @@ class SimMiddleware:
         finally:
             self.world.record(method, self._template(scope), status[0])
 
+    async def _stream(self, send: Send, kind: str, size: int, delay: float) -> None:
+        """A 200 JSON answer of `size` bytes: in 64 KB chunks (`huge`) or one byte every
+        `delay` seconds (`drip`). Neither is a valid document if read to the end."""
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        step = 65536 if kind == "huge" else 1
+        sent = 0
+        while sent < size:
+            n = min(step, size - sent)
+            chunk = (b'{"servers": [' + b" " * max(0, n - 13))[:n] if sent == 0 else b" " * n
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += n
+            if kind == "drip":
+                await self.sleep(delay)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def _intercept(self, scope: Scope, method: str, path: str,
                          send: Send) -> Response | None:
-        fault = self.world.take_http_fault(method, path)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        fault = self.world.take_http_fault(method, path, host)
         if fault is not None:
             if fault.kind == "slow":
                 await self.sleep(fault.delay)
@@ -191,6 +213,14 @@ class SimMiddleware:
                                         (b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": b"{", "more_body": True})
                 raise ConnectionDropped("Server disconnected without completing the response")
+            elif fault.kind == "garbage":
+                return Response("<html><body><h1>502 Bad Gateway</h1></body></html>",
+                                status_code=200, media_type="text/html")
+            elif fault.kind == "wrong_shape":
+                return JSONResponse({"error": "not what you asked for", "items": "none"})
+            elif fault.kind in ("huge", "drip"):
+                await self._stream(send, fault.kind, fault.size, fault.delay)
+                return _SENT
             else:
                 headers = {}
                 if fault.retry_after is not None:

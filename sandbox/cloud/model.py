@@ -69,7 +69,7 @@ _IMAGE_STATUS = {"image_uploading": "saving"}
 REFERENCE_DISK_GB = 20
 DAYS = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
 JOB_FAULTS = ("upload_fail", "image_deleted", "stuck", "orphan")
-HTTP_FAULTS = ("http", "slow", "drop")
+HTTP_FAULTS = ("http", "slow", "drop", "garbage", "wrong_shape", "huge", "drip")
 
 
 def stable_id(kind: str, name: str) -> str:
@@ -253,13 +253,15 @@ class HttpFault:
     """An HTTP-level fault applied to requests whose path matches `path`."""
 
     id: int
-    kind: str  # "http" | "slow" | "drop"
+    kind: str  # one of HTTP_FAULTS
     path: re.Pattern[str]
     method: str | None
     remaining: int | None  # None: forever
     status: int = 503
     retry_after: float | None = None
     delay: float = 0.0
+    size: int = 0  # huge: bytes sent; drip: bytes sent one at a time
+    host: str | None = None  # only requests to this Host (two "clouds" served by one world)
 
 
 @dataclass
@@ -801,11 +803,15 @@ class World:
         - `image_deleted` (`during`="image_uploading"): image deleted (later 404), task cleared.
         - `stuck` (`task_state`="image_uploading"): the job never leaves that task state.
         - `orphan`: task_state cleared now (nova-compute restart); the image stays as it is.
-        HTTP faults (`path` regex searched in the URL path, optional `method`, `count` requests,
-        default 1; `count`=None is forever):
+        HTTP faults (`path` regex searched in the URL path, optional `method` and `host`,
+        `count` requests, default 1; `count`=None is forever):
         - `http` (`status`=503, optional `retry_after` seconds) e.g. 500/503/429/413.
         - `slow` (`delay` seconds) then the normal response.
         - `drop` (`delay`=60): hang, then close without a response.
+        - `garbage`: 200 with an HTML page (a proxy or a half-deployed service).
+        - `wrong_shape`: 200 with JSON that is not the expected document (`{"error": ...}`).
+        - `huge` (`size`=300 MB): 200 with a JSON body of that size, streamed.
+        - `drip` (`delay`=2, `size`=64): 200 whose body comes one byte every `delay` seconds.
         Other: `revoke_tokens` (all tokens issued so far), `clear` (all HTTP and armed faults).
         """
         with self.lock:
@@ -817,7 +823,12 @@ class World:
                                   remaining=params.get("count", 1),
                                   status=int(params.get("status", 503)),
                                   retry_after=params.get("retry_after"),
-                                  delay=float(params.get("delay", 60.0 if kind == "drop" else 0)))
+                                  delay=float(params.get("delay", {"drop": 60.0, "drip": 2.0}
+                                                         .get(kind, 0.0))),
+                                  size=int(params.get("size", {"huge": 300 * 1024 * 1024,
+                                                               "drip": 64}.get(kind, 0))),
+                                  host=(str(params["host"]).lower() if params.get("host")
+                                        else None))
                 if fault.method:
                     fault.method = fault.method.upper()
                 self.http_faults.append(fault)
@@ -878,13 +889,16 @@ class World:
             server.updated = self.clock()
             job.action.finish_time, job.action.result = server.updated, "Error"
 
-    def take_http_fault(self, method: str, path: str) -> HttpFault | None:
+    def take_http_fault(self, method: str, path: str,
+                        host: str | None = None) -> HttpFault | None:
         """The first HTTP fault matching this request (consuming one of its uses)."""
         if not self.http_faults:
             return None
         with self.lock:
             for fault in self.http_faults:
                 if fault.method and fault.method != method:
+                    continue
+                if fault.host and fault.host != (host or "").lower().split(":")[0]:
                     continue
                 if not fault.path.search(path):
                     continue

@@ -6,7 +6,9 @@
 - `/response/<id>`: JSON posts to a response_url (5 uses, 30 minutes).
 - `/_emu/state`, `/_emu/messages?channel=`, `POST /_emu/outage {"seconds": N}`,
   `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
-  `POST /_emu/ratelimits {"enabled": bool, "scale": float}`.
+  `POST /_emu/ratelimits {"enabled": bool, "scale": float}`,
+  `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
+  (scripted ok:false or non-JSON answers to the next calls), `DELETE /_emu/faults`.
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
 """
@@ -34,6 +36,7 @@ from sandbox.slack.model import (
     TEAM_ID,
     TEAM_NAME,
     ApiError,
+    ApiFault,
     SlackWorkspace,
 )
 from sandbox.slack.socket import SocketHub
@@ -295,6 +298,15 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         if handler is None:
             ws.record(method, logged, 200, "unknown_method")
             return _error("unknown_method")
+        fault = ws.take_fault(method)
+        if fault is not None:
+            ws.record(method, logged, fault.status, fault.error)
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            if fault.body == "html":  # a proxy's error page: not JSON at all
+                return Response("<html><body>upstream error</body></html>",
+                                status_code=fault.status, media_type="text/html",
+                                headers=extra)
+            return _error(fault.error, fault.status, extra)
         wait = ws.limits.take(method, _channel_key(ws, params.get("channel")), now)
         if wait is not None:
             ws.record(method, logged, 429, "ratelimited")
@@ -377,6 +389,24 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             return _error("invalid_arguments", 400, detail=str(exc))
         return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale})
 
+    async def emu_faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            ws.api_faults.clear()
+            return _ok({})
+        try:
+            body = await _json_body(request)
+            after = body.get("retry_after")
+            fault = ApiFault(method=str(body["method"]) if body.get("method") else None,
+                             error=str(body.get("error", "internal_error")),
+                             status=int(body.get("status", 200)),
+                             remaining=int(body.get("count", 1)),
+                             retry_after=int(after) if after is not None else None,
+                             body=str(body.get("body", "json")))
+            ws.add_fault(fault)
+        except (ValueError, TypeError) as exc:
+            return _error("invalid_arguments", 400, detail=str(exc))
+        return _ok({"scripted": sum(f.remaining for f in ws.api_faults)})
+
     async def socket_endpoint(websocket: WebSocket) -> None:
         await hub.serve(websocket, websocket.path_params["ticket"])
 
@@ -388,6 +418,7 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         Route("/_emu/outage", emu_outage, methods=["POST"]),
         Route("/_emu/ratelimit-storm", emu_storm, methods=["POST"]),
         Route("/_emu/ratelimits", emu_ratelimits, methods=["POST"]),
+        Route("/_emu/faults", emu_faults, methods=["POST", "DELETE"]),
         WebSocketRoute("/socket/{ticket}", socket_endpoint),
     ]
     return Starlette(routes=routes)

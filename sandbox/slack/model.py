@@ -243,6 +243,22 @@ class CommandRun:
     response_url_id: str
 
 
+@dataclass
+class ApiFault:
+    """A scripted answer to the next `remaining` calls of `method` (None: every method).
+
+    `error` is Slack's ok:false code (`internal_error`, `fatal_error`, `service_unavailable`,
+    `request_timeout`, `ratelimited`, or a permanent one like `msg_too_long`); `body="html"`
+    answers a non-JSON page instead (what a proxy in front of Slack sends when it fails)."""
+
+    method: str | None
+    error: str = "internal_error"
+    status: int = 200
+    remaining: int = 1
+    retry_after: int | None = None
+    body: str = "json"  # "json" | "html"
+
+
 @dataclass(frozen=True)
 class ButtonRef:
     """A button seen in a rendered transcript: what clicking it would send."""
@@ -360,6 +376,7 @@ class SlackWorkspace:
         self.outage_until: float = 0.0
         self.storm_remaining: int = 0
         self.storm_retry_after: int = 1
+        self.api_faults: list[ApiFault] = []
         self.last_buttons: dict[int, ButtonRef] = {}
         self._last_us = 0
         self._counter = itertools.count(1)
@@ -688,6 +705,24 @@ class SlackWorkspace:
         self.storm_remaining = max(0, int(calls))
         self.storm_retry_after = max(1, int(retry_after))
 
+    def add_fault(self, fault: ApiFault) -> None:
+        """Queue a scripted ok:false (or non-JSON) answer; see `ApiFault`."""
+        if fault.body not in ("json", "html"):
+            raise ValueError("body must be json or html")
+        if fault.remaining < 1:
+            raise ValueError("count must be at least 1")
+        self.api_faults.append(fault)
+
+    def take_fault(self, method: str) -> ApiFault | None:
+        """The first scripted fault for `method`, consuming one of its uses."""
+        for fault in self.api_faults:
+            if fault.method in (None, method):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self.api_faults.remove(fault)
+                return fault
+        return None
+
     # --- recording and assertions -------------------------------------------------------------
 
     def record(self, method: str, params: Mapping[str, Any], status: int,
@@ -745,7 +780,8 @@ class SlackWorkspace:
             "ephemerals": len([e for e in self.ephemeral_messages if not e.deleted]),
             "calls": len(self.call_log),
             "faults": {"outage_for": max(0.0, self.outage_until - now),
-                       "storm_remaining": self.storm_remaining},
+                       "storm_remaining": self.storm_remaining,
+                       "scripted": sum(f.remaining for f in self.api_faults)},
             "rate_limits": {"enabled": self.limits.enabled, "scale": self.limits.scale},
         }
 

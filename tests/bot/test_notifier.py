@@ -113,7 +113,8 @@ async def test_a_retryable_failure_holds_its_thread_and_keeps_the_item(tmp_path:
 
 
 async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> None:
-    web = FakeWeb(fail={2: SlackRejected("invalid_blocks")})
+    # (invalid_blocks used to be the example; it now gets a plain-text second try, below.)
+    web = FakeWeb(fail={2: SlackRejected("as_user_not_supported")})
     store, notifier = await make(tmp_path, web)
     try:
         await new_job(store, reply("", "broken"), reply("", "fine"))

@@ -106,7 +106,9 @@ def parse_or_error(text: str) -> None:
         request = commands.parse(text)
     except ParseError as error:
         shown = str(error)
-        assert error.message and shown.startswith(error.message)
+        # str() escapes < and > (placeholders like <day> must not become Slack links).
+        escaped = error.message.replace("<", "&lt;").replace(">", "&gt;")
+        assert error.message and shown.startswith(escaped)
         assert "Usage:" in shown and error.usage.startswith("/image ")
         assert len(error.message) < 700  # echoes are shortened, however long the input
         return

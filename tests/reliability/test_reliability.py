@@ -95,3 +95,11 @@ def test_thread_check_catches_a_duplicate_final_message() -> None:
     assert len(cases.finals_of(ws, job)) == 2
     assert len(cases.parents_of(ws, job)) == 1
     del Path
+
+
+@pytest.mark.timeout(180)
+async def test_flaky_slack_and_cloud_lose_nothing_and_one_failing_cloud_stops_only_itself(
+        ) -> None:
+    result = await cases.flaky(jobs_each=2)
+    assert result.tried == 2 + 2 + 3
+    assert result.ok, report(result)

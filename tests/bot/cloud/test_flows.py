@@ -218,3 +218,21 @@ def test_cloud_check_bad_password_is_one_line(world: World) -> None:
     assert code == 1
     assert len(err.getvalue().strip().splitlines()) == 1
     assert "refused the credentials" in err.getvalue() and "wrong" not in err.getvalue()
+
+
+async def test_a_300_mb_answer_over_a_real_socket_is_cut_off(mclock: ManualClock) -> None:
+    from bot.errors import CloudBadResponse
+    from sandbox.cloud.serve import running_cloud
+
+    world = World(clock=mclock)
+    world.inject("huge", path="/servers/detail", count=None)  # 300 MB, streamed
+    async with running_cloud(world) as base:
+        client = CloudClient(config(auth_url=f"{base}/identity/v3", username="demo",
+                                    password="secret", project_name="demo"),
+                             clock=lambda: datetime.fromtimestamp(mclock(), UTC),
+                             sleep=Sleeps(), max_body=2 * 1024 * 1024)
+        async with client:
+            with pytest.raises(CloudBadResponse, match="larger than 2 MB"):
+                await client.list_servers()
+            world.inject("clear")
+            assert await client.list_servers()  # the connection pool is still usable

@@ -154,3 +154,27 @@ async def test_fault_listing_clearing_and_validation(client: httpx.AsyncClient) 
                 {"kind": "stuck", "server": "web-1", "task_state": "image_dancing"},
                 {"kind": "http", "path": "("}, {}):
         assert (await client.post("/_sim/faults", json=bad)).status_code == 400, bad
+
+
+async def test_garbage_and_wrong_shape_answer_200_with_what_no_client_expects(
+        client: httpx.AsyncClient, auth) -> None:
+    await client.post("/_sim/faults", json={"kind": "garbage", "path": "/servers"})
+    page = await client.get("/compute/v2.1/servers/detail", headers=auth)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    await client.post("/_sim/faults", json={"kind": "wrong_shape", "path": "/images"})
+    odd = await client.get("/image/v2/images", headers=auth)
+    assert odd.status_code == 200 and "images" not in odd.json()
+    assert "servers" in (await client.get("/compute/v2.1/servers/detail", headers=auth)).json()
+
+
+async def test_huge_and_drip_stream_their_bodies(client: httpx.AsyncClient, auth,
+                                                 sleeps: Sleeps) -> None:
+    await client.post("/_sim/faults", json={"kind": "huge", "path": "/servers",
+                                            "size": 300_000})
+    big = await client.get("/compute/v2.1/servers/detail", headers=auth)
+    assert big.status_code == 200 and len(big.content) == 300_000
+    assert big.content.startswith(b'{"servers": [')
+    await client.post("/_sim/faults", json={"kind": "drip", "path": "/images", "size": 5,
+                                            "delay": 2})
+    slow = await client.get("/image/v2/images", headers=auth)
+    assert len(slow.content) == 5 and sleeps.calls == [2.0] * 5

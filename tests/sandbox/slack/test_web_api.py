@@ -270,3 +270,24 @@ async def test_metadata_and_history_find_a_message_again(api: httpx.AsyncClient,
     assert bad == {"ok": False, "error": "invalid_metadata_schema"}
     hidden = (await call(api, "conversations.history", channel="G0SECRET")).json()
     assert hidden["error"] == "channel_not_found"
+
+
+async def test_scripted_faults_answer_ok_false_or_a_page_then_stop(
+        api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
+    r = await api.post("/_emu/faults", json={"method": "chat.postMessage",
+                                             "error": "internal_error", "count": 2})
+    assert r.json() == {"ok": True, "scripted": 2}
+    await api.post("/_emu/faults", json={"method": "chat.postMessage", "body": "html",
+                                         "status": 502})
+    assert (await call(api, "auth.test")).json()["ok"] is True  # other methods unaffected
+    for _ in range(2):
+        got = await call(api, "chat.postMessage", channel="C0OPS", text="x")
+        assert got.status_code == 200 and got.json() == {"ok": False, "error": "internal_error"}
+    page = await call(api, "chat.postMessage", channel="C0OPS", text="x")
+    assert page.status_code == 502 and page.headers["content-type"].startswith("text/html")
+    assert (await call(api, "chat.postMessage", channel="C0OPS", text="x")).json()["ok"]
+    assert len(ws.channel_messages("C0OPS")) == 1
+    assert (await api.post("/_emu/faults", json={"body": "xml"})).status_code == 400
+    await api.post("/_emu/faults", json={"error": "fatal_error", "count": 5})
+    assert (await api.delete("/_emu/faults")).json()["ok"]
+    assert (await call(api, "auth.test")).json()["ok"] is True

@@ -1,0 +1,121 @@
+"""One engine, two simulated clouds (separate worlds): a cloud that refuses our credentials,
+answers garbage or drips delays only its own jobs, is reported once in the notification channel
+of those jobs' channel policy, and once more when it is back. The other cloud's jobs finish."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import jobs
+from bot.cloud.client import CloudClient
+from bot.cloud.pool import CloudPool
+from bot.engine import Engine
+from bot.store import AsyncStore
+from sandbox.cloud.app import create_app
+from sandbox.cloud.model import ManualClock, World
+from tests.bot.cloud.conftest import Sleeps, config
+
+START = 1_700_000_000.0
+
+
+class Rig:
+    def __init__(self, store: AsyncStore, engine: Engine, worlds: dict[str, World],
+                 mclock: ManualClock) -> None:
+        self.store, self.engine, self.worlds, self.mclock = store, engine, worlds, mclock
+
+    async def ticks(self, n: int, step: float = 20.0) -> None:
+        for _ in range(n):
+            await self.engine.tick()
+            self.mclock.advance(step)
+
+    async def alerts(self) -> list[str]:
+        items = await self.store.pending_outbox(datetime(2100, 1, 1, tzinfo=UTC), limit=1000)
+        return [i.payload["text"] for i in items if i.kind == "channel_post"]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    mclock = ManualClock(START)
+
+    def now() -> datetime:
+        return datetime.fromtimestamp(mclock(), UTC)
+
+    worlds = {"main": World(clock=mclock), "lab": World(clock=mclock)}
+
+    def client(world: World, **kw: object) -> CloudClient:
+        timeout = float(kw.pop("timeout", 5.0))  # type: ignore[arg-type]
+        return CloudClient(config(auth_url="http://cloud.test/identity/v3", username="demo",
+                                  password="secret", project_name="demo", **kw),
+                           transport=httpx.ASGITransport(app=create_app(world)), clock=now,
+                           sleep=Sleeps(), timeout=timeout)
+
+    # The lab's total deadline is short so the dripping case costs seconds, not minutes.
+    pool = CloudPool(client(worlds["main"]),
+                     lambda name: client(worlds[name], name=name, timeout=1.0),
+                     default_name="main")
+    store = await AsyncStore.open(tmp_path / "e.db", clock=now)
+    engine = Engine(store, pool, clock=now, alerts_for=lambda job: ("C0ALERTS", "<!here>"))
+    try:
+        yield Rig(store, engine, worlds, mclock)
+    finally:
+        await pool.aclose()
+        await store.close()
+
+
+async def job_on(rig: Rig, cloud: str | None, server: str = "web-1") -> str:
+    job, _ = await rig.store.create_job(server_ref=server, requested_by="U0ALICE",
+                                        channel="C0OPS", state=jobs.QUEUED, cloud=cloud,
+                                        confirmed_at=datetime.fromtimestamp(START, UTC))
+    return job.id
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "garbage", "path": "/servers"},
+    {"kind": "wrong_shape", "path": "/compute"},
+    {"kind": "http", "status": 401, "path": "/identity"},  # credentials refused: AuthFailed
+    {"kind": "drip", "path": "/servers", "delay": 5, "size": 100},
+])
+async def test_one_failing_cloud_delays_only_its_jobs_and_is_reported_once(
+        rig: Rig, fault: dict[str, object]) -> None:
+    rig.worlds["lab"].inject(fault.pop("kind"), count=None, **fault)  # type: ignore[arg-type]
+    main_job = await job_on(rig, None)
+    lab_job = await job_on(rig, "lab")
+    await rig.ticks(4, step=90)
+    assert (await rig.store.get_job(main_job)).state == jobs.SUCCEEDED
+    lab = await rig.store.get_job(lab_job)
+    assert lab.state == jobs.QUEUED  # waits, neither failed nor lost
+    [down] = await rig.alerts()  # once, however many ticks it failed
+    assert "lab" in down and lab_job in down and down.startswith("<!here>")
+    rig.worlds["lab"].inject("clear")
+    await rig.ticks(12)
+    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
+    alerts = await rig.alerts()
+    assert len(alerts) == 2 and "answers again" in alerts[1]
+    await rig.ticks(3)
+    assert len(await rig.alerts()) == 2
+
+
+async def test_one_bad_tick_is_not_reported(rig: Rig) -> None:
+    rig.worlds["lab"].inject("garbage", path="/servers", count=1)
+    lab_job = await job_on(rig, "lab")
+    await rig.ticks(12)
+    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
+    assert await rig.alerts() == []
+
+
+async def test_a_cloud_failing_mid_flight_keeps_its_deadlines_and_reports(rig: Rig) -> None:
+    lab_job = await job_on(rig, "lab")
+    await rig.engine.tick()  # submitted, snapshotting
+    assert (await rig.store.get_job(lab_job)).state == jobs.SNAPSHOTTING
+    rig.worlds["lab"].inject("garbage", path="/", count=None)
+    await rig.ticks(3, step=1)
+    assert (await rig.store.get_job(lab_job)).state == jobs.SNAPSHOTTING
+    assert len(await rig.alerts()) == 1
+    rig.worlds["lab"].inject("clear")
+    await rig.ticks(20)
+    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
