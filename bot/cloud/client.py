@@ -14,6 +14,8 @@ Resilience rules:
   provably never left (connect errors); a 5xx or a read timeout on it is `CloudUnavailable`
   at once and the caller reconciles by image metadata.
 - 401: re-authenticate once and repeat the request; a second 401 is `AuthFailed`.
+- Keystone clouds log in with keystoneauth1 (`bot.cloud.keystone`) off the event loop; its
+  requests come back here (`_send`), so identity shares this client's TLS settings and retries.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import httpx
 
 from bot.cloud.auth import Authenticator, Session, parse_time
 from bot.cloud.config import CloudConfig
+from bot.cloud.keystone import LOGIN_TIMEOUT, KeystoneLogin
 from bot.cloud.models import Image, Observation, Server
 from bot.cloud.rax import RaxSchedule, parse_schedule
 from bot.errors import (
@@ -258,11 +261,18 @@ class CloudClient:
         self._max_tries = max(1, max_tries)
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
+        # The resolved TLS settings (cacert / verify / insecure / cert+key). httpx uses them
+        # for the transport it builds; a caller passing its own transport builds it with
+        # `config.ssl_verify()` too (bot.wiring does).
+        self.tls = config.ssl_verify()
         self._http = httpx.AsyncClient(
-            transport=transport, follow_redirects=False,
+            transport=transport, follow_redirects=False, verify=self.tls,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"Accept": "application/json", "User-Agent": "imagebot"})
-        self._auth = Authenticator(config, self._identity_post, self._clock)
+        keystone = None if config.is_rackspace else KeystoneLogin(
+            config, self._identity_send, timeout=max(LOGIN_TIMEOUT, timeout))
+        self._auth = Authenticator(config, self._identity_post, self._clock,
+                                   keystone=keystone)
         self._mv_refused: set[str] = set()  # microversions this cloud answered 406 to
 
     async def __aenter__(self) -> CloudClient:
@@ -294,7 +304,7 @@ class CloudClient:
 
     async def _send(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                     json: Any = None, headers: Mapping[str, str] | None = None,
-                    idempotent: bool = True) -> httpx.Response:
+                    idempotent: bool = True, content: bytes | None = None) -> httpx.Response:
         """One logical request with retries; returns any response the caller must judge."""
         last: CloudError | None = None
         for attempt in range(1, self._max_tries + 1):
@@ -307,7 +317,7 @@ class CloudClient:
             path = urlsplit(url).path
             try:
                 resp = await self._http.request(method, url, params=params, json=json,
-                                                headers=hdrs)
+                                                content=content, headers=hdrs)
             except httpx.HTTPError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
                 # INFO, not WARNING: a retry is routine; the final failure is raised.
@@ -351,6 +361,11 @@ class CloudClient:
             return resp
         assert last is not None
         raise last
+
+    async def _identity_send(self, method: str, url: str, headers: Mapping[str, str],
+                             content: bytes | None) -> httpx.Response:
+        """keystoneauth's requests, sent from its worker thread through this loop."""
+        return await self._send(method, url, headers=headers, content=content)
 
     async def _identity_post(self, url: str, body: Mapping[str, Any]
                              ) -> tuple[int, Mapping[str, str], Any]:
