@@ -60,10 +60,10 @@ class ShiftableClock:
 
 def sandbox_cloud_config(base_url: str) -> CloudConfig:
     """The clouds.yaml entry `sandbox` of the simulator at `base_url`."""
-    return CloudConfig(name="sandbox", auth_type="password", auth_url=f"{base_url}/identity/v3",
-                       username="demo", password="secret", project_name="demo",
-                       user_domain_name="Default", project_domain_name="Default",
-                       region_name="RegionOne", source="sandbox")
+    return CloudConfig(name="sandbox", auth_type="password", auth={
+        "auth_url": f"{base_url}/identity/v3", "username": "demo", "password": "secret",
+        "project_name": "demo", "user_domain_name": "Default",
+        "project_domain_name": "Default"}, region_name="RegionOne", source="sandbox")
 
 
 @dataclass

@@ -99,8 +99,8 @@ def test_os_env_password(dirs: dict[str, Path]) -> None:
         "OS_PROJECT_NAME": "p", "OS_USER_DOMAIN_NAME": "D", "OS_PROJECT_DOMAIN_ID": "d1",
         "OS_REGION_NAME": "RegionTwo", "OS_INTERFACE": "internalURL"})
     assert cfg.auth_type == "password" and cfg.auth_url == "https://k.example/v3/"  # as given
-    assert (cfg.username, cfg.project_name, cfg.user_domain_name, cfg.project_domain_id) == (
-        "bob", "p", "D", "d1")
+    assert (cfg.username, cfg.auth["project_name"], cfg.auth["user_domain_name"],
+            cfg.auth["project_domain_id"]) == ("bob", "p", "D", "d1")
     assert (cfg.region_name, cfg.interface, cfg.source) == ("RegionTwo", "internal",
                                                             "environment")
 
