@@ -257,7 +257,7 @@ def _resolve(cloud: str | None, env: Mapping[str, str],
 
     occ = _open(files)
     path = occ.config_filename
-    names = sorted(n for n in occ.get_cloud_names() if n != "defaults")
+    names = sorted(str(n) for n in occ.get_cloud_names() if n != "defaults")
     name = cloud or occ.default_cloud
     if name is None or name == "defaults":
         if env.get("RACKSPACE_USERNAME") or env.get("RACKSPACE_API_KEY"):
