@@ -131,7 +131,7 @@ class CloudConfig:
                 plugin = self.region.get_auth()
                 if plugin is not None:
                     return plugin
-            loader = loading.get_plugin_loader(self.auth_type)
+            loader: Any = loading.get_plugin_loader(self.auth_type)
             return loader.load_from_options(**dict(self.auth))
         except (ks_exc.ClientException, TypeError) as exc:
             raise ConfigError(f"cannot build the {self.auth_type} auth plugin: {exc}",
@@ -271,8 +271,8 @@ def _resolve(cloud: str | None, env: Mapping[str, str],
     source = "environment" if is_env else (path or "")
     if name not in occ.get_cloud_names():
         known = ", ".join(names) or "none"
-        where = path or "no clouds.yaml found"
-        raise ConfigError(f"no such cloud (defined: {known})", path=where, key=f"clouds.{name}")
+        raise ConfigError(f"no such cloud (defined: {known})",
+                          path=path or "no clouds.yaml found", key=f"clouds.{name}")
 
     def where(key: str) -> str:
         if is_env:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,8 @@ LOGIN_TIMEOUT = 60.0
 _HOP_HEADERS = frozenset({"content-length", "host", "connection", "accept-encoding"})
 
 # (method, url, headers, body) -> response; the client's `_send`, run on the event loop.
-Send = Callable[[str, str, Mapping[str, str], bytes | None], Awaitable[httpx.Response]]
+Send = Callable[[str, str, Mapping[str, str], bytes | None],
+               Coroutine[Any, Any, httpx.Response]]
 
 
 class LoopAdapter(requests.adapters.BaseAdapter):
@@ -51,7 +52,7 @@ class LoopAdapter(requests.adapters.BaseAdapter):
         content = body.encode() if isinstance(body, str) else body
         headers = {k: v for k, v in request.headers.items() if isinstance(v, str)
                    and k.lower() not in _HOP_HEADERS}
-        future = asyncio.run_coroutine_threadsafe(
+        future: concurrent.futures.Future[httpx.Response] = asyncio.run_coroutine_threadsafe(
             self._send_async(str(request.method), str(request.url), headers,
                              content if isinstance(content, bytes) else None), self._loop)
         try:
