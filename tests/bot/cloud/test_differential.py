@@ -293,3 +293,23 @@ def test_table_output_is_readable(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "auth.password" in text and "***" in text and "pw" not in text.split()
     assert re.search(r"^auth\.auth_url +https://keystone\.example\.com:5000/v3/$", text, re.M)
+
+
+def test_cli_cloud_show_json_and_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    for var in list(os.environ):
+        if var.startswith(("OS_", "RACKSPACE_")):
+            monkeypatch.delenv(var)
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump(cloud(auth=DEVSTACK_AUTH, region_name="R1")))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    assert main(["cloud", "show", "--cloud", "c", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["auth"]["password"] == "***" and doc["region_name"] == "R1"
+    path.write_text(yaml.safe_dump(cloud(auth={**DEVSTACK_AUTH, "password": None})))
+    assert main(["cloud", "show", "--cloud", "c"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(path) in err and "clouds.c.auth.password" in err
