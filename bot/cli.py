@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = cloud_sub.add_parser("check", help="authenticate and list up to 20 servers")
     check.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
     check.set_defaults(handler=_cloud_check)
+    show = cloud_sub.add_parser("show", help="print the resolved cloud configuration "
+                                "(secrets masked)")
+    show.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(handler=_cloud_show)
 
     run = sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set)")
     run.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
@@ -92,6 +97,12 @@ def _cloud_check(args: argparse.Namespace) -> int:
     from bot.cloud.check import check
 
     return check(cloud_name=args.cloud)
+
+
+def _cloud_show(args: argparse.Namespace) -> int:
+    from bot.cloud.show import show
+
+    return show(cloud_name=args.cloud, as_json=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

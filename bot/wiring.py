@@ -131,8 +131,10 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     metrics = Metrics()
 
     def client_for(cloud_config: CloudConfig) -> CloudClient:
+        # The transport carries the cloud's resolved TLS settings (cacert, insecure, cert+key).
         return CloudClient(cloud_config, transport=CountingTransport(
-            cloud_transport or httpx.AsyncHTTPTransport(), metrics))
+            cloud_transport or httpx.AsyncHTTPTransport(verify=cloud_config.ssl_verify()),
+            metrics))
 
     # Channel policies may name other clouds.yaml entries; each gets a client on first use.
     cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),

@@ -62,15 +62,15 @@ def sandbox_cloud_config(base_url: str, api: str = "openstack") -> CloudConfig:
     """The clouds.yaml entry `sandbox` of the simulator at `base_url` (what `imagebot
     cloud-sim [--api rackspace-legacy]` prints)."""
     if api == "rackspace-legacy":
-        return CloudConfig(name="sandbox", auth_type="rackspace_apikey",
-                           auth_url=f"{base_url}/identity/v2.0", username="demo",
-                           api_key="demo-api-key", region_name="DFW",
-                           compute_service_name="cloudServersOpenStack",
-                           image_service_name="cloudImages", source="sandbox")
-    return CloudConfig(name="sandbox", auth_type="password", auth_url=f"{base_url}/identity/v3",
-                       username="demo", password="secret", project_name="demo",
-                       user_domain_name="Default", project_domain_name="Default",
-                       region_name="RegionOne", source="sandbox")
+        return CloudConfig(name="sandbox", auth_type="rackspace_apikey", auth={
+            "auth_url": f"{base_url}/identity/v2.0", "username": "demo",
+            "api_key": "demo-api-key"}, region_name="DFW",
+            compute_service_name="cloudServersOpenStack", image_service_name="cloudImages",
+            source="sandbox")
+    return CloudConfig(name="sandbox", auth_type="password", auth={
+        "auth_url": f"{base_url}/identity/v3", "username": "demo", "password": "secret",
+        "project_name": "demo", "user_domain_name": "Default",
+        "project_domain_name": "Default"}, region_name="RegionOne", source="sandbox")
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""Identity: Keystone v3 and Rackspace v2.0 tokens, service catalogs, endpoint choice.
+"""Identity: Rackspace v2.0 tokens and catalogs, and the `Authenticator` every cloud uses.
 
-The parsing and endpoint selection are pure functions; `Authenticator` is the thin shell that
-holds the current token, re-authenticates before expiry, and makes concurrent callers share one
-authentication in flight.
+Keystone clouds log in with keystoneauth1 (`bot.cloud.keystone`, injected as `keystone`);
+Rackspace API-key and password logins are imagebot's own (below): the request matches the
+unmaintained rackspaceauth plugin. The parsing and endpoint selection are pure functions;
+`Authenticator` is the thin shell that holds the current token, re-authenticates before expiry,
+and makes concurrent callers share one authentication in flight.
 """
 
 from __future__ import annotations
@@ -34,44 +36,6 @@ class Session:
     image_url: str
     project_id: str | None = None
     issued_at: datetime | None = None
-
-
-def keystone_request(config: CloudConfig) -> dict[str, Any]:
-    """The `POST /v3/auth/tokens` body for a password or application-credential config."""
-    if config.auth_type == "v3applicationcredential":
-        cred: dict[str, Any] = {"secret": config.application_credential_secret}
-        if config.application_credential_id:
-            cred["id"] = config.application_credential_id
-        else:
-            cred["name"] = config.application_credential_name
-            cred["user"] = _user(config)
-        return {"auth": {"identity": {"methods": ["application_credential"],
-                                      "application_credential": cred}}}
-    user = _user(config)
-    user["password"] = config.password
-    project: dict[str, Any]
-    if config.project_id:
-        project = {"id": config.project_id}
-    else:
-        project = {"name": config.project_name, "domain": _domain(
-            config.project_domain_id, config.project_domain_name)}
-    return {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
-                     "scope": {"project": project}}}
-
-
-def _domain(domain_id: str | None, domain_name: str | None) -> dict[str, str]:
-    if domain_id:
-        return {"id": domain_id}
-    if domain_name:
-        return {"name": domain_name}
-    return {"id": "default"}
-
-
-def _user(config: CloudConfig) -> dict[str, Any]:
-    if config.user_id:
-        return {"id": config.user_id}
-    return {"name": config.username,
-            "domain": _domain(config.user_domain_id, config.user_domain_name)}
 
 
 def rackspace_request(config: CloudConfig) -> dict[str, Any]:
@@ -146,25 +110,6 @@ def _endpoint_url(ep: Mapping[str, Any], interface: str) -> str | None:
     return str(value) if value else None
 
 
-def parse_keystone(config: CloudConfig, subject_token: str | None, body: Any) -> Session:
-    """A Session from a Keystone v3 201 response (token in the X-Subject-Token header)."""
-    token = body.get("token") if isinstance(body, dict) else None
-    if not subject_token or not isinstance(token, dict) or "expires_at" not in token:
-        raise CloudRejected("identity answered without a token")
-    catalog = token.get("catalog") or []
-    project = token.get("project") or {}
-    return Session(
-        token=subject_token, expires_at=parse_time(str(token["expires_at"])),
-        issued_at=parse_time(str(token["issued_at"])) if token.get("issued_at") else None,
-        compute_url=(config.compute_endpoint_override or select_endpoint(
-            catalog, "compute", region=config.region_name, interface=config.interface,
-            name=config.compute_service_name)).rstrip("/"),
-        image_url=image_v2(config.image_endpoint_override or select_endpoint(
-            catalog, "image", region=config.region_name, interface=config.interface,
-            name=config.image_service_name)),
-        project_id=project.get("id"))
-
-
 def parse_rackspace(config: CloudConfig, body: Any) -> Session:
     """A Session from a Rackspace v2.0 `access` document; compute is chosen by service name."""
     access = body.get("access") if isinstance(body, dict) else None
@@ -189,9 +134,11 @@ class Authenticator:
     """Holds the current Session; refreshes it before expiry and after a 401."""
 
     def __init__(self, config: CloudConfig, post: Post, clock: Callable[[], datetime],
-                 margin: timedelta = REFRESH_MARGIN) -> None:
+                 margin: timedelta = REFRESH_MARGIN,
+                 keystone: Callable[[], Awaitable[Session]] | None = None) -> None:
         self._config = config
         self._post = post
+        self._keystone = keystone
         self._clock = clock
         self._margin = margin
         self._session: Session | None = None
@@ -228,7 +175,12 @@ class Authenticator:
 
     async def _authenticate(self) -> Session:
         config = self._config
-        body = rackspace_request(config) if config.is_rackspace else keystone_request(config)
+        if not config.is_rackspace:
+            if self._keystone is None:
+                raise ConfigError(f"no Keystone login for cloud {config.name}")
+            self.count += 1
+            return await self._keystone()
+        body = rackspace_request(config)
         issued = self._clock()
         status, headers, doc = await self._post(tokens_url(config), body)
         self.count += 1
@@ -239,10 +191,7 @@ class Authenticator:
             raise AuthFailed(f"identity service at {config.auth_url} forbids this login")
         if status not in (200, 201):
             raise CloudRejected(f"identity service answered HTTP {status}")
-        if config.is_rackspace:
-            session = parse_rackspace(config, doc)
-        else:
-            session = parse_keystone(config, headers.get("x-subject-token"), doc)
+        session = parse_rackspace(config, doc)
         if session.issued_at is None:
             session = Session(token=session.token, expires_at=session.expires_at,
                               compute_url=session.compute_url, image_url=session.image_url,

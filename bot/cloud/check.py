@@ -1,4 +1,5 @@
-"""`imagebot cloud check`: authenticate, show the endpoints, list a few servers."""
+"""`imagebot cloud check`: resolve the cloud like `cloud show`, authenticate, say which endpoints
+were chosen (and how), list a few servers."""
 
 from __future__ import annotations
 
@@ -21,8 +22,13 @@ async def run_check(config: CloudConfig, out: TextIO, *,
     async with CloudClient(config, transport=transport) as client:
         compute, image = await client.endpoints()
         print(f"cloud:   {config.name} ({config.auth_type}, from {config.source})", file=out)
-        print(f"compute: {compute}", file=out)
-        print(f"image:   {image}", file=out)
+        how = (f"interface {config.interface}, region {config.region_name or 'any'}")
+        print(f"compute: {compute} ("
+              + ("compute_endpoint_override" if config.compute_endpoint_override
+                 else f"catalog, {how}") + ")", file=out)
+        print(f"image:   {image} ("
+              + ("image_endpoint_override" if config.image_endpoint_override
+                 else f"catalog, {how}") + ")", file=out)
         servers = await client.list_servers(limit=MAX_SERVERS)
         print(f"servers: {len(servers)}" + (" (first 20)" if len(servers) == MAX_SERVERS
                                             else ""), file=out)

@@ -19,6 +19,8 @@ Resilience rules:
   timeout is per read, so a body dripping a byte at a time would hold us for ever). An answer
   we cannot parse (not JSON, the wrong shape) is `CloudBadResponse` too, never a bare
   ValueError/KeyError: every public method is wrapped by `_reads_cloud`.
+- Keystone clouds log in with keystoneauth1 (`bot.cloud.keystone`) off the event loop; its
+  requests come back here (`_send`), so identity shares this client's TLS settings and retries.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import httpx
 
 from bot.cloud.auth import Authenticator, Session, parse_time
 from bot.cloud.config import CloudConfig
+from bot.cloud.keystone import LOGIN_TIMEOUT, KeystoneLogin
 from bot.cloud.models import Image, Observation, Server
 from bot.cloud.rax import RaxSchedule, parse_schedule
 from bot.errors import (
@@ -387,11 +390,18 @@ class CloudClient:
         self._max_retry_after = max_retry_after
         self._timeout = timeout  # total, per request: headers and the whole body
         self._max_body = max_body
+        # The resolved TLS settings (cacert / verify / insecure / cert+key). httpx uses them
+        # for the transport it builds; a caller passing its own transport builds it with
+        # `config.ssl_verify()` too (bot.wiring does).
+        self.tls = config.ssl_verify()
         self._http = httpx.AsyncClient(
-            transport=transport, follow_redirects=False,
+            transport=transport, follow_redirects=False, verify=self.tls,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"Accept": "application/json", "User-Agent": "imagebot"})
-        self._auth = Authenticator(config, self._identity_post, self._clock)
+        keystone = None if config.is_rackspace else KeystoneLogin(
+            config, self._identity_send, timeout=max(LOGIN_TIMEOUT, timeout))
+        self._auth = Authenticator(config, self._identity_post, self._clock,
+                                   keystone=keystone)
         self._mv_refused: set[str] = set()  # microversions this cloud answered 406 to
         self._glance_in: bool | None = None  # does this Glance know `id=in:`? (probed once)
         self._limits: list[RateLimit] | None = None  # Nova's published rate limits
@@ -436,12 +446,13 @@ class CloudClient:
         return base * (0.5 + self._rng() / 2)  # jitter: half to full
 
     async def _fetch(self, method: str, url: str, *, params: Mapping[str, str] | None,
-                     json: Any, headers: Mapping[str, str]) -> httpx.Response:
+                     json: Any, headers: Mapping[str, str],
+                     content: bytes | None = None) -> httpx.Response:
         """The response-reading edge: one request, its body streamed and read completely,
         at most `max_body` bytes (`_TooBig`, the rest unread) and within `timeout` seconds
         from start to the last byte (`TimeoutError`)."""
         request = self._http.build_request(method, url, params=params, json=json,
-                                           headers=headers)
+                                           content=content, headers=headers)
         async with asyncio.timeout(self._timeout):
             resp = await self._http.send(request, stream=True)
             try:
@@ -468,7 +479,7 @@ class CloudClient:
 
     async def _send(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                     json: Any = None, headers: Mapping[str, str] | None = None,
-                    idempotent: bool = True) -> httpx.Response:
+                    idempotent: bool = True, content: bytes | None = None) -> httpx.Response:
         """One logical request with retries; returns any response the caller must judge."""
         last: CloudError | None = None
         for attempt in range(1, self._max_tries + 1):
@@ -480,7 +491,8 @@ class CloudClient:
             started = time.monotonic()
             path = urlsplit(url).path
             try:
-                resp = await self._fetch(method, url, params=params, json=json, headers=hdrs)
+                resp = await self._fetch(method, url, params=params, json=json,
+                                          content=content, headers=hdrs)
             except _TooBig as exc:
                 # Retrying would fetch the same flood again.
                 log.warning("cloud %s %s %s: answer over %d bytes (%s), not read further",
@@ -541,6 +553,11 @@ class CloudClient:
             return resp
         assert last is not None
         raise last
+
+    async def _identity_send(self, method: str, url: str, headers: Mapping[str, str],
+                             content: bytes | None) -> httpx.Response:
+        """keystoneauth's requests, sent from its worker thread through this loop."""
+        return await self._send(method, url, headers=headers, content=content)
 
     async def _identity_post(self, url: str, body: Mapping[str, Any]
                              ) -> tuple[int, Mapping[str, str], Any]:

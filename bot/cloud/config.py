@@ -1,22 +1,28 @@
-"""Cloud settings the way OpenStack users already keep them: clouds.yaml, secure.yaml, OS_*.
+"""Cloud settings the way OpenStack users already keep them, resolved by `openstack.config`.
 
-Resolution (mirrors openstacksdk / python-openstackclient):
-1. A cloud name (`cloud` argument, else `OS_CLOUD`) selects an entry of the first clouds.yaml
-   found (`OS_CLIENT_CONFIG_FILE`, `./clouds.yaml`, `~/.config/openstack/clouds.yaml`,
-   `/etc/openstack/clouds.yaml`), deep-merged with the same entry of the first secure.yaml found
-   (`OS_CLIENT_SECURE_FILE`, then the same directories). Like osc, `OS_PASSWORD`,
-   `OS_APPLICATION_CREDENTIAL_SECRET` and `OS_REGION_NAME` fill in what the entry leaves out.
-2. Without a name, plain `OS_*` variables (`OS_AUTH_URL` set) form the cloud.
-3. Else `RACKSPACE_USERNAME` + `RACKSPACE_API_KEY` (+ `RACKSPACE_REGION`) form a Rackspace cloud.
-4. Else a clouds.yaml holding exactly one cloud is used.
+`openstack.config` (openstacksdk, the library behind the `openstack` CLI) does the resolution:
+the clouds.yaml / secure.yaml search path, `OS_CLIENT_CONFIG_FILE` / `OS_CLIENT_SECURE_FILE`,
+`OS_*` variables (the `envvars` cloud, also reachable as `OS_CLOUD=envvars`), hyphenated keys,
+`domain_name`/`domain_id` shorthand, `region_name` lists and `regions[].values`, the legacy
+`endpoint_type`, vendor profiles, `cacert` / `verify` / `insecure` / `cert` / `key`. This module
+only adds what imagebot needs on top, each listed in tests/bot/cloud/test_differential.py:
 
-Every problem is a `ConfigError` naming the file and the key. Secrets never appear in reprs.
+- `auth_type: rackspace_apikey` (and `rackspace_password`) is loaded without a keystoneauth
+  plugin (there is no maintained one); imagebot's own code in `bot.cloud.auth` authenticates it.
+- `RACKSPACE_USERNAME` + `RACKSPACE_API_KEY` (+ `RACKSPACE_REGION`) form a Rackspace cloud when
+  nothing else is configured.
+- Problems openstack.config would let through to the first request (or skip silently: invalid
+  YAML, a missing `OS_CLIENT_CONFIG_FILE`) are a `ConfigError` naming the file, cloud and key.
+
+Secrets never appear in reprs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import ssl
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,335 +34,343 @@ from bot.errors import ConfigError
 RACKSPACE_IDENTITY = "https://identity.api.rackspacecloud.com/v2.0"
 RACKSPACE_COMPUTE_NAME = "cloudServersOpenStack"  # never the v1 "cloudServers" entry
 RACKSPACE_IMAGE_NAME = "cloudImages"
-AUTH_TYPES = ("password", "v3applicationcredential", "rackspace_apikey", "rackspace_password")
+RACKSPACE_AUTH_TYPES = ("rackspace_apikey", "rackspace_password")
 INTERFACES = ("public", "internal", "admin")
-SYSTEM_DIR = Path("/etc/openstack")
+SECRET_KEYS = frozenset({"password", "api_key", "application_credential_secret", "token",
+                         "passcode", "client_secret"})
+_SUFFIXES = (".yaml", ".yml", ".json")
 
-# OS_* variable -> key inside `auth` (or at the top level for the non-auth ones).
-_ENV_AUTH = {
-    "OS_AUTH_URL": "auth_url",
-    "OS_USERNAME": "username",
-    "OS_USER_ID": "user_id",
-    "OS_PASSWORD": "password",
-    "OS_PROJECT_NAME": "project_name",
-    "OS_TENANT_NAME": "project_name",
-    "OS_PROJECT_ID": "project_id",
-    "OS_TENANT_ID": "project_id",
-    "OS_USER_DOMAIN_NAME": "user_domain_name",
-    "OS_USER_DOMAIN_ID": "user_domain_id",
-    "OS_PROJECT_DOMAIN_NAME": "project_domain_name",
-    "OS_PROJECT_DOMAIN_ID": "project_domain_id",
-    "OS_APPLICATION_CREDENTIAL_ID": "application_credential_id",
-    "OS_APPLICATION_CREDENTIAL_NAME": "application_credential_name",
-    "OS_APPLICATION_CREDENTIAL_SECRET": "application_credential_secret",
-}
-_ENV_TOP = {
-    "OS_AUTH_TYPE": "auth_type",
-    "OS_REGION_NAME": "region_name",
-    "OS_INTERFACE": "interface",
-    "OS_COMPUTE_ENDPOINT_OVERRIDE": "compute_endpoint_override",
-    "OS_IMAGE_ENDPOINT_OVERRIDE": "image_endpoint_override",
+# What an auth type cannot work without: each tuple is "one of these". keystoneauth checks
+# only some of these when the plugin is built (others fail with a TypeError, or at the first
+# request), so we say which key is missing, and where, before that.
+_USER = ("username", "user_id")
+_PROJECT = ("project_name", "project_id")
+_REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "password": (("auth_url",), _USER, ("password",), _PROJECT),
+    "v3password": (("auth_url",), _USER, ("password",), _PROJECT),
+    "v2password": (("auth_url",), _USER, ("password",)),
+    "v3applicationcredential": (("auth_url",), ("application_credential_secret",),
+                                ("application_credential_id", "application_credential_name")),
+    "token": (("auth_url",), ("token",)),
+    "v3token": (("auth_url",), ("token",)),
+    "v3totp": (("auth_url",), _USER, ("passcode",)),
+    "rackspace_apikey": (("username",), ("api_key",)),
+    "rackspace_password": (("username",), ("password",)),
 }
 
 
 @dataclass(frozen=True)
 class CloudConfig:
-    """Everything needed to authenticate and pick endpoints. Secret fields are hidden in repr."""
+    """One resolved cloud: what the client needs to authenticate and pick endpoints.
+
+    `auth` holds the auth fields as configured (after openstack.config's merging); `region` is
+    openstack.config's CloudRegion for Keystone clouds (None for Rackspace and hand-built
+    configs), whose `get_auth()` gives the keystoneauth plugin.
+    """
 
     name: str
     auth_type: str
-    auth_url: str
-    username: str | None = None
-    user_id: str | None = None
-    password: str | None = field(default=None, repr=False)
-    api_key: str | None = field(default=None, repr=False)
-    project_name: str | None = None
-    project_id: str | None = None
-    user_domain_name: str | None = None
-    user_domain_id: str | None = None
-    project_domain_name: str | None = None
-    project_domain_id: str | None = None
-    application_credential_id: str | None = None
-    application_credential_name: str | None = None
-    application_credential_secret: str | None = field(default=None, repr=False)
+    auth: Mapping[str, Any] = field(default_factory=dict, repr=False)
     region_name: str | None = None
     interface: str = "public"
+    verify: bool | str = True  # False, True or a CA bundle path
+    cert: str | None = None
+    key: str | None = None
     compute_endpoint_override: str | None = None
     image_endpoint_override: str | None = None
     compute_service_name: str | None = None
     image_service_name: str | None = None
     source: str = ""  # the file or "environment" this came from, for messages
+    region: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_rackspace(self) -> bool:
-        """Rackspace identity v2.0 (API key or password)."""
+        """Rackspace identity v2.0 (API key or password): imagebot's own auth code."""
         return self.auth_type.startswith("rackspace_")
+
+    def _get(self, key: str) -> str | None:
+        value = self.auth.get(key)
+        return None if value in (None, "") else str(value)
+
+    @property
+    def auth_url(self) -> str:
+        """The identity endpoint as configured (Rackspace's public one by default)."""
+        return self._get("auth_url") or (RACKSPACE_IDENTITY if self.is_rackspace else "")
+
+    @property
+    def username(self) -> str | None:
+        """auth.username."""
+        return self._get("username")
+
+    @property
+    def password(self) -> str | None:
+        """auth.password."""
+        return self._get("password")
+
+    @property
+    def api_key(self) -> str | None:
+        """auth.api_key (Rackspace)."""
+        return self._get("api_key")
 
     def secrets(self) -> tuple[str, ...]:
         """The secret values (for tests and log scrubbing)."""
-        return tuple(s for s in (self.password, self.api_key,
-                                 self.application_credential_secret) if s)
+        return tuple(str(v) for k, v in self.auth.items() if k in SECRET_KEYS and v)
+
+    def masked_auth(self) -> dict[str, Any]:
+        """The auth fields with secret values replaced by "***"."""
+        return {k: ("***" if k in SECRET_KEYS and v not in (None, "") else v)
+                for k, v in self.auth.items()}
+
+    def keystone_plugin(self) -> Any:
+        """A fresh keystoneauth1 plugin for this cloud (the one the config names)."""
+        from keystoneauth1 import exceptions as ks_exc
+        from keystoneauth1 import loading
+
+        try:
+            if self.region is not None:
+                plugin = self.region.get_auth()
+                if plugin is not None:
+                    return plugin
+            loader: Any = loading.get_plugin_loader(self.auth_type)
+            return loader.load_from_options(**dict(self.auth))
+        except (ks_exc.ClientException, TypeError) as exc:
+            raise ConfigError(f"cannot build the {self.auth_type} auth plugin: {exc}",
+                              path=self.source or None, key=f"clouds.{self.name}") from None
+
+    def ssl_verify(self) -> ssl.SSLContext | bool:
+        """The TLS settings for httpx: False, or an SSLContext with the CA bundle and client
+        certificate (httpx 0.28 takes both through `verify=`; `cert=` is deprecated)."""
+        if self.verify is False and not self.cert:
+            return False
+        try:
+            if isinstance(self.verify, str):
+                ctx = ssl.create_default_context(cafile=self.verify)
+            else:
+                import certifi
+
+                ctx = ssl.create_default_context(cafile=certifi.where())
+            if self.verify is False:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if self.cert:
+                ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            what = "cert/key" if self.cert else "cacert"
+            raise ConfigError(f"cannot load TLS files: {exc}", path=self.source or None,
+                              key=f"clouds.{self.name}.{what}") from None
+        return ctx
 
 
 def load_cloud_config(cloud: str | None = None, env: Mapping[str, str] | None = None,
                       cwd: Path | None = None, home: Path | None = None,
                       system_dir: Path | None = None) -> CloudConfig:
-    """Resolve the cloud to use (see the module docstring for the order)."""
-    env = os.environ if env is None else env
-    cwd = Path.cwd() if cwd is None else cwd
-    home = Path.home() if home is None else home
-    system_dir = SYSTEM_DIR if system_dir is None else system_dir
-    dirs = [cwd, home / ".config" / "openstack", system_dir]
-    name = cloud or env.get("OS_CLOUD") or None
+    """Resolve cloud `cloud` (else `OS_CLOUD`, else the only one) with openstack.config.
 
-    clouds_path = _first_file(env.get("OS_CLIENT_CONFIG_FILE"), dirs, "clouds")
-    if name is not None:
-        if clouds_path is None:
-            if name == "envvars" and env.get("OS_AUTH_URL"):
-                return _from_env(env)
-            raise ConfigError(f"cloud {name!r} requested but no clouds.yaml found (looked in "
-                              + ", ".join(str(d) for d in dirs) + ")", key="OS_CLOUD")
-        return _from_file(name, clouds_path, env, dirs)
-    if env.get("OS_AUTH_URL"):
-        return _from_env(env)
-    if env.get("RACKSPACE_USERNAME") or env.get("RACKSPACE_API_KEY"):
-        return _from_rackspace_env(env)
-    if clouds_path is not None:
-        clouds = _clouds(clouds_path)
-        if len(clouds) == 1:
-            return _from_file(next(iter(clouds)), clouds_path, env, dirs)
-        raise ConfigError("several clouds defined; choose one with --cloud or OS_CLOUD: "
-                          + ", ".join(sorted(clouds)), path=str(clouds_path), key="clouds")
-    raise ConfigError("no cloud configured: set OS_CLOUD with a clouds.yaml, or OS_AUTH_URL and "
-                      "friends, or RACKSPACE_USERNAME/RACKSPACE_API_KEY")
+    `env` and the directories default to the process's; tests pass them so nothing outside
+    leaks in. With `env` given, os.environ is replaced by it while openstack.config reads it
+    (it has no other way in).
+    """
+    files = _search_files(cwd, home, system_dir)
+    with _environ(env):
+        environ = dict(os.environ)
+        _check_files(environ, files)
+        return _resolve(cloud, environ, files)
 
 
-# ---- files ----------------------------------------------------------------------------------
+# ---- openstack.config -----------------------------------------------------------------------
 
 
-def _first_file(explicit: str | None, dirs: list[Path], stem: str) -> Path | None:
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError("file does not exist", path=str(path),
-                              key="OS_CLIENT_CONFIG_FILE" if stem == "clouds"
-                              else "OS_CLIENT_SECURE_FILE")
-        return path
-    for d in dirs:
-        for ext in ("yaml", "yml"):
-            path = d / f"{stem}.{ext}"
-            if path.is_file():
-                return path
+def _search_files(cwd: Path | None, home: Path | None, system_dir: Path | None
+                  ) -> dict[str, list[str]] | None:
+    """openstack.config's search path rooted at the given directories (None: its own)."""
+    if cwd is None and home is None and system_dir is None:
+        return None
+    dirs = [cwd or Path.cwd(), (home or Path.home()) / ".config" / "openstack",
+            system_dir or Path("/etc/openstack")]
+    return {stem: [str(d / (stem + s)) for d in dirs for s in _SUFFIXES]
+            for stem in ("clouds", "secure", "clouds-public")}
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str] | None) -> Iterator[None]:
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _first_existing(explicit: str | None, candidates: list[str]) -> str | None:
+    for path in ([explicit] if explicit else []) + candidates:
+        if os.path.exists(path):
+            return path
     return None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _check_files(env: Mapping[str, str], files: dict[str, list[str]] | None) -> None:
+    """Fail loudly where openstack.config would skip: a missing explicit file, bad YAML."""
+    from openstack.config import loader
+
+    for var in ("OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"):
+        if env.get(var) and not os.path.isfile(env[var]):
+            raise ConfigError("file does not exist", path=env[var], key=var)
+    for stem, var, default in (("clouds", "OS_CLIENT_CONFIG_FILE", loader.CONFIG_FILES),
+                               ("secure", "OS_CLIENT_SECURE_FILE", loader.SECURE_FILES)):
+        path = _first_existing(env.get(var), files[stem] if files else list(default))
+        if path is None or path.endswith(".json"):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                yaml.safe_load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"invalid YAML: {problem}", path=path,
+                              line=mark.line + 1 if mark is not None else None) from None
+
+
+def _open(files: dict[str, list[str]] | None) -> Any:
+    from openstack import exceptions as os_exc
+    from openstack.config import OpenStackConfig
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None
+        if files is None:
+            return OpenStackConfig()
+        return OpenStackConfig(config_files=files["clouds"], secure_files=files["secure"],
+                               vendor_files=files["clouds-public"])
+    except os_exc.ConfigException as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _resolve(cloud: str | None, env: Mapping[str, str],
+             files: dict[str, list[str]] | None) -> CloudConfig:
+    from keystoneauth1 import exceptions as ks_exc
+    from openstack import exceptions as os_exc
+
+    occ = _open(files)
+    path = occ.config_filename
+    names = sorted(str(n) for n in occ.get_cloud_names() if n != "defaults")
+    name = cloud or occ.default_cloud
+    if name is None or name == "defaults":
+        if env.get("RACKSPACE_USERNAME") or env.get("RACKSPACE_API_KEY"):
+            return _from_rackspace_env(env)
+        if names:
+            raise ConfigError("several clouds defined; choose one with --cloud or OS_CLOUD: "
+                              + ", ".join(names), path=path, key="clouds")
+        raise ConfigError("no cloud configured: set OS_CLOUD with a clouds.yaml, or OS_AUTH_URL "
+                          "and friends, or RACKSPACE_USERNAME/RACKSPACE_API_KEY")
+    is_env = name == occ.envvar_key
+    source = "environment" if is_env else (path or "")
+    if name not in occ.get_cloud_names():
+        known = ", ".join(names) or "none"
+        raise ConfigError(f"no such cloud (defined: {known})",
+                          path=path or "no clouds.yaml found", key=f"clouds.{name}")
+
+    def where(key: str) -> str:
+        if is_env:
+            return "OS_" + key.rsplit(".", 1)[-1].upper()
+        return f"clouds.{name}.{key}"
+
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"invalid YAML: {problem}", path=str(path),
-                          line=mark.line + 1 if mark is not None else None) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", path=str(path))
-    return data
+        raw = occ.get_one(name, validate=False)
+    except os_exc.ConfigException as exc:
+        raise ConfigError(str(exc), path=source, key=f"clouds.{name}") from None
+    auth_type = str(raw.config.get("auth_type") or "password")
+    _require(auth_type, raw.config, source, where)
+    _check_interface(str(raw.config.get("interface") or "public"), source, where)
+    if auth_type in RACKSPACE_AUTH_TYPES:
+        return _build(name, auth_type, raw, source)
+    try:
+        region = occ.get_one(name)
+    except ks_exc.NoMatchingPlugin:
+        raise ConfigError(f"unsupported auth type {auth_type!r}", path=source,
+                          key=where("auth_type")) from None
+    except ks_exc.MissingRequiredOptions as exc:
+        missing = ", ".join(o.dest for o in exc.options)
+        raise ConfigError(f"is required for auth type {auth_type}", path=source,
+                          key=where(f"auth.{missing}")) from None
+    except (ks_exc.ClientException, os_exc.ConfigException, TypeError) as exc:
+        # TypeError: keystoneauth passes unknown auth keys straight to the plugin class.
+        raise ConfigError(f"auth type {auth_type}: {exc}", path=source,
+                          key=where("auth")) from None
+    return _build(name, auth_type, region, source)
 
 
-def _clouds(path: Path) -> dict[str, Any]:
-    clouds = _read_yaml(path).get("clouds")
-    if not isinstance(clouds, dict):
-        raise ConfigError("missing or not a mapping", path=str(path), key="clouds")
-    return clouds
+def _present(config: Mapping[str, Any], key: str) -> bool:
+    auth = config.get("auth") or {}
+    return any(m.get(k) not in (None, "") for m in (auth, config)
+               for k in (key, key.replace("_", "-")))
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def _require(auth_type: str, config: Mapping[str, Any], source: str, where: Any) -> None:
+    for options in _REQUIRED.get(auth_type, (("auth_url",),)):
+        if options == _PROJECT and not any(_present(config, k) for k in options):
+            raise ConfigError(f"is required for auth type {auth_type}: a project-scoped token "
+                              "is needed to get a service catalog", path=source,
+                              key=where("auth.project_name"))
+        if not any(_present(config, k) for k in options):
+            raise ConfigError(f"is required for auth type {auth_type}", path=source,
+                              key=where("auth." + options[0]))
+    if auth_type == "v3applicationcredential" and \
+            not _present(config, "application_credential_id") and \
+            not any(_present(config, k) for k in _USER):
+        raise ConfigError("is required with application_credential_name", path=source,
+                          key=where("auth.username"))
 
 
-def _from_file(name: str, path: Path, env: Mapping[str, str], dirs: list[Path]) -> CloudConfig:
-    clouds = _clouds(path)
-    if name not in clouds:
-        known = ", ".join(sorted(clouds)) or "none"
-        raise ConfigError(f"no such cloud (defined: {known})", path=str(path),
-                          key=f"clouds.{name}")
-    entry = clouds[name]
-    if not isinstance(entry, dict):
-        raise ConfigError("must be a mapping", path=str(path), key=f"clouds.{name}")
-    secure_path = _first_file(env.get("OS_CLIENT_SECURE_FILE"), dirs, "secure")
-    if secure_path is not None:
-        secure = _read_yaml(secure_path).get("clouds") or {}
-        if not isinstance(secure, dict):
-            raise ConfigError("not a mapping", path=str(secure_path), key="clouds")
-        extra = secure.get(name)
-        if extra is not None:
-            if not isinstance(extra, dict):
-                raise ConfigError("must be a mapping", path=str(secure_path),
-                                  key=f"clouds.{name}")
-            entry = _merge(entry, extra)
-    entry = dict(entry)
-    auth = entry.get("auth") or {}
-    if not isinstance(auth, dict):
-        raise ConfigError("must be a mapping", path=str(path), key=f"clouds.{name}.auth")
-    auth = dict(auth)
-    # What osc's OS_* arguments would fill in when the file leaves it out.
-    for var, key in (("OS_PASSWORD", "password"),
-                     ("OS_APPLICATION_CREDENTIAL_SECRET", "application_credential_secret")):
-        if env.get(var) and not auth.get(key):
-            auth[key] = env[var]
-    if env.get("OS_REGION_NAME") and not entry.get("region_name") and not entry.get("regions"):
-        entry["region_name"] = env["OS_REGION_NAME"]
-    entry["auth"] = auth
-    return _build(name, entry, source=str(path), prefix=f"clouds.{name}.")
+def _check_interface(interface: str, source: str, where: Any) -> None:
+    if _interface(interface) not in INTERFACES:
+        raise ConfigError(f"must be one of {', '.join(INTERFACES)}", path=source,
+                          key=where("interface"))
 
 
-def _from_env(env: Mapping[str, str]) -> CloudConfig:
-    auth = {key: env[var] for var, key in _ENV_AUTH.items() if env.get(var)}
-    entry: dict[str, Any] = {key: env[var] for var, key in _ENV_TOP.items() if env.get(var)}
-    entry["auth"] = auth
-    return _build("envvars", entry, source="environment", prefix="OS_", env_names=True)
+def _interface(value: str) -> str:
+    """Keystone v3 spelling: `internalURL` (legacy endpoint_type) is `internal`."""
+    value = value.strip().lower()
+    return value[:-3] if value.endswith("url") else value
+
+
+def _text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _build(name: str, auth_type: str, region: Any, source: str) -> CloudConfig:
+    """A CloudConfig from an openstack.config CloudRegion."""
+    config = region.config
+    verify, cert = region.get_requests_verify_args()
+    cert_file, key_file = (cert if isinstance(cert, tuple) else (cert, None))
+    rax = auth_type in RACKSPACE_AUTH_TYPES
+    return CloudConfig(
+        name=name, auth_type=auth_type, auth=dict(config.get("auth") or {}),
+        region_name=_text(region.get_region_name()),
+        interface=_interface(str(region.get_interface() or "public")),
+        verify=verify if isinstance(verify, str) else bool(verify),
+        cert=_text(cert_file), key=_text(key_file),
+        compute_endpoint_override=_text(config.get("compute_endpoint_override")),
+        image_endpoint_override=_text(config.get("image_endpoint_override")),
+        compute_service_name=_text(config.get("compute_service_name"))
+        or (RACKSPACE_COMPUTE_NAME if rax else None),
+        image_service_name=_text(config.get("image_service_name"))
+        or (RACKSPACE_IMAGE_NAME if rax else None),
+        source=source, region=None if rax else region)
 
 
 def _from_rackspace_env(env: Mapping[str, str]) -> CloudConfig:
     for var in ("RACKSPACE_USERNAME", "RACKSPACE_API_KEY"):
         if not env.get(var):
             raise ConfigError("must be set for Rackspace", key=var)
-    entry: dict[str, Any] = {
-        "profile": "rackspace", "auth_type": "rackspace_apikey",
-        "auth": {"username": env["RACKSPACE_USERNAME"], "api_key": env["RACKSPACE_API_KEY"],
-                 "auth_url": env.get("RACKSPACE_AUTH_URL") or RACKSPACE_IDENTITY},
-    }
-    if env.get("RACKSPACE_REGION"):
-        entry["region_name"] = env["RACKSPACE_REGION"]
-    return _build("rackspace", entry, source="environment", prefix="RACKSPACE_",
-                  env_names=True)
-
-
-# ---- validation -----------------------------------------------------------------------------
-
-
-def _build(name: str, entry: Mapping[str, Any], *, source: str, prefix: str,
-           env_names: bool = False) -> CloudConfig:
-    """Validate one cloud entry (already merged) into a CloudConfig."""
-    path = None if source == "environment" else source
-
-    def where(key: str) -> str:
-        if env_names:
-            if prefix == "OS_":
-                return "OS_" + key.rsplit(".", 1)[-1].upper()
-            return prefix + key.rsplit(".", 1)[-1].upper()
-        return prefix + key
-
-    def text(mapping: Mapping[str, Any], key: str, full: str) -> str | None:
-        value = mapping.get(key)
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError("must be a string", path=path, key=where(full))
-        return str(value)
-
-    auth_raw = entry.get("auth") or {}
-    if not isinstance(auth_raw, Mapping):
-        raise ConfigError("must be a mapping", path=path, key=where("auth"))
-    auth: Mapping[str, Any] = auth_raw
-
-    def a(key: str) -> str | None:
-        return text(auth, key, f"auth.{key}")
-
-    profile = text(entry, "profile", "profile")
-    auth_type = text(entry, "auth_type", "auth_type")
-    auth_url = a("auth_url")
-    rackspace = (profile == "rackspace" or (auth_type or "").startswith("rackspace")
-                 or "rackspacecloud.com" in (auth_url or ""))
-    if auth_type is None:
-        if rackspace:
-            auth_type = "rackspace_apikey" if a("api_key") else "rackspace_password"
-        elif a("application_credential_secret"):
-            auth_type = "v3applicationcredential"
-        else:
-            auth_type = "password"
-    auth_type = {"v3password": "password", "application_credential": "v3applicationcredential",
-                 "v3applicationcredentials": "v3applicationcredential"}.get(auth_type, auth_type)
-    if auth_type not in AUTH_TYPES:
-        raise ConfigError(f"unsupported auth type {auth_type!r} (supported: "
-                          + ", ".join(AUTH_TYPES) + ")", path=path, key=where("auth_type"))
-    if rackspace and not auth_type.startswith("rackspace"):
-        auth_type = "rackspace_password"
-    if auth_url is None:
-        if not auth_type.startswith("rackspace"):
-            raise ConfigError("is required", path=path, key=where("auth.auth_url"))
-        auth_url = RACKSPACE_IDENTITY
-
-    def need(key: str) -> str:
-        value = a(key)
-        if value is None:
-            raise ConfigError(f"is required for auth type {auth_type}", path=path,
-                              key=where(f"auth.{key}"))
-        return value
-
-    if auth_type == "password":
-        if a("username") is None and a("user_id") is None:
-            need("username")
-        need("password")
-        if a("project_name") is None and a("project_id") is None:
-            raise ConfigError("a project is required to get a service catalog", path=path,
-                              key=where("auth.project_name"))
-    elif auth_type == "v3applicationcredential":
-        need("application_credential_secret")
-        if a("application_credential_id") is None:
-            need("application_credential_name")
-            if a("username") is None and a("user_id") is None:
-                need("username")
-    elif auth_type == "rackspace_apikey":
-        need("username")
-        need("api_key")
-    else:
-        need("username")
-        need("password")
-
-    region = text(entry, "region_name", "region_name")
-    regions = entry.get("regions")
-    if region is None and regions:
-        if not isinstance(regions, list):
-            raise ConfigError("must be a list", path=path, key=where("regions"))
-        first = regions[0]
-        region = str(first.get("name") if isinstance(first, Mapping) else first)
-    interface = (text(entry, "interface", "interface") or "public").lower()
-    interface = interface[:-3] if interface.endswith("url") else interface
-    if interface not in INTERFACES:
-        raise ConfigError(f"must be one of {', '.join(INTERFACES)}", path=path,
-                          key=where("interface"))
-    is_rax = auth_type.startswith("rackspace")
     return CloudConfig(
-        name=name, auth_type=auth_type, auth_url=auth_url.rstrip("/"),
-        username=a("username"), user_id=a("user_id"), password=a("password"),
-        api_key=a("api_key"), project_name=a("project_name"), project_id=a("project_id"),
-        user_domain_name=a("user_domain_name"), user_domain_id=a("user_domain_id"),
-        project_domain_name=a("project_domain_name"),
-        project_domain_id=a("project_domain_id"),
-        application_credential_id=a("application_credential_id"),
-        application_credential_name=a("application_credential_name"),
-        application_credential_secret=a("application_credential_secret"),
-        region_name=region, interface=interface,
-        compute_endpoint_override=text(entry, "compute_endpoint_override",
-                                       "compute_endpoint_override"),
-        image_endpoint_override=text(entry, "image_endpoint_override",
-                                     "image_endpoint_override"),
-        compute_service_name=text(entry, "compute_service_name", "compute_service_name")
-        or (RACKSPACE_COMPUTE_NAME if is_rax else None),
-        image_service_name=text(entry, "image_service_name", "image_service_name")
-        or (RACKSPACE_IMAGE_NAME if is_rax else None),
-        source=source,
-    )
+        name="rackspace", auth_type="rackspace_apikey",
+        auth={"auth_url": env.get("RACKSPACE_AUTH_URL") or RACKSPACE_IDENTITY,
+              "username": env["RACKSPACE_USERNAME"], "api_key": env["RACKSPACE_API_KEY"]},
+        region_name=env.get("RACKSPACE_REGION") or None,
+        compute_service_name=RACKSPACE_COMPUTE_NAME, image_service_name=RACKSPACE_IMAGE_NAME,
+        source="environment")

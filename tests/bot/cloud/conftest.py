@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -100,6 +101,13 @@ class FakeCloud:
         self.requests.append(request)
         if request.url.path == "/identity/v3/auth/tokens":
             return self._token()
+        if request.method == "GET" and request.url.path.rstrip("/") == "/identity/v3":
+            # Keystone's version document (keystoneauth discovers before it logs in).
+            return httpx.Response(200, json={"version": {
+                "id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+                "links": [{"rel": "self", "href": "http://c.test/identity/v3/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.identity-v3+json"}]}})
         if request.headers.get("x-auth-token") not in self.tokens[-1:]:
             return httpx.Response(401, json={"error": {"code": 401, "message": "no"}})
         for method, pat, responses in self.routes:
@@ -113,14 +121,20 @@ class FakeCloud:
         return httpx.Response(404, json={"itemNotFound": {"code": 404, "message": "no route"}})
 
 
+_TOP = {f.name for f in dataclasses.fields(CloudConfig)} - {"auth"}
+
+
 def config(**overrides: Any) -> CloudConfig:
-    """A password config for the fake cloud."""
+    """A password config for the fake cloud; keywords that are not CloudConfig fields are auth
+    fields (None removes one)."""
     values: dict[str, Any] = dict(
         name="test", auth_type="password", auth_url="http://c.test/identity/v3",
         username="demo", password=PASSWORD, project_name="demo", user_domain_name="Default",
         project_domain_name="Default")
     values.update(overrides)
-    return CloudConfig(**values)
+    top = {k: v for k, v in values.items() if k in _TOP}
+    auth = {k: v for k, v in values.items() if k not in _TOP and v is not None}
+    return CloudConfig(auth=auth, **top)
 
 
 def server_doc(sid: str = SERVER_ID, name: str = "web-1", task: str | None = None,

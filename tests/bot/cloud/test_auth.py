@@ -7,8 +7,9 @@ import json
 import httpx
 import pytest
 
-from bot.cloud.auth import parse_keystone, parse_rackspace, select_endpoint, tokens_url
+from bot.cloud.auth import parse_rackspace, select_endpoint, tokens_url
 from bot.cloud.client import CloudClient
+from bot.cloud.keystone import session_from_body
 from bot.errors import ConfigError
 
 from .conftest import NOW, Clock, Sleeps, config, sample, server_doc
@@ -62,12 +63,30 @@ def test_keystone_catalog_by_region_and_interface() -> None:
         select_endpoint(catalog, "compute", region=None, interface="public", name="other")
 
 
+def test_keystone_catalog_via_keystoneauth_by_region_and_interface() -> None:
+    def svc(kind: str) -> dict[str, object]:
+        return {"type": kind, "name": kind, "endpoints": [
+            {"interface": i, "region": r, "region_id": r, "url": f"https://{r}-{i}/{kind}"}
+            for r in ("R1", "R2") for i in ("public", "internal")]}
+
+    doc = {"token": {"expires_at": "2026-03-01T13:00:00Z", "issued_at": "2026-03-01T12:00:00Z",
+                     "methods": ["password"], "user": {"id": "u", "name": "u"},
+                     "project": {"id": "p1", "name": "demo"},
+                     "catalog": [svc("compute"), svc("image")]}}
+    session = session_from_body(config(region_name="R2", interface="internal"), "tok", doc)
+    assert (session.compute_url, session.image_url) == ("https://R2-internal/compute",
+                                                        "https://R2-internal/image/v2")
+    assert session.project_id == "p1" and session.expires_at.tzinfo is not None
+    with pytest.raises(ConfigError, match="R1, R2"):
+        session_from_body(config(region_name="R9"), "tok", doc)
+
+
 def test_keystone_sample_without_compute_is_a_clear_error() -> None:
     doc = sample("keystone/auth/responses/project-scoped-password.json")
     with pytest.raises(ConfigError, match="compute"):
-        parse_keystone(config(), "tok", doc)
-    session = parse_keystone(config(compute_endpoint_override="http://nova/v2.1/",
-                                    image_endpoint_override="http://glance:9292"), "tok", doc)
+        session_from_body(config(), "tok", doc)
+    session = session_from_body(config(compute_endpoint_override="http://nova/v2.1/",
+                                       image_endpoint_override="http://glance:9292"), "tok", doc)
     assert (session.compute_url, session.image_url) == ("http://nova/v2.1",
                                                         "http://glance:9292/v2")
     assert "tok" not in repr(session)

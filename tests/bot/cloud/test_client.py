@@ -324,7 +324,7 @@ async def test_every_request_carries_a_fresh_request_id(fake: FakeCloud,
     await cloud.get_server(SERVER_ID)
     ids = [r.headers["x-openstack-request-id"] for r in fake.requests]
     assert all(re.fullmatch(r"req-[0-9a-f-]{36}", i) for i in ids)
-    assert len(set(ids)) == len(ids) == 3  # auth, 503, 200
+    assert len(set(ids)) == len(ids) == 4  # identity discovery and login (keystoneauth), 503, 200
 
 
 async def test_secrets_never_logged(fake: FakeCloud, cloud: CloudClient,
@@ -541,7 +541,7 @@ async def test_observe_pages_changed_servers(fake: FakeCloud, cloud: CloudClient
     fake.on("GET", r"/servers/detail$", _paged_servers(pages))
     seen = await cloud.observe({"id-0", "id-1"}, set(), None)
     assert set(seen.servers) == {"id-0", "id-1"}
-    assert seen.requests == 3  # the first call also authenticates
+    assert seen.requests == 4  # the first call also authenticates (discovery + login)
     assert parse_qs(fake.hits("GET", r"/servers/detail$")[1].url.query.decode())[
         "marker"] == ["page-0"]
 

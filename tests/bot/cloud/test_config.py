@@ -1,4 +1,5 @@
-"""load_cloud_config: search order, secure.yaml, OS_CLOUD, OS_* env, Rackspace, errors."""
+"""load_cloud_config (openstack.config underneath): search order, secure.yaml, OS_CLOUD, OS_* env,
+Rackspace, errors that name the file, the cloud and the key."""
 
 from __future__ import annotations
 
@@ -81,11 +82,15 @@ def test_os_cloud_selects_and_argument_overrides(dirs: dict[str, Path]) -> None:
         load(dirs)
 
 
-def test_env_fills_in_password_and_region(dirs: dict[str, Path]) -> None:
+def test_named_cloud_is_not_mixed_with_os_env(dirs: dict[str, Path]) -> None:
+    # Deliberately changed with openstack.config: OS_* form the `envvars` cloud; they do not
+    # fill in a clouds.yaml entry (only the `openstack` CLI's argparse defaults do that). The
+    # password of a named cloud belongs in secure.yaml.
     clouds(dirs["cwd"], CLOUD.format(name="c").replace("      password: pw-c\n", "").replace(
         "    region_name: R1\n", ""))
-    cfg = load(dirs, "c", {"OS_PASSWORD": "env-pw", "OS_REGION_NAME": "R9"})
-    assert (cfg.password, cfg.region_name) == ("env-pw", "R9")
+    with pytest.raises(ConfigError) as info:
+        load(dirs, "c", {"OS_PASSWORD": "env-pw", "OS_REGION_NAME": "R9"})
+    assert info.value.key == "clouds.c.auth.password"
 
 
 def test_os_env_password(dirs: dict[str, Path]) -> None:
@@ -93,9 +98,9 @@ def test_os_env_password(dirs: dict[str, Path]) -> None:
         "OS_AUTH_URL": "https://k.example/v3/", "OS_USERNAME": "bob", "OS_PASSWORD": "pw",
         "OS_PROJECT_NAME": "p", "OS_USER_DOMAIN_NAME": "D", "OS_PROJECT_DOMAIN_ID": "d1",
         "OS_REGION_NAME": "RegionTwo", "OS_INTERFACE": "internalURL"})
-    assert cfg.auth_type == "password" and cfg.auth_url == "https://k.example/v3"
-    assert (cfg.username, cfg.project_name, cfg.user_domain_name, cfg.project_domain_id) == (
-        "bob", "p", "D", "d1")
+    assert cfg.auth_type == "password" and cfg.auth_url == "https://k.example/v3/"  # as given
+    assert (cfg.username, cfg.auth["project_name"], cfg.auth["user_domain_name"],
+            cfg.auth["project_domain_id"]) == ("bob", "p", "D", "d1")
     assert (cfg.region_name, cfg.interface, cfg.source) == ("RegionTwo", "internal",
                                                             "environment")
 
@@ -106,7 +111,8 @@ def test_os_env_application_credential(dirs: dict[str, Path]) -> None:
                           "OS_APPLICATION_CREDENTIAL_ID": "ac1",
                           "OS_APPLICATION_CREDENTIAL_SECRET": "acs"})
     assert cfg.auth_type == "v3applicationcredential"
-    assert (cfg.application_credential_id, cfg.application_credential_secret) == ("ac1", "acs")
+    assert (cfg.auth["application_credential_id"],
+            cfg.auth["application_credential_secret"]) == ("ac1", "acs")
     assert "acs" not in repr(cfg)
 
 
@@ -128,7 +134,7 @@ def test_file_errors_name_file_and_key(dirs: dict[str, Path]) -> None:
     assert info.value.path == str(path) and info.value.key == "clouds.c.auth.password"
     assert str(path) in str(info.value) and "clouds.c.auth.password" in str(info.value)
     path.write_text(CLOUD.format(name="c").replace("    region_name: R1\n",
-                                                   "    auth_type: token\n"))
+                                                   "    auth_type: no-such-plugin\n"))
     with pytest.raises(ConfigError) as info:
         load(dirs, "c")
     assert info.value.key == "clouds.c.auth_type"
@@ -171,7 +177,7 @@ def test_rackspace_profile_in_clouds_yaml(dirs: dict[str, Path]) -> None:
            "    region_name: IAD\n")
     cfg = load(dirs, "rax")
     assert cfg.is_rackspace and cfg.auth_type == "rackspace_apikey"
-    assert cfg.auth_url == RACKSPACE_IDENTITY
+    assert cfg.auth_url.rstrip("/") == RACKSPACE_IDENTITY  # from openstacksdk's rackspace profile
     assert (cfg.compute_service_name, cfg.image_service_name) == ("cloudServersOpenStack",
                                                                   "cloudImages")
     assert "k-123" not in repr(cfg) and cfg.api_key == "k-123"

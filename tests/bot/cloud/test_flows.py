@@ -204,8 +204,9 @@ def test_cloud_check_prints_endpoints_and_servers(world: World) -> None:
                  out=out, err=err)
     assert code == 0, err.getvalue()
     text = out.getvalue()
-    assert "compute: http://cloud.test/compute/v2.1" in text
-    assert "image:   http://cloud.test/image/v2" in text
+    assert "compute: http://cloud.test/compute/v2.1 (catalog, interface public, region " \
+        "any)" in text
+    assert "image:   http://cloud.test/image/v2 (catalog" in text
     assert "web-1" in text and "task=-" in text
     assert "secret" not in text
 

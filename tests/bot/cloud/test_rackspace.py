@@ -27,8 +27,8 @@ from sandbox.cloud.model import ManualClock, World
 from .conftest import Sleeps, sample
 
 RAX = CloudConfig(name="rax", auth_type="rackspace_apikey",
-                  auth_url="http://cloud.test/identity/v2.0", username="demo",
-                  api_key="demo-api-key", region_name="DFW",
+                  auth={"auth_url": "http://cloud.test/identity/v2.0", "username": "demo",
+                        "api_key": "demo-api-key"}, region_name="DFW",
                   compute_service_name="cloudServersOpenStack", image_service_name="cloudImages")
 
 
@@ -66,9 +66,10 @@ async def test_the_in_probe_says_no_on_rackspace_and_yes_on_openstack(
     openstack = World(clock=mclock)
     async with CloudClient(
             CloudConfig(name="os", auth_type="password",
-                        auth_url="http://cloud.test/identity/v3", username="demo",
-                        password="secret", project_name="demo", user_domain_name="Default",
-                        project_domain_name="Default"),
+                        auth={"auth_url": "http://cloud.test/identity/v3", "username": "demo",
+                              "password": "secret", "project_name": "demo",
+                              "user_domain_name": "Default",
+                              "project_domain_name": "Default"}),
             transport=httpx.ASGITransport(app=create_app(openstack)), sleep=Sleeps(),
             clock=lambda: datetime.fromtimestamp(mclock(), UTC)) as other:
         await other.discover()
