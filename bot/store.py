@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -228,11 +229,40 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only (it holds response_urls)."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+@contextmanager
+def _private_umask() -> Iterator[None]:
+    """Files created meanwhile are owner-only. umask is process-wide, so this is held only for
+    the connect that creates the database (once), and only ever makes files more private."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def open_database(path: Path) -> Database:
+    """The one place that opens a connection to the job database.
+
+    Nothing here (or anywhere) opens, closes, chmods or replaces the database file or its
+    -wal/-shm by hand once a connection exists: closing ANY descriptor of the file drops all of
+    this process's POSIX locks on it, and an outside reader then checkpoints and deletes the
+    WAL under our feet ("How To Corrupt An SQLite Database File", section 2.2). A new database
+    is created owner-only (it holds response_urls) by the connect itself under a 077 umask;
+    SQLite creates -wal and -shm with the database file's own permissions (os_unix.c,
+    findCreateFileMode), so they follow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            # An older or hand-made file: tighten it by name (no descriptor is opened, so no
+            # lock of any connection can be dropped), before our connection exists.
+            os.chmod(path, 0o600)
+        return Database(path)
+    with _private_umask():
+        db = Database(path)
+        # The file must exist before the umask is restored, whenever sqlite creates it.
+        db.execute("PRAGMA schema_version").fetchone()
+    return db
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -245,9 +275,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock or _utcnow
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(self.path)
-            self.db = Database(self.path)
+            self.db = open_database(self.path)
             self.db.execute("PRAGMA busy_timeout = 5000")
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
@@ -257,11 +285,6 @@ class Store:
             migrations.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the job database {self.path}: {exc}") from exc
-        # WAL side files also hold job data.
-        for suffix in ("-wal", "-shm"):
-            side = Path(f"{self.path}{suffix}")
-            if side.exists():
-                os.chmod(side, 0o600)
 
     def close(self) -> None:
         """Close the connection."""
