@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.instance import hold_database
 from bot.logs import configure_logging
 from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 
@@ -66,8 +67,13 @@ def run(*, http: bool, host: str, port: int) -> int:
     """Entry point for `imagebot run`."""
     settings = Settings.from_env()
     configure_logging(json_lines=settings.log_json, secrets=settings.secrets())
-    if http or not settings.app_token:
-        asyncio.run(serve_http(settings, host, port))
-    else:
-        asyncio.run(serve_socket_mode(settings))
+    # Before anything opens the database: a second instance stops here with one line.
+    instance = hold_database(settings.db_path)
+    try:
+        if http or not settings.app_token:
+            asyncio.run(serve_http(settings, host, port))
+        else:
+            asyncio.run(serve_socket_mode(settings))
+    finally:
+        instance.release()
     return 0
