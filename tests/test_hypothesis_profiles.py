@@ -1,4 +1,5 @@
-"""The Hypothesis profile follows the `CI` variable (tests/conftest.py)."""
+"""The Hypothesis profile each environment gets (tests/conftest.py). Checked in a fresh
+interpreter, as pytest starts one, since the profile is chosen at import."""
 
 from __future__ import annotations
 
@@ -7,20 +8,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = ("import tests.conftest; from hypothesis import settings; s = settings(); "
-         "print(s.derandomize, s.database is None, s.print_blob)")
+SHOW = ("import tests.conftest; from hypothesis import settings as s; d = s.default; "
+        "print(s._current_profile, d.derandomize, d.database is None, d.print_blob)")
 
 
-def profile_under(env: dict[str, str]) -> str:
+def loaded(**env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
-    return subprocess.run([sys.executable, "-c", PROBE], env=clean | env, cwd=ROOT,
-                          check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    return subprocess.run([sys.executable, "-c", SHOW], cwd=ROOT, env={**clean, **env},
+                          check=True, capture_output=True, text=True,
+                          timeout=60).stdout.strip()
 
 
-def test_ci_is_derandomized_without_a_database() -> None:
-    assert profile_under({"CI": "true"}) == "True True True"
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_ci_set_selects_the_derandomized_profile_without_a_database(value: str) -> None:
+    assert loaded(CI=value) == "ci True True True"
 
 
-def test_locally_hypothesis_keeps_exploring() -> None:
-    assert profile_under({}) == "False False True"
+@pytest.mark.parametrize("value", ["", "0", "false"])
+def test_locally_the_dev_profile_keeps_exploring(value: str) -> None:
+    assert loaded(CI=value) == "dev False False True"
+    assert loaded() == "dev False False True"
+
+
+def test_an_explicit_profile_wins() -> None:
+    assert loaded(CI="1", HYPOTHESIS_PROFILE="dev").startswith("dev ")

@@ -10,6 +10,7 @@ import pytest
 
 from bench import reliability_cases as cases
 from bench.kill9 import kill9
+from bench.outside_reader import outside_reader
 
 
 def report(result: cases.CaseResult) -> str:
@@ -84,3 +85,10 @@ def test_thread_check_catches_a_duplicate_final_message() -> None:
     assert len(cases.finals_of(ws, job)) == 2
     assert len(cases.parents_of(ws, job)) == 1
     del Path
+
+
+@pytest.mark.timeout(180)
+async def test_outside_readers_and_online_backups_during_load_lose_nothing() -> None:
+    result = await outside_reader(n_jobs=6, batches=3, speed=50.0)
+    assert result.tried == 6
+    assert result.ok, report(result)
