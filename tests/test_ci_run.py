@@ -54,6 +54,6 @@ def test_a_green_run_passes_and_prints_the_summary(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("status", [1, 2])
 def test_a_run_that_stops_before_pytest_says_so(tmp_path: Path, status: int) -> None:
-    done = ci_run(tmp_path, "Found 3 errors.", status)  # ruff or mypy, not pytest
+    done = ci_run(tmp_path, "Found 3 errors in 2 files (checked 41 source files)", status)
     assert done.returncode == status
     assert "pytest: no summary" in done.stdout and "CI FAILED" in done.stderr
