@@ -42,7 +42,7 @@ def read_and_back_up(db: Path, target: Path) -> str | None:
 async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0,
                          within: float = 300.0) -> CaseResult:
     """Run the case; see the module docstring."""
-    result = CaseResult(f"outside reader/backup ({n_jobs} jobs, processes)")
+    result = CaseResult(f"outside reader/backup ({n_jobs} jobs, procs)")
     async with world(n_jobs, speed) as w:
         ws = SlackWorkspace()
         ws.base_url = w.slack_url
