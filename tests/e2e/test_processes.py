@@ -113,7 +113,12 @@ async def test_second_instance_on_the_same_database_refuses_and_sigkill_frees_it
             second = await asyncio.create_subprocess_exec(
                 imagebot, "run", "--http", "--port", str(free_port()), env=w.env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await asyncio.wait_for(second.communicate(), 60)
+            try:
+                out, err = await asyncio.wait_for(second.communicate(), 60)
+            finally:
+                # A second instance that did start (the bug) must not outlive the test.
+                if second.returncode is None:
+                    await kill9(second)
             assert second.returncode == 1
             lines = err.decode().strip().splitlines()
             assert len(lines) == 1, lines
