@@ -84,16 +84,14 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
                                                f"outbox {depth}, after {within:.0f}s")
                         break
                     await asyncio.sleep(0.5)
+                async with httpx.AsyncClient(timeout=30) as client:
+                    cloud = (await client.get(f"{w.cloud_url}/_sim/state")).json()
+                    messages = (await client.get(f"{w.slack_url}/_emu/messages",
+                                                 params={"channel": "C0OPS"})).json()
             finally:
                 stop.set()
                 await reader
-        async with httpx.AsyncClient(timeout=30) as client:
-            cloud = (await client.get(f"{w.cloud_url}/_sim/state")).json()
-            messages = (await client.get(f"{w.slack_url}/_emu/messages",
-                                         params={"channel": "C0OPS"})).json()
-        bot.send_signal(signal.SIGTERM)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot.wait(), 10)
+                await _stop(bot)
     ids = [job_id for job_id, _ in rows]
     if len(set(ids)) != len(ids) or ids != [f"J{n}" for n in range(1, len(ids) + 1)]:
         result.problems.append(f"job ids not unique and in order: {ids}")
@@ -102,6 +100,18 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
         result.problems.append("no outside visit happened")
     check(result, n_jobs, acks, rows, cloud, messages)
     return result
+
+
+async def _stop(bot: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it has not ended in 10 s: no bot outlives the case."""
+    with contextlib.suppress(ProcessLookupError):
+        bot.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(bot.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            bot.kill()
+        await bot.wait()
 
 
 if __name__ == "__main__":
