@@ -195,3 +195,10 @@ class ConflictingUpdate(JobError):
 
 class ApprovalError(ImagebotError):
     """A change request cannot be decided (expired, already decided, self-approval, ...)."""
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+class AlreadyRunning(ImagebotError):
+    """Another imagebot process holds this database; a second one must not start."""

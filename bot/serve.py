@@ -13,6 +13,7 @@ from bot.cloud.config import load_cloud_config
 from bot.config import Settings
 from bot.edge import guarded_protocol
 from bot.errors import ConfigError
+from bot.instance import hold_database
 from bot.logs import cloud_secrets, configure_logging
 from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 
@@ -81,8 +82,13 @@ def run(*, http: bool, host: str, port: int) -> int:
     except Exception:  # noqa: S110 - build_runtime reports a bad cloud config properly
         pass
     configure_logging(json_lines=settings.log_json, secrets=secrets)
-    if http or not settings.app_token:
-        asyncio.run(serve_http(settings, host, port))
-    else:
-        asyncio.run(serve_socket_mode(settings))
+    # Before anything opens the database: a second instance stops here with one line.
+    instance = hold_database(settings.db_path)
+    try:
+        if http or not settings.app_token:
+            asyncio.run(serve_http(settings, host, port))
+        else:
+            asyncio.run(serve_socket_mode(settings))
+    finally:
+        instance.release()
     return 0

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from bot.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
 OUTBOX_KINDS = frozenset({"post_parent", "update_parent", "reply", "ephemeral", "respond",
                           "channel_post"})
 _JOB_ID = re.compile(r"^[Jj](\d+)$")
+ID_TABLES = ("jobs", "change_requests", "schedules")  # J<n>, R<n>, S<n>
 _SETTABLE = frozenset(JOB_FIELDS) - {"id", "state", "created_at", "updated_at"}
 
 P = ParamSpec("P")
@@ -228,11 +230,40 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only (it holds response_urls)."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+@contextmanager
+def _private_umask() -> Iterator[None]:
+    """Files created meanwhile are owner-only. umask is process-wide, so this is held only for
+    the connect that creates the database (once), and only ever makes files more private."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def open_database(path: Path) -> Database:
+    """The one place that opens a connection to the job database.
+
+    Nothing here (or anywhere) opens, closes, chmods or replaces the database file or its
+    -wal/-shm by hand once a connection exists: closing ANY descriptor of the file drops all of
+    this process's POSIX locks on it, and an outside reader then checkpoints and deletes the
+    WAL under our feet ("How To Corrupt An SQLite Database File", section 2.2). A new database
+    is created owner-only (it holds response_urls) by the connect itself under a 077 umask;
+    SQLite creates -wal and -shm with the database file's own permissions (os_unix.c,
+    findCreateFileMode), so they follow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            # An older or hand-made file: tighten it by name (no descriptor is opened, so no
+            # lock of any connection can be dropped), before our connection exists.
+            os.chmod(path, 0o600)
+        return Database(path)
+    with _private_umask():
+        db = Database(path)
+        # The file must exist before the umask is restored, whenever sqlite creates it.
+        db.execute("PRAGMA schema_version").fetchone()
+    return db
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -245,9 +276,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock or _utcnow
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(self.path)
-            self.db = Database(self.path)
+            self.db = open_database(self.path)
             self.db.execute("PRAGMA busy_timeout = 5000")
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
@@ -257,11 +286,6 @@ class Store:
             migrations.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the job database {self.path}: {exc}") from exc
-        # WAL side files also hold job data.
-        for suffix in ("-wal", "-shm"):
-            side = Path(f"{self.path}{suffix}")
-            if side.exists():
-                os.chmod(side, 0o600)
 
     def close(self) -> None:
         """Close the connection."""
@@ -316,7 +340,7 @@ class Store:
                           response_url=response_url, schedule_id=schedule_id,
                           created_at=now, updated_at=now)
             row = {name: _to_row(name, value) for name, value in values.items()}
-            seq = self._next_seq()
+            seq = self._allocate("jobs")
             job_id = f"J{seq}"
             row.update(seq=seq, id=job_id, state=state)
             columns = ", ".join(row)
@@ -328,11 +352,41 @@ class Store:
             job = self._get(job_id)
         return job, True
 
-    def _next_seq(self) -> int:
-        # AUTOINCREMENT keeps ids monotonic even if rows were ever removed.
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
-        top = self.db.execute("SELECT MAX(seq) FROM jobs").fetchone()[0] or 0
-        return max(top, row[0] if row else 0) + 1
+    # --- ids ----------------------------------------------------------------------------
+
+    def _last_id(self, table: str) -> int:
+        """The highest number ever handed out for `table` (J, R or S ids): the durable
+        sequence, the AUTOINCREMENT counter and the rows, whichever is highest."""
+        if table not in ID_TABLES:
+            raise ValueError(f"no id sequence for {table!r}")
+        found = [self.db.execute(f"SELECT MAX(seq) FROM {table}").fetchone()[0] or 0]
+        for sql in ("SELECT seq FROM sqlite_sequence WHERE name = ?",
+                    "SELECT last FROM id_sequences WHERE name = ?"):
+            row = self.db.execute(sql, [table]).fetchone()
+            found.append(int(row[0]) if row else 0)
+        return max(found)
+
+    def _allocate(self, table: str) -> int:
+        """The next number for `table`, recorded in the same transaction as the row that uses
+        it, so a number is never handed out twice (never lowered, rows deleted or not)."""
+        number = self._last_id(table) + 1
+        self._set_last_id(table, number)
+        return number
+
+    def _set_last_id(self, table: str, number: int) -> None:
+        self.db.execute("INSERT INTO id_sequences (name, last) VALUES (?, ?) ON CONFLICT(name) "
+                        "DO UPDATE SET last = MAX(last, excluded.last)", [table, number])
+
+    def next_job_number(self) -> int:
+        """The number the next job will get (J<n>)."""
+        return self._last_id("jobs") + 1
+
+    def skip_job_ids_past(self, number: int) -> int:
+        """Never hand out J<number> or below (an image in the cloud already carries one: its
+        job row was lost). Returns the next job number."""
+        with self._tx():
+            self._set_last_id("jobs", max(number, self._last_id("jobs")))
+            return self._last_id("jobs") + 1
 
     def _find_dedupe(self, key: str) -> Job | None:
         rows = list(self.db.query("SELECT * FROM jobs WHERE dedupe_key = ?", [key]))
@@ -619,15 +673,14 @@ class Store:
         """
         now = self._now()
         with self._tx():
-            row = self.db.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'change_requests'").fetchone()
-            top = self.db.execute("SELECT MAX(seq) FROM change_requests").fetchone()[0] or 0
-            request_id = f"R{max(top, row[0] if row else 0) + 1}"
+            seq = self._allocate("change_requests")
+            request_id = f"R{seq}"
             plan = build(request_id)
             for other_id, expected, fields in plan.updates:
                 self._write_request(other_id, expected, fields, now)
             values = {k: _request_value(k, v) for k, v in plan.values.items()}
-            values.update(id=request_id, created_at=_dt_out(now), updated_at=_dt_out(now))
+            values.update(seq=seq, id=request_id, created_at=_dt_out(now),
+                          updated_at=_dt_out(now))
             columns = ", ".join(values)
             marks = ", ".join("?" for _ in values)
             self.db.execute(f"INSERT INTO change_requests ({columns}) VALUES ({marks})",
@@ -702,11 +755,9 @@ class Store:
             self.db.execute(f"UPDATE schedules SET {sets} WHERE id = ?",
                             [*row.values(), existing[0]])
             return self._schedule(existing[0])
-        seq_row = self.db.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'schedules'").fetchone()
-        top = self.db.execute("SELECT MAX(seq) FROM schedules").fetchone()[0] or 0
-        schedule_id = f"S{max(top, seq_row[0] if seq_row else 0) + 1}"
-        row.update(id=schedule_id, created_at=_dt_out(now))
+        seq = self._allocate("schedules")
+        schedule_id = f"S{seq}"
+        row.update(seq=seq, id=schedule_id, created_at=_dt_out(now))
         self.db.execute(f"INSERT INTO schedules ({', '.join(row)}) VALUES "
                         f"({', '.join('?' for _ in row)})", list(row.values()))
         return self._schedule(schedule_id)
@@ -914,6 +965,14 @@ class AsyncStore:
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """See Store.job_events."""
         return await self._run(self.store.job_events, job_id)
+
+    async def next_job_number(self) -> int:
+        """See Store.next_job_number."""
+        return await self._run(self.store.next_job_number)
+
+    async def skip_job_ids_past(self, number: int) -> int:
+        """See Store.skip_job_ids_past."""
+        return await self._run(self.store.skip_job_ids_past, number)
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         """See Store.enqueue."""
@@ -1331,3 +1390,15 @@ def m004_job_cloud(db: Database) -> None:
     so a database created after the field was added has it already."""
     if "cloud" not in db["jobs"].columns_dict:  # type: ignore[union-attr]
         db.execute("ALTER TABLE jobs ADD COLUMN cloud TEXT")
+
+
+@migrations()
+def m005_id_sequences(db: Database) -> None:
+    """A durable sequence per id kind (jobs J<n>, change requests R<n>, schedules S<n>): the
+    last number handed out, only ever raised, so no id is reused, and start-up can skip it past
+    ids that images in the cloud already carry."""
+    db.execute("CREATE TABLE id_sequences (name TEXT PRIMARY KEY, last INTEGER NOT NULL)")
+    for table in ID_TABLES:
+        db.execute("INSERT INTO id_sequences (name, last) SELECT ?, "
+                   "MAX(COALESCE(MAX(t.seq), 0), COALESCE((SELECT seq FROM sqlite_sequence "
+                   f"WHERE name = ?), 0)) FROM {table} t", [table, table])

@@ -25,6 +25,7 @@ from bot.cloud.pool import CloudPool
 from bot.config import Settings
 from bot.edge import EdgeGuard
 from bot.engine import Engine
+from bot.job_ids import skip_past_cloud_job_ids
 from bot.jobs import Job, PhaseDeadlines
 from bot.metrics import CountingTransport, Metrics
 from bot.notifier import Notifier
@@ -116,6 +117,19 @@ class Runtime:
             self.schedules.wake.set()
 
 
+def policy_clouds(cloud: CloudPool, policy: Policy) -> list[CloudClient]:
+    """The default cloud and every cloud a channel policy names (unknown names are skipped:
+    the policy check reports them when a channel uses them)."""
+    clients = [cloud.default]
+    names = {c.cloud for c in (policy.fallback, *policy.channels.values()) if c.cloud}
+    for name in sorted(names):
+        with contextlib.suppress(Exception):
+            client = cloud.get(name)
+            if client not in clients:
+                clients.append(client)
+    return clients
+
+
 async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None = None,
                         cloud_transport: httpx.AsyncBaseTransport | None = None,
                         clock: Callable[[], datetime] = utc_now,
@@ -139,6 +153,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # Channel policies may name other clouds.yaml entries; each gets a client on first use.
     cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),
                       default_name=settings.cloud_name or config.name)
+    # Before the first create: no new job may get an id an image in a cloud already carries.
+    await skip_past_cloud_job_ids(store, policy_clouds(cloud, policy))
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client, metrics)
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))

@@ -11,6 +11,7 @@ import pytest
 from bench import reliability_cases as cases
 from bench.hostile import hostile
 from bench.kill9 import kill9
+from bench.outside_reader import outside_reader
 
 
 def report(result: cases.CaseResult) -> str:
@@ -102,4 +103,12 @@ async def test_flaky_slack_and_cloud_lose_nothing_and_one_failing_cloud_stops_on
         ) -> None:
     result = await cases.flaky(jobs_each=2)
     assert result.tried == 2 + 2 + 3
+    assert result.ok, report(result)
+
+
+@pytest.mark.timeout(180)
+async def test_outside_readers_and_online_backups_during_load_lose_nothing() -> None:
+    # `within` well inside the timeout, so a loss is reported as such, not as a timeout.
+    result = await outside_reader(n_jobs=6, batches=3, speed=50.0, within=90.0)
+    assert result.tried == 6
     assert result.ok, report(result)

@@ -1,0 +1,118 @@
+"""Outside readers during load: `imagebot run --http` as its own process, while another process
+(this one) keeps opening the database with sqlite3, reading it, taking online backups with the
+backup API (what `sqlite3 .backup` does) and closing it again; then SIGKILL and a restart.
+
+A bot that drops its own SQLite locks lets such a reader checkpoint and delete the WAL, and
+every later write is lost. At the end every acknowledged job must be in the database with a
+final state, ids unique, one image per job and one parent and final reply per thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.fig_ack import command_body
+from bench.kill9 import _post, check, db_state
+from bench.procs import start_bot, world
+from bench.reliability_cases import CaseResult
+from sandbox.slack.model import SlackWorkspace
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def read_and_back_up(db: Path, target: Path) -> str | None:
+    """One outside visit: read, back up online, check the copy, close. A problem or None."""
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+        conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        with contextlib.closing(sqlite3.connect(target)) as copy:
+            conn.backup(copy)
+            verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+    target.unlink(missing_ok=True)
+    return None if verdict == "ok" else f"backup integrity_check: {verdict}"
+
+
+async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0,
+                         within: float = 300.0) -> CaseResult:
+    """Run the case; see the module docstring."""
+    result = CaseResult(f"outside reader/backup ({n_jobs} jobs, procs)")
+    async with world(n_jobs, speed) as w:
+        ws = SlackWorkspace()
+        ws.base_url = w.slack_url
+        url = f"http://127.0.0.1:{w.port}/slack/events"
+        bot = await start_bot(w)
+        stop = asyncio.Event()
+        visits: list[str | None] = []
+
+        async def visitor(tmp: Path) -> None:
+            while not stop.is_set():
+                visits.append(await asyncio.to_thread(read_and_back_up, w.db,
+                                                      tmp / f"copy-{len(visits)}.db"))
+                await asyncio.sleep(0.05)
+
+        acks: list[int] = []
+        with tempfile.TemporaryDirectory(prefix="imagebot-backup-") as tmp:
+            reader = asyncio.create_task(visitor(Path(tmp)))
+            try:
+                size = max(1, n_jobs // batches)
+                async with httpx.AsyncClient(timeout=30) as client:
+                    for start in range(1, n_jobs + 1, size):
+                        bodies = [command_body(ws, "alice", "#ops", f"create load-{i} --now")
+                                  for i in range(start, min(n_jobs, start + size - 1) + 1)]
+                        acks += await asyncio.gather(*(_post(client, url, b) for b in bodies))
+                        # Between batches: one more visit that surely opens and closes.
+                        visits.append(await asyncio.to_thread(
+                            read_and_back_up, w.db, Path(tmp) / "between.db"))
+                await asyncio.sleep(0.5)
+                bot.send_signal(signal.SIGKILL)
+                await bot.wait()
+                bot = await start_bot(w)
+                deadline = time.monotonic() + within
+                while True:
+                    rows, depth = db_state(w.db)
+                    if len(rows) >= n_jobs and all(s in FINAL for _, s in rows) and depth == 0:
+                        break
+                    if time.monotonic() > deadline:
+                        result.problems.append(f"outside readers saw {len(rows)} jobs, "
+                                               f"outbox {depth}, after {within:.0f}s")
+                        break
+                    await asyncio.sleep(0.5)
+                async with httpx.AsyncClient(timeout=30) as client:
+                    cloud = (await client.get(f"{w.cloud_url}/_sim/state")).json()
+                    messages = (await client.get(f"{w.slack_url}/_emu/messages",
+                                                 params={"channel": "C0OPS"})).json()
+            finally:
+                stop.set()
+                await reader
+                await _stop(bot)
+    ids = [job_id for job_id, _ in rows]
+    if len(set(ids)) != len(ids) or ids != [f"J{n}" for n in range(1, len(ids) + 1)]:
+        result.problems.append(f"job ids not unique and in order: {ids}")
+    result.problems += [v for v in visits if v]
+    if not visits:
+        result.problems.append("no outside visit happened")
+    check(result, n_jobs, acks, rows, cloud, messages)
+    return result
+
+
+async def _stop(bot: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it has not ended in 10 s: no bot outlives the case."""
+    with contextlib.suppress(ProcessLookupError):
+        bot.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(bot.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            bot.kill()
+        await bot.wait()
+
+
+if __name__ == "__main__":
+    print(asyncio.run(outside_reader()).line())
