@@ -422,10 +422,14 @@ class Store:
             f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", sorted(jobs.IN_FLIGHT))]
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
-                  limit: int = 10) -> list[Job]:
-        """Newest first; `server` matches server_ref, server_name or server_id."""
+                  limit: int = 10, channel: str | None = None) -> list[Job]:
+        """Newest first; `server` matches server_ref, server_name or server_id; `channel` (an
+        id) keeps only that channel's jobs."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append("channel = ?")
+            params.append(channel)
         if server is not None:
             where.append("(server_ref = ? OR server_name = ? OR server_id = ?)")
             params += [server, server, server]
@@ -441,9 +445,9 @@ class Store:
         params.append(max(0, int(limit)))
         return [_job(r) for r in self.db.query(sql, params)]
 
-    def latest_job_for_server(self, server: str) -> Job | None:
-        """The newest job for a server (by ref, name or id), or None."""
-        found = self.list_jobs(server=server, limit=1)
+    def latest_job_for_server(self, server: str, channel: str | None = None) -> Job | None:
+        """The newest job for a server (by ref, name or id), of `channel` if given, or None."""
+        found = self.list_jobs(server=server, limit=1, channel=channel)
         return found[0] if found else None
 
     def job_events(self, job_id: str) -> list[JobEvent]:
@@ -580,10 +584,14 @@ class Store:
         return self._request(normalize_request_id(request_id))
 
     def list_change_requests(self, *, statuses: Collection[str] | None = None,
-                             server_id: str | None = None, limit: int = 100) -> list[RequestRow]:
-        """Change requests, oldest first, filtered by status and server."""
+                             server_id: str | None = None, limit: int = 100,
+                             channel: str | None = None) -> list[RequestRow]:
+        """Change requests, oldest first, filtered by status, server and channel (id)."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append("channel = ?")
+            params.append(channel)
         if statuses is not None:
             if not statuses:
                 return []
@@ -715,10 +723,14 @@ class Store:
         return _schedule_row(rows[0]) if rows else None
 
     def list_schedules(self, *, status: str | None = "active",
-                       server: str | None = None) -> list[ScheduleRow]:
-        """Schedules in id order; `server` matches server_ref, server_name or server_id."""
+                       server: str | None = None, channel: str | None = None) -> list[ScheduleRow]:
+        """Schedules in id order; `server` matches server_ref, server_name or server_id;
+        `channel` (an id) keeps the schedules made in that channel."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append("channel = ?")
+            params.append(channel)
         if status is not None:
             where.append("status = ?")
             params.append(status)
@@ -890,14 +902,15 @@ class AsyncStore:
         return await self._run(self.store.in_flight_jobs)
 
     async def list_jobs(self, *, server: str | None = None,
-                        states: Collection[str] | None = None, limit: int = 10) -> list[Job]:
+                        states: Collection[str] | None = None, limit: int = 10,
+                        channel: str | None = None) -> list[Job]:
         """See Store.list_jobs."""
         return await self._run(partial(self.store.list_jobs, server=server, states=states,
-                                       limit=limit))
+                                       limit=limit, channel=channel))
 
-    async def latest_job_for_server(self, server: str) -> Job | None:
+    async def latest_job_for_server(self, server: str, channel: str | None = None) -> Job | None:
         """See Store.latest_job_for_server."""
-        return await self._run(self.store.latest_job_for_server, server)
+        return await self._run(self.store.latest_job_for_server, server, channel)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """See Store.job_events."""
@@ -969,10 +982,11 @@ class AsyncStore:
 
     async def list_change_requests(self, *, statuses: Collection[str] | None = None,
                                    server_id: str | None = None,
-                                   limit: int = 100) -> list[RequestRow]:
+                                   limit: int = 100,
+                                   channel: str | None = None) -> list[RequestRow]:
         """See Store.list_change_requests."""
         return await self._run(partial(self.store.list_change_requests, statuses=statuses,
-                                       server_id=server_id, limit=limit))
+                                       server_id=server_id, limit=limit, channel=channel))
 
     async def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
         """See Store.add_change_request (`build` runs on the store thread)."""
@@ -1013,10 +1027,11 @@ class AsyncStore:
         return await self._run(self.store.schedule_for_server, server_id)
 
     async def list_schedules(self, *, status: str | None = "active",
-                             server: str | None = None) -> list[ScheduleRow]:
+                             server: str | None = None,
+                             channel: str | None = None) -> list[ScheduleRow]:
         """See Store.list_schedules."""
         return await self._run(partial(self.store.list_schedules, status=status,
-                                       server=server))
+                                       server=server, channel=channel))
 
     async def update_schedule(self, schedule_id: str, fields: Mapping[str, Any],
                               audit: Sequence[AuditEntry] = (),
@@ -1315,3 +1330,13 @@ def m004_job_cloud(db: Database) -> None:
     so a database created after the field was added has it already."""
     if "cloud" not in db["jobs"].columns_dict:  # type: ignore[union-attr]
         db.execute("ALTER TABLE jobs ADD COLUMN cloud TEXT")
+
+
+@migrations()
+def m006_job_channel_name(db: Database) -> None:
+    """The job's channel name (policy lookup by name on clicks and alerts) and who cancelled it.
+    m001 derives its columns from `Job`, so a fresh database has them already."""
+    columns = db["jobs"].columns_dict  # type: ignore[union-attr]
+    for name in ("channel_name", "cancelled_by"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
