@@ -224,6 +224,13 @@ def normalize_job_id(job_id: str) -> str:
     return f"J{int(match.group(1))}"
 
 
+def _channel_clause(channel: str | Collection[str], params: list[Any]) -> str:
+    """`channel IN (...)` for one channel value or several, appending to `params`."""
+    values = [channel] if isinstance(channel, str) else list(channel)
+    params.extend(values)
+    return f"channel IN ({', '.join('?' for _ in values)})" if values else "0"
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -422,14 +429,13 @@ class Store:
             f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", sorted(jobs.IN_FLIGHT))]
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
-                  limit: int = 10, channel: str | None = None) -> list[Job]:
+                  limit: int = 10, channel: str | Collection[str] | None = None) -> list[Job]:
         """Newest first; `server` matches server_ref, server_name or server_id; `channel` (an
-        id) keeps only that channel's jobs."""
+        id, or the values a channel's rows may carry) keeps only that channel's jobs."""
         where: list[str] = []
         params: list[Any] = []
         if channel is not None:
-            where.append("channel = ?")
-            params.append(channel)
+            where.append(_channel_clause(channel, params))
         if server is not None:
             where.append("(server_ref = ? OR server_name = ? OR server_id = ?)")
             params += [server, server, server]
@@ -445,7 +451,8 @@ class Store:
         params.append(max(0, int(limit)))
         return [_job(r) for r in self.db.query(sql, params)]
 
-    def latest_job_for_server(self, server: str, channel: str | None = None) -> Job | None:
+    def latest_job_for_server(self, server: str,
+                              channel: str | Collection[str] | None = None) -> Job | None:
         """The newest job for a server (by ref, name or id), of `channel` if given, or None."""
         found = self.list_jobs(server=server, limit=1, channel=channel)
         return found[0] if found else None
@@ -585,13 +592,12 @@ class Store:
 
     def list_change_requests(self, *, statuses: Collection[str] | None = None,
                              server_id: str | None = None, limit: int = 100,
-                             channel: str | None = None) -> list[RequestRow]:
+                             channel: str | Collection[str] | None = None) -> list[RequestRow]:
         """Change requests, oldest first, filtered by status, server and channel (id)."""
         where: list[str] = []
         params: list[Any] = []
         if channel is not None:
-            where.append("channel = ?")
-            params.append(channel)
+            where.append(_channel_clause(channel, params))
         if statuses is not None:
             if not statuses:
                 return []
@@ -723,14 +729,14 @@ class Store:
         return _schedule_row(rows[0]) if rows else None
 
     def list_schedules(self, *, status: str | None = "active",
-                       server: str | None = None, channel: str | None = None) -> list[ScheduleRow]:
+                       server: str | None = None,
+                       channel: str | Collection[str] | None = None) -> list[ScheduleRow]:
         """Schedules in id order; `server` matches server_ref, server_name or server_id;
         `channel` (an id) keeps the schedules made in that channel."""
         where: list[str] = []
         params: list[Any] = []
         if channel is not None:
-            where.append("channel = ?")
-            params.append(channel)
+            where.append(_channel_clause(channel, params))
         if status is not None:
             where.append("status = ?")
             params.append(status)
@@ -903,12 +909,13 @@ class AsyncStore:
 
     async def list_jobs(self, *, server: str | None = None,
                         states: Collection[str] | None = None, limit: int = 10,
-                        channel: str | None = None) -> list[Job]:
+                        channel: str | Collection[str] | None = None) -> list[Job]:
         """See Store.list_jobs."""
         return await self._run(partial(self.store.list_jobs, server=server, states=states,
                                        limit=limit, channel=channel))
 
-    async def latest_job_for_server(self, server: str, channel: str | None = None) -> Job | None:
+    async def latest_job_for_server(self, server: str,
+                                    channel: str | Collection[str] | None = None) -> Job | None:
         """See Store.latest_job_for_server."""
         return await self._run(self.store.latest_job_for_server, server, channel)
 
@@ -983,7 +990,8 @@ class AsyncStore:
     async def list_change_requests(self, *, statuses: Collection[str] | None = None,
                                    server_id: str | None = None,
                                    limit: int = 100,
-                                   channel: str | None = None) -> list[RequestRow]:
+                                   channel: str | Collection[str] | None = None
+                                   ) -> list[RequestRow]:
         """See Store.list_change_requests."""
         return await self._run(partial(self.store.list_change_requests, statuses=statuses,
                                        server_id=server_id, limit=limit, channel=channel))
@@ -1028,7 +1036,7 @@ class AsyncStore:
 
     async def list_schedules(self, *, status: str | None = "active",
                              server: str | None = None,
-                             channel: str | None = None) -> list[ScheduleRow]:
+                             channel: str | Collection[str] | None = None) -> list[ScheduleRow]:
         """See Store.list_schedules."""
         return await self._run(partial(self.store.list_schedules, status=status,
                                        server=server, channel=channel))
