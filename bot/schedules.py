@@ -476,6 +476,9 @@ class ScheduleService:
         return {
             "server_ref": schedule.server_name or schedule.server_ref, "requested_by": actor,
             "channel": notify, "state": jobs.QUEUED, "schedule_id": schedule.id,
+            # The run's channel's name, for the one policy lookup (clicks, alerts, answers).
+            "channel_name": schedule.channel_name if notify == schedule.channel else
+            (notify[1:] if notify.startswith("#") else None),
             "server_id": schedule.server_id, "server_name": schedule.server_name,
             "cloud": self._policy(schedule.channel, schedule.channel_name).cloud,
             "note": run_note(schedule.id, spec, slot, missed, attempt),

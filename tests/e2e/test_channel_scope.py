@@ -211,7 +211,8 @@ def approval_message(system: System, request_id: str) -> Message | None:
 
 async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         tmp_path: Path) -> None:
-    async with running_system(speed=200, slack_rate_scale=20,
+    policy = policy_file(tmp_path, '[default]\nadmins = ["U0CAROL"]\n')
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy,
                               workspace=workspace_with_dev()) as system:
         await system.command("alice", "#ops", "schedule web-1 daily at 03:00")
         message = await system.wait_for(lambda: approval_message(system, "R1"), within=15)
@@ -222,6 +223,9 @@ async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         assert "R1" not in said(await system.command("bob", "#dev", "approvals"))
         assert "web-1" not in said(await system.command("bob", "#dev", "schedules"))
         assert "R1" in said(await system.command("bob", "#ops", "schedules"))
+        assert "R1" in said(await system.command("carol", "#dev", "approvals --all"))
+        assert "R1" in said(await system.command("carol", "#dev", "schedules --all"))
+        assert "admins" in said(await system.command("bob", "#dev", "approvals --all"))
 
         # From another channel: no such request there, nothing decided.
         elsewhere = said(await system.command("bob", "#dev", "approve R1"))
@@ -245,3 +249,4 @@ async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         assert (await store.get_change_request("R1")).status == "approved"
         assert "web-1" in said(await system.command("bob", "#ops", "schedules"))
         assert "web-1" not in said(await system.command("bob", "#dev", "schedules"))
+        assert "web-1" in said(await system.command("carol", "#dev", "schedules --all"))
