@@ -139,6 +139,11 @@ async def test_cancel_text_and_button_share_one_check_and_the_card_names_who(
         elsewhere = said(await system.command("alice", "#secret", "cancel J1"))
         assert "no job J1 in this channel" in elsewhere
         assert said(await system.command("carol", "#ops-alerts", "cancel J1")) == DISABLED_TEXT
+        # A click whose payload names another channel (a forged or stale button) is refused
+        # the same way as the text command from there.
+        forged = await system.runtime.listeners.click("job_cancel", "J1", "U0ALICE",
+                                                      channel="G0SECRET", channel_name="secret")
+        assert forged is not None and forged.text == "There is no job J1 in this channel."
         # Not the requester and not allowed to create here: refused, by text and by button.
         by_text = said(await system.command("bob", "#ops", "cancel J1"))
         assert "may not start or cancel" in by_text
@@ -230,6 +235,10 @@ async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         # From another channel: no such request there, nothing decided.
         elsewhere = said(await system.command("bob", "#dev", "approve R1"))
         assert "no change request R1 in this channel" in elsewhere
+        assert system.runtime.schedules is not None
+        forged = await system.runtime.schedules.on_click("cr_approve", "R1", "U0BOB",
+                                                         channel=DEV, channel_name="dev")
+        assert forged is not None and "no change request R1 in this channel" in forged.text
         # dave is not a member of #ops: "any member other than the requester" excludes him,
         # by text and by button.
         outsider = said(await system.command("dave", "#ops", "approve R1"))
