@@ -132,7 +132,7 @@ class _Unset(Enum):
 UNSET = _Unset.UNSET
 
 Refusal = Literal["already_decided", "expired", "superseded", "self_approval", "not_approver",
-                  "stale"]
+                  "not_member", "stale"]
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,17 @@ def _expired(request: ChangeRequest) -> ChangeRequest:
 def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
            rules: ApprovalRules, actor_groups: frozenset[str] = frozenset(),
            reason: str | None = None,
-           current: ScheduleSpec | None | _Unset = UNSET) -> Decision:
+           current: ScheduleSpec | None | _Unset = UNSET,
+           members: frozenset[str] | None = None) -> Decision:
     """Apply one approve/reject click by `actor` at `now` under `rules`.
 
     Refusals: already decided (names who and when), expired (the request comes back marked
     expired), superseded, self-approval (unless allowed), not an approver (names who may), and,
     when `current` (the server's schedule now) is given, a stale request whose `old` no longer
     matches. The requester may always reject (withdraw) their own pending request.
+
+    `members` (the request channel's members, when known): with no approvers listed, "any
+    member of the channel" means exactly those; someone outside the channel is refused.
     """
     if action not in ("approve", "reject"):
         raise ValueError(f"action must be 'approve' or 'reject', not {action!r}")
@@ -199,6 +203,11 @@ def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
                        "Propose the change again if it is still wanted.",
                        updated=_expired(request))
     is_requester = actor == request.requested_by
+    if not rules.restricted and members is not None and actor not in members \
+            and not (is_requester and action == "reject"):
+        return _refuse(request, "not_member",
+                       f"Only {rules.who_may_approve(request.requested_by)} may "
+                       f"{action} {rid}, and you are not a member of the channel.")
     if action == "reject":
         if not is_requester and not rules.is_approver(actor, actor_groups):
             return _refuse(request, "not_approver",

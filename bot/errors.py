@@ -176,6 +176,10 @@ class PermissionDenied(ImagebotError):
     """The user may not do this here (policy)."""
 
 
+class MembershipUnknown(SlackError):
+    """Slack could not say who is in a channel; a decision that needs it is refused."""
+
+
 class JobError(ImagebotError):
     """A job operation is not possible (unknown job, wrong state)."""
 

@@ -118,6 +118,10 @@ class Job:
     # (the orphan timer); None while Nova reports a task.
     task_cleared_at: datetime | None = None
     cloud: str | None = None  # clouds.yaml entry from the channel policy; None = the default
+    # The channel's name when the job was made (slash commands carry it): policies may be keyed
+    # by name, and clicks and alerts must find the same policy as the command did.
+    channel_name: str | None = None
+    cancelled_by: str | None = None  # who cancelled (audit, shown on the card)
 
     @property
     def number(self) -> int:

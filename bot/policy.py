@@ -29,7 +29,9 @@ from bot.errors import PolicyError
 
 ENV_VAR = "IMAGEBOT_POLICY"
 CHANNEL_KEYS = ("enabled", "cloud", "servers", "creators", "approvers", "allow_self_approval",
-                "approval_expiry", "notify_channel", "mention")
+                "approval_expiry", "notify_channel", "mention", "admins")
+# The one line a disabled channel answers to every command (help excepted).
+DISABLED_TEXT = "imagebot is disabled in this channel."
 TOP_KEYS = ("default", "channels")
 MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=30)
@@ -60,6 +62,9 @@ class ChannelPolicy:
     approval_expiry: timedelta = DEFAULT_EXPIRY
     notify_channel: str | None = None  # "#ops-alerts" or an id; None = the request's channel
     mention: str | None = None  # e.g. "<!here>"; None = mention nobody
+    # Who may ask for other channels' jobs, schedules and requests (`--all`); empty = nobody.
+    admins: frozenset[str] = frozenset()
+    admin_groups: frozenset[str] = frozenset()
 
     def may_create(self, user: str, user_groups: frozenset[str] = frozenset()) -> bool:
         """May `user` (member of `user_groups`) create images and propose schedules here?"""
@@ -68,6 +73,10 @@ class ChannelPolicy:
         if not self.creators and not self.creator_groups:
             return True
         return user in self.creators or bool(self.creator_groups & user_groups)
+
+    def is_admin(self, user: str, user_groups: frozenset[str] = frozenset()) -> bool:
+        """May `user` use `--all` here? Only people the policy names (never "anyone")."""
+        return self.enabled and (user in self.admins or bool(self.admin_groups & user_groups))
 
     def may_touch(self, server_name: str) -> bool:
         """Does some `servers` pattern match this server name?"""
@@ -299,10 +308,10 @@ class _Parser:
                 values[key] = self.text(value, where, key, "a clouds.yaml cloud name")
             elif key == "servers":
                 values[key] = self.patterns(value, where, key)
-            elif key in ("creators", "approvers"):
+            elif key in ("creators", "approvers", "admins"):
                 users, groups = self.people(value, where, key)
                 values[key] = users
-                values["creator_groups" if key == "creators" else "approver_groups"] = groups
+                values[key[:-1] + "_groups"] = groups
             elif key == "approval_expiry":
                 values[key] = self.expiry(value, where, key)
             elif key == "notify_channel":
@@ -395,3 +404,12 @@ async def allowed_to_create(policy: ChannelPolicy, user: str,
     if policy.creator_groups and member_groups is not None:
         groups = await member_groups(user, policy.creator_groups)
     return policy.may_create(user, groups)
+
+
+async def allowed_all(policy: ChannelPolicy, user: str,
+                      member_groups: GroupResolver | None) -> bool:
+    """`policy.is_admin`, resolving the admin groups the user is in (only when some are named)."""
+    groups: frozenset[str] = frozenset()
+    if policy.admin_groups and member_groups is not None:
+        groups = await member_groups(user, policy.admin_groups)
+    return policy.is_admin(user, groups)

@@ -331,11 +331,21 @@ def _outcome_line(job: Job, now: datetime) -> str:
                  f"id {code(job.image_id or '?')}", size, f"took {human_duration(_took(job, now))}"]
         return " · ".join(parts)
     if job.state == jobs.CANCELLED:
-        return ":no_entry_sign: Cancelled before anything was sent to the cloud."
+        return ":no_entry_sign: " + cancelled_line(job)
     text = ":x: " + failure_text(job)
     if job.snapshot_started_at and job.snapshot_ended_at is None:
         text += "\nIf you stopped writes for this image, you can resume them now."
     return text
+
+
+def cancelled_line(job: Job) -> str:
+    """Who cancelled and when in the job's life (a job is cancelled only before the cloud
+    was asked for anything: while waiting for Start snapshot, or queued after it)."""
+    who = f" by {user(job.cancelled_by)}" if job.cancelled_by else ""
+    if job.confirmed_at is not None and job.confirmed_by != job.cancelled_by:
+        started = f", after {user(job.confirmed_by)} pressed Start," if job.confirmed_by else ""
+        return f"Cancelled{who}{started} before anything was sent to the cloud."
+    return f"Cancelled{who} before anything was sent to the cloud."
 
 
 def final_reply(job: Job, now: datetime) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from bot.errors import (
 )
 from bot.jobs import Job
 from bot.loops import run_until
-from bot.policy import ChannelPolicy, GroupResolver, Policy
+from bot.policy import DISABLED_TEXT, ChannelPolicy, GroupResolver, Policy
 from bot.render_schedules import (
     APPROVE_ACTION,
     REJECT_ACTION,
@@ -74,7 +74,8 @@ from bot.scheduler import (
     would_delete_at_next_success,
     zone,
 )
-from bot.slack.app import Invocation, Reply, refuse
+from bot.slack.app import Invocation, Reply, not_here, refuse
+from bot.slack.directory import ChannelDirectory
 from bot.store import (
     AsyncStore,
     AuditEntry,
@@ -178,6 +179,7 @@ class ScheduleService:
                  clock: Callable[[], datetime], web: MessagePort | None = None,
                  on_new_work: Callable[[], None] = lambda: None,
                  member_groups: GroupResolver | None = None,
+                 directory: ChannelDirectory | None = None,
                  window: timedelta = DEFAULT_WINDOW, warn_before: timedelta = WARN_BEFORE,
                  busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING,
                  tick: float = 30.0, tick_scale: float = 1.0) -> None:
@@ -188,6 +190,8 @@ class ScheduleService:
         self.web = web
         self.on_new_work = on_new_work
         self.member_groups = member_groups
+        # Who is in a request's channel ("any member" approves); None = not checked.
+        self.directory = directory
         self.window = window
         self.warn_before = warn_before
         self.busy_tries = busy_tries
@@ -322,19 +326,39 @@ class ScheduleService:
     # --- decisions -----------------------------------------------------------------------
 
     async def decide(self, request_id: str, *, actor: str, action: str,
-                     reason: str | None = None) -> Outcome:
+                     reason: str | None = None, channel: str | None = None) -> Outcome:
         """Approve or reject a request as `actor`; the first valid decision wins.
 
         Permission is checked against the policy as it is now (not as it was when the message
-        was posted). Refusals are audited too.
+        was posted). `channel` is where the decision was typed or clicked: a request is decided
+        only in its own channel (another channel is told it does not exist there), never in
+        a disabled one. With no approvers listed, only the channel's members decide. Refusals
+        are audited too.
         """
         if action not in ("approve", "reject"):
             raise ValueError(f"unknown action {action!r}")
         for _ in range(5):
-            row = await self.store.get_change_request(request_id)
+            try:
+                row = await self.store.get_change_request(request_id)
+            except ImagebotError:
+                if channel is None:
+                    raise
+                raise ImagebotError(not_here("change request", request_id.upper())) from None
+            if channel is not None and row.channel != channel:
+                await self.store.add_audit([AuditEntry("decision_refused", row.id, actor, {
+                    "action": action, "refusal": "other_channel", "channel": channel})])
+                raise ImagebotError(not_here("change request", row.id))
             request = to_request(row)
-            rules = self._policy(row.channel, row.channel_name).approval_rules()
+            policy = self._policy(row.channel, row.channel_name)
+            if not policy.enabled:
+                await self.store.add_audit([AuditEntry("decision_refused", row.id, actor, {
+                    "action": action, "refusal": "disabled"})])
+                return Outcome(False, DISABLED_TEXT, row)
+            rules = policy.approval_rules()
             groups = await self._groups(actor, rules)
+            members = None
+            if self.directory is not None and not rules.restricted:
+                members = await self.directory.members(row.channel)
             current_row = await self.store.schedule_for_server(row.server_id)
             current = schedule_spec(current_row) if current_row and \
                 current_row.status == "active" else None
@@ -342,7 +366,7 @@ class ScheduleService:
             decision: Decision = decide_request(
                 request, actor=actor, action=action, now=now,  # type: ignore[arg-type]
                 rules=rules, actor_groups=groups, reason=reason,
-                current=current if action == "approve" else UNSET)
+                current=current if action == "approve" else UNSET, members=members)
             if not decision.accepted:
                 audit = [AuditEntry("decision_refused", row.id, actor,
                                     {"action": action, "refusal": decision.refusal})]
@@ -452,6 +476,9 @@ class ScheduleService:
         return {
             "server_ref": schedule.server_name or schedule.server_ref, "requested_by": actor,
             "channel": notify, "state": jobs.QUEUED, "schedule_id": schedule.id,
+            # The run's channel's name, for the one policy lookup (clicks, alerts, answers).
+            "channel_name": schedule.channel_name if notify == schedule.channel else
+            (notify[1:] if notify.startswith("#") else None),
             "server_id": schedule.server_id, "server_name": schedule.server_name,
             "cloud": self._policy(schedule.channel, schedule.channel_name).cloud,
             "note": run_note(schedule.id, spec, slot, missed, attempt),
@@ -657,11 +684,13 @@ class ScheduleService:
 
     # --- answers -------------------------------------------------------------------------
 
-    async def schedules_answer(self, server: str | None = None) -> str:
-        """`/image schedules [server]`: schedules with next run, last result, pending changes."""
+    async def schedules_answer(self, server: str | None = None,
+                               channel: str | None = None) -> str:
+        """`/image schedules [server]`: schedules with next run, last result, pending changes;
+        only those of `channel` (an id) when given."""
         now = self.clock()
         lines: list[ScheduleLine] = []
-        rows = await self.store.list_schedules(status="active", server=server)
+        rows = await self.store.list_schedules(status="active", server=server, channel=channel)
         for row in rows:
             spec = schedule_spec(row)
             decision = due(spec, created_at=row.effective_at, last_slot=row.last_slot, now=now,
@@ -672,14 +701,14 @@ class ScheduleService:
                 next_run=(nxt.astimezone(zone(spec.tz)), nxt) if nxt else None,
                 last_result=row.last_result, last_run_at=row.last_run_at,
                 approved_by=row.approved_by))
-        pending = await self.store.list_change_requests(statuses=["pending"])
+        pending = await self.store.list_change_requests(statuses=["pending"], channel=channel)
         if server is not None:
             pending = [r for r in pending if server in (r.server_ref, r.server_name, r.server_id)]
         return schedules_text(lines, [(to_request(r), _label(r)) for r in pending], now)
 
-    async def approvals_answer(self) -> str:
-        """`/image approvals`: pending change requests."""
-        pending = await self.store.list_change_requests(statuses=["pending"])
+    async def approvals_answer(self, channel: str | None = None) -> str:
+        """`/image approvals`: pending change requests (of `channel`, an id, when given)."""
+        pending = await self.store.list_change_requests(statuses=["pending"], channel=channel)
         return approvals_text([(to_request(r), _label(r)) for r in pending], self.clock())
 
     # --- Slack handlers ------------------------------------------------------------------
@@ -731,25 +760,28 @@ class ScheduleService:
 
     async def _on_schedules(self, request: commands.Schedules, who: Invocation) -> Reply:
         return Reply(await self.schedules_answer(request.server.text if request.server
-                                                 else None))
+                                                 else None, channel=who.scope))
 
     async def _on_approvals(self, request: commands.Approvals, who: Invocation) -> Reply:
-        return Reply(await self.approvals_answer())
+        return Reply(await self.approvals_answer(channel=who.scope))
 
     async def _on_approve(self, request: commands.Approve, who: Invocation) -> Reply:
-        outcome = await self.decide(request.request_id, actor=who.user, action="approve")
+        outcome = await self.decide(request.request_id, actor=who.user, action="approve",
+                                    channel=who.channel)
         return Reply(outcome.message if outcome.accepted else f":no_entry: {outcome.message}")
 
     async def _on_reject(self, request: commands.Reject, who: Invocation) -> Reply:
         outcome = await self.decide(request.request_id, actor=who.user, action="reject",
-                                    reason=request.reason)
+                                    reason=request.reason, channel=who.channel)
         return Reply(outcome.message if outcome.accepted else f":no_entry: {outcome.message}")
 
-    async def on_click(self, action_id: str, value: str, user: str) -> Reply | None:
-        """An Approve / Reject button; None when accepted (the message itself is rewritten)."""
+    async def on_click(self, action_id: str, value: str, user: str, *, channel: str = "",
+                       channel_name: str | None = None) -> Reply | None:
+        """An Approve / Reject button clicked in `channel` (from the payload); None when
+        accepted (the message itself is rewritten). The same checks as the text commands."""
         action = "approve" if action_id == APPROVE_ACTION else "reject"
         try:
-            outcome = await self.decide(value, actor=user, action=action)
+            outcome = await self.decide(value, actor=user, action=action, channel=channel)
         except ImagebotError as exc:
             return Reply(f":warning: {exc.user_message()}")
         return None if outcome.accepted else Reply(f":no_entry: {outcome.message}")

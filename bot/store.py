@@ -226,6 +226,13 @@ def normalize_job_id(job_id: str) -> str:
     return f"J{int(match.group(1))}"
 
 
+def _channel_clause(channel: str | Collection[str], params: list[Any]) -> str:
+    """`channel IN (...)` for one channel value or several, appending to `params`."""
+    values = [channel] if isinstance(channel, str) else list(channel)
+    params.extend(values)
+    return f"channel IN ({', '.join('?' for _ in values)})" if values else "0"
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -476,10 +483,13 @@ class Store:
             f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", sorted(jobs.IN_FLIGHT))]
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
-                  limit: int = 10) -> list[Job]:
-        """Newest first; `server` matches server_ref, server_name or server_id."""
+                  limit: int = 10, channel: str | Collection[str] | None = None) -> list[Job]:
+        """Newest first; `server` matches server_ref, server_name or server_id; `channel` (an
+        id, or the values a channel's rows may carry) keeps only that channel's jobs."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append(_channel_clause(channel, params))
         if server is not None:
             where.append("(server_ref = ? OR server_name = ? OR server_id = ?)")
             params += [server, server, server]
@@ -495,9 +505,10 @@ class Store:
         params.append(max(0, int(limit)))
         return [_job(r) for r in self.db.query(sql, params)]
 
-    def latest_job_for_server(self, server: str) -> Job | None:
-        """The newest job for a server (by ref, name or id), or None."""
-        found = self.list_jobs(server=server, limit=1)
+    def latest_job_for_server(self, server: str,
+                              channel: str | Collection[str] | None = None) -> Job | None:
+        """The newest job for a server (by ref, name or id), of `channel` if given, or None."""
+        found = self.list_jobs(server=server, limit=1, channel=channel)
         return found[0] if found else None
 
     def job_events(self, job_id: str) -> list[JobEvent]:
@@ -646,10 +657,13 @@ class Store:
         return self._request(normalize_request_id(request_id))
 
     def list_change_requests(self, *, statuses: Collection[str] | None = None,
-                             server_id: str | None = None, limit: int = 100) -> list[RequestRow]:
-        """Change requests, oldest first, filtered by status and server."""
+                             server_id: str | None = None, limit: int = 100,
+                             channel: str | Collection[str] | None = None) -> list[RequestRow]:
+        """Change requests, oldest first, filtered by status, server and channel (id)."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append(_channel_clause(channel, params))
         if statuses is not None:
             if not statuses:
                 return []
@@ -778,10 +792,14 @@ class Store:
         return _schedule_row(rows[0]) if rows else None
 
     def list_schedules(self, *, status: str | None = "active",
-                       server: str | None = None) -> list[ScheduleRow]:
-        """Schedules in id order; `server` matches server_ref, server_name or server_id."""
+                       server: str | None = None,
+                       channel: str | Collection[str] | None = None) -> list[ScheduleRow]:
+        """Schedules in id order; `server` matches server_ref, server_name or server_id;
+        `channel` (an id) keeps the schedules made in that channel."""
         where: list[str] = []
         params: list[Any] = []
+        if channel is not None:
+            where.append(_channel_clause(channel, params))
         if status is not None:
             where.append("status = ?")
             params.append(status)
@@ -953,14 +971,16 @@ class AsyncStore:
         return await self._run(self.store.in_flight_jobs)
 
     async def list_jobs(self, *, server: str | None = None,
-                        states: Collection[str] | None = None, limit: int = 10) -> list[Job]:
+                        states: Collection[str] | None = None, limit: int = 10,
+                        channel: str | Collection[str] | None = None) -> list[Job]:
         """See Store.list_jobs."""
         return await self._run(partial(self.store.list_jobs, server=server, states=states,
-                                       limit=limit))
+                                       limit=limit, channel=channel))
 
-    async def latest_job_for_server(self, server: str) -> Job | None:
+    async def latest_job_for_server(self, server: str,
+                                    channel: str | Collection[str] | None = None) -> Job | None:
         """See Store.latest_job_for_server."""
-        return await self._run(self.store.latest_job_for_server, server)
+        return await self._run(self.store.latest_job_for_server, server, channel)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """See Store.job_events."""
@@ -1044,10 +1064,12 @@ class AsyncStore:
 
     async def list_change_requests(self, *, statuses: Collection[str] | None = None,
                                    server_id: str | None = None,
-                                   limit: int = 100) -> list[RequestRow]:
+                                   limit: int = 100,
+                                   channel: str | Collection[str] | None = None
+                                   ) -> list[RequestRow]:
         """See Store.list_change_requests."""
         return await self._run(partial(self.store.list_change_requests, statuses=statuses,
-                                       server_id=server_id, limit=limit))
+                                       server_id=server_id, limit=limit, channel=channel))
 
     async def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
         """See Store.add_change_request (`build` runs on the store thread)."""
@@ -1088,10 +1110,11 @@ class AsyncStore:
         return await self._run(self.store.schedule_for_server, server_id)
 
     async def list_schedules(self, *, status: str | None = "active",
-                             server: str | None = None) -> list[ScheduleRow]:
+                             server: str | None = None,
+                             channel: str | Collection[str] | None = None) -> list[ScheduleRow]:
         """See Store.list_schedules."""
         return await self._run(partial(self.store.list_schedules, status=status,
-                                       server=server))
+                                       server=server, channel=channel))
 
     async def update_schedule(self, schedule_id: str, fields: Mapping[str, Any],
                               audit: Sequence[AuditEntry] = (),
@@ -1402,3 +1425,13 @@ def m005_id_sequences(db: Database) -> None:
         db.execute("INSERT INTO id_sequences (name, last) SELECT ?, "
                    "MAX(COALESCE(MAX(t.seq), 0), COALESCE((SELECT seq FROM sqlite_sequence "
                    f"WHERE name = ?), 0)) FROM {table} t", [table, table])
+
+
+@migrations()
+def m006_job_channel_name(db: Database) -> None:
+    """The job's channel name (policy lookup by name on clicks and alerts) and who cancelled it.
+    m001 derives its columns from `Job`, so a fresh database has them already."""
+    columns = db["jobs"].columns_dict  # type: ignore[union-attr]
+    for name in ("channel_name", "cancelled_by"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")

@@ -33,6 +33,7 @@ from bot.pacing import SlackPacer
 from bot.policy import Policy
 from bot.schedules import ScheduleService, slack_group_resolver
 from bot.slack.app import Listeners, build_app
+from bot.slack.directory import ChannelDirectory
 from bot.slack.identity import Identity
 from bot.slack.web import SlackWeb, make_web_client
 from bot.store import AsyncStore
@@ -159,7 +160,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     web = SlackWeb(client, metrics)
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     def alerts_for(job: Job) -> tuple[str | None, str | None]:
-        channel_policy = policy.for_channel(job.channel)
+        # The same lookup as commands and clicks: by id, then by the name stored with the job.
+        channel_policy = policy.for_channel(job.channel, job.channel_name)
         return channel_policy.notify_channel, channel_policy.mention
 
     notifier.notify_for = lambda job: alerts_for(job)[0]
@@ -169,8 +171,9 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # A connection and thread of their own keeps the acks from queueing behind engine writes
     # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).
     interactive = await AsyncStore.open(settings.db_path, clock=clock)
+    directory = ChannelDirectory(web, clock)
     listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock,
-                          member_groups=slack_group_resolver(web))
+                          member_groups=slack_group_resolver(web), directory=directory)
     identity = Identity(client)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
                       app=build_app(listeners, client, signing_secret=settings.signing_secret,
@@ -181,7 +184,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # Schedules and approvals: commands and buttons through `extra`, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
                                 on_new_work=runtime.poke,
-                                member_groups=listeners.member_groups, tick_scale=tick_scale)
+                                member_groups=listeners.member_groups, directory=directory,
+                                tick_scale=tick_scale)
     listeners.extra.update(schedules.handlers())
     runtime.schedules = schedules
     return runtime

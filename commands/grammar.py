@@ -364,17 +364,21 @@ def _build_create(spec: Spec, args: Args) -> Request:
                   note=note_text(spec, note) if note is not None else None)
 
 
+def _all(args: Args) -> bool:
+    return bool(args.options.get("--all", False))
+
+
 def _build_status(spec: Spec, args: Args) -> Request:
     if not args.positionals:
-        return Status()
+        return Status(all=_all(args))
     no_extra(spec, args.positionals[1:])
     text = args.positionals[0].text
     job = job_id(text)
     if job is not None:
-        return Status(job_id=job)
+        return Status(job_id=job, all=_all(args))
     if request_id(text) is not None:
         raise spec.fail(f"{show(text)} is a change request; see `{PREFIX} approvals`.")
-    return Status(server=server_ref(spec, text))
+    return Status(server=server_ref(spec, text), all=_all(args))
 
 
 def _build_list(spec: Spec, args: Args) -> Request:
@@ -391,7 +395,7 @@ def _build_list(spec: Spec, args: Args) -> Request:
     raw_limit = args.value("--limit")
     limit = (bounded_int(spec, "--limit", raw_limit, 1, MAX_LIMIT)
              if raw_limit is not None else DEFAULT_LIMIT)
-    return ListJobs(server=server, state=state, limit=limit)
+    return ListJobs(server=server, state=state, limit=limit, all=_all(args))
 
 
 def _build_cancel(spec: Spec, args: Args) -> Request:
@@ -461,12 +465,12 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
 def _build_schedules(spec: Spec, args: Args) -> Request:
     server = server_ref(spec, args.positionals[0].text) if args.positionals else None
     no_extra(spec, args.positionals[1:])
-    return Schedules(server=server)
+    return Schedules(server=server, all=_all(args))
 
 
 def _build_approvals(spec: Spec, args: Args) -> Request:
     no_extra(spec, args.positionals)
-    return Approvals()
+    return Approvals(all=_all(args))
 
 
 def _request_id_of(spec: Spec, text: str | None) -> str:
@@ -521,6 +525,8 @@ def _build_help(spec: Spec, args: Args) -> Request:
 
 _KEEP = Option("--keep", "N", f"How many scheduled images to keep, 1–{MAX_KEEP} "
                f"(default {DEFAULT_KEEP}); older ones are deleted.")
+_ALL = Option("--all", None, "Every channel, not only this one (for the admins the channel "
+              "policy names).")
 _TZ = Option("--tz", "ZONE", f"IANA time zone of the `at` time (default {DEFAULT_TZ}), "
              "e.g. Europe/Berlin.")
 
@@ -545,23 +551,26 @@ TABLE: tuple[Spec, ...] = (
     ),
     Spec(
         name="status",
-        forms=("[<job-id> | <server>]",),
+        forms=("[<job-id> | <server>] [--all]",),
         summary="Show a job, the latest job of a server, or what is running.",
-        details="Job ids look like J17; anything else is taken as a server name or UUID.",
-        examples=("status", "status J17", "status web-1"),
+        details=("Job ids look like J17; anything else is taken as a server name or UUID. Only "
+                 "this channel's jobs."),
+        options=(_ALL,),
+        examples=("status", "status J17", "status web-1", "status --all"),
         build=_build_status,
     ),
     Spec(
         name="list",
-        forms=("[<server>] [--state running|done|failed] [--limit N]",),
+        forms=("[<server>] [--state running|done|failed] [--limit N] [--all]",),
         summary="List recent jobs.",
-        details="Newest first, optionally for one server and in one state.",
+        details="This channel's jobs, newest first, optionally for one server and in one state.",
         options=(
             Option("--state", "running|done|failed", "Only jobs in this state."),
             Option("--limit", "N", f"How many jobs to show, 1–{MAX_LIMIT} "
                    f"(default {DEFAULT_LIMIT})."),
+            _ALL,
         ),
-        examples=("list", "list web-1 --state failed", "list --limit 50"),
+        examples=("list", "list web-1 --state failed", "list --limit 50", "list --all"),
         build=_build_list,
     ),
     Spec(
@@ -597,18 +606,22 @@ TABLE: tuple[Spec, ...] = (
     ),
     Spec(
         name="schedules",
-        forms=("[<server>]",),
+        forms=("[<server>] [--all]",),
         summary="List image schedules.",
-        details="All schedules, or the one of a server, with the next run in UTC.",
-        examples=("schedules", "schedules web-1"),
+        details=("This channel's schedules, or the one of a server, with the next run in "
+                 "UTC."),
+        options=(_ALL,),
+        examples=("schedules", "schedules web-1", "schedules --all"),
         build=_build_schedules,
     ),
     Spec(
         name="approvals",
-        forms=("",),
+        forms=("[--all]",),
         summary="List change requests waiting for a decision.",
-        details="Change requests have ids like R4.",
-        examples=("approvals",),
+        details=("This channel's change requests (ids like R4); they are decided in the "
+                 "channel where they were proposed."),
+        options=(_ALL,),
+        examples=("approvals", "approvals --all"),
         build=_build_approvals,
     ),
     Spec(

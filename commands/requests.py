@@ -55,6 +55,7 @@ class Status:
 
     job_id: str | None = None
     server: ServerRef | None = None
+    all: bool = False  # every channel's jobs (admins only)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class ListJobs:
     server: ServerRef | None = None
     state: JobState | None = None
     limit: int = DEFAULT_LIMIT
+    all: bool = False  # every channel's jobs (admins only)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class Schedules:
     command: ClassVar[str] = "schedules"
 
     server: ServerRef | None = None
+    all: bool = False  # every channel's schedules (admins only)
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class Approvals:
 
     name: ClassVar[str] = "approvals"
     command: ClassVar[str] = "approvals"
+
+    all: bool = False  # every channel's requests (admins only)
 
 
 @dataclass(frozen=True)

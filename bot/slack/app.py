@@ -8,6 +8,7 @@ posted by the notifier from committed state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,15 @@ from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError
 from bot.jobs import Job
-from bot.policy import ChannelPolicy, GroupResolver, Policy, allowed_to_create
+from bot.policy import (
+    DISABLED_TEXT,
+    ChannelPolicy,
+    GroupResolver,
+    Policy,
+    allowed_all,
+    allowed_to_create,
+)
+from bot.slack.directory import ChannelDirectory
 from bot.slack.identity import FOREIGN, STARTING_UP, Identity
 from bot.store import AsyncStore, OutboxItem
 
@@ -61,6 +70,32 @@ class Invocation:
     channel_name: str | None
     trigger_id: str | None
     response_url: str | None
+    # Set by the listener once `--all` was asked for by an admin: answer for every channel.
+    everywhere: bool = False
+
+    @property
+    def scope(self) -> str | None:
+        """The channel an answer is limited to; None for an admin's `--all`."""
+        return None if self.everywhere else self.channel
+
+
+# Slack sends these instead of a name in DMs and (older) private channels.
+_NO_NAME = frozenset({"directmessage", "privategroup"})
+
+
+def not_here(kind: str, ref: str) -> str:
+    """The answer for a job or request of another channel: the same words as for one that does
+    not exist, so nothing leaks about other channels."""
+    return f"There is no {kind} {ref} in this channel."
+
+
+def same_channel(channel: str, asked_in: str, asked_name: str | None = None) -> bool:
+    """Is a row of `channel` (an id, or a #name for scheduled runs announced by name) the
+    channel asked in (`asked_in` id, `asked_name` its name)?"""
+    if channel == asked_in:
+        return True
+    return bool(asked_name) and channel.startswith("#") and \
+        channel[1:] == (asked_name or "").lstrip("#")
 
 
 async def refuse(policy: ChannelPolicy, user: str, server: str,
@@ -86,7 +121,41 @@ class Listeners:
     # Which of the given user groups a user belongs to (asked of Slack); None = no groups.
     member_groups: GroupResolver | None = None
     extra: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # Channel names (for name-keyed policies) and members; None = names from payloads only.
+    directory: ChannelDirectory | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # --- the one policy lookup --------------------------------------------------------------
+
+    async def channel_name(self, channel: str, known: str | None = None) -> str | None:
+        """The channel's name: from the payload when it carries a real one, else from Slack."""
+        if known and known not in _NO_NAME:
+            if self.directory is not None:
+                self.directory.remember(channel, known)
+            return known
+        if self.directory is None or not channel:
+            return None
+        return await self.directory.name(channel)
+
+    async def policy_of(self, channel: str, known_name: str | None = None) -> ChannelPolicy:
+        """The channel's policy, by id or by name, the same way for commands, clicks, alerts."""
+        return self.policy.for_channel(channel, await self.channel_name(channel, known_name))
+
+    async def job_policy(self, job: Job) -> ChannelPolicy:
+        """The policy of the channel a job was made in (its stored name, else Slack's)."""
+        return await self.policy_of(job.channel, job.channel_name)
+
+    async def may_act_on(self, job: Job, user: str) -> str | None:
+        """Why `user` may not start or cancel `job`, or None. The one check for the text
+        command and the buttons: the requester, or someone allowed to create in the job's
+        channel (which must not be disabled)."""
+        policy = await self.job_policy(job)
+        if not policy.enabled:
+            return DISABLED_TEXT
+        if user == job.requested_by or await allowed_to_create(policy, user, self.member_groups):
+            return None
+        return (f"You may not start or cancel images in this channel "
+                f"({policy.who_may_create()} may, and the requester).")
 
     # --- slash command ----------------------------------------------------------------------
 
@@ -105,15 +174,29 @@ class Listeners:
                         respond: Callable[..., Any]) -> Reply:
         if isinstance(request, commands.Help):
             return Reply(commands.help_text(request.topic))
+        name = await self.channel_name(who.channel, who.channel_name)
+        if name != who.channel_name:
+            who = dataclasses.replace(who, channel_name=name)
+        channel_policy = self.policy.for_channel(who.channel, name)
+        if not channel_policy.enabled:
+            return Reply(DISABLED_TEXT)  # one line, nothing else, for every command
+        if getattr(request, "all", False):
+            if not await allowed_all(channel_policy, who.user, self.member_groups):
+                return Reply("`--all` is for the admins the channel policy names; without it "
+                             "you see this channel's.")
+            who = dataclasses.replace(who, everywhere=True)
         if isinstance(request, commands.Create):
             return await self.create(request, who)
         if isinstance(request, commands.Status):
-            return await self.status(request)
+            return await self.status(request, who)
         if isinstance(request, commands.ListJobs):
-            return await self.list_jobs(request)
+            return await self.list_jobs(request, who)
         if isinstance(request, commands.Cancel):
-            return await self.cancel(request.job_id, who.user)
+            return await self.cancel(request.job_id, who.user, who)
         if isinstance(request, commands.Images):
+            refusal = self._images_refusal(channel_policy, request.server)
+            if refusal:
+                return Reply(refusal)
             self._spawn(self._answer_images(request, who, respond))
             return Reply(f"Looking up the images of {render.escape(request.server.text)}…")
         handler = self.extra.get(type(request).__name__)
@@ -142,7 +225,7 @@ class Listeners:
             server_ref=request.server.text, requested_by=who.user, channel=who.channel,
             state=state, image_name=request.name, note=request.note,
             dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
-            response_url=who.response_url,
+            response_url=who.response_url, channel_name=who.channel_name,
             outbox=[OutboxItem(kind="post_parent", channel=who.channel, payload={},
                                thread_key=None)],
             **extra,
@@ -156,22 +239,46 @@ class Listeners:
         return Reply(f"Job {job.id}: check the quiesce list in the channel, then press "
                      "*Start snapshot*.")
 
-    async def status(self, request: commands.Status) -> Reply:
-        """Status of a job, or of the latest job for a server."""
+    async def job_here(self, job_id: str, who: Invocation) -> Job:
+        """The job, if it belongs to the channel asked in (any channel for an admin's --all);
+        otherwise the same `JobError` as for a job that does not exist."""
+        try:
+            job = await self.store.get_job(job_id)
+        except JobError:
+            if who.everywhere:
+                raise
+            raise JobError(not_here("job", job_id.upper())) from None
+        if not who.everywhere and not same_channel(job.channel, who.channel, who.channel_name):
+            raise JobError(not_here("job", job.id))
+        return job
+
+    def _channels(self, who: Invocation) -> list[str] | None:
+        """The channel values a row of the asked channel may carry (its id; a #name for
+        scheduled runs announced by name); None for every channel."""
+        if who.scope is None:
+            return None
+        return [who.channel, *([f"#{who.channel_name}"] if who.channel_name else [])]
+
+    async def status(self, request: commands.Status, who: Invocation) -> Reply:
+        """Status of a job, or of the latest job for a server, in the channel asked in."""
         now = self.clock()
         if request.job_id:
-            return Reply(render.job_status_text(await self.store.get_job(request.job_id), now))
+            return Reply(render.job_status_text(await self.job_here(request.job_id, who), now))
         if request.server:
-            job = await self.store.latest_job_for_server(request.server.text)
+            job = await self.store.latest_job_for_server(request.server.text,
+                                                         channel=self._channels(who))
             if job is None:
-                return Reply(f"No jobs for {render.escape(request.server.text)} yet.")
+                return Reply(f"No jobs for {render.escape(request.server.text)} "
+                             f"{'' if who.everywhere else 'in this channel '}yet.")
             return Reply(render.job_status_text(job, now))
-        running = await self.store.list_jobs(states=sorted(jobs.IN_FLIGHT), limit=20)
+        running = await self.store.list_jobs(states=sorted(jobs.IN_FLIGHT), limit=20,
+                                             channel=self._channels(who))
         if not running:
-            return Reply("No images are being made right now.")
+            return Reply("No images are being made right now"
+                         f"{'' if who.everywhere else ' in this channel'}.")
         return Reply(render.jobs_table(running, now))
 
-    async def list_jobs(self, request: commands.ListJobs) -> Reply:
+    async def list_jobs(self, request: commands.ListJobs, who: Invocation) -> Reply:
         """Recent jobs, filtered."""
         states = {
             "running": sorted(jobs.IN_FLIGHT | {jobs.AWAITING_CONFIRMATION}),
@@ -180,14 +287,18 @@ class Listeners:
         }.get(request.state or "")
         found = await self.store.list_jobs(
             server=request.server.text if request.server else None, states=states,
-            limit=request.limit)
+            limit=request.limit, channel=self._channels(who))
         if not found:
             return Reply("No jobs match.")
         return Reply(render.jobs_table(found, self.clock()))
 
-    async def cancel(self, job_id: str, user: str) -> Reply:
-        """Cancel a job not yet submitted; explain why a running snapshot cannot be stopped."""
-        job = await self.store.get_job(job_id)
+    async def cancel(self, job_id: str, user: str, who: Invocation) -> Reply:
+        """Cancel a job not yet submitted; explain why a running snapshot cannot be stopped.
+        Only a job of the channel asked in, by the same check as the Cancel button."""
+        job = await self.job_here(job_id, dataclasses.replace(who, everywhere=False))
+        refusal = await self.may_act_on(job, user)
+        if refusal:
+            return Reply(refusal)
         if job.state in (jobs.AWAITING_CONFIRMATION, jobs.QUEUED):
             try:
                 await self._cancel(job, user)
@@ -205,20 +316,36 @@ class Listeners:
     async def _cancel(self, job: Job, user: str) -> Job:
         done = await self.store.transition(
             job.id, expected=[jobs.AWAITING_CONFIRMATION, jobs.QUEUED], target=jobs.CANCELLED,
-            event="cancelled", actor=user, fields={"finished_at": self.clock()},
+            event="cancelled", actor=user,
+            fields={"finished_at": self.clock(), "cancelled_by": user},
             outbox=[OutboxItem(kind="update_parent", channel=job.channel, job_id=job.id,
                                thread_key=job.id, payload={})])
         self.on_new_work()
         return done
 
+    @staticmethod
+    def _images_refusal(policy: ChannelPolicy, server: commands.ServerRef,
+                        name: str | None = None) -> str | None:
+        """Images only of servers the channel's policy may touch (by name; a UUID is checked
+        once it is resolved to its name)."""
+        label = name or (None if server.is_uuid else server.text)
+        if label is None or policy.may_touch(label):
+            return None
+        return (f"This channel may not image `{render.escape(label)}` (not in the channel's "
+                "server list).")
+
     async def _answer_images(self, request: commands.Images, who: Invocation,
                              respond: Callable[..., Any]) -> None:
         try:
-            cloud = CloudPool.of(self.cloud).get(
-                self.policy.for_channel(who.channel, who.channel_name).cloud)
+            policy = self.policy.for_channel(who.channel, who.channel_name)
+            cloud = CloudPool.of(self.cloud).get(policy.cloud)
             server = await cloud.find_server(request.server.text)
-            images = await cloud.list_images(server_id=server.id)
-            text = render.images_table(server.name, images)
+            refusal = self._images_refusal(policy, request.server, server.name)
+            if refusal:
+                text = refusal
+            else:
+                images = await cloud.list_images(server_id=server.id)
+                text = render.images_table(server.name, images)
         except ImagebotError as exc:
             text = f":warning: {exc.user_message()}"
         except Exception:
@@ -231,15 +358,19 @@ class Listeners:
 
     # --- buttons ------------------------------------------------------------------------------
 
-    async def click(self, action_id: str, job_id: str, user: str) -> Reply | None:
-        """A Start snapshot / Cancel click. Returns an ephemeral reply for the clicker, if any."""
+    async def click(self, action_id: str, job_id: str, user: str, channel: str | None = None,
+                    channel_name: str | None = None) -> Reply | None:
+        """A Start snapshot / Cancel click in `channel` (the message's channel, from the
+        payload). Returns an ephemeral reply for the clicker, if any."""
         try:
             job = await self.store.get_job(job_id)
         except JobError as exc:
             return Reply(exc.user_message())
-        if not await allowed_to_create(self.policy.for_channel(job.channel), user,
-                                       self.member_groups):
-            return Reply("You may not start or cancel images in this channel.")
+        if channel is not None and not same_channel(job.channel, channel, channel_name):
+            return Reply(not_here("job", job.id))
+        refusal = await self.may_act_on(job, user)
+        if refusal:
+            return Reply(refusal)
         try:
             if action_id == START_ACTION:
                 await self.store.transition(
@@ -352,8 +483,10 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
     async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any],
                        respond: Any) -> None:
         await ack()
+        where = body.get("channel") or {}
         reply = await listeners.click(action.get("action_id", ""), action.get("value", ""),
-                                      body.get("user", {}).get("id", ""))
+                                      body.get("user", {}).get("id", ""),
+                                      channel=where.get("id", ""), channel_name=where.get("name"))
         if reply is not None:
             await respond(text=reply.text, response_type="ephemeral", replace_original=False)
 
@@ -367,8 +500,10 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
         handler = listeners.extra.get(f"action:{action.get('action_id', '')}")
         if handler is None:
             return
+        where = body.get("channel") or {}
         reply = await handler(action.get("action_id", ""), action.get("value", ""),
-                              body.get("user", {}).get("id", ""))
+                              body.get("user", {}).get("id", ""), channel=where.get("id", ""),
+                              channel_name=where.get("name"))
         if reply is not None:
             await respond(text=reply.text, response_type="ephemeral", replace_original=False)
 

@@ -15,6 +15,8 @@ Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, sectio
 
 from __future__ import annotations
 
+import base64
+import bisect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -143,10 +145,34 @@ def _conversations_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
 
 
 def _conversations_members(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    """Paginated as Slack does (docs.slack.dev/reference/methods/conversations.members): `limit`
+    (default 100, at most 1000, else invalid_limit), `cursor` = a previous page's
+    `response_metadata.next_cursor` (opaque; anything else is invalid_cursor), "" at the end."""
     channel = ws.channel(_require(params, "channel"))
     if (channel.is_private or channel.is_im) and BOT_USER_ID not in channel.members:
         raise ApiError("channel_not_found")
-    return {"members": sorted(channel.members), "response_metadata": {"next_cursor": ""}}
+    raw_limit = params.get("limit", 100)
+    try:
+        limit = int(raw_limit)
+    except (TypeError, ValueError):
+        raise ApiError("invalid_limit") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError("invalid_limit")
+    members = sorted(channel.members)
+    start = 0
+    cursor = params.get("cursor")
+    if cursor:
+        try:
+            after = base64.b64decode(str(cursor), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError("invalid_cursor") from None
+        if not after.startswith("user:"):
+            raise ApiError("invalid_cursor")
+        start = bisect.bisect_left(members, after[5:])
+    page = members[start:start + limit]
+    rest = members[start + limit:]
+    next_cursor = base64.b64encode(f"user:{rest[0]}".encode()).decode() if rest else ""
+    return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
 
 
 def _users_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:

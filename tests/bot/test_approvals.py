@@ -181,3 +181,24 @@ def test_bad_action_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         decide(request(), actor="U0BOB", action="maybe", now=T0,  # type: ignore[arg-type]
                rules=BOB_ONLY)
+
+
+def test_any_member_means_the_channels_members() -> None:
+    # issue 13 §3: with no approvers listed, someone outside the channel may not decide.
+    anyone = ApprovalRules()
+    r = request(rules=anyone)
+    members = frozenset({"U0ALICE", "U0BOB"})
+    outsider = decide(r, actor="U0DAVE", action="approve", now=T0, rules=anyone,
+                      members=members)
+    assert (outsider.accepted, outsider.refusal) == (False, "not_member")
+    assert "not a member" in outsider.message
+    assert not decide(r, actor="U0DAVE", action="reject", now=T0, rules=anyone,
+                      members=members).accepted
+    assert decide(r, actor="U0BOB", action="approve", now=T0, rules=anyone,
+                  members=members).accepted
+    # The requester may always withdraw, member or not (they may have left the channel).
+    assert decide(r, actor="U0ALICE", action="reject", now=T0, rules=anyone,
+                  members=frozenset()).accepted
+    # Listed approvers are asked by name: membership does not narrow them.
+    assert decide(request(), actor="U0BOB", action="approve", now=T0, rules=BOB_ONLY,
+                  members=frozenset()).accepted

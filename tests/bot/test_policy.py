@@ -196,3 +196,17 @@ def test_duplicate_channel_names_differing_in_case(tmp_path: Path) -> None:
 ])
 def test_parse_duration(text: str, expected: timedelta | None) -> None:
     assert parse_duration(text) == expected
+
+
+def test_admins_are_named_people_and_may_use_all() -> None:
+    policy = Policy.loads('[default]\nadmins = ["U0CAROL", "<!subteam^S0OPS>"]\n'
+                          '[channels."#dev"]\nadmins = []\n'
+                          '[channels.C0OFF]\nenabled = false\n')
+    ops = policy.for_channel("C0OPS", "ops")
+    assert ops.is_admin("U0CAROL") and ops.is_admin("U0BOB", frozenset({"S0OPS"}))
+    assert not ops.is_admin("U0BOB")
+    assert not policy.for_channel("C0DEV", "dev").is_admin("U0CAROL")  # [] = nobody
+    assert not policy.for_channel("C0OFF").is_admin("U0CAROL")  # disabled: nothing at all
+    assert not Policy.default().for_channel("C0OPS").is_admin("U0ALICE")  # never "anyone"
+    with pytest.raises(PolicyError, match="admins"):
+        Policy.loads('[default]\nadmins = ["carol"]\n')

@@ -177,7 +177,9 @@ ERRORS: list[tuple[str, tuple[str, ...], str | None]] = [
     ("create web-1 --keep 3", ("Unknown option `--keep`", "create takes `--name`"), "create"),
     ("list --sate failed", ("did you mean `--state`",), "list"),
     ("schedule web-1 daily --kep 3", ("did you mean `--keep`",), "schedule"),
-    ("approvals --all", ("`approvals` takes no options",), "approvals"),
+    # `approvals` took no options before `--all` (issue 13): other options are still refused.
+    ("approvals --mine", ("Unknown option `--mine`",), "approvals"),
+    ("approve R4 --all", ("takes no options",), "approve"),
     ("create web-1 -n x", ("Unknown option `-n`",), "create"),
     # repeated option
     ("create web-1 --now --now", ("--now is given twice",), "create"),
@@ -343,3 +345,19 @@ def test_length_cap_is_exactly_4000() -> None:
     assert commands.parse(padded) == Create(WEB1, note="n" * 200)
     with pytest.raises(ParseError, match="limit is 4000"):
         commands.parse(padded + " ")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("list --all", commands.ListJobs(all=True)),
+    ("list web-1 --all --state failed",
+     commands.ListJobs(server=commands.ServerRef("web-1", False), state="failed", all=True)),
+    ("status --all", commands.Status(all=True)),
+    ("status J17 --all", commands.Status(job_id="J17", all=True)),
+    ("schedules --all", commands.Schedules(all=True)),
+    ("approvals --all", commands.Approvals(all=True)),
+    ("approvals", commands.Approvals()),
+    ("list", commands.ListJobs()),
+])
+def test_all_switch_where_it_applies(text: str, expected: object) -> None:
+    # issue 13: answers are scoped to the channel; `--all` asks for every channel.
+    assert commands.parse(text) == expected

@@ -119,6 +119,8 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         job = await store.get_job(str(run.job_id))
         assert job.state == "succeeded" and job.schedule_id == "S1"
         assert job.requested_by == "schedule:S1"
+        # Posted in the notify channel, named for the one policy lookup (issue 13).
+        assert (job.channel, job.channel_name) == ("C0ALERTS", "ops-alerts")
         new_image = system.world.images[str(job.image_id)]
         assert new_image.properties["imagebot_schedule_id"] == "S1"
 
