@@ -324,6 +324,12 @@ async def cloud_faults(speed: float = 200.0, rounds: int = 1) -> CaseResult:
                     problems.append(f"ended {job.state}/{job.error_code}, wanted "
                                     f"{fault.state}/{fault.code}")
                 finals = finals_of(system.workspace, job)
+                if fault.code == jobs.NOT_FOUND:
+                    # A mistake is answered to the requester alone: no card, no thread.
+                    finals = [e for e in system.workspace.ephemerals("U0ALICE")
+                              if e.via == "chat.postEphemeral" and job.id in (e.text or "")]
+                    if parents_of(system.workspace, job):
+                        problems.append(f"{job.id}: a public card for a missing server")
                 texts = [m.text or "" for m in finals]
                 if len(finals) != 1 or fault.phrase.lower() not in texts[0].lower():
                     problems.append(f"final replies {texts!r} lack {fault.phrase!r}")

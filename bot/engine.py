@@ -259,23 +259,25 @@ class Engine:
         # One server listing per tick resolves every new job, however many arrived at once.
         found = await self._find_servers(cloud, [j.server_ref for j in waiting] +
                                          [j.server_id or j.server_ref for j in queued])
+        # Servers our own in-flight jobs are imaging; grows as this tick submits jobs.
+        busy: dict[str, Job] = {str(j.server_id): j for j in current if j.server_id}
         for job in waiting:
             with job_context(job.id):
-                await self._resolve(job, found.get(job.server_ref))
+                await self._resolve(job, found.get(job.server_ref), busy)
         for job in current:
             with job_context(job.id):
                 if job.state == jobs.QUEUED:
-                    await self._submit(job, found.get(job.server_id or job.server_ref))
+                    await self._submit(job, found.get(job.server_id or job.server_ref), busy)
                 elif job.state == jobs.SUBMITTING:
                     await self._reconcile(job)
 
     async def _commit(self, job: Job, *, target: str | None, event: str,
                       fields: dict[str, Any], outbox: Sequence[OutboxItem],
-                      actor: str | None = None) -> Job | None:
+                      actor: str | None = None, expected: str | None = None) -> Job | None:
         try:
             if target is None:
                 result = await self.store.update_job(job.id, fields=fields, event=event,
-                                                     outbox=outbox)
+                                                     outbox=outbox, expected=expected)
             else:
                 result = await self.store.transition(job.id, expected=job.state, target=target,
                                                      event=event, actor=actor, fields=fields,
@@ -326,7 +328,45 @@ class Engine:
     async def _fail(self, job: Job, code: str, exc: Exception) -> None:
         fields = _failure(code, exc) | {"finished_at": self.clock()}
         log.info("job %s failed (%s): %s", job.id, code, exc)
+        if job.announced_at is None:
+            await self._fail_privately(job, fields, f"failed:{code}")
+            return
         await self._move(job, jobs.FAILED, fields, (), f"failed:{code}")
+
+    async def _fail_privately(self, job: Job, fields: dict[str, Any], event: str) -> None:
+        """A job without a public card fails: only the requester is told (an ephemeral, or
+        the response_url where the bot is not in the channel), nothing goes to the channel."""
+        after = dataclasses.replace(job, state=jobs.FAILED, **fields)
+        note = OutboxItem(kind="ephemeral", channel=job.channel, job_id=job.id,
+                          thread_key=job.id,
+                          payload={"user": job.requested_by, **render.private_failure(after)})
+        await self._commit(job, target=jobs.FAILED, event=event, fields=fields, outbox=[note])
+
+    def _clash(self, job: Job, server: Server, busy: dict[str, Job]) -> Job | None:
+        """Another in-flight job of ours on this server (seen only now that the server is
+        resolved, e.g. one job typed by name and the other by id)."""
+        other = busy.get(server.id)
+        return other if other is not None and other.id != job.id else None
+
+    async def _refuse_duplicate(self, job: Job, server: Server, other: Job) -> None:
+        text = render.busy_here(other, self.clock(), server=server.name, channel=job.channel)
+        log.info("job %s refused: %s", job.id, text)
+        fields = self._server_fields(job, server) | {
+            "error_code": jobs.DUPLICATE, "error": text, "finished_at": self.clock()}
+        await self._fail_privately(job, fields, f"failed:{jobs.DUPLICATE}")
+
+    async def _announce(self, job: Job, server: Server, busy: dict[str, Job], *,
+                        target: str | None, event: str, fields: dict[str, Any]) -> Job | None:
+        """Commit a private job's resolution together with its card (post_parent): the first
+        public trace of the job. Refused privately when another job images the server."""
+        other = self._clash(job, server, busy)
+        if other is not None:
+            await self._refuse_duplicate(job, server, other)
+            return None
+        card = OutboxItem(kind="post_parent", channel=job.channel, job_id=job.id, payload={})
+        return await self._commit(job, target=target, event=event,
+                                  fields=fields | {"announced_at": self.clock()}, outbox=[card],
+                                  expected=job.state)
 
     async def _find_servers(self, cloud: str | None,
                             refs: list[str]) -> dict[str, Server | CloudRejected]:
@@ -340,12 +380,18 @@ class Engine:
             self._troubled(cloud, exc)
             return {}
 
-    async def _resolve(self, job: Job, found: Server | CloudRejected | None) -> None:
-        """Fill in server facts for a job that waits for a click, so its message shows them."""
+    async def _resolve(self, job: Job, found: Server | CloudRejected | None,
+                       busy: dict[str, Job]) -> None:
+        """Fill in server facts for a job that waits for a click, so its message shows them;
+        a typed create's card is posted only now, once the server is known."""
         if found is None:
             return  # the cloud was unavailable: next tick
         if isinstance(found, CloudRejected):
             await self._fail(job, classify(found), found)
+            return
+        if job.announced_at is None:
+            await self._announce(job, found, busy, target=None, event="resolved",
+                                 fields=self._server_fields(job, found))
             return
         await self._move(job, None, self._server_fields(job, found), (), "resolved")
 
@@ -359,7 +405,8 @@ class Engine:
             "task_state": server.task_state,
         }
 
-    async def _submit(self, job: Job, server: Server | CloudRejected | None) -> None:
+    async def _submit(self, job: Job, server: Server | CloudRejected | None,
+                      busy: dict[str, Job]) -> None:
         now = self.clock()
         if now - (job.confirmed_at or job.created_at) > QUEUE_DEADLINE:
             await self._fail(job, "unreachable",
@@ -374,9 +421,14 @@ class Engine:
         fields["image_name"] = job.image_name or default_image_name(
             dataclasses.replace(job, server_name=server.name), now)
         fields["submitted_at"] = now
-        submitting = await self._commit(job, target=jobs.SUBMITTING, event="submitting",
-                                        fields=fields, outbox=())
+        if job.announced_at is None:  # `--now`: the card goes out with the submission
+            submitting = await self._announce(job, server, busy, target=jobs.SUBMITTING,
+                                              event="submitting", fields=fields)
+        else:
+            submitting = await self._commit(job, target=jobs.SUBMITTING, event="submitting",
+                                            fields=fields, outbox=())
         if submitting is not None:
+            busy[server.id] = submitting
             await self._create(submitting)
 
     async def _create(self, job: Job) -> None:

@@ -8,6 +8,10 @@ written for a person in Slack: what happened and what to do, never a traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.jobs import Job
 
 
 class ImagebotError(Exception):
@@ -195,6 +199,16 @@ class InvalidTransition(JobError):
 
 class ConflictingUpdate(JobError):
     """A compare-and-set lost: someone else changed the row first."""
+
+
+class ServerInUse(JobError):
+    """A new job would image a server one of the bot's own jobs is already imaging.
+
+    `job` is that in-flight job, so the answer can name it and its phase."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(f"the server is already being imaged by {job.id}")
 
 
 class ApprovalError(ImagebotError):

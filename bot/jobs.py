@@ -30,7 +30,8 @@ CLOUD_PHASES = (SNAPSHOTTING, PENDING_UPLOAD, UPLOADING)
 
 TRANSITIONS: Mapping[str, frozenset[str]] = {
     # `failed` from awaiting_confirmation: the server could not be resolved (not found,
-    # ambiguous, denied) before anyone clicked; the engine fails the job early.
+    # ambiguous, denied, already being imaged) before anyone clicked; the engine fails the job
+    # early. A typed create is still private then (no card): only the requester is told.
     AWAITING_CONFIRMATION: frozenset({QUEUED, CANCELLED, FAILED}),
     QUEUED: frozenset({SUBMITTING, CANCELLED, FAILED}),
     SUBMITTING: frozenset({SNAPSHOTTING, PENDING_UPLOAD, UPLOADING, SUCCEEDED, FAILED}),
@@ -53,8 +54,10 @@ NOT_FOUND = "not_found"
 AMBIGUOUS = "ambiguous"
 ORPHANED = "orphaned"
 REJECTED = "rejected"  # any other final refusal from the cloud (the engine's fallback)
+# Resolution showed another job of ours is imaging the same server (e.g. typed by name and by id).
+DUPLICATE = "duplicate"
 FAILURE_CODES = frozenset({BUSY, KILLED, VANISHED, STUCK, DENIED, UNREACHABLE, NOT_FOUND,
-                           AMBIGUOUS, ORPHANED, REJECTED})
+                           AMBIGUOUS, ORPHANED, REJECTED, DUPLICATE})
 
 # Nova task states -> our phase. `image_backup` is the createBackup twin of image_snapshot.
 TASK_PHASES: Mapping[str, str] = {
@@ -122,6 +125,9 @@ class Job:
     # by name, and clicks and alerts must find the same policy as the command did.
     channel_name: str | None = None
     cancelled_by: str | None = None  # who cancelled (audit, shown on the card)
+    # When the job's public card was queued. A typed create stays private (no card) until its
+    # server is resolved; a job that fails before that is answered to the requester alone.
+    announced_at: datetime | None = None
 
     @property
     def number(self) -> int:
@@ -137,7 +143,7 @@ class Job:
 JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 DATETIME_FIELDS = frozenset({"created_at", "updated_at", "confirmed_at", "submitted_at",
                              "snapshot_started_at", "snapshot_ended_at", "upload_started_at",
-                             "finished_at", "deadline_at", "task_cleared_at"})
+                             "finished_at", "deadline_at", "task_cleared_at", "announced_at"})
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 from bot import render
 from bot.errors import JobError, SlackRejected, SlackUnavailable
+from bot.jobs import Job
 from bot.loops import run_until
 from bot.pacing import SlackPacer
 from bot.slack.web import SlackWeb
@@ -180,14 +181,9 @@ class Notifier:
         elif item.kind == "reply":
             await self._reply(item, payload)
         elif item.kind == "ephemeral":
-            await self._paced("chat.postEphemeral", item.channel)
-            await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
-                                          payload.get("blocks"))
-            await self.store.mark_sent(item.id)
+            await self._ephemeral(item, payload)
         elif item.kind == "respond":
-            await self.web.respond(payload["response_url"], payload["text"], payload.get("blocks"),
-                                   in_channel=bool(payload.get("in_channel")))
-            await self.store.mark_sent(item.id)
+            await self._respond(item, payload)
         elif item.kind == "channel_post":
             _, ts = await self._post_item(item, item.channel, payload["text"],
                                           payload.get("blocks"),
@@ -198,6 +194,9 @@ class Notifier:
 
     async def _post_parent(self, item: OutboxMessage) -> None:
         job = await self.store.get_job(str(item.job_id))
+        if job.thread_ts == NO_THREAD:  # a crash after the fallback was decided
+            await self._card_by_response_url(item, job)
+            return
         if job.thread_ts:  # already posted (a crash between post and mark_sent)
             await self.store.mark_sent(item.id, result_ts=job.thread_ts)
             return
@@ -208,7 +207,12 @@ class Notifier:
         except SlackRejected as exc:
             log.error("cannot post the message of job %s in %s (%s); falling back", job.id,
                       item.channel, exc.code)
-            await self._fall_back(item, job, message, exc.code)
+            if exc.code in CHANNEL_REFUSALS and job.response_url:
+                job = await self.store.update_job(job.id, fields={"thread_ts": NO_THREAD},
+                                                  event="no_channel")
+                await self._card_by_response_url(item, job)
+            else:
+                await self._fall_back(item, job, message, exc.code)
             return
         await self.store.update_job(job.id, fields={"thread_ts": ts, "channel": channel},
                                     event="posted")
@@ -252,6 +256,73 @@ class Notifier:
         await self.store.update_job(job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
         await self.store.mark_sent(item.id)
 
+    async def _card_by_response_url(self, item: OutboxMessage, job: Job) -> None:
+        """The bot is not in this channel: the card, buttons included, goes through the
+        response_url (Slack delivers clicks on it like on any message), with how to invite the
+        bot. `thread_ts = NO_THREAD` is committed first, so a restart never posts again in the
+        channel and the response_url post keeps its own at-most-once marker."""
+        if not job.response_url:
+            await self.store.mark_sent(item.id)
+            return
+        card = render.fallback_card(job, self.clock())
+        url = job.response_url
+        await self._send_unverifiable(item, lambda: self.web.respond(url, card["text"],
+                                                                     card.get("blocks")))
+
+    async def _send_unverifiable(self, item: OutboxMessage,
+                                 send: Callable[[], Awaitable[None]]) -> None:
+        """Send what Slack cannot show us again afterwards (ephemerals, response_url posts):
+        `mark_posting` first; an attempt whose outcome is unknown (a crash or a lost answer
+        after it was sent) is not repeated. The marker is read afresh: an earlier attempt of
+        the same item by another route may have cleared it."""
+        current = await self.store.outbox_item(item.id)
+        if current.posting_at is not None:
+            log.warning("outbox item %s (%s) may have been sent already; not repeating it",
+                        item.id, item.kind)
+            await self.store.mark_failed(item.id, retry_at=None,
+                                         error="outcome of an earlier attempt unknown")
+            return
+        await self.store.mark_posting(item.id)
+        try:
+            await send()
+        except (SlackUnavailable, SlackRejected) as exc:
+            if isinstance(exc, SlackRejected) or exc.answered:
+                await self.store.clear_posting(item.id)  # Slack said no: nothing was sent
+            raise
+        await self.store.mark_sent(item.id)
+
+    async def _ephemeral(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
+        """A private answer to one user; through the job's response_url when the bot cannot
+        post in the channel (chat.postEphemeral needs the bot there)."""
+        async def post() -> None:
+            await self._paced("chat.postEphemeral", item.channel)
+            await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
+                                          payload.get("blocks"))
+        try:
+            await self._send_unverifiable(item, post)
+            return
+        except SlackRejected as exc:
+            if exc.code not in CHANNEL_REFUSALS | {"user_not_in_channel"} or not item.job_id:
+                raise
+            job = await self.store.get_job(item.job_id)
+            if not job.response_url:
+                raise
+            url = job.response_url
+        await self._send_unverifiable(item, lambda: self.web.respond(url, payload["text"],
+                                                                     payload.get("blocks")))
+
+    async def _respond(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
+        """A post to a response_url; `card` re-renders the job's card from its row (e.g. to
+        replace the clicked fallback card with one that has no buttons any more)."""
+        text, blocks = payload.get("text", ""), payload.get("blocks")
+        if payload.get("card") and item.job_id:
+            card = render.fallback_card(await self.store.get_job(item.job_id), self.clock())
+            text, blocks = card["text"], card.get("blocks")
+        url = str(payload["response_url"])
+        await self._send_unverifiable(item, lambda: self.web.respond(
+            url, text, blocks, in_channel=bool(payload.get("in_channel")),
+            replace_original=bool(payload.get("replace_original"))))
+
     async def _update_parent(self, item: OutboxMessage) -> None:
         job = await self.store.get_job(str(item.job_id))
         if not job.thread_ts or job.thread_ts == NO_THREAD:
@@ -268,7 +339,10 @@ class Notifier:
         final = bool(payload.get("final"))
         if job.thread_ts == NO_THREAD:
             if (final or payload.get("must_reach")) and job.response_url:
-                await self.web.respond(job.response_url, payload["text"], payload.get("blocks"))
+                url = job.response_url
+                await self._send_unverifiable(item, lambda: self.web.respond(
+                    url, payload["text"], payload.get("blocks")))
+                return
             await self.store.mark_sent(item.id)
             return
         if not job.thread_ts:

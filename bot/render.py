@@ -307,6 +307,8 @@ def failure_text(job: Job) -> str:
         text = f"Server {code(job.server_ref)} was not found."
     elif code_ == jobs.AMBIGUOUS:
         text = (f"Several servers match {code(job.server_ref)}; use the server id instead.")
+    elif code_ == jobs.DUPLICATE:
+        text = "Another job of mine is already imaging this server, so I did not start this one."
     elif code_ == jobs.ORPHANED:
         text = ("The image was orphaned: the server stopped working on it but it never "
                 "finished (the compute service probably restarted).")
@@ -365,6 +367,46 @@ def already_decided(job: Job) -> str:
 
 
 # --- ephemeral answers ------------------------------------------------------------------------
+
+_PHASE_WORDS = {
+    jobs.QUEUED: "queued",
+    jobs.SUBMITTING: "starting",
+    jobs.SNAPSHOTTING: "copying the disk",
+    jobs.PENDING_UPLOAD: "packaging",
+    jobs.UPLOADING: "uploading",
+}
+
+
+def busy_here(running: Job, now: datetime, *, server: str, channel: str) -> str:
+    """Why a new create for `server` is refused: `running` (in flight) is imaging it already.
+    Plain text (escape it for mrkdwn). The job is named only to its own channel; elsewhere it is
+    "another job" (channels see only their own jobs)."""
+    phase = _PHASE_WORDS.get(running.state, running.state.replace("_", " "))
+    since = running.submitted_at or running.confirmed_at or running.created_at
+    who = running.id if running.channel == channel else "another job (in another channel)"
+    return (f"{server} is being imaged by {who} ({phase}, {human_duration(now - since)} "
+            "in). A server takes one image at a time: try again when it is done.")
+
+
+def private_failure(job: Job) -> dict[str, Any]:
+    """The requester's private answer for a job that failed before its card was posted (the
+    server was not found, ambiguous, already being imaged, ...): nothing went to the channel."""
+    line = f":warning: Job {job.id} did not start. " + failure_text(job)
+    line += "\nNothing was posted in the channel."
+    return payload(line, [section(line)])
+
+
+NOT_A_MEMBER = ("I am not a member of this channel, so I cannot keep a thread here. Invite me "
+                "with `/invite @imagebot` to get live updates; I will send the final result "
+                "here.")
+
+
+def fallback_card(job: Job, now: datetime) -> dict[str, Any]:
+    """The job's card for a channel the bot is not in, sent through the response_url: the same
+    blocks (Start snapshot / Cancel while awaiting confirmation) plus how to invite the bot."""
+    message = parent_message(job, now)
+    blocks = list(message.get("blocks") or [])[: BLOCK_LIMIT - 1] + [context(NOT_A_MEMBER)]
+    return payload(message["text"] + "\n" + NOT_A_MEMBER, blocks)
 
 
 def job_status_text(job: Job, now: datetime) -> str:

@@ -27,7 +27,13 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bot import jobs
-from bot.errors import ConflictingUpdate, ImagebotError, InvalidTransition, JobError
+from bot.errors import (
+    ConflictingUpdate,
+    ImagebotError,
+    InvalidTransition,
+    JobError,
+    ServerInUse,
+)
 from bot.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
 
 OUTBOX_KINDS = frozenset({"post_parent", "update_parent", "reply", "ephemeral", "respond",
@@ -323,12 +329,17 @@ class Store:
                    image_name: str | None = None, note: str | None = None,
                    dedupe_key: str | None = None, response_url: str | None = None,
                    schedule_id: str | None = None, outbox: Sequence[OutboxItem] = (),
-                   actor: str | None = None, **extra: Any) -> tuple[Job, bool]:
+                   actor: str | None = None, refuse_if_in_flight: bool = False,
+                   **extra: Any) -> tuple[Job, bool]:
         """Create a job (plus its first event and outbox items) in one transaction.
 
         Returns (job, True), or (the existing job, False) when `dedupe_key` was used before.
         Outbox items without a job_id get the new job's id. `extra` sets other Job fields
-        (e.g. confirmed_by, confirmed_at for a job created already confirmed).
+        (e.g. confirmed_by, confirmed_at for a job created already confirmed). A job created
+        with its `post_parent` is announced at once (`announced_at`). With
+        `refuse_if_in_flight`, `ServerInUse` is raised (nothing written) when an in-flight job
+        on the same cloud has `server_ref` as its ref, name or id; the check and the insert are
+        one transaction, so two creates at once cannot both pass.
         """
         if state not in jobs.STATES or state in jobs.TERMINAL:
             raise InvalidTransition("new", state)
@@ -341,7 +352,13 @@ class Store:
                 existing = self._find_dedupe(dedupe_key)
                 if existing is not None:
                     return existing, False
+            if refuse_if_in_flight:
+                busy = self._in_flight_for_server([server_ref], extra.get("cloud"))
+                if busy:
+                    raise ServerInUse(busy[0])
             values: dict[str, Any] = dict(extra)
+            if "announced_at" not in values and any(i.kind == "post_parent" for i in outbox):
+                values["announced_at"] = now
             values.update(server_ref=server_ref, requested_by=requested_by, channel=channel,
                           image_name=image_name, note=note, dedupe_key=dedupe_key,
                           response_url=response_url, schedule_id=schedule_id,
@@ -435,15 +452,18 @@ class Store:
 
     def update_job(self, job_id: str, *, fields: Mapping[str, Any],
                    event: str | None = None, actor: str | None = None,
-                   outbox: Sequence[OutboxItem] = ()) -> Job:
+                   outbox: Sequence[OutboxItem] = (), expected: str | None = None) -> Job:
         """Set non-state fields (thread_ts, task_state, deadline_at ...), with an optional event
-        and outbox items, atomically."""
+        and outbox items, atomically; `ConflictingUpdate` when `expected` is given and the job
+        is no longer in that state."""
         job_id = normalize_job_id(job_id)
         values = dict(fields)
         self._check_fields(values)
         now = self._now()
         with self._tx():
             current = self._get(job_id)
+            if expected is not None and current.state != expected:
+                raise ConflictingUpdate(f"Job {job_id} is {current.state}, not {expected}.")
             self._write(job_id, values, now, current.state)
             if event is not None:
                 self._event(job_id, now, event, current.state, current.state, actor,
@@ -481,6 +501,22 @@ class Store:
         marks = ", ".join("?" for _ in jobs.IN_FLIGHT)
         return [_job(r) for r in self.db.query(
             f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", sorted(jobs.IN_FLIGHT))]
+
+    def _in_flight_for_server(self, refs: Collection[str], cloud: str | None) -> list[Job]:
+        refs = sorted(set(refs))
+        if not refs:
+            return []
+        marks = ", ".join("?" for _ in jobs.IN_FLIGHT)
+        names = ", ".join("?" for _ in refs)
+        return [_job(r) for r in self.db.query(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) AND cloud IS ? AND "
+            f"(server_ref IN ({names}) OR server_name IN ({names}) OR server_id IN ({names})) "
+            "ORDER BY seq", [*sorted(jobs.IN_FLIGHT), cloud, *refs, *refs, *refs])]
+
+    def in_flight_for_server(self, refs: Collection[str], cloud: str | None) -> list[Job]:
+        """In-flight jobs on `cloud` whose server ref, name or id is one of `refs`, oldest
+        first: the bot's own work on that server."""
+        return self._in_flight_for_server(refs, cloud)
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
                   limit: int = 10, channel: str | Collection[str] | None = None) -> list[Job]:
@@ -961,14 +997,20 @@ class AsyncStore:
 
     async def update_job(self, job_id: str, *, fields: Mapping[str, Any],
                          event: str | None = None, actor: str | None = None,
-                         outbox: Sequence[OutboxItem] = ()) -> Job:
+                         outbox: Sequence[OutboxItem] = (), expected: str | None = None) -> Job:
         """See Store.update_job."""
         return await self._run(partial(self.store.update_job, job_id, fields=fields,
-                                       event=event, actor=actor, outbox=outbox))
+                                       event=event, actor=actor, outbox=outbox,
+                                       expected=expected))
 
     async def in_flight_jobs(self) -> list[Job]:
         """See Store.in_flight_jobs."""
         return await self._run(self.store.in_flight_jobs)
+
+    async def in_flight_for_server(self, refs: Collection[str],
+                                   cloud: str | None) -> list[Job]:
+        """See `Store.in_flight_for_server`."""
+        return await self._run(self.store.in_flight_for_server, refs, cloud)
 
     async def list_jobs(self, *, server: str | None = None,
                         states: Collection[str] | None = None, limit: int = 10,
@@ -1435,3 +1477,13 @@ def m006_job_channel_name(db: Database) -> None:
     for name in ("channel_name", "cancelled_by"):
         if name not in columns:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
+
+
+@migrations()
+def m007_job_announced(db: Database) -> None:
+    """When a job's public card was queued (typed creates stay private until resolved). Jobs
+    made before this had their card queued at creation. m001 derives its columns from `Job`, so
+    a database created after the field was added has it already."""
+    if "announced_at" not in db["jobs"].columns_dict:  # type: ignore[union-attr]
+        db.execute("ALTER TABLE jobs ADD COLUMN announced_at TEXT")
+        db.execute("UPDATE jobs SET announced_at = created_at")

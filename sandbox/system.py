@@ -97,6 +97,9 @@ class System:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             in_flight = await self.runtime.store.in_flight_jobs()
+            # A typed create waiting for a click is still to be looked up until announced.
+            in_flight += [j for j in await self.runtime.store.list_jobs(
+                states=[jobs.AWAITING_CONFIRMATION], limit=200) if j.announced_at is None]
             depth = await self.runtime.store.outbox_depth()
             # A scheduled run stays open after its job until retention has run.
             runs = [r for r in await self.runtime.store.open_runs() if r.result == "running"]

@@ -26,8 +26,9 @@ import commands
 from bot import jobs, render
 from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
-from bot.errors import ConflictingUpdate, ImagebotError, JobError
+from bot.errors import ConflictingUpdate, ImagebotError, JobError, ServerInUse
 from bot.jobs import Job
+from bot.notifier import NO_THREAD
 from bot.policy import (
     DISABLED_TEXT,
     ChannelPolicy,
@@ -211,7 +212,10 @@ class Listeners:
         task.add_done_callback(self._background.discard)
 
     async def create(self, request: commands.Create, who: Invocation) -> Reply:
-        """Write the job row (and its parent message to the outbox) in one transaction."""
+        """Write the job row; nothing goes to the channel yet. The engine resolves the server
+        right after this ack and only then queues the card; a server that is missing, ambiguous
+        or already being imaged is answered to the requester alone. A server one of our jobs
+        is imaging now is refused here, in the ack."""
         channel_policy = self.policy.for_channel(who.channel, who.channel_name)
         refusal = await refuse(channel_policy, who.user, request.server.text, self.member_groups,
                                doing="create images")
@@ -221,15 +225,16 @@ class Listeners:
         extra: dict[str, Any] = {"cloud": channel_policy.cloud}
         if request.now:
             extra |= {"confirmed_by": who.user, "confirmed_at": self.clock()}
-        job, created = await self.store.create_job(
-            server_ref=request.server.text, requested_by=who.user, channel=who.channel,
-            state=state, image_name=request.name, note=request.note,
-            dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
-            response_url=who.response_url, channel_name=who.channel_name,
-            outbox=[OutboxItem(kind="post_parent", channel=who.channel, payload={},
-                               thread_key=None)],
-            **extra,
-        )
+        try:
+            job, created = await self.store.create_job(
+                server_ref=request.server.text, requested_by=who.user, channel=who.channel,
+                state=state, image_name=request.name, note=request.note,
+                dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
+                response_url=who.response_url, channel_name=who.channel_name,
+                refuse_if_in_flight=True, **extra)
+        except ServerInUse as exc:
+            return Reply(":no_entry: " + render.escape(render.busy_here(
+                exc.job, self.clock(), server=request.server.text, channel=who.channel)))
         if not created:
             return Reply(f"Already on it: that request is job {job.id}.")
         self.on_new_work()
@@ -313,13 +318,14 @@ class Listeners:
             "stopped: the image will finish or fail on its own, and you can delete the image "
             "afterwards.")
 
-    async def _cancel(self, job: Job, user: str) -> Job:
+    async def _cancel(self, job: Job, user: str, *, fields: dict[str, Any] | None = None,
+                      outbox: list[OutboxItem] | None = None) -> Job:
         done = await self.store.transition(
             job.id, expected=[jobs.AWAITING_CONFIRMATION, jobs.QUEUED], target=jobs.CANCELLED,
             event="cancelled", actor=user,
-            fields={"finished_at": self.clock(), "cancelled_by": user},
+            fields=(fields or {}) | {"finished_at": self.clock(), "cancelled_by": user},
             outbox=[OutboxItem(kind="update_parent", channel=job.channel, job_id=job.id,
-                               thread_key=job.id, payload={})])
+                               thread_key=job.id, payload={}), *(outbox or [])])
         self.on_new_work()
         return done
 
@@ -359,9 +365,14 @@ class Listeners:
     # --- buttons ------------------------------------------------------------------------------
 
     async def click(self, action_id: str, job_id: str, user: str, channel: str | None = None,
-                    channel_name: str | None = None) -> Reply | None:
+                    channel_name: str | None = None,
+                    response_url: str | None = None) -> Reply | None:
         """A Start snapshot / Cancel click in `channel` (the message's channel, from the
-        payload). Returns an ephemeral reply for the clicker, if any."""
+        payload). Returns an ephemeral reply for the clicker, if any.
+
+        On a job whose card went through the response_url (the bot is not in the channel) the
+        click's own response_url is kept: it replaces the clicked card and carries the rest
+        (a fresh url: a command's one lasts 30 minutes and 5 posts)."""
         try:
             job = await self.store.get_job(job_id)
         except JobError as exc:
@@ -371,17 +382,25 @@ class Listeners:
         refusal = await self.may_act_on(job, user)
         if refusal:
             return Reply(refusal)
+        fields: dict[str, Any] = {}
+        outbox: list[OutboxItem] = []
+        if job.thread_ts == NO_THREAD and response_url:
+            fields["response_url"] = response_url
+            outbox.append(OutboxItem(kind="respond", channel=job.channel, job_id=job.id,
+                                     thread_key=job.id,
+                                     payload={"response_url": response_url, "card": True,
+                                              "replace_original": True}))
         try:
             if action_id == START_ACTION:
                 await self.store.transition(
                     job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.QUEUED,
                     event="confirmed", actor=user,
-                    fields={"confirmed_by": user, "confirmed_at": self.clock()},
+                    fields=fields | {"confirmed_by": user, "confirmed_at": self.clock()},
                     outbox=[OutboxItem(kind="update_parent", channel=job.channel, job_id=job.id,
-                                       thread_key=job.id, payload={})])
+                                       thread_key=job.id, payload={}), *outbox])
                 self.on_new_work()
                 return None
-            await self._cancel(job, user)
+            await self._cancel(job, user, fields=fields, outbox=outbox)
             return None
         except ConflictingUpdate:
             job = await self.store.get_job(job_id)
@@ -486,7 +505,8 @@ def build_app(listeners: Listeners, client: AsyncWebClient, *,
         where = body.get("channel") or {}
         reply = await listeners.click(action.get("action_id", ""), action.get("value", ""),
                                       body.get("user", {}).get("id", ""),
-                                      channel=where.get("id", ""), channel_name=where.get("name"))
+                                      channel=where.get("id", ""), channel_name=where.get("name"),
+                                      response_url=body.get("response_url"))
         if reply is not None:
             await respond(text=reply.text, response_type="ephemeral", replace_original=False)
 

@@ -19,9 +19,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import commands
+from bot import jobs
 from sandbox.console.parse import (
     HELP,
     ConsoleCommand,
@@ -69,6 +70,13 @@ def answer_is_error(command_text: str, status: int, answer: str) -> bool:
     return False
 
 
+async def unresolved_jobs(store: Any) -> list[jobs.Job]:
+    """Typed creates waiting for a click whose server the engine has not looked up yet (no
+    card posted so far): their card or private answer is still to come."""
+    waiting = await store.list_jobs(states=[jobs.AWAITING_CONFIRMATION], limit=200)
+    return [j for j in waiting if j.announced_at is None]
+
+
 async def busy_reasons(system: System) -> list[str]:
     """What still runs: jobs in flight, queued Slack messages, open scheduled runs ([] = quiet)."""
     store = system.runtime.store
@@ -78,6 +86,10 @@ async def busy_reasons(system: System) -> list[str]:
         reasons.append("jobs in flight: " + ", ".join(
             f"{j.id} ({j.server_name or j.server_ref}, {j.task_state or j.state})"
             for j in in_flight))
+    resolving = await unresolved_jobs(store)
+    if resolving:
+        reasons.append("jobs being looked up: " + ", ".join(
+            f"{j.id} ({j.server_ref})" for j in resolving))
     depth = await store.outbox_depth()
     if depth:
         reasons.append(f"{depth} Slack messages queued")
@@ -407,7 +419,8 @@ class Console:
         return outcome
 
     async def _outbox_empty(self) -> bool:
-        return await self.system.runtime.store.outbox_depth() == 0
+        store = self.system.runtime.store
+        return await store.outbox_depth() == 0 and not await unresolved_jobs(store)
 
     # --- live view ----------------------------------------------------------------------
 

@@ -148,6 +148,9 @@ class Deliverer:
             except ApiError:
                 raise LookupError(f"no message {message_ts} in {ch.id}") from None
             is_ephemeral = True
+        if isinstance(target, Ephemeral) and target.user != u.id:
+            # Only its recipient sees an ephemeral, so only they can click its buttons.
+            raise LookupError(f"message {message_ts} is shown to {target.user} only")
         found_block_id, button = _find_button(target, action_id, value)
         block_id = block_id or found_block_id or "actions"
         thread_ts = target.thread_ts if target.thread_ts != target.ts else None

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot import jobs
 from bot.errors import SlackRejected, SlackUnavailable
-from bot.notifier import Notifier
+from bot.notifier import NO_THREAD, Notifier
 from bot.pacing import SlackPacer
 from bot.store import AsyncStore, OutboxItem
 
@@ -24,6 +24,7 @@ class FakeWeb:
         self.metrics = None
         self.posted: dict[int | None, str] = {}
         self.lookups = 0
+        self.responded: list[Any] = []
 
     def _record(self, method: str, channel: str, text: str) -> None:
         self.calls.append((method, channel, text))
@@ -49,7 +50,8 @@ class FakeWeb:
     async def post_ephemeral(self, channel: str, user: str, text: str, *_: Any) -> None:
         self._record("ephemeral", channel, text)
 
-    async def respond(self, url: str, text: str, *_: Any, **__: Any) -> None:
+    async def respond(self, url: str, text: str, blocks: Any = None, **_: Any) -> None:
+        self.responded.append(blocks)
         self._record("respond", url, text)
 
 
@@ -150,5 +152,74 @@ async def test_a_post_whose_answer_was_lost_is_found_not_repeated(tmp_path: Path
         assert [t for _, _, t in web.calls].count("writes may resume") == 1
         assert web.lookups == 1
         assert await store.outbox_depth() == 0
+    finally:
+        await store.close()
+
+
+async def _private_job(store: AsyncStore, channel: str = "G0SECRET", **fields: Any) -> str:
+    job, _ = await store.create_job(server_ref="web-99", requested_by="U0ALICE", channel=channel,
+                                    state=jobs.AWAITING_CONFIRMATION,
+                                    response_url="https://hooks.example/r/1", **fields)
+    return job.id
+
+
+def _note(job_id: str, channel: str = "G0SECRET") -> OutboxItem:
+    return OutboxItem(kind="ephemeral", channel=channel, job_id=job_id, thread_key=job_id,
+                      payload={"user": "U0ALICE", "text": "web-99 was not found"})
+
+
+async def test_a_private_answer_falls_back_to_the_response_url(tmp_path: Path) -> None:
+    web = FakeWeb(fail={1: SlackRejected("not_in_channel")})
+    store, notifier = await make(tmp_path, web)
+    try:
+        job_id = await _private_job(store)
+        assert (await store.get_job(job_id)).announced_at is None  # no card was queued
+        await store.update_job(job_id, fields={}, outbox=[_note(job_id)])
+        assert await notifier.flush() == 1
+        assert web.calls == [("ephemeral", "G0SECRET", "web-99 was not found"),
+                             ("respond", "https://hooks.example/r/1", "web-99 was not found")]
+        assert await store.outbox_depth() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_private_answer_interrupted_mid_send_is_not_repeated(tmp_path: Path) -> None:
+    web = FakeWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        job_id = await _private_job(store, channel="C0OPS")
+        await store.update_job(job_id, fields={}, outbox=[_note(job_id, "C0OPS")])
+        [item] = await store.pending_outbox(NOW)
+        await store.mark_posting(item.id)  # the bot died after the call went out
+        await notifier.flush()
+        assert web.calls == []  # an ephemeral cannot be looked up: at most once
+        assert await store.outbox_depth() == 0
+        assert "unknown" in ((await store.outbox_item(item.id)).error or "")
+    finally:
+        await store.close()
+
+
+async def test_the_fallback_card_keeps_its_buttons_and_is_sent_once(tmp_path: Path) -> None:
+    web = FakeWeb(fail={1: SlackRejected("not_in_channel")})
+    store, notifier = await make(tmp_path, web)
+    try:
+        job_id = await _private_job(store)
+        await store.update_job(job_id, fields={}, outbox=[
+            OutboxItem(kind="post_parent", channel="G0SECRET", job_id=job_id)])
+        assert await notifier.flush() == 1
+        assert [c[0] for c in web.calls] == ["post", "respond"]
+        assert "job_start" in str(web.responded[-1]) and "job_cancel" in str(web.responded[-1])
+        assert "/invite @imagebot" in web.calls[-1][2]
+        assert (await store.get_job(job_id)).thread_ts == NO_THREAD
+        # A crash after the response_url post: the restarted notifier neither posts in the
+        # channel again nor repeats the card.
+        second = await _private_job(store)
+        await store.update_job(second, fields={"thread_ts": NO_THREAD}, outbox=[
+            OutboxItem(kind="post_parent", channel="G0SECRET", job_id=second)])
+        [item] = await store.pending_outbox(NOW)
+        await store.mark_posting(item.id)
+        before = len(web.calls)
+        await notifier.flush()
+        assert len(web.calls) == before and await store.outbox_depth() == 0
     finally:
         await store.close()

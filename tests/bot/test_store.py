@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot import jobs
-from bot.errors import ConflictingUpdate, InvalidTransition, JobError
+from bot.errors import ConflictingUpdate, InvalidTransition, JobError, ServerInUse
 from bot.store import AsyncStore, OutboxItem, Store, StoreError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,8 +91,8 @@ def test_migrations_are_idempotent_and_data_survives(tmp_path: Path, clock: Cloc
         assert s2.get_meta("cursor") == "abc"
         applied = s2.db.execute("SELECT COUNT(*) FROM _sqlite_migrations "
                                 "WHERE migration_set = 'imagebot'").fetchone()[0]
-        assert applied == 6  # m001 initial, m002 schedules, m003 outbox posting, m004 job cloud,
-        # m005 id sequences, m006 job channel name and who cancelled
+        assert applied == 7  # m001 initial, m002 schedules, m003 outbox posting, m004 job cloud,
+        # m005 id sequences, m006 job channel name and who cancelled, m007 job announced
         assert new_job(s2).id == "J2"
     finally:
         s2.close()
@@ -471,3 +471,42 @@ def test_m004_adds_the_cloud_column_to_an_older_database(tmp_path) -> None:
         assert reopened.get_job(job.id).cloud == "lab"
     finally:
         reopened.close()
+
+
+def test_m007_marks_every_older_job_as_announced(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    store = Store(path)
+    store.db.execute("ALTER TABLE jobs DROP COLUMN announced_at")
+    store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm007_job_announced'")
+    store.db.execute("INSERT INTO jobs (seq, id, state, server_ref, requested_by, channel, "
+                     "created_at, updated_at) VALUES (1, 'J1', 'awaiting_confirmation', 'web-1', "
+                     "'U1', 'C1', '2026-11-01T00:00:00.000000+00:00', "
+                     "'2026-11-01T00:00:00.000000+00:00')")
+    store.close()
+    reopened = Store(path)
+    try:  # its card was queued with the row, as before this migration
+        assert reopened.get_job("J1").announced_at == datetime(2026, 11, 1, tzinfo=UTC)
+    finally:
+        reopened.close()
+
+
+def test_a_job_created_with_its_card_is_announced_and_one_without_is_not(store: Store) -> None:
+    public = new_job(store, outbox=[OutboxItem(kind="post_parent", channel="C1")])
+    private = new_job(store, server_ref="web2")
+    assert public.announced_at is not None and private.announced_at is None
+
+
+def test_a_create_for_a_server_in_flight_is_refused_and_writes_nothing(store: Store) -> None:
+    running = new_job(store, state=jobs.QUEUED, cloud="lab")
+    store.update_job(running.id, fields={"server_id": "uuid-1", "server_name": "web1"})
+    before = (count(store, "jobs"), count(store, "job_events"), count(store, "outbox"))
+    for ref in ("web1", "uuid-1"):
+        with pytest.raises(ServerInUse) as refused:
+            store.create_job(server_ref=ref, requested_by="U2", channel="C1",
+                             state=jobs.QUEUED, cloud="lab", refuse_if_in_flight=True)
+        assert refused.value.job.id == running.id
+    assert (count(store, "jobs"), count(store, "job_events"), count(store, "outbox")) == before
+    # Another cloud's web1 is another server; a job waiting for a click images nothing yet.
+    new_job(store, cloud="other", refuse_if_in_flight=True)
+    waiting = new_job(store, server_ref="db1")
+    assert new_job(store, server_ref="db1", refuse_if_in_flight=True).id != waiting.id

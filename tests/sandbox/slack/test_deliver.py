@@ -153,6 +153,23 @@ async def test_click_on_ephemeral(deliverer: Deliverer, bot: FakeBot,
     assert payload["actions"][0]["block_id"] == "job_J1"
 
 
+async def test_buttons_on_a_response_url_message_are_clickable_by_its_recipient_only(
+        deliverer: Deliverer, bot: FakeBot, ws: SlackWorkspace) -> None:
+    # Slack delivers block_actions for buttons in response_url messages like any other; an
+    # ephemeral is shown to its recipient alone, so nobody else can click it.
+    ru = ws.new_response_url("G0SECRET", "U0ALICE", "command")
+    ws.respond(ru.id, {"text": "card", "blocks": BUTTONS})
+    [card] = ws.ephemerals("U0ALICE")
+    assert card.via == "response_url"
+    await deliverer.click("alice", "G0SECRET", card.ts, "job_start", "J1")
+    payload = json.loads(parse_qs(bot.requests[-1][0].decode())["payload"][0])
+    assert payload["container"] == {"type": "message", "message_ts": card.ts,
+                                    "channel_id": "G0SECRET", "is_ephemeral": True}
+    assert payload["actions"][0]["action_id"] == "job_start" and payload["response_url"]
+    with pytest.raises(LookupError):
+        await deliverer.click("bob", "G0SECRET", card.ts, "job_start", "J1")
+
+
 async def test_ack_body_is_shown(deliverer: Deliverer, bot: FakeBot,
                                  ws: SlackWorkspace) -> None:
     bot.reply = Response(json.dumps({"text": "Queued J1"}), 200,
