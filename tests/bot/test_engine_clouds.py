@@ -77,7 +77,9 @@ async def job_on(rig: Rig, cloud: str | None, server: str = "web-1") -> str:
 @pytest.mark.parametrize("fault", [
     {"kind": "garbage", "path": "/servers"},
     {"kind": "wrong_shape", "path": "/compute"},
-    {"kind": "http", "status": 401, "path": "/identity"},  # credentials refused: AuthFailed
+    # Credentials refused: Keystone answers POST /v3/auth/tokens with 401 (AuthFailed); its
+    # version document GET /v3 needs no token (Identity API v3 reference, "Authentication").
+    {"kind": "http", "status": 401, "path": "/identity/v3/auth/tokens"},
     {"kind": "drip", "path": "/servers", "delay": 5, "size": 100},
 ])
 async def test_one_failing_cloud_delays_only_its_jobs_and_is_reported_once(
