@@ -36,7 +36,15 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -762,8 +770,9 @@ class CloudClient:
             raise error_for(resp, "image", image_id)
         return parse_image(resp.json())
 
-    async def _image_pages(self, params: dict[str, str]) -> list[Image]:
-        out: list[Image] = []
+    async def _image_docs(self, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Glance listing pages (the JSON documents), following `next` until it ends or
+        repeats; the caller may stop early."""
         params = dict(params)
         params.setdefault("limit", str(IMAGE_PAGE))
         seen: set[str] = set()
@@ -772,12 +781,17 @@ class CloudClient:
             if resp.status_code != 200:
                 raise error_for(resp, "image", "list")
             doc = resp.json()
-            out.extend(parse_image(d) for d in doc["images"])  # (as for servers)
+            yield doc
             marker = _marker(doc.get("next"))
             if marker is None or marker in seen:
-                break
+                return
             seen.add(marker)
             params["marker"] = marker
+
+    async def _image_pages(self, params: dict[str, str]) -> list[Image]:
+        out: list[Image] = []
+        async for doc in self._image_docs(params):
+            out.extend(parse_image(d) for d in doc["images"])  # (as for servers)
         return out
 
     @_reads_cloud
@@ -845,22 +859,14 @@ class CloudClient:
         if len(asked) > PER_IMAGE_GETS:
             owner = (await self._auth.session()).project_id
             params = {**NEWEST_FIRST, "limit": "1000", **({"owner": owner} if owner else {})}
-            seen: set[str] = set()
-            for _ in range(MAX_PAGES):
-                resp = await self._call("image", "GET", "/images", params=params)
-                if resp.status_code != 200:
-                    raise error_for(resp, "image", "list")
-                doc = resp.json()
+            async for doc in self._image_docs(params):
                 for d in doc.get("images") or []:
                     if isinstance(d, dict) and d.get("id") in missing:
                         image = parse_image(d)
                         images[image.id] = image
                         missing.discard(image.id)
-                marker = _marker(doc.get("next"))
-                if not missing or marker is None or marker in seen:
+                if not missing:
                     break
-                seen.add(marker)
-                params["marker"] = marker
         for image_id in sorted(missing):
             try:
                 images[image_id] = await self.get_image(image_id)
