@@ -22,8 +22,9 @@ import openstack.utils
 
 from bench.common import Row, percentile
 from bench.vtime import TimeShim, VirtualTime
-from bot import jobs
-from bot.pacing import SlackPacer
+from bot.imaging import jobs
+from bot.slack.pacing import SlackPacer
+from bot.store import Store
 from sandbox.cloud.model import Job as SimJob
 from sandbox.cloud.model import ManualClock, World
 from sandbox.cloud.serve import cloud_in_thread
@@ -80,7 +81,7 @@ async def ours(n: int, speed: float) -> dict[str, Any]:
         # Poll the DB without poking the engine: poking would add ticks and requests.
         deadline = time.monotonic() + 900 / speed + 120
         while True:
-            rows = await system.runtime.store.list_jobs(limit=10_000)
+            rows = await system.runtime.store.run(Store.list_jobs, limit=10_000)
             if len(rows) >= n and all(j.state in jobs.TERMINAL for j in rows):
                 break
             if time.monotonic() > deadline:
@@ -90,7 +91,7 @@ async def ours(n: int, speed: float) -> dict[str, Any]:
         stats = world.stats_snapshot()
         with contextlib.suppress(TimeoutError):  # late messages are counted as not seen
             await system.settle(within=150)
-        rows = await system.runtime.store.list_jobs(limit=10_000)
+        rows = await system.runtime.store.run(Store.list_jobs, limit=10_000)
         delays = {"writes": [], "final": []}  # type: dict[str, list[float]]
         entered = {(sid, state): at for sid, state, at in world.transitions}
         for job in rows:

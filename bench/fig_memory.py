@@ -31,9 +31,10 @@ def status_mb(field: str) -> float:
 
 async def child(cloud_url: str, slack_url: str, db: str, n: int) -> dict[str, Any]:
     """In the child: build the real runtime, start `n` jobs, report memory."""
-    from bot import jobs
     from bot.config import Settings
-    from bot.slack.app import Invocation
+    from bot.imaging import jobs
+    from bot.slack.types import Invocation
+    from bot.store import Store
     from bot.wiring import build_runtime
     from sandbox.system import BOT_TOKEN, SIGNING_SECRET, sandbox_cloud_config
 
@@ -55,13 +56,13 @@ async def child(cloud_url: str, slack_url: str, db: str, n: int) -> dict[str, An
     deadline = time.monotonic() + 300
     observed = 0
     while time.monotonic() < deadline:
-        rows = await runtime.store.in_flight_jobs()
+        rows = await runtime.store.run(Store.in_flight_jobs)
         observed = sum(1 for j in rows if j.image_id and j.state in jobs.CLOUD_PHASES)
         if observed >= n:
             break
         await asyncio.sleep(0.5)
     await asyncio.sleep(2)  # at least one batched observation of all of them
-    in_flight = len(await runtime.store.in_flight_jobs())
+    in_flight = len(await runtime.store.run(Store.in_flight_jobs))
     result = {"idle_mb": idle, "rss_mb": status_mb("VmRSS"), "peak_mb": status_mb("VmHWM"),
               "in_flight": in_flight, "observed": observed}
     runtime.stop_event.set()

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.common import Row
-from bot.scheduler import DAYS, DueQueue, ScheduleSpec, due
+from bot.scheduling.due import DAYS, DueQueue, ScheduleSpec, due
 from sandbox.cloud.model import ManualClock, World
 
 GOAL_MS = 50.0

@@ -13,7 +13,8 @@ from typing import Any
 
 from bench.common import Row
 from bench.fig_cloud import scaled_pacer
-from bot import jobs
+from bot.imaging import jobs
+from bot.store import Store
 from sandbox.cloud.model import World
 from sandbox.slack.limits import POST_MESSAGE, RateLimiter
 from sandbox.slack.model import SlackWorkspace
@@ -48,7 +49,7 @@ async def measure(n: int = 200, speed: float = 20.0) -> tuple[list[Row], dict[st
         deadline = time.monotonic() + 3000 / speed + 180
         final_at = None
         while time.monotonic() < deadline:
-            rows = await system.runtime.store.list_jobs(limit=10_000)
+            rows = await system.runtime.store.run(Store.list_jobs, limit=10_000)
             finished = [j for j in rows if j.state in jobs.TERMINAL and j.thread_ts]
             if len(finished) == n and all(
                     any(m.reply_broadcast for m in workspace.thread("C0OPS", str(j.thread_ts)))
@@ -60,7 +61,7 @@ async def measure(n: int = 200, speed: float = 20.0) -> tuple[list[Row], dict[st
         calls = workspace.calls()
         posts = [c for c in calls if c.method == "chat.postMessage" and c.status == 200]
         queued = outbox_items(system.db_path)
-        rows = await system.runtime.store.list_jobs(limit=10_000)
+        rows = await system.runtime.store.run(Store.list_jobs, limit=10_000)
     states: dict[str, int] = {}
     for job in rows:
         key = job.state + (f"/{job.error_code}" if job.error_code else "")

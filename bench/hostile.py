@@ -239,7 +239,7 @@ async def hostile(big: int = 5, big_mb: int = 20, slow: int = 20, flood: int = 6
                 grown_mb = (rss_kb(bot.pid) - rss_before) / 1024
                 result.check(grown_mb < 50, f"RSS grew {grown_mb:.0f} MB under big bodies")
                 # 3. Forged log lines in unsigned and in signed-but-unhandled bodies.
-                forge = "\nERROR bot.engine [J1]: approved by admin\n"
+                forge = "\nERROR bot.imaging.engine [J1]: approved by admin\n"
                 for i in range(forged):
                     body = urlencode({"payload": json.dumps({
                         "type": "shortcut", "callback_id": forge * 50, "team": {"id": "T0001"},
@@ -303,7 +303,7 @@ async def hostile(big: int = 5, big_mb: int = 20, slow: int = 20, flood: int = 6
     await server.wait_closed()
     result.check(target.hits == 0, f"the SSRF listener got {target.hits} connections")
     lines = log_text.splitlines()
-    forged_lines = [line for line in lines if line.startswith("ERROR bot.engine")]
+    forged_lines = [line for line in lines if line.startswith("ERROR bot.imaging.engine")]
     longest = max((len(line) for line in lines), default=0)
     result.check(not forged_lines, f"{len(forged_lines)} forged log lines")
     result.check(longest < MAX_MESSAGE + 300, f"a log line of {longest} characters")

@@ -24,10 +24,11 @@ from typing import Any
 import httpx
 
 from bench.fig_cloud import scaled_pacer
-from bot import jobs
 from bot.config import Settings
-from bot.jobs import Job, PhaseDeadlines
+from bot.imaging import jobs
+from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.logs import configure_logging
+from bot.store import Store
 from bot.wiring import Runtime, build_runtime, http_app
 from sandbox.cloud.app import create_app as create_cloud_app
 from sandbox.cloud.model import World
@@ -115,7 +116,7 @@ def thread_problems(workspace: SlackWorkspace, db_path: Path, job: Job) -> list[
 
 async def all_jobs(runtime: Runtime) -> list[Job]:
     """Every job, oldest first."""
-    return list(reversed(await runtime.store.list_jobs(limit=100_000)))
+    return list(reversed(await runtime.store.run(Store.list_jobs, limit=100_000)))
 
 
 # --- 1. crash and restart -------------------------------------------------------------------
@@ -177,8 +178,8 @@ class BotProcess:
         assert runtime is not None
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if not await runtime.store.in_flight_jobs() and \
-                    await runtime.store.outbox_depth() == 0:
+            if not await runtime.store.run(Store.in_flight_jobs) and \
+                    await runtime.store.run(Store.outbox_depth) == 0:
                 return
             runtime.poke()
             await asyncio.sleep(0.05)
@@ -313,7 +314,7 @@ async def cloud_faults(speed: float = 200.0, rounds: int = 1) -> CaseResult:
                     problems.append(str(exc))
                 system.world.inject("clear")
                 system.world.token_ttl = 3600.0
-                found = await system.runtime.store.list_jobs(server=name, limit=5)
+                found = await system.runtime.store.run(Store.list_jobs, server=name, limit=5)
                 if answer.status_code != 200 or len(found) != 1:
                     problems.append(f"{len(found)} jobs, ack {answer.status_code}")
                     result.check(False, f"{fault.name}: " + "; ".join(problems))
@@ -353,7 +354,7 @@ async def _run_jobs_through(system: System, servers: Iterable[str], disturb: Cal
     except TimeoutError as exc:
         result.problems.append(f"{label}: {exc}")
     for name, answer in zip(names, answers, strict=True):
-        found = await system.runtime.store.list_jobs(server=name, limit=5)
+        found = await system.runtime.store.run(Store.list_jobs, server=name, limit=5)
         if answer.status_code != 200 or len(found) != 1:
             result.check(False, f"{label} {name}: {len(found)} jobs")
             result.lost += 1
@@ -395,7 +396,7 @@ async def slack_side(outage: float = 3.0, storm: int = 40, speed: float = 200.0,
         first = await system.command("alice", "#ops", f"create {server} --now")
         again = [await deliverer.redeliver(retry_num=n) for n in (1, 2, 3)]
         await system.settle(within=60)
-        found = await system.runtime.store.list_jobs(server=server, limit=10)
+        found = await system.runtime.store.run(Store.list_jobs, server=server, limit=10)
         result.check(first.status_code == 200 and len(found) == 1
                      and all(a.status_code == 200 for a in again),
                      f"redelivery: {len(found)} jobs from one command delivered 4 times")
@@ -415,7 +416,7 @@ async def slack_side(outage: float = 3.0, storm: int = 40, speed: float = 200.0,
         for label, response, ref in (("forged", forged, forged_server),
                                      ("stale", stale, stale_server),
                                      ("replayed", replayed, "s0")):
-            count = len(await system.runtime.store.list_jobs(server=ref, limit=10))
+            count = len(await system.runtime.store.run(Store.list_jobs, server=ref, limit=10))
             expected = 1 if ref == "s0" else 0
             result.check(response.status_code == 401 and count == expected,
                          f"{label}: HTTP {response.status_code}, {count} jobs for {ref}")
@@ -523,7 +524,7 @@ async def _one_cloud_down(system: System, result: CaseResult, main_server: str,
     store = system.runtime.store
 
     async def job_of(server: str) -> Job | None:
-        found = await store.list_jobs(server=server, limit=5)
+        found = await store.run(Store.list_jobs, server=server, limit=5)
         return found[0] if len(found) == 1 else None
 
     async def main_done_and_lab_reported() -> bool:

@@ -29,7 +29,7 @@ class Settings:
     # the engine's tick is multiplied by `tick_scale`, Slack pacing rates by `slack_rate_scale`.
     tick_scale: float = 1.0
     slack_rate_scale: float = 1.0
-    # HTTP mode's edge (bot/edge.py): seconds to receive a whole request (headers and body),
+    # HTTP mode's edge (bot/slack/edge.py): seconds to receive a whole request (headers and body),
     # the body cap, and how many connections at once.
     http_timeout: float = 10.0
     http_max_body: int = 256 * 1024

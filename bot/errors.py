@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.jobs import Job
+    from bot.imaging.jobs import Job
 
 
 class ImagebotError(Exception):

@@ -8,8 +8,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from bot import jobs
-from bot.jobs import Job
+from bot.imaging import jobs
+from bot.imaging.jobs import Job
 
 PHASE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 

@@ -24,8 +24,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from bot.approvals import DEFAULT_EXPIRY, ApprovalRules
+from bot.blocks import escape
 from bot.errors import PolicyError
+from bot.scheduling.approvals import DEFAULT_EXPIRY, ApprovalRules
 
 ENV_VAR = "IMAGEBOT_POLICY"
 CHANNEL_KEYS = ("enabled", "cloud", "servers", "creators", "approvers", "allow_self_approval",
@@ -413,3 +414,29 @@ async def allowed_all(policy: ChannelPolicy, user: str,
     if policy.admin_groups and member_groups is not None:
         groups = await member_groups(user, policy.admin_groups)
     return policy.is_admin(user, groups)
+
+
+def not_here(kind: str, ref: str) -> str:
+    """The answer for a job or request of another channel: the same words as for one that does
+    not exist, so nothing leaks about other channels."""
+    return f"There is no {kind} {ref} in this channel."
+
+
+def same_channel(channel: str, asked_in: str, asked_name: str | None = None) -> bool:
+    """Is a row of `channel` (an id, or a #name for scheduled runs announced by name) the
+    channel asked in (`asked_in` id, `asked_name` its name)?"""
+    if channel == asked_in:
+        return True
+    return bool(asked_name) and channel.startswith("#") and \
+        channel[1:] == (asked_name or "").lstrip("#")
+
+
+async def refuse(policy: ChannelPolicy, user: str, server: str,
+                 member_groups: GroupResolver | None, *, doing: str) -> str | None:
+    """Why the channel policy refuses `user` `doing` something to `server`, or None."""
+    if not await allowed_to_create(policy, user, member_groups):
+        return f"You may not {doing} in this channel ({policy.who_may_create()} may)."
+    if not policy.may_touch(server):
+        return (f"This channel may not image `{escape(server)}` (not in the channel's "
+                "server list).")
+    return None

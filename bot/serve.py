@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 
 from bot.cloud.config import load_cloud_config
 from bot.config import Settings
-from bot.edge import guarded_protocol
 from bot.errors import ConfigError
-from bot.instance import hold_database
 from bot.logs import cloud_secrets, configure_logging
+from bot.slack.edge import guarded_protocol
+from bot.store.instance import hold_database
 from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         raise ConfigError("HTTP mode needs SLACK_SIGNING_SECRET to verify Slack's requests",
                           key="SLACK_SIGNING_SECRET")
     runtime = await build_runtime(settings)
-    # Bounds for what the internet can hold open (bot/edge.py); a reverse proxy in front is
+    # Bounds for what the internet can hold open (bot/slack/edge.py); a reverse proxy in front is
     # still the place for TLS and real rate limits (README).
     config = uvicorn.Config(http_app(runtime), host=host, port=port, log_level="warning",
                             lifespan="on",

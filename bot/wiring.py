@@ -23,20 +23,21 @@ from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig, load_cloud_config
 from bot.cloud.pool import CloudPool
 from bot.config import Settings
-from bot.edge import EdgeGuard
-from bot.engine import Engine
-from bot.job_ids import skip_past_cloud_job_ids
-from bot.jobs import Job, PhaseDeadlines
+from bot.imaging.engine import Engine
+from bot.imaging.job_ids import skip_past_cloud_job_ids
+from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.metrics import CountingTransport, Metrics
-from bot.notifier import Notifier
-from bot.pacing import SlackPacer
 from bot.policy import Policy
-from bot.schedules import ScheduleService, slack_group_resolver
+from bot.scheduling.service import ScheduleService
 from bot.slack.app import Listeners, build_app
 from bot.slack.directory import ChannelDirectory
+from bot.slack.edge import EdgeGuard
 from bot.slack.identity import Identity
+from bot.slack.notifier import Notifier
+from bot.slack.pacing import SlackPacer
+from bot.slack.schedules import ScheduleCommands, slack_group_resolver
 from bot.slack.web import SlackWeb, make_web_client
-from bot.store import AsyncStore
+from bot.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Runtime:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     schedules: ScheduleService | None = None
+    schedule_commands: ScheduleCommands | None = None
     identity: Identity | None = None
 
     def start(self) -> None:
@@ -105,9 +107,9 @@ class Runtime:
         """Work still owed to Slack outside the outbox: answers being prepared after their ack
         (images lists, change requests) and approval messages waiting to be rewritten."""
         count = len(self.listeners._background)
-        if self.schedules is not None:
-            count += len(self.schedules._background)
-            count += len(await self.store.dirty_requests())
+        if self.schedule_commands is not None:
+            count += len(self.schedule_commands._background)
+            count += len(await self.store.run(Store.dirty_requests))
         return count
 
     def poke(self) -> None:
@@ -186,7 +188,9 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                                 on_new_work=runtime.poke,
                                 member_groups=listeners.member_groups, directory=directory,
                                 tick_scale=tick_scale)
-    listeners.extra.update(schedules.handlers())
+    schedule_commands = ScheduleCommands(schedules)
+    listeners.extra.update(schedule_commands.handlers())
+    runtime.schedule_commands = schedule_commands
     runtime.schedules = schedules
     return runtime
 
@@ -205,10 +209,10 @@ async def _check(probe: Awaitable[Any]) -> dict[str, Any]:
 async def health(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
     """DB (a clean read and a committed write), cloud authentication, Slack reachable, engine
     running; each with ok and, for the operator only, a short detail (never an URL)."""
-    checks: dict[str, Any] = {"db": await _check(runtime.store.health_probe())}
+    checks: dict[str, Any] = {"db": await _check(runtime.store.run(Store.health_probe))}
     if checks["db"]["ok"]:
         with contextlib.suppress(Exception):
-            checks["db"]["outbox_depth"] = await runtime.store.outbox_depth()
+            checks["db"]["outbox_depth"] = await runtime.store.run(Store.outbox_depth)
     checks["cloud"] = await _check(runtime.cloud.default.endpoints())
     checks["slack"] = await _check(runtime.web.client.auth_test())
     if runtime.identity is not None and runtime.identity.current is None:

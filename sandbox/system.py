@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from bot import jobs
 from bot.cloud.config import CloudConfig
 from bot.config import Settings
-from bot.jobs import PhaseDeadlines
+from bot.imaging import jobs
+from bot.imaging.jobs import PhaseDeadlines
 from bot.store import Store
 from bot.wiring import Runtime, build_runtime, http_app
 from sandbox.cloud.app import create_app as create_cloud_app
@@ -96,13 +96,13 @@ class System:
         """Wait until no job is in flight and the outbox is empty (or raise TimeoutError)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            in_flight = await self.runtime.store.in_flight_jobs()
+            in_flight = await self.runtime.store.run(Store.in_flight_jobs)
             # A typed create waiting for a click is still to be looked up until announced.
-            in_flight += [j for j in await self.runtime.store.list_jobs(
+            in_flight += [j for j in await self.runtime.store.run(Store.list_jobs,
                 states=[jobs.AWAITING_CONFIRMATION], limit=200) if j.announced_at is None]
-            depth = await self.runtime.store.outbox_depth()
+            depth = await self.runtime.store.run(Store.outbox_depth)
             # A scheduled run stays open after its job until retention has run.
-            runs = [r for r in await self.runtime.store.open_runs() if r.result == "running"]
+            runs = [r for r in await self.runtime.store.run(Store.open_runs) if r.result == "running"]
             if not in_flight and depth == 0 and not runs and \
                     not await self.runtime.background_work():
                 return

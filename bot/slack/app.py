@@ -23,12 +23,12 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
-from bot import jobs, render
 from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError, ServerInUse
-from bot.jobs import Job
-from bot.notifier import NO_THREAD
+from bot.imaging import jobs
+from bot.imaging import messages as render
+from bot.imaging.jobs import Job
 from bot.policy import (
     DISABLED_TEXT,
     ChannelPolicy,
@@ -36,10 +36,15 @@ from bot.policy import (
     Policy,
     allowed_all,
     allowed_to_create,
+    not_here,
+    refuse,
+    same_channel,
 )
 from bot.slack.directory import ChannelDirectory
 from bot.slack.identity import FOREIGN, STARTING_UP, Identity
-from bot.store import AsyncStore, OutboxItem
+from bot.slack.notifier import NO_THREAD
+from bot.slack.types import Invocation, Reply
+from bot.store import AsyncStore, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,67 +52,8 @@ START_ACTION = "job_start"
 CANCEL_ACTION = "job_cancel"
 
 
-@dataclass
-class Reply:
-    """An ephemeral answer to the person who typed the command."""
-
-    text: str
-    blocks: list[dict[str, Any]] | None = None
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """Arguments for Bolt's ack()/respond()."""
-        kwargs: dict[str, Any] = {"text": self.text}
-        if self.blocks:
-            kwargs["blocks"] = self.blocks
-        return kwargs
-
-
-@dataclass
-class Invocation:
-    """Who typed what, where."""
-
-    user: str
-    channel: str
-    channel_name: str | None
-    trigger_id: str | None
-    response_url: str | None
-    # Set by the listener once `--all` was asked for by an admin: answer for every channel.
-    everywhere: bool = False
-
-    @property
-    def scope(self) -> str | None:
-        """The channel an answer is limited to; None for an admin's `--all`."""
-        return None if self.everywhere else self.channel
-
-
 # Slack sends these instead of a name in DMs and (older) private channels.
 _NO_NAME = frozenset({"directmessage", "privategroup"})
-
-
-def not_here(kind: str, ref: str) -> str:
-    """The answer for a job or request of another channel: the same words as for one that does
-    not exist, so nothing leaks about other channels."""
-    return f"There is no {kind} {ref} in this channel."
-
-
-def same_channel(channel: str, asked_in: str, asked_name: str | None = None) -> bool:
-    """Is a row of `channel` (an id, or a #name for scheduled runs announced by name) the
-    channel asked in (`asked_in` id, `asked_name` its name)?"""
-    if channel == asked_in:
-        return True
-    return bool(asked_name) and channel.startswith("#") and \
-        channel[1:] == (asked_name or "").lstrip("#")
-
-
-async def refuse(policy: ChannelPolicy, user: str, server: str,
-                 member_groups: GroupResolver | None, *, doing: str) -> str | None:
-    """Why the channel policy refuses `user` `doing` something to `server`, or None."""
-    if not await allowed_to_create(policy, user, member_groups):
-        return f"You may not {doing} in this channel ({policy.who_may_create()} may)."
-    if not policy.may_touch(server):
-        return (f"This channel may not image `{render.escape(server)}` (not in the channel's "
-                "server list).")
-    return None
 
 
 @dataclass
@@ -226,7 +172,7 @@ class Listeners:
         if request.now:
             extra |= {"confirmed_by": who.user, "confirmed_at": self.clock()}
         try:
-            job, created = await self.store.create_job(
+            job, created = await self.store.run(Store.create_job,
                 server_ref=request.server.text, requested_by=who.user, channel=who.channel,
                 state=state, image_name=request.name, note=request.note,
                 dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
@@ -248,7 +194,7 @@ class Listeners:
         """The job, if it belongs to the channel asked in (any channel for an admin's --all);
         otherwise the same `JobError` as for a job that does not exist."""
         try:
-            job = await self.store.get_job(job_id)
+            job = await self.store.run(Store.get_job, job_id)
         except JobError:
             if who.everywhere:
                 raise
@@ -270,13 +216,13 @@ class Listeners:
         if request.job_id:
             return Reply(render.job_status_text(await self.job_here(request.job_id, who), now))
         if request.server:
-            job = await self.store.latest_job_for_server(request.server.text,
+            job = await self.store.run(Store.latest_job_for_server, request.server.text,
                                                          channel=self._channels(who))
             if job is None:
                 return Reply(f"No jobs for {render.escape(request.server.text)} "
                              f"{'' if who.everywhere else 'in this channel '}yet.")
             return Reply(render.job_status_text(job, now))
-        running = await self.store.list_jobs(states=sorted(jobs.IN_FLIGHT), limit=20,
+        running = await self.store.run(Store.list_jobs, states=sorted(jobs.IN_FLIGHT), limit=20,
                                              channel=self._channels(who))
         if not running:
             return Reply("No images are being made right now"
@@ -290,7 +236,7 @@ class Listeners:
             "done": [jobs.SUCCEEDED],
             "failed": [jobs.FAILED, jobs.CANCELLED],
         }.get(request.state or "")
-        found = await self.store.list_jobs(
+        found = await self.store.run(Store.list_jobs,
             server=request.server.text if request.server else None, states=states,
             limit=request.limit, channel=self._channels(who))
         if not found:
@@ -308,7 +254,7 @@ class Listeners:
             try:
                 await self._cancel(job, user)
             except ConflictingUpdate:
-                job = await self.store.get_job(job_id)
+                job = await self.store.run(Store.get_job, job_id)
             else:
                 return Reply(f"Job {job.id} cancelled.")
         if job.state in jobs.TERMINAL:
@@ -320,7 +266,7 @@ class Listeners:
 
     async def _cancel(self, job: Job, user: str, *, fields: dict[str, Any] | None = None,
                       outbox: list[OutboxItem] | None = None) -> Job:
-        done = await self.store.transition(
+        done = await self.store.run(Store.transition,
             job.id, expected=[jobs.AWAITING_CONFIRMATION, jobs.QUEUED], target=jobs.CANCELLED,
             event="cancelled", actor=user,
             fields=(fields or {}) | {"finished_at": self.clock(), "cancelled_by": user},
@@ -374,7 +320,7 @@ class Listeners:
         click's own response_url is kept: it replaces the clicked card and carries the rest
         (a fresh url: a command's one lasts 30 minutes and 5 posts)."""
         try:
-            job = await self.store.get_job(job_id)
+            job = await self.store.run(Store.get_job, job_id)
         except JobError as exc:
             return Reply(exc.user_message())
         if channel is not None and not same_channel(job.channel, channel, channel_name):
@@ -392,7 +338,7 @@ class Listeners:
                                               "replace_original": True}))
         try:
             if action_id == START_ACTION:
-                await self.store.transition(
+                await self.store.run(Store.transition,
                     job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.QUEUED,
                     event="confirmed", actor=user,
                     fields=fields | {"confirmed_by": user, "confirmed_at": self.clock()},
@@ -403,7 +349,7 @@ class Listeners:
             await self._cancel(job, user, fields=fields, outbox=outbox)
             return None
         except ConflictingUpdate:
-            job = await self.store.get_job(job_id)
+            job = await self.store.run(Store.get_job, job_id)
             return Reply(render.already_decided(job))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from bot.store import Store
 from sandbox.console.parse import ConsoleSyntaxError, parse_console_line
 from sandbox.console.session import Console, settle
 from sandbox.system import System, running_system
@@ -122,7 +123,7 @@ async def run_script(system: System, lines: Iterable[str], out: TextIO, *,
     except TimeoutError as exc:
         print(f"imagebot sandbox: jobs still running at the end: {exc}", file=sys.stderr)
         return 1
-    jobs = await system.runtime.store.list_jobs(limit=1000)
+    jobs = await system.runtime.store.run(Store.list_jobs, limit=1000)
     summary = ", ".join(f"{j.id} {j.server_name or j.server_ref} {j.state}"
                         for j in reversed(jobs))
     console.say(f"-- script done in {time.monotonic() - started:.1f}s: "

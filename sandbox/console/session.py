@@ -22,7 +22,8 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 import commands
-from bot import jobs
+from bot.imaging import jobs
+from bot.store import Store
 from sandbox.console.parse import (
     HELP,
     ConsoleCommand,
@@ -73,7 +74,7 @@ def answer_is_error(command_text: str, status: int, answer: str) -> bool:
 async def unresolved_jobs(store: Any) -> list[jobs.Job]:
     """Typed creates waiting for a click whose server the engine has not looked up yet (no
     card posted so far): their card or private answer is still to come."""
-    waiting = await store.list_jobs(states=[jobs.AWAITING_CONFIRMATION], limit=200)
+    waiting = await store.run(Store.list_jobs, states=[jobs.AWAITING_CONFIRMATION], limit=200)
     return [j for j in waiting if j.announced_at is None]
 
 
@@ -81,7 +82,7 @@ async def busy_reasons(system: System) -> list[str]:
     """What still runs: jobs in flight, queued Slack messages, open scheduled runs ([] = quiet)."""
     store = system.runtime.store
     reasons = []
-    in_flight = await store.in_flight_jobs()
+    in_flight = await store.run(Store.in_flight_jobs)
     if in_flight:
         reasons.append("jobs in flight: " + ", ".join(
             f"{j.id} ({j.server_name or j.server_ref}, {j.task_state or j.state})"
@@ -90,7 +91,7 @@ async def busy_reasons(system: System) -> list[str]:
     if resolving:
         reasons.append("jobs being looked up: " + ", ".join(
             f"{j.id} ({j.server_ref})" for j in resolving))
-    depth = await store.outbox_depth()
+    depth = await store.run(Store.outbox_depth)
     if depth:
         reasons.append(f"{depth} Slack messages queued")
     open_runs = getattr(store, "open_runs", None)
@@ -240,7 +241,7 @@ class Console:
 
     async def status_line(self) -> str:
         """One line about jobs in flight, or "" when nothing runs."""
-        running = await self.system.runtime.store.in_flight_jobs()
+        running = await self.system.runtime.store.run(Store.in_flight_jobs)
         if not running:
             return ""
         parts = [f"{j.id} {j.server_name or j.server_ref}: {j.task_state or j.state}"
@@ -420,7 +421,7 @@ class Console:
 
     async def _outbox_empty(self) -> bool:
         store = self.system.runtime.store
-        return await store.outbox_depth() == 0 and not await unresolved_jobs(store)
+        return await store.run(Store.outbox_depth) == 0 and not await unresolved_jobs(store)
 
     # --- live view ----------------------------------------------------------------------
 

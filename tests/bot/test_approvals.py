@@ -1,4 +1,4 @@
-"""Change requests and approval decisions (bot.approvals)."""
+"""Change requests and approval decisions (bot.scheduling.approvals)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.approvals import (
+from bot.errors import ApprovalError
+from bot.scheduling.approvals import (
     ApprovalRules,
     ChangeRequest,
     decide,
@@ -15,8 +16,7 @@ from bot.approvals import (
     new_request,
     supersede,
 )
-from bot.errors import ApprovalError
-from bot.scheduler import ScheduleSpec
+from bot.scheduling.due import ScheduleSpec
 
 T0 = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
 OLD = ScheduleSpec("daily", None, time(3, 0), "Europe/Berlin", 7)

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import jobs
 from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
-from bot.engine import Engine
-from bot.store import AsyncStore
+from bot.imaging import jobs
+from bot.imaging.engine import Engine
+from bot.store import AsyncStore, Store
 from sandbox.cloud.app import create_app
 from sandbox.cloud.model import ManualClock, World
 from tests.bot.cloud.conftest import Sleeps, config
@@ -34,7 +34,7 @@ class Rig:
             self.mclock.advance(step)
 
     async def alerts(self) -> list[str]:
-        items = await self.store.pending_outbox(datetime(2100, 1, 1, tzinfo=UTC), limit=1000)
+        items = await self.store.run(Store.pending_outbox, datetime(2100, 1, 1, tzinfo=UTC), limit=1000)
         return [i.payload["text"] for i in items if i.kind == "channel_post"]
 
 
@@ -68,7 +68,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def job_on(rig: Rig, cloud: str | None, server: str = "web-1") -> str:
-    job, _ = await rig.store.create_job(server_ref=server, requested_by="U0ALICE",
+    job, _ = await rig.store.run(Store.create_job, server_ref=server, requested_by="U0ALICE",
                                         channel="C0OPS", state=jobs.QUEUED, cloud=cloud,
                                         confirmed_at=datetime.fromtimestamp(START, UTC))
     return job.id
@@ -88,14 +88,14 @@ async def test_one_failing_cloud_delays_only_its_jobs_and_is_reported_once(
     main_job = await job_on(rig, None)
     lab_job = await job_on(rig, "lab")
     await rig.ticks(4, step=90)
-    assert (await rig.store.get_job(main_job)).state == jobs.SUCCEEDED
-    lab = await rig.store.get_job(lab_job)
+    assert (await rig.store.run(Store.get_job, main_job)).state == jobs.SUCCEEDED
+    lab = await rig.store.run(Store.get_job, lab_job)
     assert lab.state == jobs.QUEUED  # waits, neither failed nor lost
     [down] = await rig.alerts()  # once, however many ticks it failed
     assert "lab" in down and lab_job in down and down.startswith("<!here>")
     rig.worlds["lab"].inject("clear")
     await rig.ticks(12)
-    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
+    assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SUCCEEDED
     alerts = await rig.alerts()
     assert len(alerts) == 2 and "answers again" in alerts[1]
     await rig.ticks(3)
@@ -106,18 +106,18 @@ async def test_one_bad_tick_is_not_reported(rig: Rig) -> None:
     rig.worlds["lab"].inject("garbage", path="/servers", count=1)
     lab_job = await job_on(rig, "lab")
     await rig.ticks(12)
-    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
+    assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SUCCEEDED
     assert await rig.alerts() == []
 
 
 async def test_a_cloud_failing_mid_flight_keeps_its_deadlines_and_reports(rig: Rig) -> None:
     lab_job = await job_on(rig, "lab")
     await rig.engine.tick()  # submitted, snapshotting
-    assert (await rig.store.get_job(lab_job)).state == jobs.SNAPSHOTTING
+    assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SNAPSHOTTING
     rig.worlds["lab"].inject("garbage", path="/", count=None)
     await rig.ticks(3, step=1)
-    assert (await rig.store.get_job(lab_job)).state == jobs.SNAPSHOTTING
+    assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SNAPSHOTTING
     assert len(await rig.alerts()) == 1
     rig.worlds["lab"].inject("clear")
     await rig.ticks(20)
-    assert (await rig.store.get_job(lab_job)).state == jobs.SUCCEEDED
+    assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SUCCEEDED

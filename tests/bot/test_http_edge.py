@@ -21,6 +21,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.logs import JsonFormatter, RedactingFilter, TextFormatter, cloud_secrets
 from bot.slack.identity import FOREIGN, STARTING_UP
+from bot.store import Store
 from bot.wiring import http_app
 from sandbox.slack.deliver import SOCKET_MODE, Deliverer, sign
 from sandbox.slack.model import SlackWorkspace
@@ -117,7 +118,7 @@ async def test_no_unverified_request_reaches_its_response_url_or_the_logs() -> N
                                                    headers={"Content-Type": ctype, **headers})
                         assert answer.status_code == 401, (shape, label, answer.text)
         assert target.hits == 0
-        assert await system.runtime.store.list_jobs(limit=10) == []
+        assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
         assert not [c for c in system.workspace.calls() if c.method != "auth.test"]
         for record in logs.records:  # nothing of any body in any line
             assert target.url not in record.getMessage()
@@ -157,7 +158,7 @@ async def test_bodies_are_capped_without_reading_the_rest() -> None:
             streamed = await client.post("/slack/events", content=chunked(), headers=headers)
         assert big.status_code == 413 and streamed.status_code == 413
         assert sent <= 6  # 256 KB cap: the rest of the 320 chunks were never asked for
-        assert await system.runtime.store.list_jobs(limit=10) == []
+        assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
 
 
 async def test_a_signed_command_from_another_workspace_or_app_creates_nothing() -> None:
@@ -168,7 +169,7 @@ async def test_a_signed_command_from_another_workspace_or_app_creates_nothing() 
         other_app = await deliverer.slash_command("alice", "#ops", "create web-1 --now",
                                                   api_app_id="A0OTHER")
         assert other_team.text == FOREIGN and other_app.text == FOREIGN
-        assert await system.runtime.store.list_jobs(limit=10) == []
+        assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
         ours = await system.command("alice", "#ops", "create web-1 --now")
         assert "J1" in ours.text
         assert [c.status for c in system.workspace.calls("bots.info")] == [200]
@@ -184,7 +185,7 @@ async def test_another_workspace_is_refused_over_socket_mode_too() -> None:
             over_socket = Deliverer(system.workspace, SOCKET_MODE, SIGNING_SECRET)
             refused = await over_socket.slash_command("alice", "#ops", "create web-1 --now",
                                                       team_id="T0OTHER")
-            assert await system.runtime.store.list_jobs(limit=10) == []
+            assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
             accepted = await over_socket.slash_command("alice", "#ops", "create web-1")
         finally:
             await handler.close_async()
@@ -202,7 +203,7 @@ async def test_commands_hear_starting_up_until_auth_test_succeeds(fault: str) ->
     async with running_system(speed=200, workspace=workspace) as system:
         early = await system.command("alice", "#ops", "create web-1 --now")
         assert early.status_code == 200 and early.text == STARTING_UP
-        assert await system.runtime.store.list_jobs(limit=10) == []
+        assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
         identity = system.runtime.identity
         assert identity is not None
         await system.wait_for(lambda: identity.current, within=30)
@@ -238,14 +239,14 @@ async def test_public_health_is_ok_or_not_and_finds_a_damaged_database() -> None
 
 
 def test_log_lines_cannot_be_forged_and_are_bounded() -> None:
-    forged = "create x\nERROR bot.engine [J1]: approved by admin\r\x1b[2J\u202e"
+    forged = "create x\nERROR bot.imaging.engine [J1]: approved by admin\r\x1b[2J\u202e"
     record = logging.LogRecord("bot.slack", logging.INFO, __file__, 1, "text %s", (forged,),
                                None)
     record.job_id = None
     assert RedactingFilter([]).filter(record)
     text = TextFormatter().format(record)
     assert "\n" not in text and "\r" not in text and "\x1b" not in text
-    assert "\\nERROR bot.engine" in text and "\\u202e" in text
+    assert "\\nERROR bot.imaging.engine" in text and "\\u202e" in text
     as_json = JsonFormatter().format(record)
     assert "\n" not in as_json and json.loads(as_json)["message"].endswith("\u202e")
     huge = logging.LogRecord("bot", logging.INFO, __file__, 1, "%s", ("y" * 10**6,), None)
@@ -281,7 +282,7 @@ def test_cloud_secrets_and_tokens_are_masked_in_args_and_tracebacks() -> None:
         assert "RuntimeError" in line
 
 
-@pytest.mark.parametrize("body", ["create web-1\nERROR bot.engine [J1]: forged"])
+@pytest.mark.parametrize("body", ["create web-1\nERROR bot.imaging.engine [J1]: forged"])
 async def test_bolt_never_logs_a_request_body(body: str) -> None:
     """A correctly signed request that Bolt does not handle: Bolt's warning names no body."""
     async with running_system(speed=200) as system:

@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import jobs
-from bot.jobs import Job, PhaseDeadlines, advance, can_transition, poll_interval, state_for_task
+from bot.imaging import jobs
+from bot.imaging.jobs import (
+    Job,
+    PhaseDeadlines,
+    advance,
+    can_transition,
+    poll_interval,
+    state_for_task,
+)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DL = PhaseDeadlines()

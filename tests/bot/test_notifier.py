@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot import jobs
 from bot.errors import SlackRejected, SlackUnavailable
-from bot.notifier import NO_THREAD, Notifier
-from bot.pacing import SlackPacer
-from bot.store import AsyncStore, OutboxItem
+from bot.imaging import jobs
+from bot.slack.notifier import NO_THREAD, Notifier
+from bot.slack.pacing import SlackPacer
+from bot.store import AsyncStore, OutboxItem, Store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -72,10 +72,10 @@ def reply(job: str, text: str, **flags: Any) -> OutboxItem:
 
 
 async def new_job(store: AsyncStore, *items: OutboxItem) -> str:
-    job, _ = await store.create_job(server_ref="web-1", requested_by="U0ALICE", channel="C0OPS",
+    job, _ = await store.run(Store.create_job, server_ref="web-1", requested_by="U0ALICE", channel="C0OPS",
                                     state=jobs.QUEUED,
                                     outbox=[OutboxItem(kind="post_parent", channel="C0OPS")])
-    await store.update_job(job.id, fields={}, outbox=[
+    await store.run(Store.update_job, job.id, fields={}, outbox=[
         OutboxItem(kind=i.kind, channel=i.channel, job_id=job.id, thread_key=job.id,
                    payload=i.payload) for i in items])
     return job.id
@@ -93,8 +93,8 @@ async def test_urgent_thread_goes_first_and_each_thread_keeps_its_order(tmp_path
         assert "job J2" in texts[0] and texts[1:3] == ["b-copying", "b-resume"]
         assert "job J1" in texts[3]
         assert texts.index("a-packaging") < texts.index("a-uploading")
-        assert (await store.get_job("J2")).thread_ts is not None
-        assert await store.outbox_depth() == 0
+        assert (await store.run(Store.get_job, "J2")).thread_ts is not None
+        assert await store.run(Store.outbox_depth) == 0
     finally:
         await store.close()
 
@@ -106,7 +106,7 @@ async def test_a_retryable_failure_holds_its_thread_and_keeps_the_item(tmp_path:
         await new_job(store, reply("", "first"), reply("", "second"))
         assert await notifier.flush() == 1  # the parent went; "first" failed; "second" waited
         assert [t for _, _, t in web.calls][1:] == ["first"]
-        assert await store.outbox_depth() == 2
+        assert await store.run(Store.outbox_depth) == 2
         notifier.clock = lambda: NOW + timedelta(seconds=31)
         assert await notifier.flush() == 2
         assert [t for _, _, t in web.calls][-2:] == ["first", "second"]
@@ -122,7 +122,7 @@ async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> N
         await new_job(store, reply("", "broken"), reply("", "fine"))
         assert await notifier.flush() == 2
         assert [t for _, _, t in web.calls][-1] == "fine"
-        assert await store.outbox_depth() == 0
+        assert await store.run(Store.outbox_depth) == 0
     finally:
         await store.close()
 
@@ -151,13 +151,13 @@ async def test_a_post_whose_answer_was_lost_is_found_not_repeated(tmp_path: Path
         assert await notifier.flush() == 1
         assert [t for _, _, t in web.calls].count("writes may resume") == 1
         assert web.lookups == 1
-        assert await store.outbox_depth() == 0
+        assert await store.run(Store.outbox_depth) == 0
     finally:
         await store.close()
 
 
 async def _private_job(store: AsyncStore, channel: str = "G0SECRET", **fields: Any) -> str:
-    job, _ = await store.create_job(server_ref="web-99", requested_by="U0ALICE", channel=channel,
+    job, _ = await store.run(Store.create_job, server_ref="web-99", requested_by="U0ALICE", channel=channel,
                                     state=jobs.AWAITING_CONFIRMATION,
                                     response_url="https://hooks.example/r/1", **fields)
     return job.id
@@ -173,12 +173,12 @@ async def test_a_private_answer_falls_back_to_the_response_url(tmp_path: Path) -
     store, notifier = await make(tmp_path, web)
     try:
         job_id = await _private_job(store)
-        assert (await store.get_job(job_id)).announced_at is None  # no card was queued
-        await store.update_job(job_id, fields={}, outbox=[_note(job_id)])
+        assert (await store.run(Store.get_job, job_id)).announced_at is None  # no card was queued
+        await store.run(Store.update_job, job_id, fields={}, outbox=[_note(job_id)])
         assert await notifier.flush() == 1
         assert web.calls == [("ephemeral", "G0SECRET", "web-99 was not found"),
                              ("respond", "https://hooks.example/r/1", "web-99 was not found")]
-        assert await store.outbox_depth() == 0
+        assert await store.run(Store.outbox_depth) == 0
     finally:
         await store.close()
 
@@ -188,13 +188,13 @@ async def test_a_private_answer_interrupted_mid_send_is_not_repeated(tmp_path: P
     store, notifier = await make(tmp_path, web)
     try:
         job_id = await _private_job(store, channel="C0OPS")
-        await store.update_job(job_id, fields={}, outbox=[_note(job_id, "C0OPS")])
-        [item] = await store.pending_outbox(NOW)
-        await store.mark_posting(item.id)  # the bot died after the call went out
+        await store.run(Store.update_job, job_id, fields={}, outbox=[_note(job_id, "C0OPS")])
+        [item] = await store.run(Store.pending_outbox, NOW)
+        await store.run(Store.mark_posting, item.id)  # the bot died after the call went out
         await notifier.flush()
         assert web.calls == []  # an ephemeral cannot be looked up: at most once
-        assert await store.outbox_depth() == 0
-        assert "unknown" in ((await store.outbox_item(item.id)).error or "")
+        assert await store.run(Store.outbox_depth) == 0
+        assert "unknown" in ((await store.run(Store.outbox_item, item.id)).error or "")
     finally:
         await store.close()
 
@@ -204,22 +204,22 @@ async def test_the_fallback_card_keeps_its_buttons_and_is_sent_once(tmp_path: Pa
     store, notifier = await make(tmp_path, web)
     try:
         job_id = await _private_job(store)
-        await store.update_job(job_id, fields={}, outbox=[
+        await store.run(Store.update_job, job_id, fields={}, outbox=[
             OutboxItem(kind="post_parent", channel="G0SECRET", job_id=job_id)])
         assert await notifier.flush() == 1
         assert [c[0] for c in web.calls] == ["post", "respond"]
         assert "job_start" in str(web.responded[-1]) and "job_cancel" in str(web.responded[-1])
         assert "/invite @imagebot" in web.calls[-1][2]
-        assert (await store.get_job(job_id)).thread_ts == NO_THREAD
+        assert (await store.run(Store.get_job, job_id)).thread_ts == NO_THREAD
         # A crash after the response_url post: the restarted notifier neither posts in the
         # channel again nor repeats the card.
         second = await _private_job(store)
-        await store.update_job(second, fields={"thread_ts": NO_THREAD}, outbox=[
+        await store.run(Store.update_job, second, fields={"thread_ts": NO_THREAD}, outbox=[
             OutboxItem(kind="post_parent", channel="G0SECRET", job_id=second)])
-        [item] = await store.pending_outbox(NOW)
-        await store.mark_posting(item.id)
+        [item] = await store.run(Store.pending_outbox, NOW)
+        await store.run(Store.mark_posting, item.id)
         before = len(web.calls)
         await notifier.flush()
-        assert len(web.calls) == before and await store.outbox_depth() == 0
+        assert len(web.calls) == before and await store.run(Store.outbox_depth) == 0
     finally:
         await store.close()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import jobs
-from bot.notifier import NO_THREAD, Notifier
-from bot.pacing import SlackPacer
+from bot.imaging import jobs
+from bot.slack.notifier import NO_THREAD, Notifier
+from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb, make_web_client
-from bot.store import AsyncStore, OutboxItem
+from bot.store import AsyncStore, OutboxItem, Store
 from sandbox.slack.model import ApiFault, SlackWorkspace
 from sandbox.slack.serve import running_slack
 
@@ -55,10 +55,10 @@ async def setup(tmp_path: Path, url: str, clock: Clock) -> tuple[AsyncStore, Not
 
 async def new_job(store: AsyncStore, channel: str = "C0OPS", response_url: str | None = None,
                   texts: tuple[str, ...] = ("copying", "writes may resume", "done")) -> str:
-    job, _ = await store.create_job(server_ref="web-1", requested_by="U0ALICE", channel=channel,
+    job, _ = await store.run(Store.create_job, server_ref="web-1", requested_by="U0ALICE", channel=channel,
                                     state=jobs.QUEUED, response_url=response_url,
                                     outbox=[OutboxItem(kind="post_parent", channel=channel)])
-    await store.update_job(job.id, fields={}, outbox=[
+    await store.run(Store.update_job, job.id, fields={}, outbox=[
         OutboxItem(kind="reply", channel=channel, job_id=job.id, thread_key=job.id,
                    payload={"text": t, "final": t == "done"}) for t in texts])
     return job.id
@@ -67,7 +67,7 @@ async def new_job(store: AsyncStore, channel: str = "C0OPS", response_url: str |
 async def drain(notifier: Notifier, clock: Clock, store: AsyncStore, rounds: int = 12) -> None:
     for _ in range(rounds):
         await notifier.flush()
-        if await store.outbox_depth() == 0:
+        if await store.run(Store.outbox_depth) == 0:
             return
         clock.now += timedelta(minutes=10)  # past any back-off
 
@@ -91,12 +91,12 @@ async def test_a_transient_no_on_the_parent_delays_the_thread_and_loses_nothing(
         ws.add_fault(fault)
         assert await notifier.flush() == 0  # the parent was refused: its thread waits
         await drain(notifier, clock, store)
-        assert await store.outbox_depth() == 0
+        assert await store.run(Store.outbox_depth) == 0
         [parent] = [m for m in ws.channel_messages("C0OPS") if not m.thread_ts]
         assert f"job {job_id}" in (parent.text or "")
         assert [m.text for m in ws.thread("C0OPS", parent.ts)] == [
             "copying", "writes may resume", "done"]
-        assert (await store.get_job(job_id)).thread_ts == parent.ts
+        assert (await store.run(Store.get_job, job_id)).thread_ts == parent.ts
     finally:
         await store.close()
 
@@ -148,13 +148,13 @@ async def test_a_channel_that_refuses_for_good_falls_back_once_and_stops_retryin
     notifier.notify_for = lambda job: "C0ALERTS"
     ws.add_fault(ApiFault("chat.postMessage", "is_archived"))
     try:
-        caplog.set_level(logging.INFO, logger="bot.notifier")
+        caplog.set_level(logging.INFO, logger="bot.slack.notifier")
         job_id = await new_job(store)
         for _ in range(5):  # a scheduled job: no response_url
             await notifier.flush()
             clock.now += timedelta(seconds=1)
-        assert await store.outbox_depth() == 0  # nothing retries every second
-        assert (await store.get_job(job_id)).thread_ts == NO_THREAD
+        assert await store.run(Store.outbox_depth) == 0  # nothing retries every second
+        assert (await store.run(Store.get_job, job_id)).thread_ts == NO_THREAD
         [notice] = ws.channel_messages("C0ALERTS")
         assert job_id in (notice.text or "") and "is_archived" in (notice.text or "")
         said = [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.pacing import SlackPacer, TokenBucket
+from bot.slack.pacing import SlackPacer, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_spaces_calls_at_the_rate() -> None:

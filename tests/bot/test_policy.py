@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals import ApprovalRules
 from bot.errors import PolicyError
 from bot.policy import ChannelPolicy, Policy, parse_duration
+from bot.scheduling.approvals import ApprovalRules
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "imagebot.toml"
 

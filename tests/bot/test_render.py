@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import jobs, render
 from bot.cloud.models import Image
-from bot.jobs import Job
+from bot.imaging import jobs
+from bot.imaging import messages as render
+from bot.imaging.jobs import Job
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)

@@ -1,12 +1,18 @@
-"""Block Kit for schedules and change requests (bot.render_schedules): pure, so plain asserts."""
+"""Block Kit for schedules and change requests (bot.scheduling.messages): pure, so plain asserts."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, time, timedelta
 
-from bot.approvals import ApprovalRules, new_request
-from bot.render_schedules import (
+from bot.scheduling.approvals import ApprovalRules, new_request
+from bot.scheduling.due import (
+    RetainableImage,
+    ScheduleSpec,
+    ambiguous_or_missing,
+    preview,
+)
+from bot.scheduling.messages import (
     ApprovalView,
     ScheduleLine,
     alert,
@@ -16,12 +22,6 @@ from bot.render_schedules import (
     run_failed_alert,
     run_note,
     schedules_text,
-)
-from bot.scheduler import (
-    RetainableImage,
-    ScheduleSpec,
-    ambiguous_or_missing,
-    preview,
 )
 
 NOW = datetime(2025, 3, 20, 9, 0, tzinfo=UTC)

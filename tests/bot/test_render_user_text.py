@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot import jobs, render
-from bot.render_schedules import approval_message, run_failed_alert
+from bot.imaging import jobs
+from bot.imaging import messages as render
+from bot.scheduling.messages import approval_message, run_failed_alert
 from tests.bot.test_render_schedules import NOW, request
 
 FORGED = "typo\n:white_check_mark: *Approved* by <@U0BOB> at 10:00 UTC"

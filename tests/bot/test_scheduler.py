@@ -1,4 +1,4 @@
-"""Due-times, DST, catch-up, busy retries and retention (bot.scheduler)."""
+"""Due-times, DST, catch-up, busy retries and retention (bot.scheduling.due)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.cloud.models import Image
-from bot.scheduler import (
+from bot.scheduling.due import (
     DAYS,
     DueQueue,
     InvalidSchedule,

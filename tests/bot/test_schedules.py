@@ -1,4 +1,4 @@
-"""ScheduleService (bot.schedules) over a real AsyncStore on a tmp file, a fake clock and fakes for
+"""ScheduleService (bot.scheduling.service) over a real AsyncStore on a tmp file, a fake clock and fakes for
 the cloud and Slack: proposals, decisions (incl. concurrent clicks), expiry, policy denial, slot
 claims (double tick, two instances, downtime), busy retries, retention and message rewrites."""
 
@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 import commands
-from bot import jobs
 from bot.cloud.models import Image, Server
 from bot.errors import NotFound, PermissionDenied
+from bot.imaging import jobs
 from bot.policy import Policy
-from bot.scheduler import ScheduleSpec, next_run
-from bot.schedules import ScheduleService, spec_from_dict, spec_to_dict
-from bot.store import AsyncStore, StoreError
+from bot.scheduling.due import ScheduleSpec, next_run
+from bot.scheduling.service import ScheduleService, spec_from_dict, spec_to_dict
+from bot.store import AsyncStore, Store, StoreError
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday; 03:00 Berlin is 02:00 UTC (CET)
 POLICY = """
@@ -144,18 +144,18 @@ async def approved_schedule(service: ScheduleService,
     rid = await propose(service, text)
     outcome = await service.decide(rid, actor="U0BOB", action="approve")
     assert outcome.accepted
-    [schedule] = await service.store.list_schedules()
+    [schedule] = await service.store.run(Store.list_schedules)
     return schedule.id
 
 
 async def finish(store: AsyncStore, job_id: str, *, ok: bool, image_id: str = "new",
                  error_code: str = "busy") -> None:
-    await store.transition(job_id, expected=jobs.QUEUED, target=jobs.SUBMITTING, event="t")
+    await store.run(Store.transition, job_id, expected=jobs.QUEUED, target=jobs.SUBMITTING, event="t")
     if ok:
-        await store.transition(job_id, expected=jobs.SUBMITTING, target=jobs.SUCCEEDED,
+        await store.run(Store.transition, job_id, expected=jobs.SUBMITTING, target=jobs.SUCCEEDED,
                                event="t", fields={"image_id": image_id})
     else:
-        await store.transition(job_id, expected=jobs.SUBMITTING, target=jobs.FAILED, event="t",
+        await store.run(Store.transition, job_id, expected=jobs.SUBMITTING, target=jobs.FAILED, event="t",
                                fields={"error_code": error_code, "error": "Server is busy"})
 
 
@@ -178,18 +178,18 @@ async def test_proposal_is_a_pending_request_with_an_approval_message(
         service: ScheduleService, store: AsyncStore) -> None:
     rid = await propose(service, "schedule web-1 daily at 03:00 --keep 7 --tz Europe/Berlin")
     assert rid == "R1"
-    row = await store.get_change_request("R1")
+    row = await store.run(Store.get_change_request, "R1")
     assert row.status == "pending" and row.server_id == "srv-web-1" and row.old_spec is None
     assert row.new_spec == {"frequency": "daily", "day": None, "at": "03:00",
                             "tz": "Europe/Berlin", "keep": 7}
     assert row.expires_at == T0 + timedelta(hours=24)
-    assert await store.list_schedules() == []  # a request, not a schedule
-    [item] = await store.pending_outbox(T0)
+    assert await store.run(Store.list_schedules) == []  # a request, not a schedule
+    [item] = await store.run(Store.pending_outbox, T0)
     assert item.kind == "channel_post" and item.channel == "C0OPS" and item.thread_key == "R1"
     elements = [e["action_id"] for b in item.payload["blocks"] if b["type"] == "actions"
                 for e in b["elements"]]
     assert elements == ["cr_approve", "cr_reject"]
-    assert actions(await store.audit_rows("R1")) == ["request_created"]
+    assert actions(await store.run(Store.audit_rows, "R1")) == ["request_created"]
 
 
 async def test_requester_and_non_approver_are_refused_then_an_approver_wins(
@@ -199,14 +199,14 @@ async def test_requester_and_non_approver_are_refused_then_an_approver_wins(
     assert not mine.accepted and "own request" in mine.message
     stranger = await service.decide(rid, actor="U0DAVE", action="approve")
     assert not stranger.accepted and "<@U0BOB>" in stranger.message
-    assert (await store.get_change_request(rid)).status == "pending"
+    assert (await store.run(Store.get_change_request, rid)).status == "pending"
     ok = await service.decide(rid, actor="U0CAROL", action="approve")
     assert ok.accepted and ok.request.status == "approved" and ok.request.decided_by == "U0CAROL"
-    [schedule] = await store.list_schedules()
+    [schedule] = await store.run(Store.list_schedules)
     assert (schedule.id, schedule.frequency, schedule.day, schedule.keep) == \
         ("S1", "weekly", "SATURDAY", 3)
     assert schedule.effective_at == T0 and schedule.approved_by == "U0CAROL"
-    assert actions(await store.audit_rows("R1")) == [
+    assert actions(await store.run(Store.audit_rows, "R1")) == [
         "request_created", "decision_refused", "decision_refused", "request_approved"]
 
 
@@ -220,8 +220,8 @@ async def test_concurrent_clicks_from_two_users_make_exactly_one_decision(
     loser = carol if bob.accepted else bob
     winner = "U0BOB" if bob.accepted else "U0CAROL"
     assert f"already approved by <@{winner}>" in loser.message
-    assert actions(await store.audit_rows("R1")).count("request_approved") == 1
-    assert len(await store.list_schedules()) == 1
+    assert actions(await store.run(Store.audit_rows, "R1")).count("request_approved") == 1
+    assert len(await store.run(Store.list_schedules)) == 1
 
 
 async def test_two_services_on_one_database_also_decide_once(
@@ -243,7 +243,7 @@ async def test_reject_with_reason_and_withdrawal(service: ScheduleService,
     rid = await propose(service, "schedule web-1 daily at 03:00")
     out = await service.decide(rid, actor="U0CAROL", action="reject", reason="freeze")
     assert out.accepted and out.request.status == "rejected" and out.request.reason == "freeze"
-    assert await store.list_schedules() == []
+    assert await store.run(Store.list_schedules) == []
     late = await service.decide(rid, actor="U0BOB", action="approve")
     assert not late.accepted and "already rejected by <@U0CAROL>" in late.message
     again = await propose(service, "schedule web-1 daily at 04:00")
@@ -257,17 +257,17 @@ async def test_expiry_sweep_then_click_is_refused(service: ScheduleService, stor
     clock.shift(hours=23, minutes=30)
     await service.tick()  # inside the last hour: one warning to the notification channel
     await service.tick()
-    warnings = [i for i in await store.pending_outbox(clock.now) if i.thread_key == "R1:warn"]
+    warnings = [i for i in await store.run(Store.pending_outbox, clock.now) if i.thread_key == "R1:warn"]
     assert len(warnings) == 1 and warnings[0].channel == "C0ALERTS"
     assert warnings[0].payload["text"].startswith("<!here>")
     clock.shift(hours=1)
     await service.tick()
-    row = await store.get_change_request(rid)
+    row = await store.run(Store.get_change_request, rid)
     assert row.status == "expired" and row.decided_at == row.expires_at
     out = await service.decide(rid, actor="U0BOB", action="approve")
     assert not out.accepted and "expired" in out.message
-    assert await store.list_schedules() == []
-    assert "request_expired" in actions(await store.audit_rows("R1"))
+    assert await store.run(Store.list_schedules) == []
+    assert "request_expired" in actions(await store.run(Store.audit_rows, "R1"))
 
 
 async def test_click_after_expiry_marks_it_expired_without_a_sweep(
@@ -276,7 +276,7 @@ async def test_click_after_expiry_marks_it_expired_without_a_sweep(
     clock.shift(hours=25)
     out = await service.decide(rid, actor="U0BOB", action="approve")
     assert not out.accepted and out.request.status == "expired"
-    assert (await store.get_change_request(rid)).status == "expired"
+    assert (await store.run(Store.get_change_request, rid)).status == "expired"
 
 
 async def test_policy_denials(service: ScheduleService, store: AsyncStore,
@@ -289,7 +289,7 @@ async def test_policy_denials(service: ScheduleService, store: AsyncStore,
         await propose(service, "schedule db-1 daily at 03:00")  # not in servers
     with pytest.raises(NotFound):
         await propose(service, "schedule web-9 daily at 03:00")
-    assert await store.list_change_requests() == []
+    assert await store.run(Store.list_change_requests) == []
 
 
 async def test_self_approval_when_the_policy_allows_it(store: AsyncStore, cloud: FakeCloud,
@@ -303,7 +303,7 @@ async def test_newer_request_supersedes_the_pending_one(service: ScheduleService
                                                         store: AsyncStore) -> None:
     first = await propose(service, "schedule web-1 daily at 03:00")
     second = await propose(service, "schedule web-1 daily at 05:00", user="U0BOB")
-    assert (await store.get_change_request(first)).status == "superseded"
+    assert (await store.run(Store.get_change_request, first)).status == "superseded"
     out = await service.decide(first, actor="U0CAROL", action="approve")
     assert not out.accepted and second in out.message
     assert (await service.decide(second, actor="U0CAROL", action="approve")).accepted
@@ -313,20 +313,20 @@ async def test_off_request_turns_the_schedule_off(service: ScheduleService, stor
                                                   clock: Clock) -> None:
     await approved_schedule(service)
     rid = await propose(service, "schedule web-1 off")
-    row = await store.get_change_request(rid)
+    row = await store.run(Store.get_change_request, rid)
     assert row.kind == "off" and row.old_spec is not None
     assert (await service.decide(rid, actor="U0BOB", action="approve")).accepted
-    assert await store.list_schedules() == []
+    assert await store.run(Store.list_schedules) == []
     clock.shift(days=2)
     await service.tick()
-    assert await store.list_jobs() == []
+    assert await store.run(Store.list_jobs) == []
 
 
 async def test_decided_message_is_rewritten_without_buttons(
         service: ScheduleService, store: AsyncStore, web: FakeWeb) -> None:
     rid = await propose(service, "schedule web-1 daily at 03:00")
-    [item] = await store.pending_outbox(T0)
-    await store.mark_sent(item.id, result_ts="111.222")  # as the notifier would
+    [item] = await store.run(Store.pending_outbox, T0)
+    await store.run(Store.mark_sent, item.id, result_ts="111.222")  # as the notifier would
     await service.decide(rid, actor="U0BOB", action="approve", reason="ok")
     await service.tick()
     [(channel, ts, text, blocks)] = web.updates
@@ -361,9 +361,9 @@ async def test_double_tick_and_a_second_instance_make_one_job_per_slot(
         tmp_path: Path, service: ScheduleService, store: AsyncStore, cloud: FakeCloud,
         clock: Clock) -> None:
     await approved_schedule(service)
-    assert await store.list_jobs() == []
+    assert await store.run(Store.list_jobs) == []
     await service.tick()
-    assert await store.list_jobs() == []  # not due yet
+    assert await store.run(Store.list_jobs) == []  # not due yet
     slot = await to_slot(service, clock, BERLIN)
     assert slot == datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
     other_store = await AsyncStore.open(tmp_path / "imagebot.db", clock=clock)
@@ -372,13 +372,13 @@ async def test_double_tick_and_a_second_instance_make_one_job_per_slot(
         await asyncio.gather(service.tick(), service.tick(), other.tick())
     finally:
         await other_store.close()
-    [job] = await store.list_jobs()
+    [job] = await store.run(Store.list_jobs)
     assert job.state == jobs.QUEUED and job.schedule_id == "S1"
     assert job.requested_by == "schedule:S1" and job.channel == "C0ALERTS"
     assert job.server_id == "srv-web-1" and job.confirmed_at == clock.now
-    [run] = await store.runs_for_schedule("S1")
+    [run] = await store.run(Store.runs_for_schedule, "S1")
     assert run.slot == slot and run.job_id == job.id and run.attempts == 1
-    parents = [i for i in await store.pending_outbox(clock.now) if i.kind == "post_parent"]
+    parents = [i for i in await store.run(Store.pending_outbox, clock.now) if i.kind == "post_parent"]
     assert [(p.channel, p.job_id) for p in parents] == [("C0ALERTS", job.id)]
 
 
@@ -387,16 +387,16 @@ async def test_three_days_down_gives_one_catch_up_run(service: ScheduleService,
     await approved_schedule(service)
     await to_slot(service, clock, BERLIN)
     await service.tick()
-    [first] = await store.list_jobs()
+    [first] = await store.run(Store.list_jobs)
     await finish(store, first.id, ok=True)
     await service.tick()
     clock.shift(days=3)  # down for three slots; back one minute after the third
     await service.tick()
     await service.tick()
-    runs = await store.runs_for_schedule("S1")
+    runs = await store.run(Store.runs_for_schedule, "S1")
     assert len(runs) == 2 and runs[1].missed == 2
-    assert len(await store.list_jobs()) == 2
-    assert "missed" in str((await store.get_job(str(runs[1].job_id))).note)
+    assert len(await store.run(Store.list_jobs)) == 2
+    assert "missed" in str((await store.run(Store.get_job, str(runs[1].job_id))).note)
 
 
 async def test_down_past_the_window_skips_and_says_so(service: ScheduleService,
@@ -405,10 +405,10 @@ async def test_down_past_the_window_skips_and_says_so(service: ScheduleService,
     await to_slot(service, clock, BERLIN)
     clock.shift(hours=10)  # the slot is 10 h old: outside the 6 h catch-up window
     await service.tick()
-    assert await store.list_jobs() == []
-    [run] = await store.runs_for_schedule("S1")
+    assert await store.run(Store.list_jobs) == []
+    [run] = await store.run(Store.runs_for_schedule, "S1")
     assert run.result == "skipped"
-    notes = [i for i in await store.pending_outbox(clock.now) if i.channel == "C0ALERTS"]
+    notes = [i for i in await store.run(Store.pending_outbox, clock.now) if i.channel == "C0ALERTS"]
     assert notes and "skipped" in notes[0].payload["text"]
 
 
@@ -418,25 +418,25 @@ async def test_busy_server_retries_then_alerts(service: ScheduleService, store: 
     await to_slot(service, clock, BERLIN)
     await service.tick()
     for attempt in (1, 2, 3):
-        [job] = await store.list_jobs(limit=1)
+        [job] = await store.run(Store.list_jobs, limit=1)
         await finish(store, job.id, ok=False)
         await service.tick()
-        [run] = await store.runs_for_schedule("S1")
+        [run] = await store.run(Store.runs_for_schedule, "S1")
         assert run.attempts == attempt
         if attempt < 3:
             assert run.result == "retry_wait"
             assert run.next_attempt_at == clock.now + timedelta(hours=1)
             await service.tick()
-            assert len(await store.list_jobs()) == attempt  # not before the hour is up
+            assert len(await store.run(Store.list_jobs)) == attempt  # not before the hour is up
             clock.shift(hours=1)
             await service.tick()
-            assert len(await store.list_jobs()) == attempt + 1
+            assert len(await store.run(Store.list_jobs)) == attempt + 1
     assert run.result == "failed"
-    alerts = [i for i in await store.pending_outbox(clock.now)
+    alerts = [i for i in await store.run(Store.pending_outbox, clock.now)
               if i.kind == "channel_post" and i.channel == "C0ALERTS"]
     assert len(alerts) == 1 and alerts[0].payload["text"].startswith("<!here>")
     assert "after 3 attempt" in alerts[0].payload["text"]
-    audit = actions(await store.audit_rows("S1"))
+    audit = actions(await store.run(Store.audit_rows, "S1"))
     assert audit.count("run_busy") == 2 and audit.count("run_retry") == 2
     assert audit[-1] == "run_failed"
 
@@ -453,20 +453,20 @@ async def test_retention_deletes_only_old_own_images(service: ScheduleService,
     cloud.add("other", clock.now - timedelta(days=8), schedule="S7")
     cloud.add("broken", clock.now - timedelta(days=7), status="killed")
     await service.tick()
-    [job] = await store.list_jobs()
+    [job] = await store.run(Store.list_jobs)
     cloud.add("new", clock.now)
     await finish(store, job.id, ok=True, image_id="new")
     await service.tick()
     assert sorted(cloud.deleted) == ["own1", "own2", "own3"]
     assert {"own4", "new", "pinned", "manual", "other", "broken"} <= set(cloud.images)
-    [run] = await store.runs_for_schedule("S1")
+    [run] = await store.run(Store.runs_for_schedule, "S1")
     assert run.result == "succeeded"
-    [reply] = [i for i in await store.pending_outbox(clock.now)
+    [reply] = [i for i in await store.run(Store.pending_outbox, clock.now)
                if i.kind == "reply" and "Retention" in i.payload["text"]]
     assert reply.job_id == job.id and "img-own1" in reply.payload["text"]
-    schedule = await store.get_schedule("S1")
+    schedule = await store.run(Store.get_schedule, "S1")
     assert schedule.last_result is not None and schedule.last_result.startswith("succeeded")
-    assert actions(await store.audit_rows("S1")).count("retention_deleted") == 3
+    assert actions(await store.run(Store.audit_rows, "S1")).count("retention_deleted") == 3
     await service.tick()  # nothing more happens for a finished run
     assert len(cloud.deleted) == 3
 

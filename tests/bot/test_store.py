@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot import jobs
 from bot.errors import ConflictingUpdate, InvalidTransition, JobError, ServerInUse
+from bot.imaging import jobs
 from bot.store import AsyncStore, OutboxItem, Store, StoreError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -362,35 +362,35 @@ async def test_async_store_runs_off_the_loop_thread(tmp_path: Path, clock: Clock
     astore = await AsyncStore.open(tmp_path / "a.db", clock=spying_clock)
     try:
         loop_thread = threading.current_thread().name
-        job, created = await astore.create_job(
+        job, created = await astore.run(Store.create_job,
             server_ref="web1", requested_by="U1", channel="C1", state=jobs.AWAITING_CONFIRMATION,
             dedupe_key="t:1", outbox=[OutboxItem("post_parent", "C1")])
         assert created and job.id == "J1"
         assert seen and all(name != loop_thread for name in seen)
         assert len(set(seen)) == 1  # one dedicated worker thread
         # Concurrent callers are serialised on that thread without errors.
-        results = await asyncio.gather(*(astore.claim_delivery(f"k{i % 3}") for i in range(9)))
+        results = await asyncio.gather(*(astore.run(Store.claim_delivery, f"k{i % 3}") for i in range(9)))
         assert sum(results) == 3
-        done = await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+        done = await astore.run(Store.transition, job.id, expected=jobs.AWAITING_CONFIRMATION,
                                        target=jobs.QUEUED, event="confirmed", actor="U2")
         assert done.state == jobs.QUEUED
         with pytest.raises(ConflictingUpdate):
-            await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+            await astore.run(Store.transition, job.id, expected=jobs.AWAITING_CONFIRMATION,
                                     target=jobs.CANCELLED, event="cancelled")
-        await astore.update_job(job.id, fields={"thread_ts": "9.9"}, event="posted")
-        assert (await astore.get_job("j1")).thread_ts == "9.9"
-        assert [j.id for j in await astore.in_flight_jobs()] == ["J1"]
-        assert [j.id for j in await astore.list_jobs(server="web1")] == ["J1"]
-        assert (await astore.latest_job_for_server("web1")) is not None
-        assert len(await astore.job_events(job.id)) == 3
-        [item] = await astore.pending_outbox(clock())
-        await astore.mark_failed(item.id, retry_at=clock() + timedelta(seconds=5), error="x")
-        assert await astore.outbox_depth() == 1
-        await astore.mark_sent(item.id, "1.1")
-        assert await astore.outbox_depth() == 0
-        await astore.set_meta("c", "v")
-        assert await astore.get_meta("c") == "v"
-        assert await astore.delivery_job("k0") is None
+        await astore.run(Store.update_job, job.id, fields={"thread_ts": "9.9"}, event="posted")
+        assert (await astore.run(Store.get_job, "j1")).thread_ts == "9.9"
+        assert [j.id for j in await astore.run(Store.in_flight_jobs)] == ["J1"]
+        assert [j.id for j in await astore.run(Store.list_jobs, server="web1")] == ["J1"]
+        assert (await astore.run(Store.latest_job_for_server, "web1")) is not None
+        assert len(await astore.run(Store.job_events, job.id)) == 3
+        [item] = await astore.run(Store.pending_outbox, clock())
+        await astore.run(Store.mark_failed, item.id, retry_at=clock() + timedelta(seconds=5), error="x")
+        assert await astore.run(Store.outbox_depth) == 1
+        await astore.run(Store.mark_sent, item.id, "1.1")
+        assert await astore.run(Store.outbox_depth) == 0
+        await astore.run(Store.set_meta, "c", "v")
+        assert await astore.run(Store.get_meta, "c") == "v"
+        assert await astore.run(Store.delivery_job, "k0") is None
         # The connection was opened on the worker thread: sqlite3 refuses it on the loop thread.
         with pytest.raises(sqlite3.ProgrammingError, match="thread"):
             astore.store.get_meta("c")
@@ -434,23 +434,23 @@ async def test_locked_database_is_a_store_error_and_recovers(tmp_path: Path,
     path = tmp_path / "locked.db"
     astore = await AsyncStore.open(path, clock=clock)
     try:
-        job, _ = await astore.create_job(server_ref="web1", requested_by="U1", channel="C1",
+        job, _ = await astore.run(Store.create_job, server_ref="web1", requested_by="U1", channel="C1",
                                          state=jobs.AWAITING_CONFIRMATION)
         await astore._run(astore.store.db.execute, "PRAGMA busy_timeout = 20")
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             with pytest.raises(StoreError, match="locked"):
-                await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+                await astore.run(Store.transition, job.id, expected=jobs.AWAITING_CONFIRMATION,
                                         target=jobs.QUEUED, event="confirmed")
         finally:
             other.execute("ROLLBACK")
             other.close()
         assert not isinstance(StoreError("x"), JobError)  # the notifier must not drop work
         # Nothing half-written, and the store works again once the lock is gone.
-        assert (await astore.get_job(job.id)).state == jobs.AWAITING_CONFIRMATION
-        assert len(await astore.job_events(job.id)) == 1
-        done = await astore.transition(job.id, expected=jobs.AWAITING_CONFIRMATION,
+        assert (await astore.run(Store.get_job, job.id)).state == jobs.AWAITING_CONFIRMATION
+        assert len(await astore.run(Store.job_events, job.id)) == 1
+        done = await astore.run(Store.transition, job.id, expected=jobs.AWAITING_CONFIRMATION,
                                        target=jobs.QUEUED, event="confirmed")
         assert done.state == jobs.QUEUED
     finally:

@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot import jobs
+from bot.imaging import jobs
 from bot.store import AsyncStore, Store
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -44,12 +44,12 @@ async def test_outside_reader_between_jobs_sees_every_commit_with_two_stores(
     engine = await AsyncStore.open(path, clock=lambda: NOW)
     listeners = await AsyncStore.open(path, clock=lambda: NOW)
     try:
-        first, _ = await listeners.create_job(server_ref="web-1", requested_by="U1",
+        first, _ = await listeners.run(Store.create_job, server_ref="web-1", requested_by="U1",
                                               channel="C1", state=jobs.QUEUED)
         assert outside_job_ids(path) == [first.id]
-        second, _ = await listeners.create_job(server_ref="web-2", requested_by="U1",
+        second, _ = await listeners.run(Store.create_job, server_ref="web-2", requested_by="U1",
                                                channel="C1", state=jobs.QUEUED)
-        await engine.transition(first.id, expected=jobs.QUEUED, target=jobs.CANCELLED,
+        await engine.run(Store.transition, first.id, expected=jobs.QUEUED, target=jobs.CANCELLED,
                                 event="cancelled")
         assert outside_job_ids(path) == [first.id, second.id]
         assert wal_exists(path)  # still ours, not deleted by the outside reader

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from bot.jobs import PhaseDeadlines
+from bot.imaging.jobs import PhaseDeadlines
 from bot.policy import DISABLED_TEXT
+from bot.store import Store
 from sandbox.slack.limits import RateLimiter
 from sandbox.slack.model import BOT_USER_ID, Channel, Message, SlackWorkspace, User
 from sandbox.system import System, running_system
@@ -104,7 +105,7 @@ async def test_a_disabled_channel_answers_every_command_with_one_line(tmp_path: 
         await system.command("alice", "#ops", "create web-1")
         await system.command("alice", "#ops", "schedule web-2 daily at 03:00")
         await system.wait_for(lambda: len(parents(system, OPS)) >= 2, within=15)
-        request = (await system.runtime.store.list_change_requests())[0]
+        request = (await system.runtime.store.run(Store.list_change_requests))[0]
         before_calls = len(system.workspace.calls())
         commands = ["status", "status J1", "list", "images web-1", "schedules", "approvals",
                     f"approve {request.id}", f"reject {request.id}", "cancel J1",
@@ -120,9 +121,9 @@ async def test_a_disabled_channel_answers_every_command_with_one_line(tmp_path: 
         assert not [c for c in system.workspace.calls()[before_calls:]
                     if c.method in ("chat.postMessage", "chat.postEphemeral")
                     and c.params.get("channel") == DEV]
-        assert [j.id for j in await system.runtime.store.list_jobs(limit=50)] == ["J1"]
-        assert (await system.runtime.store.get_change_request(request.id)).status == "pending"
-        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        assert [j.id for j in await system.runtime.store.run(Store.list_jobs, limit=50)] == ["J1"]
+        assert (await system.runtime.store.run(Store.get_change_request, request.id)).status == "pending"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
 
 
 async def test_cancel_text_and_button_share_one_check_and_the_card_names_who(
@@ -150,13 +151,13 @@ async def test_cancel_text_and_button_share_one_check_and_the_card_names_who(
         await system.settle()
         by_button = [e.text or "" for e in system.workspace.ephemerals("U0BOB", OPS)][-1]
         assert by_button == by_text
-        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
 
         await system.deliverer.click("carol", OPS, parent.ts, "job_cancel", "J1")
         await system.settle()
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert (job.state, job.cancelled_by) == ("cancelled", "U0CAROL")
-        [event] = [e for e in await system.runtime.store.job_events("J1")
+        [event] = [e for e in await system.runtime.store.run(Store.job_events, "J1")
                    if e.event == "cancelled"]
         assert event.actor == "U0CAROL"
         card = system.workspace.find_message(OPS, parent.ts)
@@ -167,7 +168,7 @@ async def test_cancel_text_and_button_share_one_check_and_the_card_names_who(
         await system.command("alice", "#ops", "create web-2")
         assert "cancelled" in said(await system.command("alice", "#ops", "cancel J2"))
         await system.settle()
-        assert (await system.runtime.store.get_job("J2")).cancelled_by == "U0ALICE"
+        assert (await system.runtime.store.run(Store.get_job, "J2")).cancelled_by == "U0ALICE"
 
 
 async def test_clicks_and_alerts_use_a_policy_keyed_by_channel_name(tmp_path: Path) -> None:
@@ -179,29 +180,29 @@ async def test_clicks_and_alerts_use_a_policy_keyed_by_channel_name(tmp_path: Pa
         await system.command("alice", "#dev", "create web-1")
         await system.wait_for(lambda: parents(system, DEV))
         [parent] = parents(system, DEV)
-        assert (await system.runtime.store.get_job("J1")).channel_name == "dev"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).channel_name == "dev"
         # Before: the click looked the policy up by id only and let bob start alice's job.
         await system.deliverer.click("bob", DEV, parent.ts, "job_start", "J1")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
         assert any("may not start" in (e.text or "")
                    for e in system.workspace.ephemerals("U0BOB", DEV))
 
         # A job stored without its name (made before m006) after a restart (nothing cached):
         # the click asks Slack for the name.
-        await system.runtime.store.update_job("J1", fields={"channel_name": None})
+        await system.runtime.store.run(Store.update_job, "J1", fields={"channel_name": None})
         assert system.runtime.listeners.directory is not None
         system.runtime.listeners.directory._names.clear()
         await system.deliverer.click("bob", DEV, parent.ts, "job_start", "J1")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
         assert system.workspace.calls("conversations.info")
 
         # The alert of a stuck job goes where the name-keyed policy says, with its mention.
         system.world.inject("stuck", server="web-2", task_state="image_snapshot")
         await system.command("alice", "#dev", "create web-2 --now")
         await system.settle()
-        assert (await system.runtime.store.get_job("J2")).error_code == "stuck"
+        assert (await system.runtime.store.run(Store.get_job, "J2")).error_code == "stuck"
         [alerted] = system.workspace.channel_messages(ALERTS)
         assert "J2" in (alerted.text or "") and "<!here>" in (alerted.text or "")
 
@@ -235,7 +236,7 @@ async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         elsewhere = said(await system.command("bob", "#dev", "approve R1"))
         assert "no change request R1 in this channel" in elsewhere
         assert system.runtime.schedules is not None
-        forged = await system.runtime.schedules.on_click("cr_approve", "R1", "U0BOB",
+        forged = await system.runtime.schedule_commands.on_click("cr_approve", "R1", "U0BOB",
                                                          channel=DEV, channel_name="dev")
         assert forged is not None and "no change request R1 in this channel" in forged.text
         # dave is not a member of #ops: "any member other than the requester" excludes him,
@@ -246,15 +247,15 @@ async def test_approvals_are_decided_in_their_own_channel_by_its_members(
         await system.settle()
         assert any("not a member" in (e.text or "")
                    for e in system.workspace.ephemerals("U0DAVE", OPS))
-        assert (await store.get_change_request("R1")).status == "pending"
+        assert (await store.run(Store.get_change_request, "R1")).status == "pending"
         assert system.workspace.calls("conversations.members")
-        refusals = [a for a in await store.audit_rows("R1") if a.action == "decision_refused"]
+        refusals = [a for a in await store.run(Store.audit_rows, "R1") if a.action == "decision_refused"]
         assert len(refusals) >= 3
 
         # A member decides; the schedule exists only now, and only #ops lists it.
         await system.deliverer.click("carol", OPS, message.ts, "cr_approve", "R1")
         await system.settle()
-        assert (await store.get_change_request("R1")).status == "approved"
+        assert (await store.run(Store.get_change_request, "R1")).status == "approved"
         assert "web-1" in said(await system.command("bob", "#ops", "schedules"))
         assert "web-1" not in said(await system.command("bob", "#dev", "schedules"))
         assert "web-1" in said(await system.command("carol", "#dev", "schedules --all"))

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.jobs import PhaseDeadlines
+from bot.imaging.jobs import PhaseDeadlines
+from bot.store import Store
 from sandbox.system import System, running_system
 
 OPS = "C0OPS"
@@ -52,7 +53,7 @@ async def test_create_now_happy_path_posts_every_phase_and_finishes(api: str) ->
         assert [m.subtype for m in system.workspace.thread(OPS, parent.ts)][-1] == \
             "thread_broadcast"
         assert "succeeded" in (parent.text or "")
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
         assert len(images_of_job(system, "J1")) == 1
         assert len(system.workspace.calls("auth.test")) == 1
@@ -70,7 +71,7 @@ async def test_many_jobs_on_rackspace_poll_changes_since_under_its_published_lim
             assert (await system.command("alice", "#ops", f"create load-{i} --now")
                     ).status_code == 200
         await system.settle(within=60)
-        states = [(await system.runtime.store.get_job(f"J{i}")).state for i in range(1, 7)]
+        states = [(await system.runtime.store.run(Store.get_job, f"J{i}")).state for i in range(1, 7)]
         assert states == ["succeeded"] * 6
         routes = system.world.stats_snapshot()["routes"]
         assert routes.get("GET /compute/v2.1/servers/detail", 0) >= 2
@@ -102,7 +103,7 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         [parent] = parents(system)
         assert "Start snapshot" in str(parent.blocks)
         # The card goes out only once the server is resolved, so it is right from the start.
-        assert (await system.runtime.store.get_job("J1")).server_id
+        assert (await system.runtime.store.run(Store.get_job, "J1")).server_id
         assert system.world.images == {} or not images_of_job(system, "J1")
         first = await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
         second = await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
@@ -124,7 +125,7 @@ async def test_cancel_before_start_makes_no_image() -> None:
         [parent] = parents(system)
         await system.deliverer.click("alice", OPS, parent.ts, "job_cancel", "J1")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).state == "cancelled"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "cancelled"
         answer = await system.command("alice", "#ops", "cancel J1")
         assert "already ended" in answer.text
         assert images_of_job(system, "J1") == []
@@ -141,7 +142,7 @@ async def test_busy_server_fails_with_its_task_state() -> None:
         [parent] = parents(system)
         final = thread_texts(system, parent.ts)[-1]
         assert ":x:" in final and "busy" in final and "task state image_" in final
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert job.state == "failed" and job.error_code == "busy"
 
 
@@ -152,8 +153,8 @@ async def test_killed_upload_and_vanished_image_are_reported_in_plain_words() ->
         await system.command("alice", "#ops", "create web-1 --now")
         await system.command("alice", "#ops", "create web-2 --now")
         await system.settle()
-        one = await system.runtime.store.get_job("J1")
-        two = await system.runtime.store.get_job("J2")
+        one = await system.runtime.store.run(Store.get_job, "J1")
+        two = await system.runtime.store.run(Store.get_job, "J2")
         assert (one.state, one.error_code) == ("failed", "killed")
         assert (two.state, two.error_code) == ("failed", "vanished")
         finals = {p.ts: thread_texts(system, p.ts)[-1] for p in parents(system)}
@@ -166,8 +167,8 @@ async def test_unknown_and_ambiguous_servers_fail_with_candidates() -> None:
         await system.command("alice", "#ops", "create web-9 --now")
         await system.command("alice", "#ops", "create app --now")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).error_code == "not_found"
-        ambiguous = await system.runtime.store.get_job("J2")
+        assert (await system.runtime.store.run(Store.get_job, "J1")).error_code == "not_found"
+        ambiguous = await system.runtime.store.run(Store.get_job, "J2")
         assert ambiguous.error_code == "ambiguous"
         assert all(s.id in (ambiguous.error or "") for s in system.world.servers.values()
                    if s.name == "app")
@@ -180,7 +181,7 @@ async def test_bad_and_stale_signatures_get_401_and_no_job() -> None:
         stale = await system.deliverer.slash_command("alice", "#ops", "create web-1 --now",
                                                      stale=True)
         assert forged.status_code == 401 and stale.status_code == 401
-        assert await system.runtime.store.list_jobs() == []
+        assert await system.runtime.store.run(Store.list_jobs) == []
 
 
 async def test_duplicate_delivery_never_makes_a_second_job_or_image() -> None:
@@ -189,7 +190,7 @@ async def test_duplicate_delivery_never_makes_a_second_job_or_image() -> None:
         again = await system.deliverer.redeliver(retry_num=1, retry_reason="http_timeout")
         assert again.status_code == 200 and "J1" in again.text
         await system.settle()
-        assert len(await system.runtime.store.list_jobs()) == 1
+        assert len(await system.runtime.store.run(Store.list_jobs)) == 1
         assert len(images_of_job(system, "J1")) == 1
         assert len(parents(system)) == 1
 
@@ -216,7 +217,7 @@ async def test_private_channel_without_the_bot_falls_back_to_response_url() -> N
         assert any("/invite @imagebot" in t for t in told)
         assert any("Writes may resume" in t for t in told)
         assert ":white_check_mark:" in told[-1]
-        assert (await system.runtime.store.get_job("J1")).state == "succeeded"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "succeeded"
 
 
 PHASES = ("Copying the disk", "Writes may resume", "Packaging", "Uploading", ":white_check_mark:")
@@ -238,7 +239,7 @@ async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path,
     async with running_system(speed=20, db_path=db, world=world,
                               workspace=workspace) as second:
         await second.settle()
-        job = await second.runtime.store.get_job("J1")
+        job = await second.runtime.store.run(Store.get_job, "J1")
         assert job.state == "succeeded"
         assert len(images_of_job(second, "J1")) == 1
         [parent] = parents(second)
@@ -248,7 +249,7 @@ async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path,
 
 
 async def _state_is(system: System, job_id: str, state: str) -> bool:
-    return (await system.runtime.store.get_job(job_id)).state == state
+    return (await system.runtime.store.run(Store.get_job, job_id)).state == state
 
 
 async def test_slack_429_storm_delays_but_keeps_every_message_in_order() -> None:
@@ -298,10 +299,10 @@ async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> No
         [parent] = parents(system)
         # The Start button re-checks the rule on every click.
         await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
-        assert (await system.runtime.store.get_job("J1")).state == "awaiting_confirmation"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
         await system.deliverer.click("carol", OPS, parent.ts, "job_start", "J1")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).state == "succeeded"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "succeeded"
         assert system.workspace.calls("usergroups.users.list")
 
 
@@ -319,10 +320,10 @@ async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
         await system.command("alice", "#ops", "create web-1 --now")
         await system.command("alice", "#ops-alerts", "create web-2 --now")
         await system.settle()
-        lab = await system.runtime.store.get_job("J1")
+        lab = await system.runtime.store.run(Store.get_job, "J1")
         assert (lab.state, lab.cloud) == ("succeeded", "lab")
         assert system.runtime.cloud.get("lab") is not system.runtime.cloud.default
-        unknown = await system.runtime.store.get_job("J2")
+        unknown = await system.runtime.store.run(Store.get_job, "J2")
         assert unknown.state == "failed" and "nope" in (unknown.error or "")
 
 
@@ -336,7 +337,7 @@ async def test_a_stuck_job_is_reported_in_the_thread_and_alerted_in_the_notify_c
         system.world.inject("stuck", server="web-1", task_state="image_snapshot")
         await system.command("alice", "#ops", "create web-1 --now")
         await system.settle()
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert (job.state, job.error_code) == ("failed", "stuck")
         [parent] = parents(system)
         assert "image_snapshot" in thread_texts(system, parent.ts)[-1]

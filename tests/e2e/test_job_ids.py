@@ -24,10 +24,10 @@ async def test_start_up_skips_job_ids_that_images_in_the_cloud_already_carry(
                               slack_rate_scale=20) as system:
         answer = await system.command("alice", "#ops", "create db-1 --now")
         assert "J6" in answer.text, answer.text
-        job = await system.runtime.store.get_job("J6")
+        job = await system.runtime.store.run(Store.get_job, "J6")
         assert job.server_ref == "db-1"
         await system.settle()
-        assert (await system.runtime.store.get_job("J6")).state == "succeeded"
+        assert (await system.runtime.store.run(Store.get_job, "J6")).state == "succeeded"
     carried = sorted(i.properties.get("imagebot_job_id") for i in world.images.values()
                      if i.properties.get("imagebot_job_id"))
     assert carried == ["J1", "J5", "J6"]  # one image per id

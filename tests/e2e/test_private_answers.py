@@ -3,6 +3,7 @@ app, the simulated cloud, the Slack emulator, SQLite; nothing is stubbed."""
 
 from __future__ import annotations
 
+from bot.store import Store
 from sandbox.system import System, running_system
 
 OPS = "C0OPS"
@@ -15,7 +16,7 @@ def seen_by(system: System, user: str, via: str | None = None) -> list[str]:
 
 
 async def _failed(system: System, job_id: str) -> bool:
-    return (await system.runtime.store.get_job(job_id)).state == "failed"
+    return (await system.runtime.store.run(Store.get_job, job_id)).state == "failed"
 
 
 async def test_unknown_and_ambiguous_servers_are_answered_to_the_requester_alone() -> None:
@@ -24,8 +25,8 @@ async def test_unknown_and_ambiguous_servers_are_answered_to_the_requester_alone
         ambiguous = await system.command("alice", "#ops", "create app --now")
         assert "J1" in missing.text and "J2" in ambiguous.text
         await system.settle()
-        one = await system.runtime.store.get_job("J1")
-        two = await system.runtime.store.get_job("J2")
+        one = await system.runtime.store.run(Store.get_job, "J1")
+        two = await system.runtime.store.run(Store.get_job, "J2")
         assert (one.state, one.error_code) == ("failed", "not_found")
         assert (two.state, two.error_code) == ("failed", "ambiguous")
         # Nothing at all went to the channel: no card, no thread, no broadcast.
@@ -63,7 +64,7 @@ async def test_a_found_server_gets_its_card_only_after_resolution() -> None:
         await system.command("alice", "#ops", "create web-1")
         await system.wait_for(lambda: system.workspace.channel_messages(OPS))
         [card] = system.workspace.channel_messages(OPS)
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert job.server_id and job.announced_at is not None
         assert job.server_id in str(card.blocks) or "web-1" in str(card.blocks)
         assert "Start snapshot" in str(card.blocks)
@@ -85,7 +86,7 @@ async def test_a_second_create_for_a_server_being_imaged_is_refused_at_the_ack()
         elsewhere = await system.command("alice", "#ops-alerts", "create web-1")
         assert "J1" not in elsewhere.text and "another job" in elsewhere.text
         await system.settle()
-        assert [j.id for j in await system.runtime.store.list_jobs()] == ["J1"]
+        assert [j.id for j in await system.runtime.store.run(Store.list_jobs)] == ["J1"]
         parents = [m for m in system.workspace.channel_messages(OPS) if not m.thread_ts]
         assert len(parents) == 1
         assert not [m for m in system.workspace.all_messages(OPS) if "busy" in (m.text or "")]
@@ -102,8 +103,8 @@ async def test_a_clash_seen_only_at_resolution_is_refused_privately() -> None:
         assert "J1" in first.text and "J2" in second.text
         system.world.inject("clear")
         await system.settle()
-        one = await system.runtime.store.get_job("J1")
-        two = await system.runtime.store.get_job("J2")
+        one = await system.runtime.store.run(Store.get_job, "J1")
+        two = await system.runtime.store.run(Store.get_job, "J2")
         assert one.state == "succeeded"
         assert (two.state, two.error_code) == ("failed", "duplicate")
         assert two.announced_at is None
@@ -126,7 +127,7 @@ async def test_buttons_reach_a_channel_without_the_bot_through_the_response_url(
         response = await system.deliverer.click("alice", SECRET, card.ts, "job_start", "J1")
         assert response.status_code == 200
         await system.settle()
-        job = await system.runtime.store.get_job("J1")
+        job = await system.runtime.store.run(Store.get_job, "J1")
         assert job.state == "succeeded" and job.confirmed_by == "U0ALICE"
         # The clicked card was replaced: no buttons left to press.
         assert card.edits and "Start snapshot" not in str(card.blocks)
@@ -144,11 +145,11 @@ async def test_cancel_on_a_response_url_card_cancels_and_replaces_the_card() -> 
             if e.via == "response_url" and "Cancel" in str(e.blocks)])
         await system.deliverer.click("alice", SECRET, card.ts, "job_cancel", "J1")
         await system.settle()
-        assert (await system.runtime.store.get_job("J1")).state == "cancelled"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "cancelled"
         assert "cancelled" in (card.text or "") and "job_cancel" not in str(card.blocks)
         assert not [i for i in system.world.images.values()
                     if i.properties.get("imagebot_job_id") == "J1"]
 
 
 async def _state_is(system: System, job_id: str, state: str) -> bool:
-    return (await system.runtime.store.get_job(job_id)).state == state
+    return (await system.runtime.store.run(Store.get_job, job_id)).state == state

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.scheduler import ScheduleSpec, next_run
+from bot.scheduling.due import ScheduleSpec, next_run
+from bot.store import Store
 from sandbox.cloud.model import Image, stable_id
 from sandbox.slack.model import Message
 from sandbox.system import System, running_system
@@ -83,7 +84,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         assert "no schedule" in text and "daily at 03:00 Europe/Berlin" in text
         assert "UTC)" in text  # next runs in the zone and in UTC
         # No schedule yet: nothing was made before the approval.
-        assert await system.runtime.store.list_schedules() == []
+        assert await system.runtime.store.run(Store.list_schedules) == []
 
         # The requester may not approve; a non-approver is told who may.
         await system.deliverer.click("alice", "C0OPS", message.ts, "cr_approve", "R1")
@@ -99,7 +100,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         assert rewritten is not None and buttons(rewritten) == []
         assert "Approved* by <@U0BOB>" in str(rewritten.blocks)
 
-        [schedule] = await system.runtime.store.list_schedules()
+        [schedule] = await system.runtime.store.run(Store.list_schedules)
         assert schedule.id == "S1" and schedule.approved_by == "U0BOB"
 
         # Move the bot's clock to one minute after the next 03:00 Berlin slot.
@@ -110,13 +111,13 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         store = system.runtime.store
 
         async def run_done() -> bool:
-            runs = await store.runs_for_schedule("S1")
+            runs = await store.run(Store.runs_for_schedule, "S1")
             return bool(runs) and runs[0].result == "succeeded"
 
         await system.wait_for(run_done, within=30)
-        [run] = await store.runs_for_schedule("S1")
+        [run] = await store.run(Store.runs_for_schedule, "S1")
         assert run.slot == slot and run.attempts == 1
-        job = await store.get_job(str(run.job_id))
+        job = await store.run(Store.get_job, str(run.job_id))
         assert job.state == "succeeded" and job.schedule_id == "S1"
         assert job.requested_by == "schedule:S1"
         # Posted in the notify channel, named for the one policy lookup (issue 13).
@@ -138,14 +139,14 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         replies = [m.text or "" for m in system.workspace.thread("C0ALERTS", parent.ts)]
         # The policy names the channel; the job learned its id from Slack's answer, so the
         # parent message could be updated (chat.update takes ids only).
-        job = await store.get_job(str(run.job_id))
+        job = await store.run(Store.get_job, str(run.job_id))
         assert job.channel == "C0ALERTS" and parent.edits
         assert any("Retention" in r and "web-1-old3" in r and "web-1-old2" in r
                    for r in replies)
         assert not any("<!channel>" in (m.text or "")
                        for m in system.workspace.all_messages("C0ALERTS"))
 
-        actions = [(a.action, a.subject) for a in await store.audit_rows()]
+        actions = [(a.action, a.subject) for a in await store.run(Store.audit_rows)]
         for expected in [("request_created", "R1"), ("decision_refused", "R1"),
                          ("request_approved", "R1"), ("run_started", "S1"),
                          ("run_succeeded", "S1"), ("retention_deleted", "S1")]:
@@ -169,17 +170,17 @@ async def test_reject_path_leaves_no_schedule(tmp_path: Path) -> None:
         message = approval_message(system, "R1")
         assert message is not None and buttons(message) == []
         assert "not during the freeze" in str(message.blocks)
-        assert await system.runtime.store.list_schedules() == []
+        assert await system.runtime.store.run(Store.list_schedules) == []
         # A late approval is refused and says who decided.
         response = await system.command("carol", "#ops", "approve R1")
         assert "already rejected by <@U0BOB>" in response.text
-        statuses = [(a.action, a.actor) for a in await system.runtime.store.audit_rows("R1")]
+        statuses = [(a.action, a.actor) for a in await system.runtime.store.run(Store.audit_rows, "R1")]
         assert ("request_rejected", "U0BOB") in statuses
         # Nothing runs later either.
         system.clock.shift(timedelta(days=8))
         assert system.runtime.schedules is not None
         await system.runtime.schedules.tick()
-        assert await system.runtime.store.list_jobs() == []
+        assert await system.runtime.store.run(Store.list_jobs) == []
 
 
 async def test_expired_request_is_marked_expired_and_cannot_be_approved(tmp_path: Path) -> None:
@@ -194,8 +195,8 @@ async def test_expired_request_is_marked_expired_and_cannot_be_approved(tmp_path
         await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", "R1")
         await system.wait_for(lambda: any("expired" in t
                                           for t in ephemeral_texts(system, "U0BOB")))
-        assert await system.runtime.store.list_schedules() == []
-        actions = [a.action for a in await system.runtime.store.audit_rows("R1")]
+        assert await system.runtime.store.run(Store.list_schedules) == []
+        actions = [a.action for a in await system.runtime.store.run(Store.audit_rows, "R1")]
         assert "request_expired" in actions and "request_approved" not in actions
 
 
@@ -206,13 +207,13 @@ async def test_policy_denies_servers_and_approvers_outside_the_channel_rules(
     async with running_system(speed=200, policy_path=policy) as system:
         denied = await system.command("alice", "#ops", "schedule db-1 daily --keep 2")
         assert "db-1" in denied.text and "may not" in denied.text
-        assert await system.runtime.store.list_change_requests() == []
+        assert await system.runtime.store.run(Store.list_change_requests) == []
         message = await propose_and_wait(system, "schedule web-2 daily --keep 2")
         # Alice is not an approver here (only Bob and Carol are); she is told who is.
         response = await system.command("alice", "#ops", "approve R1")
         assert "U0BOB" in response.text
-        assert (await system.runtime.store.get_change_request("R1")).status == "pending"
+        assert (await system.runtime.store.run(Store.get_change_request, "R1")).status == "pending"
         await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", "R1")
         await system.wait_for(lambda: "approved" in (approval_message(system, "R1").text or ""))
-        [schedule] = await system.runtime.store.list_schedules()
+        [schedule] = await system.runtime.store.run(Store.list_schedules)
         assert schedule.approved_by == "U0BOB"

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from bot.serve import connect_socket_mode
+from bot.store import Store
 from sandbox.slack.deliver import SOCKET_MODE, Deliverer
 from sandbox.system import SIGNING_SECRET, running_system
 
@@ -25,7 +26,7 @@ async def test_create_and_click_over_socket_mode() -> None:
                 m for m in system.workspace.channel_messages(OPS) if not m.thread_ts])
             await over_socket.click("alice", OPS, parent[0].ts, "job_start", "J1")
             await system.settle()
-            job = await system.runtime.store.get_job("J1")
+            job = await system.runtime.store.run(Store.get_job, "J1")
             assert job.state == "succeeded"
             replies = [m.text or "" for m in system.workspace.thread(OPS, parent[0].ts)]
             assert ":white_check_mark:" in replies[-1]

@@ -83,7 +83,7 @@ def test_thread_check_catches_a_duplicate_final_message() -> None:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from bot.jobs import Job
+    from bot.imaging.jobs import Job
     from sandbox.slack.model import SlackWorkspace
 
     ws = SlackWorkspace(clock=lambda: 1_700_000_000.0)

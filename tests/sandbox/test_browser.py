@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.store import Store
 from sandbox.console.run import POLICY
 from sandbox.system import running_system
 from sandbox.web.app import running_web
@@ -63,7 +64,7 @@ async def test_create_and_start_snapshot_from_the_web_view() -> None:
                 for phase in ("Copying the disk now", "Writes may resume now",
                               "Uploading the image"):
                     assert phase in text
-                job = await system.runtime.store.get_job("J1")
+                job = await system.runtime.store.run(Store.get_job, "J1")
                 assert job.state == "succeeded" and job.confirmed_by == "U0ALICE"
 
                 # Bob does not see Alice's ephemeral answer.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.store import Store
 from sandbox.console.parse import (
     ConsoleSyntaxError,
     faults_help,
@@ -235,7 +236,7 @@ async def test_console_lines_against_the_system() -> None:
         outcome = await console.run_line("click 1")
         assert outcome.ok, outcome.reason
         assert await busy_reasons(system) == []
-        assert (await system.runtime.store.get_job("J1")).state == "succeeded"
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "succeeded"
         assert ":white_check_mark: Image" in out.getvalue()
 
         before = system.clock()

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from bot.store import Store
 from sandbox.console.run import POLICY
 from sandbox.system import running_system
 from sandbox.web.app import create_web_app, running_web
@@ -58,7 +59,7 @@ async def test_web_api_creates_and_starts_an_image() -> None:
                 "block_id": start["block_id"]})
             assert clicked.json()["ok"] is True
             await system.settle(20)
-            job = await system.runtime.store.get_job("J1")
+            job = await system.runtime.store.run(Store.get_job, "J1")
             assert job.state == "succeeded"
             view = (await web.get("/api/view", params={"user": "alice",
                                                         "channel": "ops"})).json()

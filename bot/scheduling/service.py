@@ -1,4 +1,4 @@
-"""Schedules and their change requests: the I/O shell around `bot.scheduler` and `bot.approvals`.
+"""Schedules and their change requests: the I/O shell around `bot.scheduling.due` and `bot.scheduling.approvals`.
 
 `ScheduleService` does four things, all from committed SQLite state:
 
@@ -26,10 +26,6 @@ from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 
 import commands
-from bot import jobs
-from bot.approvals import UNSET, ApprovalRules, ChangeRequest, Decision, expire_due, new_request
-from bot.approvals import decide as decide_request
-from bot.approvals import supersede as supersede_requests
 from bot.cloud.models import Image, Server
 from bot.cloud.pool import CloudPool
 from bot.errors import (
@@ -42,25 +38,21 @@ from bot.errors import (
     SlackRejected,
     SlackUnavailable,
 )
-from bot.jobs import Job
+from bot.imaging import jobs
+from bot.imaging.jobs import Job
 from bot.loops import run_until
-from bot.policy import DISABLED_TEXT, ChannelPolicy, GroupResolver, Policy
-from bot.render_schedules import (
-    APPROVE_ACTION,
-    REJECT_ACTION,
-    ApprovalView,
-    ScheduleLine,
-    approval_message,
-    approvals_text,
-    busy_retry_reply,
-    expiry_warning,
-    retention_reply,
-    run_failed_alert,
-    run_note,
-    schedules_text,
-    skipped_notice,
+from bot.policy import DISABLED_TEXT, ChannelPolicy, GroupResolver, Policy, not_here, refuse
+from bot.scheduling.approvals import (
+    UNSET,
+    ApprovalRules,
+    ChangeRequest,
+    Decision,
+    expire_due,
+    new_request,
 )
-from bot.scheduler import (
+from bot.scheduling.approvals import decide as decide_request
+from bot.scheduling.approvals import supersede as supersede_requests
+from bot.scheduling.due import (
     DEFAULT_WINDOW,
     DueQueue,
     RetainableImage,
@@ -74,7 +66,19 @@ from bot.scheduler import (
     would_delete_at_next_success,
     zone,
 )
-from bot.slack.app import Invocation, Reply, not_here, refuse
+from bot.scheduling.messages import (
+    ApprovalView,
+    ScheduleLine,
+    approval_message,
+    approvals_text,
+    busy_retry_reply,
+    expiry_warning,
+    retention_reply,
+    run_failed_alert,
+    run_note,
+    schedules_text,
+    skipped_notice,
+)
 from bot.slack.directory import ChannelDirectory
 from bot.store import (
     AsyncStore,
@@ -84,6 +88,7 @@ from bot.store import (
     RequestRow,
     RunRow,
     ScheduleRow,
+    Store,
 )
 
 log = logging.getLogger(__name__)
@@ -201,7 +206,6 @@ class ScheduleService:
         self.wake = asyncio.Event()
         self.ticks = 0
         self._due = DueQueue()
-        self._background: set[asyncio.Task[Any]] = set()
 
     # --- policy helpers ------------------------------------------------------------------
 
@@ -242,7 +246,7 @@ class ScheduleService:
         server = await cloud.find_server(request.server.text)
         if not pol.may_touch(server.name):
             raise PermissionDenied(f"This channel may not image {server.name!r}.")
-        existing = await self.store.schedule_for_server(server.id)
+        existing = await self.store.run(Store.schedule_for_server, server.id)
         old = schedule_spec(existing) if existing and existing.status == "active" else None
         new: ScheduleSpec | None = None
         if isinstance(request, commands.ScheduleOff):
@@ -260,7 +264,7 @@ class ScheduleService:
         notify = pol.notify_channel
         for _ in range(3):
             now = self.clock()
-            pending = [to_request(r) for r in await self.store.list_change_requests(
+            pending = [to_request(r) for r in await self.store.run(Store.list_change_requests,
                 statuses=["pending"], server_id=server.id)]
 
             def build(request_id: str, now: datetime = now,
@@ -293,7 +297,7 @@ class ScheduleService:
                                        thread_key=request_id)])
 
             try:
-                row = await self.store.add_change_request(build)
+                row = await self.store.run(Store.add_change_request, build)
             except ConflictingUpdate:
                 continue  # an older request was decided meanwhile; look again
             self.on_new_work()
@@ -339,19 +343,19 @@ class ScheduleService:
             raise ValueError(f"unknown action {action!r}")
         for _ in range(5):
             try:
-                row = await self.store.get_change_request(request_id)
+                row = await self.store.run(Store.get_change_request, request_id)
             except ImagebotError:
                 if channel is None:
                     raise
                 raise ImagebotError(not_here("change request", request_id.upper())) from None
             if channel is not None and row.channel != channel:
-                await self.store.add_audit([AuditEntry("decision_refused", row.id, actor, {
+                await self.store.run(Store.add_audit, [AuditEntry("decision_refused", row.id, actor, {
                     "action": action, "refusal": "other_channel", "channel": channel})])
                 raise ImagebotError(not_here("change request", row.id))
             request = to_request(row)
             policy = self._policy(row.channel, row.channel_name)
             if not policy.enabled:
-                await self.store.add_audit([AuditEntry("decision_refused", row.id, actor, {
+                await self.store.run(Store.add_audit, [AuditEntry("decision_refused", row.id, actor, {
                     "action": action, "refusal": "disabled"})])
                 return Outcome(False, DISABLED_TEXT, row)
             rules = policy.approval_rules()
@@ -359,7 +363,7 @@ class ScheduleService:
             members = None
             if self.directory is not None and not rules.restricted:
                 members = await self.directory.members(row.channel)
-            current_row = await self.store.schedule_for_server(row.server_id)
+            current_row = await self.store.run(Store.schedule_for_server, row.server_id)
             current = schedule_spec(current_row) if current_row and \
                 current_row.status == "active" else None
             now = self.clock()
@@ -372,14 +376,14 @@ class ScheduleService:
                                     {"action": action, "refusal": decision.refusal})]
                 if decision.changed:  # found expired at click time
                     try:
-                        row = await self.store.update_change_request(
+                        row = await self.store.run(Store.update_change_request,
                             row.id, expected="pending", fields=_decision_fields(decision.request),
                             audit=[AuditEntry("request_expired", row.id, None, {}), *audit])
                     except ConflictingUpdate:
                         continue
                     self.wake.set()
                 else:
-                    await self.store.add_audit(audit)
+                    await self.store.run(Store.add_audit, audit)
                 return Outcome(False, decision.message, row)
             done = decision.request
             schedule = self._schedule_values(row, done) if done.status == "approved" else None
@@ -391,7 +395,7 @@ class ScheduleService:
                                         row.server_id, actor,
                                         {"request": row.id, "spec": row.new_spec}))
             try:
-                row = await self.store.update_change_request(
+                row = await self.store.run(Store.update_change_request,
                     row.id, expected="pending", fields=_decision_fields(done), audit=audit,
                     schedule=schedule)
             except ConflictingUpdate:
@@ -440,11 +444,11 @@ class ScheduleService:
 
     async def _sweep_requests(self, wake_at: list[datetime]) -> None:
         now = self.clock()
-        pending = await self.store.list_change_requests(statuses=["pending"], limit=10_000)
+        pending = await self.store.run(Store.list_change_requests, statuses=["pending"], limit=10_000)
         rows = {r.id: r for r in pending}
         for expired in expire_due([to_request(r) for r in pending], now):
             try:
-                await self.store.update_change_request(
+                await self.store.run(Store.update_change_request,
                     expired.id, expected="pending", fields=_decision_fields(expired),
                     audit=[AuditEntry("request_expired", expired.id, None,
                                       {"expires_at": expired.expires_at.isoformat()})])
@@ -456,15 +460,15 @@ class ScheduleService:
             rules = self._policy(row.channel, row.channel_name).approval_rules()
             lead = min(self.warn_before, rules.expiry / 4)
             if row.warned_at is None and row.expires_at - now <= lead:
-                if await self.store.mark_request_warned(row.id):
+                if await self.store.run(Store.mark_request_warned, row.id):
                     notify, mention = self._notify(row.channel, row.channel_name)
                     request = to_request(row)
-                    await self.store.enqueue([OutboxItem(
+                    await self.store.run(Store.enqueue, [OutboxItem(
                         kind="channel_post", channel=notify, thread_key=f"{row.id}:warn",
                         payload=expiry_warning(request, _label(row),
                                                rules.who_may_approve(row.requested_by), now,
                                                mention))])
-                    await self.store.add_audit([AuditEntry("request_expiry_warned", row.id)])
+                    await self.store.run(Store.add_audit, [AuditEntry("request_expiry_warned", row.id)])
                     self.on_new_work()
             else:
                 wake_at.append(row.expires_at - lead)
@@ -488,7 +492,7 @@ class ScheduleService:
         }
 
     async def _run_due(self, wake_at: list[datetime]) -> None:
-        schedules = await self.store.list_schedules(status="active")
+        schedules = await self.store.run(Store.list_schedules, status="active")
         self._due.forget([s.id for s in schedules])
         for schedule in schedules:
             now = self.clock()
@@ -510,7 +514,7 @@ class ScheduleService:
             slot = decision.slot
             actor = f"schedule:{schedule.id}"
             if decision.action == "skip":
-                claimed = await self.store.claim_slot(
+                claimed = await self.store.run(Store.claim_slot,
                     schedule.id, slot, missed=decision.missed, result="skipped", job=None,
                     schedule_fields={"last_slot": slot,
                                      "last_result": f"skipped {decision.missed} slot(s)"},
@@ -518,13 +522,13 @@ class ScheduleService:
                                       {"slot": slot.isoformat(), "missed": decision.missed})])
                 if claimed is not None:
                     notify, _ = self._notify(schedule.channel, schedule.channel_name)
-                    await self.store.enqueue([OutboxItem(
+                    await self.store.run(Store.enqueue, [OutboxItem(
                         kind="channel_post", channel=notify,
                         payload=skipped_notice(schedule.id, _label(schedule), slot,
                                                decision.missed, now))])
                     self.on_new_work()
                 continue
-            claimed = await self.store.claim_slot(
+            claimed = await self.store.run(Store.claim_slot,
                 schedule.id, slot, missed=decision.missed, result="running",
                 job=self._job_values(schedule, spec, slot, decision.missed, 1, now),
                 schedule_fields={"last_slot": slot, "last_run_at": now,
@@ -537,14 +541,14 @@ class ScheduleService:
                 self.on_new_work()
 
     async def _follow_runs(self, wake_at: list[datetime]) -> None:
-        for run in await self.store.open_runs():
+        for run in await self.store.run(Store.open_runs):
             try:
                 await self._follow(run, wake_at)
             except CloudUnavailable as exc:
                 log.warning("run %s: cloud unavailable, will retry: %s", run.id, exc)
 
     async def _follow(self, run: RunRow, wake_at: list[datetime]) -> None:
-        schedule = await self.store.get_schedule(run.schedule_id)
+        schedule = await self.store.run(Store.get_schedule, run.schedule_id)
         notify, mention = self._notify(schedule.channel, schedule.channel_name)
         now = self.clock()
         actor = f"schedule:{schedule.id}"
@@ -554,7 +558,7 @@ class ScheduleService:
                 return
             spec = schedule_spec(schedule)
             try:
-                await self.store.update_run(
+                await self.store.run(Store.update_run,
                     run.id, expected="retry_wait", fields={"result": "running",
                                                            "next_attempt_at": None},
                     job=self._job_values(schedule, spec, run.slot, run.missed,
@@ -569,7 +573,7 @@ class ScheduleService:
             return
         if run.job_id is None:
             return
-        job = await self.store.get_job(run.job_id)
+        job = await self.store.run(Store.get_job, run.job_id)
         if job.state not in jobs.TERMINAL:
             return
         if job.state == jobs.SUCCEEDED:
@@ -582,7 +586,7 @@ class ScheduleService:
             if delay is not None:
                 retry_at = now + delay
                 try:
-                    await self.store.update_run(
+                    await self.store.run(Store.update_run,
                         run.id, expected="running",
                         fields={"result": "retry_wait", "next_attempt_at": retry_at},
                         schedule_fields={"last_result": f"server busy, retrying "
@@ -602,7 +606,7 @@ class ScheduleService:
         if job.error_code == "stuck" and job.task_state:
             reason += f" (stuck in {job.task_state})"
         try:
-            await self.store.update_run(
+            await self.store.run(Store.update_run,
                 run.id, expected="running", fields={"result": "failed", "detail": reason},
                 schedule_fields={"last_result": f"failed: {reason}"[:500]},
                 audit=[AuditEntry("run_failed", schedule.id, actor,
@@ -648,7 +652,7 @@ class ScheduleService:
                              {"image_id": img.id, "error": why}) for img, why in failed]
         name = job.image_name or job.image_id or job.id
         try:
-            await self.store.update_run(
+            await self.store.run(Store.update_run,
                 run.id, expected="running",
                 fields={"result": "succeeded", "detail": f"deleted {len(deleted)}"},
                 schedule_fields={"last_result": f"succeeded: {name}"[:500]},
@@ -663,8 +667,8 @@ class ScheduleService:
     async def _rewrite_messages(self) -> None:
         if self.web is None:
             return
-        for row in await self.store.dirty_requests():
-            posted = await self.store.posted_message(row.id)
+        for row in await self.store.run(Store.dirty_requests):
+            posted = await self.store.run(Store.posted_message, row.id)
             if posted is None:
                 continue  # not delivered yet; the notifier posts it first
             channel, ts = posted
@@ -680,7 +684,7 @@ class ScheduleService:
                 return
             except SlackRejected as exc:
                 log.error("giving up rewriting the message of %s: %s", row.id, exc)
-            await self.store.mark_request_clean(row.id, row.message_dirty)
+            await self.store.run(Store.mark_request_clean, row.id, row.message_dirty)
 
     # --- answers -------------------------------------------------------------------------
 
@@ -690,7 +694,7 @@ class ScheduleService:
         only those of `channel` (an id) when given."""
         now = self.clock()
         lines: list[ScheduleLine] = []
-        rows = await self.store.list_schedules(status="active", server=server, channel=channel)
+        rows = await self.store.run(Store.list_schedules, status="active", server=server, channel=channel)
         for row in rows:
             spec = schedule_spec(row)
             decision = due(spec, created_at=row.effective_at, last_slot=row.last_slot, now=now,
@@ -701,108 +705,12 @@ class ScheduleService:
                 next_run=(nxt.astimezone(zone(spec.tz)), nxt) if nxt else None,
                 last_result=row.last_result, last_run_at=row.last_run_at,
                 approved_by=row.approved_by))
-        pending = await self.store.list_change_requests(statuses=["pending"], channel=channel)
+        pending = await self.store.run(Store.list_change_requests, statuses=["pending"], channel=channel)
         if server is not None:
             pending = [r for r in pending if server in (r.server_ref, r.server_name, r.server_id)]
         return schedules_text(lines, [(to_request(r), _label(r)) for r in pending], now)
 
     async def approvals_answer(self, channel: str | None = None) -> str:
         """`/image approvals`: pending change requests (of `channel`, an id, when given)."""
-        pending = await self.store.list_change_requests(statuses=["pending"], channel=channel)
+        pending = await self.store.run(Store.list_change_requests, statuses=["pending"], channel=channel)
         return approvals_text([(to_request(r), _label(r)) for r in pending], self.clock())
-
-    # --- Slack handlers ------------------------------------------------------------------
-
-    def handlers(self) -> dict[str, Callable[..., Any]]:
-        """Handlers for `Listeners.extra`: command class names, and `action:<id>` for buttons."""
-        return {
-            "Schedule": self._on_schedule,
-            "ScheduleOff": self._on_schedule,
-            "Schedules": self._on_schedules,
-            "Approvals": self._on_approvals,
-            "Approve": self._on_approve,
-            "Reject": self._on_reject,
-            f"action:{APPROVE_ACTION}": self.on_click,
-            f"action:{REJECT_ACTION}": self.on_click,
-        }
-
-    async def _on_schedule(self, request: commands.Schedule | commands.ScheduleOff,
-                           who: Invocation) -> Reply:
-        pol = self._policy(who.channel, who.channel_name)
-        refusal = await refuse(pol, who.user, request.server.text, self.member_groups,
-                               doing="propose schedules")
-        if refusal:
-            return Reply(refusal)
-        # Resolving the server and listing its images may take a while: answer after the ack.
-        task = asyncio.ensure_future(self._propose_later(request, who))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return Reply("Preparing the change request; it will appear in the channel for approval.")
-
-    async def _propose_later(self, request: commands.Schedule | commands.ScheduleOff,
-                             who: Invocation) -> None:
-        try:
-            row = await self.propose(request, user=who.user, channel=who.channel,
-                                     channel_name=who.channel_name)
-            rules = self._policy(who.channel, who.channel_name).approval_rules()
-            text = (f"Change request {row.id} is posted; it may be approved by "
-                    f"{rules.who_may_approve(who.user)}.")
-        except ImagebotError as exc:
-            text = f":warning: {exc.user_message()}"
-        except Exception:
-            log.exception("proposing a schedule failed")
-            text = ":warning: Something went wrong; it has been logged."
-        if self.web is not None and who.response_url:
-            try:
-                await self.web.respond(who.response_url, text)
-            except ImagebotError as exc:
-                log.warning("could not answer the schedule request: %s", exc)
-
-    async def _on_schedules(self, request: commands.Schedules, who: Invocation) -> Reply:
-        return Reply(await self.schedules_answer(request.server.text if request.server
-                                                 else None, channel=who.scope))
-
-    async def _on_approvals(self, request: commands.Approvals, who: Invocation) -> Reply:
-        return Reply(await self.approvals_answer(channel=who.scope))
-
-    async def _on_approve(self, request: commands.Approve, who: Invocation) -> Reply:
-        outcome = await self.decide(request.request_id, actor=who.user, action="approve",
-                                    channel=who.channel)
-        return Reply(outcome.message if outcome.accepted else f":no_entry: {outcome.message}")
-
-    async def _on_reject(self, request: commands.Reject, who: Invocation) -> Reply:
-        outcome = await self.decide(request.request_id, actor=who.user, action="reject",
-                                    reason=request.reason, channel=who.channel)
-        return Reply(outcome.message if outcome.accepted else f":no_entry: {outcome.message}")
-
-    async def on_click(self, action_id: str, value: str, user: str, *, channel: str = "",
-                       channel_name: str | None = None) -> Reply | None:
-        """An Approve / Reject button clicked in `channel` (from the payload); None when
-        accepted (the message itself is rewritten). The same checks as the text commands."""
-        action = "approve" if action_id == APPROVE_ACTION else "reject"
-        try:
-            outcome = await self.decide(value, actor=user, action=action, channel=channel)
-        except ImagebotError as exc:
-            return Reply(f":warning: {exc.user_message()}")
-        return None if outcome.accepted else Reply(f":no_entry: {outcome.message}")
-
-
-def slack_group_resolver(web: Any) -> GroupResolver:
-    """Which of `groups` a user belongs to, asked of Slack (`usergroups.users.list`).
-
-    A group that cannot be read counts as not containing the user: refusing is the safe side.
-    """
-
-    async def resolve(user: str, groups: frozenset[str]) -> frozenset[str]:
-        member: set[str] = set()
-        for group in sorted(groups):
-            try:
-                data = await web._call("usergroups.users.list", usergroup=group)
-            except ImagebotError as exc:
-                log.warning("cannot read user group %s: %s", group, exc)
-                continue
-            if user in (data.get("users") or []):
-                member.add(group)
-        return frozenset(member)
-
-    return resolve

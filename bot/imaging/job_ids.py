@@ -15,9 +15,9 @@ from collections.abc import Iterable
 
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Image
-from bot.engine import JOB_METADATA_KEY
 from bot.errors import CloudError
-from bot.store import AsyncStore
+from bot.imaging.engine import JOB_METADATA_KEY
+from bot.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,18 @@ async def skip_past_cloud_job_ids(store: AsyncStore, clients: Iterable[CloudClie
                 await _skip_past(store, client)
         except (CloudError, TimeoutError) as exc:
             log.warning("could not check the cloud for used job ids: %s", exc or "timed out")
-    return await store.next_job_number()
+    return await store.run(Store.next_job_number)
 
 
 async def _skip_past(store: AsyncStore, client: CloudClient) -> None:
     highest = highest_job_number(await client.list_images())
-    if highest >= await store.next_job_number():
+    if highest >= await store.run(Store.next_job_number):
         log.warning("images in the cloud already carry job ids up to J%d; "
                     "new jobs start after it", highest)
-        await store.skip_job_ids_past(highest)
+        await store.run(Store.skip_job_ids_past, highest)
     for _ in range(MAX_PROBES):
-        number = await store.next_job_number()
+        number = await store.run(Store.next_job_number)
         if not await client.find_images_by_metadata(JOB_METADATA_KEY, f"J{number}"):
             break
         log.warning("an image in the cloud already carries J%d; skipping it", number)
-        await store.skip_job_ids_past(number)
+        await store.run(Store.skip_job_ids_past, number)

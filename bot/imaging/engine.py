@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import jobs, render
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Image, Server
 from bot.cloud.pool import CloudPool
@@ -33,12 +32,14 @@ from bot.errors import (
     NotFound,
     ServerBusy,
 )
-from bot.jobs import Job, PhaseDeadlines
+from bot.imaging import jobs
+from bot.imaging import messages as render
+from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.logs import job_context
 from bot.loops import run_until
 from bot.metrics import Metrics
-from bot.render_schedules import alert
-from bot.store import AsyncStore, OutboxItem
+from bot.scheduling.messages import alert
+from bot.store import AsyncStore, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,14 @@ class Engine:
         the notification channel of those jobs' channel policies, and once more when it is
         back."""
         self.ticks += 1
-        waiting = [j for j in await self.store.list_jobs(states=[jobs.AWAITING_CONFIRMATION],
+        waiting = [j for j in await self.store.run(Store.list_jobs, states=[jobs.AWAITING_CONFIRMATION],
                                                          limit=200) if not j.server_id]
-        current = await self.store.in_flight_jobs()
+        current = await self.store.run(Store.in_flight_jobs)
         groups = by_cloud(waiting + current)
         results = await asyncio.gather(*(self._cloud_pass(cloud, group)
                                          for cloud, group in groups.items()),
                                        return_exceptions=True)
-        in_flight = await self.store.in_flight_jobs()
+        in_flight = await self.store.run(Store.in_flight_jobs)
         if self.metrics:
             self.metrics.in_flight(in_flight)
         floor = 0.0  # the slowest cloud's published rate limits pace the next tick
@@ -182,7 +183,7 @@ class Engine:
             await self._advance_cloud(cloud, [j for j in group if j.state ==
                                               jobs.AWAITING_CONFIRMATION],
                                       [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
-            in_flight = [j for j in await self.store.in_flight_jobs() if j.cloud == cloud]
+            in_flight = [j for j in await self.store.run(Store.in_flight_jobs) if j.cloud == cloud]
             observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
             if observing:
                 floor = await self._paced_observe(cloud, observing)
@@ -207,7 +208,7 @@ class Engine:
         that it is back. The report lives in the store, so a restart does not repeat it."""
         name = cloud or self.clouds.default_name or "default"
         key = f"{CLOUD_DOWN_KEY}:{name}"
-        raw = await self.store.get_meta(key)
+        raw = await self.store.run(Store.get_meta, key)
         reported = json.loads(raw) if raw else None
         exc = self._trouble.get(cloud)
         if exc is None:
@@ -215,10 +216,10 @@ class Engine:
             if reported and reported.get("channels"):
                 text = (f"Cloud {render.escape(name)} answers again; the jobs that waited "
                         "for it go on.")
-                await self.store.enqueue([OutboxItem(kind="channel_post", channel=channel,
+                await self.store.run(Store.enqueue, [OutboxItem(kind="channel_post", channel=channel,
                                                      payload=alert(text))
                                           for channel in reported["channels"]])
-                await self.store.set_meta(key, "")
+                await self.store.run(Store.set_meta, key, "")
                 self.on_change()
             return
         self._failing[cloud] = self._failing.get(cloud, 0) + 1
@@ -233,10 +234,10 @@ class Engine:
         text = (f"Cloud {render.escape(name)} is failing, so its jobs wait ({waiting}): "
                 f"{render.user_text(message)} Jobs on other clouds are not affected; I will say "
                 "here when it is back.")
-        await self.store.enqueue([OutboxItem(kind="channel_post", channel=channel,
+        await self.store.run(Store.enqueue, [OutboxItem(kind="channel_post", channel=channel,
                                              payload=alert(text, mention))
                                   for channel, mention in targets.items()])
-        await self.store.set_meta(key, json.dumps({"channels": sorted(targets),
+        await self.store.run(Store.set_meta, key, json.dumps({"channels": sorted(targets),
                                                    "since": self.clock().isoformat()}))
         self.on_change()
 
@@ -276,10 +277,10 @@ class Engine:
                       actor: str | None = None, expected: str | None = None) -> Job | None:
         try:
             if target is None:
-                result = await self.store.update_job(job.id, fields=fields, event=event,
+                result = await self.store.run(Store.update_job, job.id, fields=fields, event=event,
                                                      outbox=outbox, expected=expected)
             else:
-                result = await self.store.transition(job.id, expected=job.state, target=target,
+                result = await self.store.run(Store.transition, job.id, expected=job.state, target=target,
                                                      event=event, actor=actor, fields=fields,
                                                      outbox=outbox)
         except ConflictingUpdate:
@@ -433,7 +434,7 @@ class Engine:
 
     async def _create(self, job: Job) -> None:
         """Call createImage for a committed `submitting` job."""
-        await self.store.update_job(job.id, fields={}, event="create_attempt")
+        await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
         try:
             image_id = await self._client(job.cloud).create_image(
                 str(job.server_id), str(job.image_name),
@@ -471,7 +472,7 @@ class Engine:
             log.info("job %s: adopted image %s found by metadata", job.id, image.id)
             await self._started(job, image.id, job.task_state or "image_snapshot_pending")
             return
-        attempts = sum(1 for e in await self.store.job_events(job.id)
+        attempts = sum(1 for e in await self.store.run(Store.job_events, job.id)
                        if e.event == "create_attempt")
         if attempts >= MAX_CREATE_ATTEMPTS:
             await self._fail(job, "unreachable", CloudUnavailable(
@@ -486,7 +487,7 @@ class Engine:
         killed behind the server's back."""
         client = self._client(cloud)
         cursor_key = CURSOR_KEY if cloud is None else f"{CURSOR_KEY}:{cloud}"
-        raw_cursor = await self.store.get_meta(cursor_key)
+        raw_cursor = await self.store.run(Store.get_meta, cursor_key)
         since = datetime.fromisoformat(raw_cursor) if raw_cursor else None
         now = self.clock()
         try:
@@ -512,7 +513,7 @@ class Engine:
             vanished = seen is not None and str(job.image_id) in seen.vanished_images
             with job_context(job.id):
                 await self._apply(job, task_states[job.id], status, vanished, image, now)
-        await self.store.set_meta(cursor_key, changed.cursor.isoformat())
+        await self.store.run(Store.set_meta, cursor_key, changed.cursor.isoformat())
 
     async def _apply(self, job: Job, task_state: str | None, status: str | None,
                      vanished: bool, image: Image | None, now: datetime) -> None:

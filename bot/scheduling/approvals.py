@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Literal
 
 from bot.errors import ApprovalError
-from bot.scheduler import ScheduleSpec
+from bot.scheduling.due import ScheduleSpec
 
 Kind = Literal["set", "off"]
 Status = Literal["pending", "approved", "rejected", "expired", "superseded"]

@@ -2,7 +2,7 @@
 
 Approval messages (with Approve / Reject buttons while pending, the outcome once decided), the
 `schedules` and `approvals` answers, and the notifications a scheduled run sends. Every payload
-is `{"text", "blocks"}` within Block Kit limits (see `bot.render`); user text is escaped, and a
+is `{"text", "blocks"}` within Block Kit limits (see `bot.imaging.messages`); user text is escaped, and a
 channel ping appears only when the caller passes the policy's `mention`.
 """
 
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.approvals import ChangeRequest, when
-from bot.render import (
+from bot.imaging.messages import (
     button,
     code,
     context,
@@ -25,7 +24,8 @@ from bot.render import (
     user,
     user_text,
 )
-from bot.scheduler import RetainableImage, ScheduleSpec, describe, zone
+from bot.scheduling.approvals import ChangeRequest, when
+from bot.scheduling.due import RetainableImage, ScheduleSpec, describe, zone
 
 APPROVE_ACTION = "cr_approve"
 REJECT_ACTION = "cr_reject"

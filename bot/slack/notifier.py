@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import render
 from bot.errors import JobError, SlackRejected, SlackUnavailable
-from bot.jobs import Job
+from bot.imaging import messages as render
+from bot.imaging.jobs import Job
 from bot.loops import run_until
-from bot.pacing import SlackPacer
+from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb
-from bot.store import AsyncStore, OutboxMessage
+from bot.store import AsyncStore, OutboxMessage, Store
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Notifier:
         retryable failure also holds back its channel for this pass (Slack limits per channel).
         """
         now = self.clock()
-        items = await self.store.pending_outbox(now + UNSENT_HORIZON, limit=limit)
+        items = await self.store.run(Store.pending_outbox, now + UNSENT_HORIZON, limit=limit)
         queues: dict[str, deque[OutboxMessage]] = {}
         for item in items:
             queues.setdefault(order_key(item), deque()).append(item)
@@ -137,13 +137,13 @@ class Notifier:
                 continue  # the rest of this thread waits for the next pass
             queue.popleft()
             if item.kind == "update_parent" and any(o.kind == "update_parent" for o in queue):
-                await self.store.mark_sent(item.id)  # a later refresh renders the same row
+                await self.store.run(Store.mark_sent, item.id)  # a later refresh renders the same row
             else:
                 try:
                     await self._deliver(item)
                 except SlackUnavailable as exc:
                     delay = backoff_delay(item.attempts, exc.retry_after)
-                    await self.store.mark_failed(
+                    await self.store.run(Store.mark_failed,
                         item.id, retry_at=self.clock() + timedelta(seconds=delay),
                         error=str(exc))
                     # Said once per item; the retries that follow are routine.
@@ -155,7 +155,7 @@ class Notifier:
                     continue
                 except (SlackRejected, JobError) as exc:
                     log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
-                    await self.store.mark_failed(item.id, retry_at=None, error=str(exc))
+                    await self.store.run(Store.mark_failed, item.id, retry_at=None, error=str(exc))
                     if item.kind == "post_parent" and item.job_id:
                         await self._no_thread(str(item.job_id))
                 else:
@@ -163,7 +163,7 @@ class Notifier:
             if queue:
                 heapq.heappush(ready, (min(urgency(i) for i in queue), queue[0].id, key))
         if self.web.metrics:
-            self.web.metrics.outbox_depth.set(await self.store.outbox_depth())
+            self.web.metrics.outbox_depth.set(await self.store.run(Store.outbox_depth))
         return sent
 
     async def _paced(self, method: str, channel: str) -> None:
@@ -188,17 +188,17 @@ class Notifier:
             _, ts = await self._post_item(item, item.channel, payload["text"],
                                           payload.get("blocks"),
                                           thread_ts=payload.get("thread_ts"))
-            await self.store.mark_sent(item.id, result_ts=ts)
+            await self.store.run(Store.mark_sent, item.id, result_ts=ts)
         else:
             raise SlackRejected(f"unknown outbox kind {item.kind}")
 
     async def _post_parent(self, item: OutboxMessage) -> None:
-        job = await self.store.get_job(str(item.job_id))
+        job = await self.store.run(Store.get_job, str(item.job_id))
         if job.thread_ts == NO_THREAD:  # a crash after the fallback was decided
             await self._card_by_response_url(item, job)
             return
         if job.thread_ts:  # already posted (a crash between post and mark_sent)
-            await self.store.mark_sent(item.id, result_ts=job.thread_ts)
+            await self.store.run(Store.mark_sent, item.id, result_ts=job.thread_ts)
             return
         message = render.parent_message(job, self.clock())
         try:
@@ -208,25 +208,25 @@ class Notifier:
             log.error("cannot post the message of job %s in %s (%s); falling back", job.id,
                       item.channel, exc.code)
             if exc.code in CHANNEL_REFUSALS and job.response_url:
-                job = await self.store.update_job(job.id, fields={"thread_ts": NO_THREAD},
+                job = await self.store.run(Store.update_job, job.id, fields={"thread_ts": NO_THREAD},
                                                   event="no_channel")
                 await self._card_by_response_url(item, job)
             else:
                 await self._fall_back(item, job, message, exc.code)
             return
-        await self.store.update_job(job.id, fields={"thread_ts": ts, "channel": channel},
+        await self.store.run(Store.update_job, job.id, fields={"thread_ts": ts, "channel": channel},
                                     event="posted")
-        await self.store.mark_sent(item.id, result_ts=ts)
+        await self.store.run(Store.mark_sent, item.id, result_ts=ts)
 
     async def _no_thread(self, job_id: str) -> None:
         """The job goes on without a thread: later messages take the response_url (or are
         skipped) instead of waiting for a parent that will never be posted."""
         try:
-            job = await self.store.get_job(job_id)
+            job = await self.store.run(Store.get_job, job_id)
         except JobError:
             return
         if not job.thread_ts:
-            await self.store.update_job(job_id, fields={"thread_ts": NO_THREAD},
+            await self.store.run(Store.update_job, job_id, fields={"thread_ts": NO_THREAD},
                                         event="no_channel")
 
     async def _fall_back(self, item: OutboxMessage, job: Any, message: dict[str, Any],
@@ -253,8 +253,8 @@ class Notifier:
                                         f"the post in the job's channel: {code})")
         except SlackRejected as exc:  # said once; the job goes on without a thread
             log.error("fallback for job %s refused too: %s", job.id, exc.code)
-        await self.store.update_job(job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
-        await self.store.mark_sent(item.id)
+        await self.store.run(Store.update_job, job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
+        await self.store.run(Store.mark_sent, item.id)
 
     async def _card_by_response_url(self, item: OutboxMessage, job: Job) -> None:
         """The bot is not in this channel: the card, buttons included, goes through the
@@ -262,7 +262,7 @@ class Notifier:
         bot. `thread_ts = NO_THREAD` is committed first, so a restart never posts again in the
         channel and the response_url post keeps its own at-most-once marker."""
         if not job.response_url:
-            await self.store.mark_sent(item.id)
+            await self.store.run(Store.mark_sent, item.id)
             return
         card = render.fallback_card(job, self.clock())
         url = job.response_url
@@ -275,21 +275,21 @@ class Notifier:
         `mark_posting` first; an attempt whose outcome is unknown (a crash or a lost answer
         after it was sent) is not repeated. The marker is read afresh: an earlier attempt of
         the same item by another route may have cleared it."""
-        current = await self.store.outbox_item(item.id)
+        current = await self.store.run(Store.outbox_item, item.id)
         if current.posting_at is not None:
             log.warning("outbox item %s (%s) may have been sent already; not repeating it",
                         item.id, item.kind)
-            await self.store.mark_failed(item.id, retry_at=None,
+            await self.store.run(Store.mark_failed, item.id, retry_at=None,
                                          error="outcome of an earlier attempt unknown")
             return
-        await self.store.mark_posting(item.id)
+        await self.store.run(Store.mark_posting, item.id)
         try:
             await send()
         except (SlackUnavailable, SlackRejected) as exc:
             if isinstance(exc, SlackRejected) or exc.answered:
-                await self.store.clear_posting(item.id)  # Slack said no: nothing was sent
+                await self.store.run(Store.clear_posting, item.id)  # Slack said no: nothing was sent
             raise
-        await self.store.mark_sent(item.id)
+        await self.store.run(Store.mark_sent, item.id)
 
     async def _ephemeral(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
         """A private answer to one user; through the job's response_url when the bot cannot
@@ -304,7 +304,7 @@ class Notifier:
         except SlackRejected as exc:
             if exc.code not in CHANNEL_REFUSALS | {"user_not_in_channel"} or not item.job_id:
                 raise
-            job = await self.store.get_job(item.job_id)
+            job = await self.store.run(Store.get_job, item.job_id)
             if not job.response_url:
                 raise
             url = job.response_url
@@ -316,7 +316,7 @@ class Notifier:
         replace the clicked fallback card with one that has no buttons any more)."""
         text, blocks = payload.get("text", ""), payload.get("blocks")
         if payload.get("card") and item.job_id:
-            card = render.fallback_card(await self.store.get_job(item.job_id), self.clock())
+            card = render.fallback_card(await self.store.run(Store.get_job, item.job_id), self.clock())
             text, blocks = card["text"], card.get("blocks")
         url = str(payload["response_url"])
         await self._send_unverifiable(item, lambda: self.web.respond(
@@ -324,18 +324,18 @@ class Notifier:
             replace_original=bool(payload.get("replace_original"))))
 
     async def _update_parent(self, item: OutboxMessage) -> None:
-        job = await self.store.get_job(str(item.job_id))
+        job = await self.store.run(Store.get_job, str(item.job_id))
         if not job.thread_ts or job.thread_ts == NO_THREAD:
-            await self.store.mark_sent(item.id)
+            await self.store.run(Store.mark_sent, item.id)
             return
         message = render.parent_message(job, self.clock())
         await self._paced("chat.update", job.channel)
         await self.web.update_message(job.channel, job.thread_ts, message["text"],
                                       message.get("blocks"))
-        await self.store.mark_sent(item.id)
+        await self.store.run(Store.mark_sent, item.id)
 
     async def _reply(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
-        job = await self.store.get_job(str(item.job_id))
+        job = await self.store.run(Store.get_job, str(item.job_id))
         final = bool(payload.get("final"))
         if job.thread_ts == NO_THREAD:
             if (final or payload.get("must_reach")) and job.response_url:
@@ -343,14 +343,14 @@ class Notifier:
                 await self._send_unverifiable(item, lambda: self.web.respond(
                     url, payload["text"], payload.get("blocks")))
                 return
-            await self.store.mark_sent(item.id)
+            await self.store.run(Store.mark_sent, item.id)
             return
         if not job.thread_ts:
             # The parent has not been posted (it comes first in the outbox); try again shortly.
             raise _ParentPending("parent message not posted yet", retry_after=1.0)
         _, ts = await self._post_item(item, job.channel, payload["text"], payload.get("blocks"),
                                       thread_ts=job.thread_ts, broadcast=final)
-        await self.store.mark_sent(item.id, result_ts=ts)
+        await self.store.run(Store.mark_sent, item.id, result_ts=ts)
 
     async def _post_item(self, item: OutboxMessage, channel: str, text: str,
                          blocks: list[dict[str, Any]] | None, *, thread_ts: str | None = None,
@@ -383,12 +383,12 @@ class Notifier:
             if found is not None:
                 log.info("outbox item %s was already posted as %s", item.id, found[1])
                 return found
-        await self.store.mark_posting(item.id)
+        await self.store.run(Store.mark_posting, item.id)
         await self._paced("chat.postMessage", channel)
         try:
             return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
                                        broadcast=broadcast, outbox_id=item.id)
         except (SlackUnavailable, SlackRejected) as exc:
             if isinstance(exc, SlackRejected) or exc.answered:
-                await self.store.clear_posting(item.id)  # Slack said no: nothing was posted
+                await self.store.run(Store.clear_posting, item.id)  # Slack said no: nothing was posted
             raise

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from bot import jobs
 from bot.errors import (
     ConflictingUpdate,
     ImagebotError,
@@ -34,7 +33,8 @@ from bot.errors import (
     JobError,
     ServerInUse,
 )
-from bot.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
+from bot.imaging import jobs
+from bot.imaging.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
 
 OUTBOX_KINDS = frozenset({"post_parent", "update_parent", "reply", "ephemeral", "respond",
                           "channel_post"})
@@ -654,8 +654,6 @@ class Store:
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, value])
 
-    # --- schedules, change requests, runs, audit (issue 7) ---------------------------------
-
     def _audit(self, now: datetime, entries: Sequence[AuditEntry]) -> None:
         for entry in entries:
             self.db.execute(
@@ -973,223 +971,61 @@ class AsyncStore:
         except sqlite3.Error as exc:  # the edge: callers only see our error tree
             raise StoreError(f"job database error: {exc}") from exc
 
+    async def run(self, fn: Callable[Concatenate[Store, P], T], *args: P.args,
+                  **kwargs: P.kwargs) -> T:
+        """Run one `Store` method on the store's thread: `await store.run(Store.get_job, "J1")`.
+
+        Every call of the service goes through here, so the store's API is declared once (on
+        `Store`) and the arguments are type-checked against it."""
+        return await self._run(fn, self.store, *args, **kwargs)
+
     async def close(self) -> None:
         """Close the connection on its thread and stop the worker."""
         await self._run(self.store.close)
         self._executor.shutdown(wait=True)
 
-    async def create_job(self, **kwargs: Any) -> tuple[Job, bool]:
-        """See Store.create_job."""
-        return await self._run(partial(self.store.create_job, **kwargs))
 
-    async def get_job(self, job_id: str) -> Job:
-        """See Store.get_job."""
-        return await self._run(self.store.get_job, job_id)
 
-    async def transition(self, job_id: str, *, expected: str | Collection[str], target: str,
-                         event: str, actor: str | None = None,
-                         fields: Mapping[str, Any] | None = None,
-                         outbox: Sequence[OutboxItem] = ()) -> Job:
-        """See Store.transition."""
-        return await self._run(partial(self.store.transition, job_id, expected=expected,
-                                       target=target, event=event, actor=actor, fields=fields,
-                                       outbox=outbox))
 
-    async def update_job(self, job_id: str, *, fields: Mapping[str, Any],
-                         event: str | None = None, actor: str | None = None,
-                         outbox: Sequence[OutboxItem] = (), expected: str | None = None) -> Job:
-        """See Store.update_job."""
-        return await self._run(partial(self.store.update_job, job_id, fields=fields,
-                                       event=event, actor=actor, outbox=outbox,
-                                       expected=expected))
 
-    async def in_flight_jobs(self) -> list[Job]:
-        """See Store.in_flight_jobs."""
-        return await self._run(self.store.in_flight_jobs)
 
-    async def in_flight_for_server(self, refs: Collection[str],
-                                   cloud: str | None) -> list[Job]:
-        """See `Store.in_flight_for_server`."""
-        return await self._run(self.store.in_flight_for_server, refs, cloud)
 
-    async def list_jobs(self, *, server: str | None = None,
-                        states: Collection[str] | None = None, limit: int = 10,
-                        channel: str | Collection[str] | None = None) -> list[Job]:
-        """See Store.list_jobs."""
-        return await self._run(partial(self.store.list_jobs, server=server, states=states,
-                                       limit=limit, channel=channel))
 
-    async def latest_job_for_server(self, server: str,
-                                    channel: str | Collection[str] | None = None) -> Job | None:
-        """See Store.latest_job_for_server."""
-        return await self._run(self.store.latest_job_for_server, server, channel)
 
-    async def job_events(self, job_id: str) -> list[JobEvent]:
-        """See Store.job_events."""
-        return await self._run(self.store.job_events, job_id)
 
-    async def next_job_number(self) -> int:
-        """See Store.next_job_number."""
-        return await self._run(self.store.next_job_number)
 
-    async def skip_job_ids_past(self, number: int) -> int:
-        """See Store.skip_job_ids_past."""
-        return await self._run(self.store.skip_job_ids_past, number)
 
-    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
-        """See Store.enqueue."""
-        await self._run(self.store.enqueue, items)
 
-    async def pending_outbox(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
-        """See Store.pending_outbox."""
-        return await self._run(self.store.pending_outbox, now, limit)
 
-    async def mark_sent(self, outbox_id: int, result_ts: str | None = None) -> None:
-        """See Store.mark_sent."""
-        await self._run(self.store.mark_sent, outbox_id, result_ts)
 
-    async def mark_posting(self, outbox_id: int) -> None:
-        """See Store.mark_posting."""
-        await self._run(self.store.mark_posting, outbox_id)
 
-    async def clear_posting(self, outbox_id: int) -> None:
-        """See Store.clear_posting."""
-        await self._run(self.store.clear_posting, outbox_id)
 
-    async def mark_failed(self, outbox_id: int, *, retry_at: datetime | None,
-                          error: str) -> None:
-        """See Store.mark_failed."""
-        await self._run(partial(self.store.mark_failed, outbox_id, retry_at=retry_at,
-                                error=error))
 
-    async def outbox_depth(self) -> int:
-        """See Store.outbox_depth."""
-        return await self._run(self.store.outbox_depth)
 
-    async def outbox_item(self, outbox_id: int) -> OutboxMessage:
-        """See Store.outbox_item."""
-        return await self._run(self.store.outbox_item, outbox_id)
 
-    async def claim_delivery(self, key: str, job_id: str | None = None) -> bool:
-        """See Store.claim_delivery."""
-        return await self._run(self.store.claim_delivery, key, job_id)
 
-    async def delivery_job(self, key: str) -> str | None:
-        """See Store.delivery_job."""
-        return await self._run(self.store.delivery_job, key)
 
-    async def get_meta(self, key: str) -> str | None:
-        """See Store.get_meta."""
-        return await self._run(self.store.get_meta, key)
 
-    async def health_probe(self) -> None:
-        """See Store.health_probe."""
-        await self._run(self.store.health_probe)
 
-    async def set_meta(self, key: str, value: str) -> None:
-        """See Store.set_meta."""
-        await self._run(self.store.set_meta, key, value)
 
-    # --- schedules, change requests, runs, audit (issue 7) ---------------------------------
 
-    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
-        """See Store.add_audit."""
-        await self._run(self.store.add_audit, entries)
 
-    async def audit_rows(self, subject: str | None = None, limit: int = 1000) -> list[AuditRow]:
-        """See Store.audit_rows."""
-        return await self._run(self.store.audit_rows, subject, limit)
 
-    async def get_change_request(self, request_id: str) -> RequestRow:
-        """See Store.get_change_request."""
-        return await self._run(self.store.get_change_request, request_id)
 
-    async def list_change_requests(self, *, statuses: Collection[str] | None = None,
-                                   server_id: str | None = None,
-                                   limit: int = 100,
-                                   channel: str | Collection[str] | None = None
-                                   ) -> list[RequestRow]:
-        """See Store.list_change_requests."""
-        return await self._run(partial(self.store.list_change_requests, statuses=statuses,
-                                       server_id=server_id, limit=limit, channel=channel))
 
-    async def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
-        """See Store.add_change_request (`build` runs on the store thread)."""
-        return await self._run(self.store.add_change_request, build)
 
-    async def update_change_request(self, request_id: str, *, expected: str,
-                                    fields: Mapping[str, Any],
-                                    audit: Sequence[AuditEntry] = (),
-                                    outbox: Sequence[OutboxItem] = (),
-                                    schedule: Mapping[str, Any] | None = None) -> RequestRow:
-        """See Store.update_change_request."""
-        return await self._run(partial(self.store.update_change_request, request_id,
-                                       expected=expected, fields=fields, audit=audit,
-                                       outbox=outbox, schedule=schedule))
 
-    async def dirty_requests(self) -> list[RequestRow]:
-        """See Store.dirty_requests."""
-        return await self._run(self.store.dirty_requests)
 
-    async def mark_request_clean(self, request_id: str, version: int) -> bool:
-        """See Store.mark_request_clean."""
-        return await self._run(self.store.mark_request_clean, request_id, version)
 
-    async def mark_request_warned(self, request_id: str) -> bool:
-        """See Store.mark_request_warned."""
-        return await self._run(self.store.mark_request_warned, request_id)
 
-    async def posted_message(self, thread_key: str) -> tuple[str, str] | None:
-        """See Store.posted_message."""
-        return await self._run(self.store.posted_message, thread_key)
 
-    async def get_schedule(self, schedule_id: str) -> ScheduleRow:
-        """See Store.get_schedule."""
-        return await self._run(self.store.get_schedule, schedule_id)
 
-    async def schedule_for_server(self, server_id: str) -> ScheduleRow | None:
-        """See Store.schedule_for_server."""
-        return await self._run(self.store.schedule_for_server, server_id)
 
-    async def list_schedules(self, *, status: str | None = "active",
-                             server: str | None = None,
-                             channel: str | Collection[str] | None = None) -> list[ScheduleRow]:
-        """See Store.list_schedules."""
-        return await self._run(partial(self.store.list_schedules, status=status,
-                                       server=server, channel=channel))
 
-    async def update_schedule(self, schedule_id: str, fields: Mapping[str, Any],
-                              audit: Sequence[AuditEntry] = (),
-                              outbox: Sequence[OutboxItem] = ()) -> ScheduleRow:
-        """See Store.update_schedule."""
-        return await self._run(self.store.update_schedule, schedule_id, fields, audit, outbox)
 
-    async def claim_slot(self, schedule_id: str, slot: datetime, *, missed: int, result: str,
-                         job: Mapping[str, Any] | None, schedule_fields: Mapping[str, Any],
-                         audit: Sequence[AuditEntry] = ()
-                         ) -> tuple[RunRow, Job | None] | None:
-        """See Store.claim_slot."""
-        return await self._run(partial(self.store.claim_slot, schedule_id, slot, missed=missed,
-                                       result=result, job=job,
-                                       schedule_fields=schedule_fields, audit=audit))
 
-    async def open_runs(self) -> list[RunRow]:
-        """See Store.open_runs."""
-        return await self._run(self.store.open_runs)
 
-    async def runs_for_schedule(self, schedule_id: str) -> list[RunRow]:
-        """See Store.runs_for_schedule."""
-        return await self._run(self.store.runs_for_schedule, schedule_id)
 
-    async def update_run(self, run_id: int, *, expected: str, fields: Mapping[str, Any],
-                         job: Mapping[str, Any] | None = None,
-                         schedule_fields: Mapping[str, Any] | None = None,
-                         audit: Sequence[AuditEntry] = (),
-                         outbox: Sequence[OutboxItem] = ()) -> tuple[RunRow, Job | None]:
-        """See Store.update_run."""
-        return await self._run(partial(self.store.update_run, run_id, expected=expected,
-                                       fields=fields, job=job, schedule_fields=schedule_fields,
-                                       audit=audit, outbox=outbox))
 
 
 # --- schedules, change requests, runs, audit (issue 7) ------------------------------------------

@@ -1,0 +1,40 @@
+"""What a listener sees of a command (`Invocation`) and answers (`Reply`): plain data, so
+features can be called without Bolt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """An ephemeral answer to the person who typed the command."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Arguments for Bolt's ack()/respond()."""
+        kwargs: dict[str, Any] = {"text": self.text}
+        if self.blocks:
+            kwargs["blocks"] = self.blocks
+        return kwargs
+
+
+@dataclass
+class Invocation:
+    """Who typed what, where."""
+
+    user: str
+    channel: str
+    channel_name: str | None
+    trigger_id: str | None
+    response_url: str | None
+    # Set by the listener once `--all` was asked for by an admin: answer for every channel.
+    everywhere: bool = False
+
+    @property
+    def scope(self) -> str | None:
+        """The channel an answer is limited to; None for an admin's `--all`."""
+        return None if self.everywhere else self.channel
