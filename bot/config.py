@@ -12,6 +12,33 @@ from bot.errors import ConfigError
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 
 
+# Every environment variable the service reads, with one line each: `imagebot run --help` and
+# the README list these, and a test checks that the code reads exactly these names.
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("SLACK_BOT_TOKEN", "the bot token (xoxb-...); required"),
+    ("SLACK_APP_TOKEN", "the app-level token (xapp-..., scope connections:write): Socket Mode"),
+    ("SLACK_SIGNING_SECRET", "the app's signing secret: HTTP mode (--http)"),
+    ("SLACK_API_URL", "Slack Web API base URL (default https://slack.com/api/)"),
+    ("IMAGEBOT_DB", "the SQLite database file (default ./imagebot.db, created mode 0600)"),
+    ("IMAGEBOT_POLICY", "the channel policy file (TOML)"),
+    ("IMAGEBOT_LOG_JSON", "1: one JSON object per log line"),
+    ("IMAGEBOT_METRICS_PORT", "Socket Mode: serve /metrics and /healthz on this loopback port"),
+    ("IMAGEBOT_HEALTH_DETAILS", "1: /healthz shows which check failed"),
+    ("IMAGEBOT_HTTP_TIMEOUT", "HTTP mode: seconds to receive a whole request (default 10)"),
+    ("IMAGEBOT_HTTP_MAX_BODY", "HTTP mode: request body cap in bytes (default 262144)"),
+    ("IMAGEBOT_HTTP_MAX_CONNECTIONS", "HTTP mode: connections held at once (default 256)"),
+    ("IMAGEBOT_TICK_SCALE", "test worlds only: multiply the engine's tick (default 1)"),
+    ("IMAGEBOT_SLACK_RATE_SCALE", "test worlds only: multiply Slack pacing rates (default 1)"),
+    ("OS_CLOUD", "the clouds.yaml cloud to use (or --cloud); OS_* variables as openstack.config"),
+    ("OS_CLIENT_CONFIG_FILE", "a clouds.yaml outside the usual places"),
+    ("OS_CLIENT_SECURE_FILE", "a secure.yaml outside the usual places"),
+    ("RACKSPACE_USERNAME", "Rackspace without clouds.yaml: the account's user name"),
+    ("RACKSPACE_API_KEY", "Rackspace without clouds.yaml: the account's API key"),
+    ("RACKSPACE_REGION", "Rackspace without clouds.yaml: the region (e.g. DFW)"),
+    ("RACKSPACE_AUTH_URL", "Rackspace without clouds.yaml: identity URL (default Rackspace's)"),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `imagebot run` needs besides clouds.yaml. Secrets are hidden from repr."""
