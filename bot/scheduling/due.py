@@ -25,7 +25,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cloud.models import Image
-from bot.errors import ImagebotError
+from bot.errors import InvalidSchedule
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 FREQUENCIES = ("daily", "weekly")
@@ -33,10 +33,6 @@ MAX_KEEP = 65535  # Rackspace's limit; a larger count is certainly a typo
 DEFAULT_WINDOW = timedelta(hours=6)
 
 Frequency = Literal["daily", "weekly"]
-
-
-class InvalidSchedule(ImagebotError):
-    """A schedule that cannot run: unknown zone, bad day, retention out of range."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -85,25 +81,6 @@ class ScheduleSpec:
         object.__setattr__(self, "_zone", zone(self.tz))
         object.__setattr__(self, "_step", timedelta(days=self.period_days))
         object.__setattr__(self, "_weekday", DAYS.index(self.day) if self.day else None)
-
-    @classmethod
-    def from_text(cls, frequency: str, day: str | None, at: str | time, tz: str,
-                  keep: int) -> ScheduleSpec:
-        """Build from loose user input: "Weekly", "mon"/"monday", "3:00"/"03:00"."""
-        freq = frequency.strip().lower()
-        day_name: str | None = None
-        if day is not None and day.strip():
-            wanted = day.strip().upper()
-            matches = [d for d in DAYS if d.startswith(wanted)] if len(wanted) >= 2 else []
-            if len(matches) != 1:
-                raise InvalidSchedule(f"Unknown day {day!r}; use MONDAY..SUNDAY.")
-            day_name = matches[0]
-        if isinstance(at, str):
-            m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", at)
-            if not m:
-                raise InvalidSchedule(f"Time of day must look like 03:00 (24-hour), not {at!r}.")
-            at = time(int(m.group(1)), int(m.group(2)))
-        return cls(freq, day_name, at, tz.strip(), keep)  # type: ignore[arg-type]
 
     @property
     def period_days(self) -> int:
