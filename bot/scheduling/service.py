@@ -76,8 +76,11 @@ class ScheduleService:
         """Ticks done so far."""
         return self.loop.ticks
 
-    def _policy(self, channel: str, channel_name: str | None) -> ChannelPolicy:
+    def channel_policy(self, channel: str, channel_name: str | None) -> ChannelPolicy:
+        """The policy of a channel as it is now (the Slack side checks it before the ack)."""
         return self.ctx.channel_policy(channel, channel_name)
+
+    _policy = channel_policy  # the name bot/slack/schedules.py calls today
 
     # --- requests and the loop -------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 
 import commands
 from bot.cloud.models import Image, Server
-from bot.errors import NotFound, PermissionDenied
+from bot.errors import JobError, NoSuchRequest, NoSuchSchedule, NotFound, PermissionDenied
 from bot.imaging import jobs
 from bot.policy import Policy
 from bot.scheduling.due import ScheduleSpec, next_run
@@ -286,6 +286,22 @@ async def test_click_after_expiry_marks_it_expired_without_a_sweep(
     out = await service.decide(rid, actor="U0BOB", action="approve")
     assert not out.accepted and out.request.status == "expired"
     assert (await store.run(Store.get_change_request, rid)).status == "expired"
+
+
+async def test_unknown_or_foreign_requests_and_schedules_have_their_own_errors(
+        service: ScheduleService, store: AsyncStore) -> None:
+    rid = await propose(service, "schedule web-1 daily at 03:00")
+    with pytest.raises(NoSuchRequest, match="There is no change request R99"):
+        await service.decide("R99", actor="U0BOB", action="approve")
+    with pytest.raises(NoSuchRequest, match="R99"):  # typed in a channel: said the same way
+        await service.decide("r99", actor="U0BOB", action="approve", channel="C0OPS")
+    with pytest.raises(NoSuchRequest, match=rid):  # another channel's request is not there
+        await service.decide(rid, actor="U0BOB", action="approve", channel="C0OTHER")
+    with pytest.raises(NoSuchSchedule, match="There is no schedule S9"):
+        await store.run(Store.get_schedule, "S9")
+    # Not job errors: code that drops work on a JobError must not drop it for these.
+    assert not issubclass(NoSuchRequest, JobError) and not issubclass(NoSuchSchedule, JobError)
+    assert (await store.run(Store.get_change_request, rid)).status == "pending"
 
 
 async def test_policy_denials(service: ScheduleService, store: AsyncStore,
