@@ -28,9 +28,10 @@ from bot.errors import (
 )
 from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
-from bot.scheduling.due import DEFAULT_WINDOW, DueQueue, RetainableImage, due, retainable_from_image
+from bot.scheduling.due import DEFAULT_WINDOW, DueQueue, due
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
 from bot.scheduling.ports import Context
+from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import approval_view, decision_fields, label, schedule_spec, to_request
 from bot.scheduling.runs import (
     BUSY_SPACING,

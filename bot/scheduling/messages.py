@@ -25,7 +25,8 @@ from bot.blocks import (
     user_text,
 )
 from bot.scheduling.approvals import ChangeRequest, when
-from bot.scheduling.due import RetainableImage, ScheduleSpec, describe, zone
+from bot.scheduling.due import ScheduleSpec, describe, zone
+from bot.scheduling.retention import RetainableImage
 from bot.vocabulary import RequestStatus
 
 APPROVE_ACTION = "cr_approve"

@@ -28,14 +28,14 @@ from bot.policy import DISABLED_TEXT, not_here, refuse
 from bot.scheduling.approvals import UNSET, ChangeRequest, Decision, new_request
 from bot.scheduling.approvals import decide as decide_request
 from bot.scheduling.approvals import supersede as supersede_requests
-from bot.scheduling.due import (
+from bot.scheduling.due import ScheduleSpec
+from bot.scheduling.messages import approval_message
+from bot.scheduling.ports import CloudPort, Context
+from bot.scheduling.retention import (
     RetainableImage,
-    ScheduleSpec,
     retainable_from_image,
     would_delete_at_next_success,
 )
-from bot.scheduling.messages import approval_message
-from bot.scheduling.ports import CloudPort, Context
 from bot.scheduling.rows import (
     active_spec,
     approval_view,

@@ -11,13 +11,9 @@ from typing import Any
 
 import commands
 from bot.scheduling.approvals import ApprovalRules, ChangeRequest
-from bot.scheduling.due import (
-    RetainableImage,
-    ScheduleSpec,
-    ambiguous_or_missing,
-    preview,
-)
+from bot.scheduling.due import ScheduleSpec, ambiguous_or_missing, preview
 from bot.scheduling.messages import ApprovalView
+from bot.scheduling.retention import RetainableImage
 from bot.store import RequestRow, ScheduleRow
 from bot.vocabulary import RequestStatus
 

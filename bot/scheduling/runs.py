@@ -27,18 +27,14 @@ from typing import Any, Literal
 from bot.imaging import jobs
 from bot.imaging.jobs import Job
 from bot.policy import ChannelPolicy
-from bot.scheduling.due import (
-    RetainableImage,
-    ScheduleSpec,
-    retry_after_busy,
-    select_for_deletion,
-)
+from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.messages import (
     busy_retry_reply,
     retention_reply,
     run_failed_alert,
     run_note,
 )
+from bot.scheduling.retention import RetainableImage, select_for_deletion
 from bot.scheduling.rows import label, schedule_spec
 from bot.store import AuditEntry, OutboxItem, RunRow, ScheduleRow
 from bot.vocabulary import FailureCode, JobState, OutboxKind, RunResult
@@ -47,6 +43,17 @@ BUSY_TRIES = 3
 BUSY_SPACING = timedelta(hours=1)
 
 StepKind = Literal["wait", "commit", "list_images", "retain"]
+
+
+def retry_after_busy(attempt: int, *, tries: int = BUSY_TRIES,
+                     spacing: timedelta = BUSY_SPACING) -> timedelta | None:
+    """How long to wait after try number `attempt` (1-based) found the server busy.
+
+    Like Rackspace: `tries` tries in all, `spacing` apart; None means give up and alert.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    return spacing if attempt < tries else None
 
 
 @dataclass(frozen=True)

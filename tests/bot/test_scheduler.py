@@ -1,4 +1,5 @@
-"""Due-times, DST, catch-up, busy retries and retention (bot.scheduling.due)."""
+"""Due-times, DST, catch-up (bot.scheduling.due), busy retries (bot.scheduling.runs) and
+retention (bot.scheduling.retention)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from bot.errors import InvalidSchedule
 from bot.scheduling.due import (
     DAYS,
     DueQueue,
-    RetainableImage,
     ScheduleSpec,
     ambiguous_or_missing,
     describe,
@@ -25,12 +25,15 @@ from bot.scheduling.due import (
     next_run,
     occurrences_after,
     preview,
+)
+from bot.scheduling.retention import (
+    RetainableImage,
     retainable_from_image,
-    retry_after_busy,
     select_for_deletion,
     would_delete_at_next_success,
 )
 from bot.scheduling.rows import spec_of
+from bot.scheduling.runs import retry_after_busy
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,

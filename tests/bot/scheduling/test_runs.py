@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bot.imaging.jobs import TERMINAL, Job
 from bot.policy import ChannelPolicy
-from bot.scheduling.due import RetainableImage
+from bot.scheduling.retention import RetainableImage
 from bot.scheduling.runs import Route, RunStep, retention_done, route_for, run_step
 from bot.store import RunRow, ScheduleRow
 from bot.vocabulary import FailureCode, JobState, OutboxKind, RunResult
