@@ -215,6 +215,25 @@ class ApprovalError(ImagebotError):
     """A change request cannot be decided (expired, already decided, self-approval, ...)."""
 
 
+# --- schedules -----------------------------------------------------------------------------
+
+
+class ScheduleError(ImagebotError):
+    """A schedule or change request operation is not possible."""
+
+
+class InvalidSchedule(ScheduleError):
+    """A schedule that cannot run: unknown zone, bad day, retention out of range."""
+
+
+class NoSuchSchedule(ScheduleError):
+    """No schedule has this id (or not one this channel may see)."""
+
+
+class NoSuchRequest(ScheduleError):
+    """No change request has this id (or not one this channel may see)."""
+
+
 # --- the service ---------------------------------------------------------------------------
 
 

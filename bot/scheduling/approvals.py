@@ -22,11 +22,11 @@ from typing import Literal
 
 from bot.errors import ApprovalError
 from bot.scheduling.due import ScheduleSpec
+from bot.vocabulary import RequestStatus
 
 Kind = Literal["set", "off"]
-Status = Literal["pending", "approved", "rejected", "expired", "superseded"]
 Action = Literal["approve", "reject"]
-STATUSES: tuple[Status, ...] = ("pending", "approved", "rejected", "expired", "superseded")
+STATUSES: tuple[RequestStatus, ...] = tuple(RequestStatus)
 DEFAULT_EXPIRY = timedelta(hours=24)
 _REQUEST_ID = re.compile(r"^R[1-9][0-9]*$")
 
@@ -44,7 +44,7 @@ class ChangeRequest:
     channel: str  # Slack channel id
     created_at: datetime
     expires_at: datetime
-    status: Status = "pending"
+    status: RequestStatus = RequestStatus.PENDING
     decided_by: str | None = None
     decided_at: datetime | None = None
     reason: str | None = None
@@ -62,7 +62,7 @@ class ChangeRequest:
     @property
     def pending(self) -> bool:
         """Still waiting for a decision."""
-        return self.status == "pending"
+        return self.status == RequestStatus.PENDING
 
 
 def new_request(*, id: str, kind: Kind, server: str, old: ScheduleSpec | None,
@@ -162,8 +162,9 @@ def _refuse(request: ChangeRequest, code: Refusal, message: str,
 
 
 def _expired(request: ChangeRequest) -> ChangeRequest:
-    return dataclasses.replace(request, status="expired", decided_at=request.expires_at,
-                               decided_by=None, reason="expired without a decision")
+    return dataclasses.replace(request, status=RequestStatus.EXPIRED,
+                               decided_at=request.expires_at, decided_by=None,
+                               reason="expired without a decision")
 
 
 def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
@@ -184,15 +185,15 @@ def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
     if action not in ("approve", "reject"):
         raise ValueError(f"action must be 'approve' or 'reject', not {action!r}")
     rid = request.id
-    if request.status == "superseded":
+    if request.status == RequestStatus.SUPERSEDED:
         return _refuse(request, "superseded",
                        f"{rid} was replaced by a newer request"
                        + (f" ({request.reason})." if request.reason else "."))
-    if request.status == "expired":
+    if request.status == RequestStatus.EXPIRED:
         return _refuse(request, "expired",
                        f"{rid} expired at {when(request.expires_at, now)} without a decision. "
                        "Propose the change again if it is still wanted.")
-    if request.status in ("approved", "rejected"):
+    if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
         by = _user(request.decided_by) if request.decided_by else "someone"
         at = f" at {when(request.decided_at, now)}" if request.decided_at else ""
         return _refuse(request, "already_decided", f"{rid} was already {request.status} by "
@@ -214,7 +215,7 @@ def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
                            f"Only {rules.who_may_approve(request.requested_by)} or the "
                            f"requester may reject {rid}.")
         why = reason or ("withdrawn by the requester" if is_requester else None)
-        done = dataclasses.replace(request, status="rejected", decided_by=actor,
+        done = dataclasses.replace(request, status=RequestStatus.REJECTED, decided_by=actor,
                                    decided_at=now, reason=why)
         verb = "withdrew" if is_requester else "rejected"
         return Decision(True, done, f"{_user(actor)} {verb} {rid}.", changed=True)
@@ -230,8 +231,8 @@ def decide(request: ChangeRequest, *, actor: str, action: Action, now: datetime,
         return _refuse(request, "stale",
                        f"{rid} is out of date: the schedule changed after it was proposed. "
                        "Propose the change again.")
-    done = dataclasses.replace(request, status="approved", decided_by=actor, decided_at=now,
-                               reason=reason)
+    done = dataclasses.replace(request, status=RequestStatus.APPROVED, decided_by=actor,
+                               decided_at=now, reason=reason)
     return Decision(True, done, f"{_user(actor)} approved {rid}.", changed=True)
 
 
@@ -248,7 +249,7 @@ def supersede(requests: Iterable[ChangeRequest], newer: ChangeRequest,
     proposals can never both be approved. Expired ones are left to `expire_due`.
     """
     return [
-        dataclasses.replace(r, status="superseded", decided_by=newer.requested_by,
+        dataclasses.replace(r, status=RequestStatus.SUPERSEDED, decided_by=newer.requested_by,
                             decided_at=now, reason=f"superseded by {newer.id}")
         for r in requests
         if r.pending and r.id != newer.id and r.server == newer.server and now < r.expires_at

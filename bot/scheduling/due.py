@@ -1,4 +1,4 @@
-"""Schedules, due-times, catch-up, busy retries and retention: pure decisions, no I/O.
+"""Schedules, due-times and catch-up: pure decisions, no I/O.
 
 Every function takes the clock as an argument. Times going in may be any aware datetime; times
 coming out are aware UTC datetimes. Wall times are resolved in the schedule's IANA zone with these
@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import functools
 import heapq
-import re
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.cloud.models import Image
-from bot.errors import ImagebotError
+from bot.errors import InvalidSchedule
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 FREQUENCIES = ("daily", "weekly")
@@ -33,10 +31,6 @@ MAX_KEEP = 65535  # Rackspace's limit; a larger count is certainly a typo
 DEFAULT_WINDOW = timedelta(hours=6)
 
 Frequency = Literal["daily", "weekly"]
-
-
-class InvalidSchedule(ImagebotError):
-    """A schedule that cannot run: unknown zone, bad day, retention out of range."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -85,25 +79,6 @@ class ScheduleSpec:
         object.__setattr__(self, "_zone", zone(self.tz))
         object.__setattr__(self, "_step", timedelta(days=self.period_days))
         object.__setattr__(self, "_weekday", DAYS.index(self.day) if self.day else None)
-
-    @classmethod
-    def from_text(cls, frequency: str, day: str | None, at: str | time, tz: str,
-                  keep: int) -> ScheduleSpec:
-        """Build from loose user input: "Weekly", "mon"/"monday", "3:00"/"03:00"."""
-        freq = frequency.strip().lower()
-        day_name: str | None = None
-        if day is not None and day.strip():
-            wanted = day.strip().upper()
-            matches = [d for d in DAYS if d.startswith(wanted)] if len(wanted) >= 2 else []
-            if len(matches) != 1:
-                raise InvalidSchedule(f"Unknown day {day!r}; use MONDAY..SUNDAY.")
-            day_name = matches[0]
-        if isinstance(at, str):
-            m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", at)
-            if not m:
-                raise InvalidSchedule(f"Time of day must look like 03:00 (24-hour), not {at!r}.")
-            at = time(int(m.group(1)), int(m.group(2)))
-        return cls(freq, day_name, at, tz.strip(), keep)  # type: ignore[arg-type]
 
     @property
     def period_days(self) -> int:
@@ -170,7 +145,8 @@ def _aligned(spec: ScheduleSpec, moment: datetime) -> date:
     return d - timedelta(days=(d.weekday() - wd) % 7)
 
 
-def _as_utc(moment: datetime, what: str) -> datetime:
+def as_utc(moment: datetime, what: str) -> datetime:
+    """`moment` in UTC; ValueError (naming `what`) for a naive datetime."""
     if moment.tzinfo is UTC:
         return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -206,7 +182,7 @@ def _first_after(spec: ScheduleSpec, moment: datetime) -> tuple[date, datetime]:
 
 def occurrences_after(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]:
     """Every slot strictly after `after`, in order, as aware UTC datetimes (endless)."""
-    d, first = _first_after(spec, _as_utc(after, "after"))
+    d, first = _first_after(spec, as_utc(after, "after"))
     step = spec._step
     slot: datetime | None = first
     previous: datetime | None = None
@@ -220,7 +196,7 @@ def occurrences_after(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]
 
 def next_run(spec: ScheduleSpec, after: datetime) -> datetime:
     """The first slot strictly after `after` (aware UTC)."""
-    return _first_after(spec, _as_utc(after, "after"))[1]
+    return _first_after(spec, as_utc(after, "after"))[1]
 
 
 # --- the catch-up policy --------------------------------------------------------------------
@@ -267,10 +243,10 @@ def due(spec: ScheduleSpec, *, created_at: datetime, last_slot: datetime | None,
     Only slots after `last_slot` (the last slot run or skipped) and after `created_at` count, so
     creating or changing a schedule just after a slot time never triggers a surprise run.
     """
-    now = _as_utc(now, "now")
-    floor = _as_utc(created_at, "created_at")
+    now = as_utc(now, "now")
+    floor = as_utc(created_at, "created_at")
     if last_slot is not None:
-        floor = max(floor, _as_utc(last_slot, "last_slot"))
+        floor = max(floor, as_utc(last_slot, "last_slot"))
     latest_day, latest = _latest_at_or_before(spec, now)
     following = _resolve(latest_day + spec._step, spec.at, spec.tz).utc
     if following <= now:  # only in odd zone histories; be exact rather than fast
@@ -282,20 +258,6 @@ def due(spec: ScheduleSpec, *, created_at: datetime, last_slot: datetime | None,
     if now - latest <= window:
         return DueDecision("run", latest, max(count - 1, 0), following)
     return DueDecision("skip", latest, max(count, 1), following)
-
-
-# --- busy retries ----------------------------------------------------------------------------
-
-
-def retry_after_busy(attempt: int, *, tries: int = 3,
-                     spacing: timedelta = timedelta(hours=1)) -> timedelta | None:
-    """How long to wait after try number `attempt` (1-based) found the server busy.
-
-    Like Rackspace: `tries` tries in all, `spacing` apart; None means give up and alert.
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt counts from 1, got {attempt}")
-    return spacing if attempt < tries else None
 
 
 # --- describing a schedule -------------------------------------------------------------------
@@ -335,7 +297,7 @@ class DstNote:
 def ambiguous_or_missing(spec: ScheduleSpec, within_days: int = 366, *,
                          now: datetime) -> list[DstNote]:
     """Slots in the next `within_days` days whose wall time DST skips or repeats (for warnings)."""
-    now = _as_utc(now, "now")
+    now = as_utc(now, "now")
     end = now + timedelta(days=within_days)
     tzi = zone(spec.tz)
     hhmm = spec.at.strftime("%H:%M")
@@ -403,74 +365,3 @@ class DueQueue:
         """Drop keys that no longer exist."""
         for key in set(self._known) - set(keep):
             del self._known[key]
-
-
-# --- retention -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetainableImage:
-    """What retention needs to know about one image."""
-
-    id: str
-    status: str  # Glance status, lower case ("active", "saving", "killed", ...)
-    created_at: datetime  # aware
-    protected: bool = False
-    schedule_id: str | None = None  # image metadata imagebot_schedule_id
-    name: str = ""
-
-
-_GLANCE_TIME = re.compile(r"Z$")
-
-
-def retainable_from_image(image: Image) -> RetainableImage | None:
-    """Adapt a cloud `Image`; None when its created_at cannot be parsed.
-
-    An image whose age is unknown is never a deletion candidate, so dropping it is the safe side.
-    """
-    try:
-        when = datetime.fromisoformat(_GLANCE_TIME.sub("+00:00", image.created_at or ""))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    schedule_id = image.properties.get("imagebot_schedule_id")
-    return RetainableImage(
-        id=image.id, status=image.status.lower(), created_at=when, protected=image.protected,
-        schedule_id=str(schedule_id) if schedule_id else None, name=image.name)
-
-
-def select_for_deletion(images: Sequence[RetainableImage], keep: int,
-                        schedule_id: str) -> list[RetainableImage]:
-    """The images retention may delete, oldest first.
-
-    Counts only ACTIVE, unprotected images made by `schedule_id`; protected (pinned) images,
-    other schedules' images, manual images and images that are not active are never counted and
-    never selected. Ordered by `created_at` (never by name), the newest `keep` are kept, so the
-    newest image is never selected. Call it only after a successful run.
-    """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be at least 1, got {keep!r}")
-    if not schedule_id:
-        raise ValueError("schedule_id is required")
-    ours = [img for img in images
-            if img.schedule_id == schedule_id and img.status.lower() == "active"
-            and not img.protected]
-    ours.sort(key=lambda img: (_as_utc(img.created_at, "created_at"), img.id))
-    return ours[:-keep] if len(ours) > keep else []
-
-
-def would_delete_at_next_success(images: Sequence[RetainableImage], keep: int,
-                                 schedule_id: str) -> list[RetainableImage]:
-    """What the next successful run would prune with retention `keep` (for approval messages).
-
-    The new image will be the newest and count towards `keep`, so among today's images only
-    `keep - 1` survive.
-    """
-    if not images:
-        return []
-    newest = max(_as_utc(img.created_at, "created_at") for img in images)
-    phantom = RetainableImage(id="\uffff(next run)", status="active",
-                              created_at=newest + timedelta(seconds=1), schedule_id=schedule_id)
-    return [img for img in select_for_deletion([*images, phantom], keep, schedule_id)
-            if img is not phantom]

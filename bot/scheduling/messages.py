@@ -2,7 +2,7 @@
 
 Approval messages (with Approve / Reject buttons while pending, the outcome once decided), the
 `schedules` and `approvals` answers, and the notifications a scheduled run sends. Every payload
-is `{"text", "blocks"}` within Block Kit limits (see `bot.imaging.messages`); user text is escaped, and a
+is `{"text", "blocks"}` within Block Kit limits (see `bot.blocks`); user text is escaped, and a
 channel ping appears only when the caller passes the policy's `mention`.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.imaging.messages import (
+from bot.blocks import (
     button,
     code,
     context,
@@ -25,7 +25,9 @@ from bot.imaging.messages import (
     user_text,
 )
 from bot.scheduling.approvals import ChangeRequest, when
-from bot.scheduling.due import RetainableImage, ScheduleSpec, describe, zone
+from bot.scheduling.due import ScheduleSpec, describe, zone
+from bot.scheduling.retention import RetainableImage
+from bot.vocabulary import RequestStatus
 
 APPROVE_ACTION = "cr_approve"
 REJECT_ACTION = "cr_reject"
@@ -66,12 +68,12 @@ def _change_line(request: ChangeRequest) -> str:
 def _outcome(request: ChangeRequest, now: datetime) -> str:
     at = when(request.decided_at, now) if request.decided_at else "an unknown time"
     reason = f" — “{user_text(request.reason)}”" if request.reason else ""
-    if request.status == "approved":
+    if request.status == RequestStatus.APPROVED:
         return f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}"
-    if request.status == "rejected":
+    if request.status == RequestStatus.REJECTED:
         verb = "Withdrawn" if request.decided_by == request.requested_by else "Rejected"
         return f":x: *{verb}* by {user(request.decided_by)} at {at}{reason}"
-    if request.status == "expired":
+    if request.status == RequestStatus.EXPIRED:
         return f":hourglass: *Expired* at {when(request.expires_at, now)} without a decision"
     return f":leftwards_arrow_with_hook: *Superseded* at {at}{reason}"
 

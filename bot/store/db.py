@@ -31,6 +31,8 @@ from bot.errors import (
     ImagebotError,
     InvalidTransition,
     JobError,
+    NoSuchRequest,
+    NoSuchSchedule,
     ServerInUse,
 )
 from bot.imaging import jobs
@@ -683,11 +685,11 @@ class Store:
     def _request(self, request_id: str) -> RequestRow:
         rows = list(self.db.query("SELECT * FROM change_requests WHERE id = ?", [request_id]))
         if not rows:
-            raise JobError(f"There is no change request {request_id}.")
+            raise NoSuchRequest(f"There is no change request {request_id}.")
         return _request_row(rows[0])
 
     def get_change_request(self, request_id: str) -> RequestRow:
-        """One change request ('R4' or 'r4'); JobError when unknown."""
+        """One change request ('R4' or 'r4'); NoSuchRequest when unknown."""
         return self._request(normalize_request_id(request_id))
 
     def list_change_requests(self, *, statuses: Collection[str] | None = None,
@@ -813,11 +815,11 @@ class Store:
     def _schedule(self, schedule_id: str) -> ScheduleRow:
         rows = list(self.db.query("SELECT * FROM schedules WHERE id = ?", [schedule_id]))
         if not rows:
-            raise JobError(f"There is no schedule {schedule_id}.")
+            raise NoSuchSchedule(f"There is no schedule {schedule_id}.")
         return _schedule_row(rows[0])
 
     def get_schedule(self, schedule_id: str) -> ScheduleRow:
-        """One schedule by id ('S1'); JobError when unknown."""
+        """One schedule by id ('S1'); NoSuchSchedule when unknown."""
         return self._schedule(schedule_id.strip().upper())
 
     def schedule_for_server(self, server_id: str) -> ScheduleRow | None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time, timedelta
 
 from bot.scheduling.approvals import ApprovalRules, new_request
 from bot.scheduling.due import (
-    RetainableImage,
     ScheduleSpec,
     ambiguous_or_missing,
     preview,
@@ -23,6 +22,7 @@ from bot.scheduling.messages import (
     run_note,
     schedules_text,
 )
+from bot.scheduling.retention import RetainableImage
 
 NOW = datetime(2025, 3, 20, 9, 0, tzinfo=UTC)
 SPEC = ScheduleSpec("daily", None, time(2, 30), "Europe/Berlin", 7)

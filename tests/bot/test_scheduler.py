@@ -1,4 +1,5 @@
-"""Due-times, DST, catch-up, busy retries and retention (bot.scheduling.due)."""
+"""Due-times, DST, catch-up (bot.scheduling.due), busy retries (bot.scheduling.runs) and
+retention (bot.scheduling.retention)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import commands
 from bot.cloud.models import Image
+from bot.errors import InvalidSchedule
 from bot.scheduling.due import (
     DAYS,
     DueQueue,
-    InvalidSchedule,
-    RetainableImage,
     ScheduleSpec,
     ambiguous_or_missing,
     describe,
@@ -24,11 +25,15 @@ from bot.scheduling.due import (
     next_run,
     occurrences_after,
     preview,
+)
+from bot.scheduling.retention import (
+    RetainableImage,
     retainable_from_image,
-    retry_after_busy,
     select_for_deletion,
     would_delete_at_next_success,
 )
+from bot.scheduling.rows import spec_of
+from bot.scheduling.runs import retry_after_busy
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
@@ -71,16 +76,18 @@ def test_invalid_specs_are_rejected_at_proposal_time(kwargs: dict[str, object],
         ScheduleSpec(**fields)  # type: ignore[arg-type]
 
 
-def test_from_text_normalises_loose_input() -> None:
-    spec = ScheduleSpec.from_text("Weekly", "mon", "3:05", " Europe/Berlin ", 4)
-    assert spec == ScheduleSpec("weekly", "MONDAY", time(3, 5), "Europe/Berlin", 4)
-    assert ScheduleSpec.from_text("daily", None, "23:59", "UTC", 1).at == time(23, 59)
-    for bad in ({"day": "T"}, {"day": "funday"}, {"at": "25:00"}, {"at": "3pm"}):
-        args: dict[str, object] = {"frequency": "weekly", "day": "tue", "at": "03:00",
-                                   "tz": "UTC", "keep": 3}
-        args.update(bad)
-        with pytest.raises(InvalidSchedule):
-            ScheduleSpec.from_text(**args)  # type: ignore[arg-type]
+def test_the_grammar_normalises_loose_input_into_a_spec() -> None:
+    # Loose user input is the grammar's job (the spec itself takes only exact values).
+    request = commands.parse("schedule web-1 Weekly mon at 3:05 --tz Europe/Berlin --keep 4")
+    assert isinstance(request, commands.Schedule)
+    assert spec_of(request) == ScheduleSpec("weekly", "MONDAY", time(3, 5), "Europe/Berlin", 4)
+    daily_request = commands.parse("schedule web-1 daily at 23:59 --keep 1")
+    assert isinstance(daily_request, commands.Schedule)
+    assert spec_of(daily_request).at == time(23, 59)
+    for bad in ("weekly T at 03:00", "weekly funday at 03:00", "weekly tue at 25:00",
+                "weekly tue at 3pm"):
+        with pytest.raises(commands.ParseError):
+            commands.parse(f"schedule web-1 {bad} --keep 3")
 
 
 def test_naive_datetimes_are_refused() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,12 @@ import pytest
 
 import commands
 from bot.cloud.models import Image, Server
-from bot.errors import NotFound, PermissionDenied
+from bot.errors import JobError, NoSuchRequest, NoSuchSchedule, NotFound, PermissionDenied
 from bot.imaging import jobs
 from bot.policy import Policy
 from bot.scheduling.due import ScheduleSpec, next_run
-from bot.scheduling.service import ScheduleService, spec_from_dict, spec_to_dict
+from bot.scheduling.rows import spec_from_dict, spec_of, spec_to_dict
+from bot.scheduling.service import ScheduleService
 from bot.store import AsyncStore, Store, StoreError
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday; 03:00 Berlin is 02:00 UTC (CET)
@@ -166,8 +167,16 @@ def actions(rows: list[Any]) -> list[str]:
 # --- spec round trip -------------------------------------------------------------------------
 
 
+def parsed_spec(text: str) -> ScheduleSpec:
+    """The spec of `/image schedule <text>`, through the grammar like a user's command."""
+    request = commands.parse(f"schedule web-1 {text}")
+    assert isinstance(request, commands.Schedule)
+    return spec_of(request)
+
+
 def test_spec_round_trip() -> None:
-    spec = ScheduleSpec.from_text("weekly", "sat", "04:30", "America/New_York", 5)
+    spec = parsed_spec("weekly sat at 04:30 --tz America/New_York --keep 5")
+    assert spec == ScheduleSpec("weekly", "SATURDAY", time(4, 30), "America/New_York", 5)
     assert spec_from_dict(spec_to_dict(spec)) == spec
 
 
@@ -279,6 +288,22 @@ async def test_click_after_expiry_marks_it_expired_without_a_sweep(
     assert (await store.run(Store.get_change_request, rid)).status == "expired"
 
 
+async def test_unknown_or_foreign_requests_and_schedules_have_their_own_errors(
+        service: ScheduleService, store: AsyncStore) -> None:
+    rid = await propose(service, "schedule web-1 daily at 03:00")
+    with pytest.raises(NoSuchRequest, match="There is no change request R99"):
+        await service.decide("R99", actor="U0BOB", action="approve")
+    with pytest.raises(NoSuchRequest, match="R99"):  # typed in a channel: said the same way
+        await service.decide("r99", actor="U0BOB", action="approve", channel="C0OPS")
+    with pytest.raises(NoSuchRequest, match=rid):  # another channel's request is not there
+        await service.decide(rid, actor="U0BOB", action="approve", channel="C0OTHER")
+    with pytest.raises(NoSuchSchedule, match="There is no schedule S9"):
+        await store.run(Store.get_schedule, "S9")
+    # Not job errors: code that drops work on a JobError must not drop it for these.
+    assert not issubclass(NoSuchRequest, JobError) and not issubclass(NoSuchSchedule, JobError)
+    assert (await store.run(Store.get_change_request, rid)).status == "pending"
+
+
 async def test_policy_denials(service: ScheduleService, store: AsyncStore,
                               cloud: FakeCloud) -> None:
     with pytest.raises(PermissionDenied):
@@ -347,14 +372,14 @@ async def test_audit_is_append_only(service: ScheduleService, store: AsyncStore)
 # --- the scheduler loop ------------------------------------------------------------------------
 
 
-async def to_slot(service: ScheduleService, clock: Clock, spec_text: tuple[str, ...]) -> datetime:
-    spec = ScheduleSpec.from_text(*spec_text)  # type: ignore[arg-type]
+async def to_slot(service: ScheduleService, clock: Clock, spec_text: str) -> datetime:
+    spec = parsed_spec(spec_text)
     slot = next_run(spec, clock.now)
     clock.now = slot + timedelta(minutes=1)
     return slot
 
 
-BERLIN = ("daily", None, "03:00", "Europe/Berlin", 2)
+BERLIN = "daily at 03:00 --tz Europe/Berlin --keep 2"
 
 
 async def test_double_tick_and_a_second_instance_make_one_job_per_slot(

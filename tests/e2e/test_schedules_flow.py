@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         assert schedule.id == "S1" and schedule.approved_by == "U0BOB"
 
         # Move the bot's clock to one minute after the next 03:00 Berlin slot.
-        spec = ScheduleSpec.from_text("daily", None, "03:00", "Europe/Berlin", 2)
+        spec = ScheduleSpec("daily", None, time(3, 0), "Europe/Berlin", 2)
         slot = next_run(spec, system.clock())
         system.clock.shift(slot - system.clock() + timedelta(minutes=1))
         system.runtime.poke()

@@ -1,0 +1,254 @@
+"""Change requests: the propose / decide shell around the pure `bot.scheduling.approvals`.
+
+- `propose`: `/image schedule ...` creates a change request (never a schedule) and queues its
+  approval message through the outbox (`channel_post`, thread_key = the request id, so its ts is
+  found later with `Store.posted_message`); older pending requests for the server are superseded
+  in the same transaction.
+- `decide`: applies `approvals.decide` and persists it with compare-and-set on the request's
+  status, upserting the server's schedule in the same transaction, so the first valid click
+  wins; every decision and refusal lands in `audit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import commands
+from bot.errors import (
+    CloudError,
+    ConflictingUpdate,
+    ImagebotError,
+    NoSuchRequest,
+    PermissionDenied,
+)
+from bot.policy import DISABLED_TEXT, not_here, refuse
+from bot.scheduling.approvals import UNSET, ChangeRequest, Decision, new_request
+from bot.scheduling.approvals import decide as decide_request
+from bot.scheduling.approvals import supersede as supersede_requests
+from bot.scheduling.due import ScheduleSpec
+from bot.scheduling.messages import approval_message
+from bot.scheduling.ports import CloudPort, Context
+from bot.scheduling.retention import (
+    RetainableImage,
+    retainable_from_image,
+    would_delete_at_next_success,
+)
+from bot.scheduling.rows import (
+    active_spec,
+    approval_view,
+    decision_fields,
+    spec_of,
+    spec_to_dict,
+    to_request,
+)
+from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
+from bot.vocabulary import OutboxKind, RequestStatus
+
+log = logging.getLogger(__name__)
+
+PROPOSE_TRIES = 3  # a proposal races only decisions of older requests for the same server
+DECIDE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one approve/reject attempt, for the person who tried."""
+
+    accepted: bool
+    message: str
+    request: RequestRow
+
+
+class ChangeRequests:
+    """Proposals and decisions of schedule changes, from committed SQLite state."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def propose(self, request: commands.Schedule | commands.ScheduleOff, *, user: str,
+                      channel: str, channel_name: str | None = None) -> RequestRow:
+        """Create a change request for `request` and queue its approval message.
+
+        Raises `PermissionDenied` (policy), `InvalidSchedule`, cloud errors (unknown server) or
+        `ImagebotError` (nothing to change).
+        """
+        ctx = self.ctx
+        pol = ctx.channel_policy(channel, channel_name)
+        refusal = await refuse(pol, user, request.server.text, ctx.member_groups,
+                               doing="propose schedules")
+        if refusal:
+            raise PermissionDenied(refusal)
+        cloud = ctx.cloud(pol.cloud)
+        server = await cloud.find_server(request.server.text)
+        if not pol.may_touch(server.name):
+            raise PermissionDenied(f"This channel may not image {server.name!r}.")
+        existing = await ctx.store.run(Store.schedule_for_server, server.id)
+        old = active_spec(existing)
+        new: ScheduleSpec | None = None
+        if isinstance(request, commands.ScheduleOff):
+            if old is None:
+                raise ImagebotError(f"{server.name} has no schedule to turn off.")
+        else:
+            new = spec_of(request)
+            if new == old:
+                raise ImagebotError(f"{server.name} already has exactly that schedule.")
+        doomed: list[RetainableImage] = []
+        if new is not None and existing is not None:
+            doomed = await self._would_delete(cloud, server.id, new.keep, existing.id)
+        rules = pol.approval_rules()
+        notify = pol.notify_channel
+        for _ in range(PROPOSE_TRIES):
+            now = ctx.clock()
+            pending = [to_request(r) for r in await ctx.store.run(
+                Store.list_change_requests, statuses=[RequestStatus.PENDING],
+                server_id=server.id)]
+
+            def build(request_id: str, now: datetime = now,
+                      pending: list[ChangeRequest] = pending) -> RequestPlan:
+                req = new_request(id=request_id, kind="off" if new is None else "set",
+                                  server=server.id, old=old, new=new, requested_by=user,
+                                  channel=channel, now=now, rules=rules)
+                replaced = supersede_requests(pending, req, now)
+                view = approval_view(req, server.name, rules, notify, now, doomed)
+                values = {
+                    "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
+                    "server_name": server.name,
+                    "old_spec": spec_to_dict(old) if old else None,
+                    "new_spec": spec_to_dict(new) if new else None,
+                    "requested_by": user, "channel": channel, "channel_name": channel_name,
+                    "expires_at": req.expires_at, "status": RequestStatus.PENDING,
+                }
+                audit = [AuditEntry("request_created", request_id, user, {
+                    "kind": req.kind, "server_id": server.id, "server_name": server.name,
+                    "old": values["old_spec"], "new": values["new_spec"],
+                    "expires_at": req.expires_at.isoformat()})]
+                audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
+                          for r in replaced]
+                return RequestPlan(
+                    values=values,
+                    updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
+                    audit=audit,
+                    outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
+                                       payload=approval_message(view, now),
+                                       thread_key=request_id)])
+
+            try:
+                row = await ctx.store.run(Store.add_change_request, build)
+            except ConflictingUpdate:
+                continue  # an older request was decided meanwhile; look again
+            ctx.on_new_work()
+            return row
+        raise ImagebotError("Too many concurrent changes for this server; try again.")
+
+    async def _would_delete(self, cloud: CloudPort, server_id: str, keep: int,
+                            schedule_id: str) -> list[RetainableImage]:
+        try:
+            images = await cloud.list_images(server_id=server_id)
+        except CloudError as exc:  # the message just shows less; the decision is unaffected
+            log.warning("could not list images for the approval message: %s", exc)
+            return []
+        found = [r for r in map(retainable_from_image, images) if r is not None]
+        return would_delete_at_next_success(found, keep, schedule_id)
+
+    async def _request_here(self, request_id: str, actor: str, action: str,
+                            channel: str | None) -> RequestRow:
+        """The request, when `channel` (None: anywhere) may see it; `NoSuchRequest` else."""
+        ctx = self.ctx
+        try:
+            row = await ctx.store.run(Store.get_change_request, request_id)
+        except ImagebotError:  # unknown, or not an id at all
+            if channel is None:
+                raise
+            raise NoSuchRequest(not_here("change request", request_id.upper())) from None
+        if channel is not None and row.channel != channel:
+            await ctx.store.run(Store.add_audit, [AuditEntry("decision_refused", row.id, actor, {
+                "action": action, "refusal": "other_channel", "channel": channel})])
+            raise NoSuchRequest(not_here("change request", row.id))
+        return row
+
+    async def decide(self, request_id: str, *, actor: str, action: str,
+                     reason: str | None = None, channel: str | None = None) -> Outcome:
+        """Approve or reject a request as `actor`; the first valid decision wins.
+
+        Permission is checked against the policy as it is now (not as it was when the message
+        was posted). `channel` is where the decision was typed or clicked: a request is decided
+        only in its own channel (another channel is told it does not exist there:
+        `NoSuchRequest`), never in a disabled one. With no approvers listed, only the channel's
+        members decide. Refusals are audited too.
+        """
+        if action not in ("approve", "reject"):
+            raise ValueError(f"unknown action {action!r}")
+        ctx = self.ctx
+        for _ in range(DECIDE_TRIES):
+            row = await self._request_here(request_id, actor, action, channel)
+            request = to_request(row)
+            policy = ctx.channel_policy(row.channel, row.channel_name)
+            if not policy.enabled:
+                await ctx.store.run(Store.add_audit, [AuditEntry("decision_refused", row.id,
+                    actor, {"action": action, "refusal": "disabled"})])
+                return Outcome(False, DISABLED_TEXT, row)
+            rules = policy.approval_rules()
+            groups = await ctx.groups(actor, rules)
+            members = None
+            if ctx.directory is not None and not rules.restricted:
+                members = await ctx.directory.members(row.channel)
+            current = active_spec(await ctx.store.run(Store.schedule_for_server, row.server_id))
+            now = ctx.clock()
+            decision: Decision = decide_request(
+                request, actor=actor, action=action, now=now,  # type: ignore[arg-type]
+                rules=rules, actor_groups=groups, reason=reason,
+                current=current if action == "approve" else UNSET, members=members)
+            if not decision.accepted:
+                audit = [AuditEntry("decision_refused", row.id, actor,
+                                    {"action": action, "refusal": decision.refusal})]
+                if decision.changed:  # found expired at click time
+                    try:
+                        row = await ctx.store.run(Store.update_change_request,
+                            row.id, expected=RequestStatus.PENDING,
+                            fields=decision_fields(decision.request),
+                            audit=[AuditEntry("request_expired", row.id, None, {}), *audit])
+                    except ConflictingUpdate:
+                        continue
+                    ctx.wake.set()
+                else:
+                    await ctx.store.run(Store.add_audit, audit)
+                return Outcome(False, decision.message, row)
+            done = decision.request
+            schedule = (schedule_values(row, done, now)
+                        if done.status == RequestStatus.APPROVED else None)
+            audit = [AuditEntry(f"request_{done.status}", row.id, actor,
+                                {"reason": done.reason, "kind": row.kind,
+                                 "server_id": row.server_id})]
+            if schedule is not None:
+                audit.append(AuditEntry("schedule_" + ("off" if row.kind == "off" else "set"),
+                                        row.server_id, actor,
+                                        {"request": row.id, "spec": row.new_spec}))
+            try:
+                row = await ctx.store.run(Store.update_change_request,
+                    row.id, expected=RequestStatus.PENDING, fields=decision_fields(done),
+                    audit=audit, schedule=schedule)
+            except ConflictingUpdate:
+                continue  # someone else decided first: the next pass tells who
+            ctx.wake.set()
+            ctx.on_new_work()
+            return Outcome(True, decision.message, row)
+        raise ImagebotError(f"{request_id} keeps changing; try again.")
+
+
+def schedule_values(row: RequestRow, done: ChangeRequest, now: datetime) -> dict[str, Any]:
+    """The schedule row an approved request writes (the server's one row, replaced in place)."""
+    at = done.decided_at or now
+    if row.kind == "off":
+        return {"server_id": row.server_id, "status": "off", "approved_by": done.decided_by,
+                "request_id": row.id, "effective_at": at}
+    spec = dict(row.new_spec or {})
+    return {"server_id": row.server_id, "server_ref": row.server_ref,
+            "server_name": row.server_name, "frequency": spec["frequency"],
+            "day": spec.get("day"), "at": spec["at"], "tz": spec["tz"], "keep": spec["keep"],
+            "channel": row.channel, "channel_name": row.channel_name,
+            "created_by": row.requested_by, "approved_by": done.decided_by,
+            "request_id": row.id, "effective_at": at, "last_slot": None,
+            "status": "active"}

@@ -1,0 +1,86 @@
+"""Between stored rows and the pure scheduling types: specs, change requests, approval views.
+
+Pure: no I/O. The shells (`requests`, `loop`, `service`) and the tests use these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, time
+from typing import Any
+
+import commands
+from bot.scheduling.approvals import ApprovalRules, ChangeRequest
+from bot.scheduling.due import ScheduleSpec, ambiguous_or_missing, preview
+from bot.scheduling.messages import ApprovalView
+from bot.scheduling.retention import RetainableImage
+from bot.store import RequestRow, ScheduleRow
+from bot.vocabulary import RequestStatus
+
+
+def spec_of(request: commands.Schedule) -> ScheduleSpec:
+    """The spec a parsed `/image schedule` asks for (`InvalidSchedule` when it cannot run)."""
+    return ScheduleSpec(request.frequency, request.day, request.at, request.tz, request.keep)
+
+
+def spec_to_dict(spec: ScheduleSpec) -> dict[str, Any]:
+    """A spec as stored: frequency, day, at 'HH:MM', tz, keep."""
+    return {"frequency": spec.frequency, "day": spec.day, "at": spec.at.strftime("%H:%M"),
+            "tz": spec.tz, "keep": spec.keep}
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> ScheduleSpec:
+    """The inverse of `spec_to_dict`."""
+    hh, mm = str(data["at"]).split(":")
+    return ScheduleSpec(data["frequency"], data.get("day"), time(int(hh), int(mm)),
+                        str(data["tz"]), int(data["keep"]))
+
+
+def schedule_spec(row: ScheduleRow) -> ScheduleSpec:
+    """The spec of a stored schedule."""
+    return spec_from_dict({"frequency": row.frequency, "day": row.day, "at": row.at,
+                           "tz": row.tz, "keep": row.keep})
+
+
+def active_spec(row: ScheduleRow | None) -> ScheduleSpec | None:
+    """The spec of a server's schedule when it is active (None: none, or turned off)."""
+    return schedule_spec(row) if row is not None and row.status == "active" else None
+
+
+def to_request(row: RequestRow) -> ChangeRequest:
+    """The pure `ChangeRequest` of a stored row."""
+    return ChangeRequest(
+        id=row.id, kind=row.kind,  # type: ignore[arg-type]
+        server=row.server_id,
+        old=spec_from_dict(row.old_spec) if row.old_spec else None,
+        new=spec_from_dict(row.new_spec) if row.new_spec else None,
+        requested_by=row.requested_by, channel=row.channel, created_at=row.created_at,
+        expires_at=row.expires_at, status=RequestStatus(row.status),
+        decided_by=row.decided_by, decided_at=row.decided_at, reason=row.reason)
+
+
+def label(row: RequestRow | ScheduleRow) -> str:
+    """How a request or schedule names its server: the name when known, else the reference."""
+    return row.server_name or row.server_ref
+
+
+def decision_fields(request: ChangeRequest) -> dict[str, Any]:
+    """The columns a decision (approve, reject, expire, supersede) writes."""
+    return {"status": request.status, "decided_by": request.decided_by,
+            "decided_at": request.decided_at, "reason": request.reason}
+
+
+def approval_view(request: ChangeRequest, server_label: str, rules: ApprovalRules,
+                  notify: str | None, now: datetime,
+                  doomed: Iterable[RetainableImage] = ()) -> ApprovalView:
+    """What the approval message shows: the next runs, DST notes, who may approve and the
+    images the change would delete."""
+    runs: list[tuple[datetime, datetime]] = []
+    notes: list[str] = []
+    if request.new is not None:
+        runs = preview(request.new, now, 3)
+        notes = [n.text for n in ambiguous_or_missing(request.new, 366, now=now)]
+    return ApprovalView(request=request, server_label=server_label,
+                        who_may_approve=rules.who_may_approve(request.requested_by),
+                        next_runs=runs, dst_notes=notes, would_delete=tuple(doomed),
+                        notify_channel=notify)
