@@ -15,6 +15,7 @@ import pytest
 
 from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig
+from tests.helpers import Clock
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PASSWORD = "s3cr3t-Pa55word"
@@ -28,19 +29,6 @@ Responder = httpx.Response | Callable[[httpx.Request], httpx.Response] | Excepti
 def sample(rel: str) -> Any:
     """A JSON API sample from tests/samples."""
     return json.loads((SAMPLES / rel).read_text())
-
-
-class Clock:
-    """A settable UTC clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Sleeps:
@@ -157,7 +145,7 @@ def image_doc(iid: str = IMAGE_ID, status: str = "active", **props: Any) -> dict
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
