@@ -15,17 +15,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from bench import procs
 from bench.kill9 import check
-from bench.procs import (
-    cloud_state,
-    kill,
-    post_commands,
-    slack_messages,
-    start_bot,
-    stop,
-    wait_settled,
-    world,
-)
 from bench.reliability_cases import CaseResult
 
 
@@ -44,9 +35,9 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
                          within: float = 300.0) -> CaseResult:
     """Run the case; see the module docstring."""
     result = CaseResult(f"outside reader/backup ({n_jobs} jobs, procs)")
-    async with world(n_jobs, speed) as w:
+    async with procs.world(n_jobs, speed) as w:
         ws = w.workspace()
-        bot = await start_bot(w)
+        bot = await procs.start_bot(w)
         stop_visits = asyncio.Event()
         visits: list[str | None] = []
 
@@ -62,24 +53,24 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
             try:
                 size = max(1, n_jobs // batches)
                 for start in range(1, n_jobs + 1, size):
-                    acks += await post_commands(w, ws, [
+                    acks += await procs.post_commands(w, ws, [
                         f"create load-{i} --now"
                         for i in range(start, min(n_jobs, start + size - 1) + 1)])
                     # Between batches: one more visit that surely opens and closes.
                     visits.append(await asyncio.to_thread(
                         read_and_back_up, w.db, Path(tmp) / "between.db"))
                 await asyncio.sleep(0.5)
-                await kill(bot)
-                bot = await start_bot(w)
-                rows, depth, settled = await wait_settled(w.db, within, at_least=n_jobs)
+                await procs.kill(bot)
+                bot = await procs.start_bot(w)
+                rows, depth, settled = await procs.wait_settled(w.db, within, at_least=n_jobs)
                 if not settled:
                     result.problems.append(f"outside readers saw {len(rows)} jobs, "
                                            f"outbox {depth}, after {within:.0f}s")
-                cloud, messages = await cloud_state(w), await slack_messages(w)
+                cloud, messages = await procs.cloud_state(w), await procs.slack_messages(w)
             finally:
                 stop_visits.set()
                 await reader
-                await stop(bot)
+                await procs.stop(bot)
     ids = [job_id for job_id, _ in rows]
     if len(set(ids)) != len(ids) or ids != [f"J{n}" for n in range(1, len(ids) + 1)]:
         result.problems.append(f"job ids not unique and in order: {ids}")
