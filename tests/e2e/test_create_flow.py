@@ -64,7 +64,8 @@ async def test_many_jobs_on_rackspace_poll_changes_since_under_its_published_lim
             assert (await system.command("alice", "#ops", f"create load-{i} --now")
                     ).status_code == 200
         await system.settle(within=60)
-        states = [(await system.runtime.store.run(Store.get_job, f"J{i}")).state for i in range(1, 7)]
+        states = [(await system.runtime.store.run(Store.get_job, f"J{i}")).state
+                  for i in range(1, 7)]
         assert states == ["succeeded"] * 6
         routes = system.world.stats_snapshot()["routes"]
         assert routes.get("GET /compute/v2.1/servers/detail", 0) >= 2
@@ -298,7 +299,7 @@ async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> No
         [parent] = parents(system)
         # The Start button re-checks the rule on every click.
         await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
-        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
+        assert await state_is(system, "J1", "awaiting_confirmation")
         await system.deliverer.click("carol", OPS, parent.ts, "job_start", "J1")
         await system.settle()
         assert (await system.runtime.store.run(Store.get_job, "J1")).state == "succeeded"
@@ -313,7 +314,8 @@ async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
         "      user_domain_name: Default\n      project_domain_name: Default\n"
         "    region_name: RegionOne\n")
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    policy = policy_file(tmp_path, '[channels.C0OPS]\ncloud = "lab"\n\n[channels.C0ALERTS]\ncloud = "nope"\n')
+    policy = policy_file(tmp_path, '[channels.C0OPS]\ncloud = "lab"\n\n'
+                                   '[channels.C0ALERTS]\ncloud = "nope"\n')
     async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
         await system.command("alice", "#ops", "create web-1 --now")
         await system.command("alice", "#ops-alerts", "create web-2 --now")
