@@ -62,7 +62,7 @@ def add_plugin_verbs(sub: Subcommands) -> None:
     for point in sorted(entry_points(group=VERBS_GROUP), key=lambda p: p.name):
         try:
             add: AddVerb = point.load()
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:  # no such module, or no such function
             print(f"imagebot: verb {point.name!r} ({point.value}) not loaded: {exc}",
                   file=sys.stderr)
             continue

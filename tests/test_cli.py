@@ -33,11 +33,13 @@ def test_a_verb_that_cannot_be_loaded_is_named_and_the_others_still_work(
     group = cli.VERBS_GROUP
     broken = EntryPoints([
         EntryPoint("gone", "no_such_package.cli:add", group),
+        EntryPoint("typo", "sandbox.cli:add_no_such_verb", group),
         EntryPoint("cloud-sim", "sandbox.cli:add_cloud_sim", group)])
     monkeypatch.setattr(cli, "entry_points", lambda group: broken)
     parser = cli.build_parser()
     assert verbs(parser) == ["cloud", "run", "cloud-sim"]
     err = capsys.readouterr().err
     assert "verb 'gone' (no_such_package.cli:add) not loaded" in err
+    assert "verb 'typo' (sandbox.cli:add_no_such_verb) not loaded" in err
     run = parser.parse_args(["run", "--http", "--port", "0"])
     assert (run.handler, run.http, run.port) == (cli._run, True, 0)
