@@ -13,28 +13,14 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
 
 from bench.common import Row, percentile
-from bench.procs import start_bot, world
-from sandbox.slack.deliver import VERIFICATION_TOKEN
-from sandbox.slack.model import APP_ID, TEAM_DOMAIN, TEAM_ID, SlackWorkspace
+from bench.procs import command_body, start_bot, world
+from sandbox.slack.model import SlackWorkspace
 from sandbox.system import SIGNING_SECRET
 
 SLACK_DEADLINE_MS = 3000.0
 GOAL_P99_MS = 50.0
-
-
-def command_body(ws: SlackWorkspace, user: str, channel: str, text: str) -> str:
-    """The form Slack posts for `/image text`, with a response_url and a fresh trigger_id."""
-    u, ch = ws.user(user), ws.channel(channel)
-    ru = ws.new_response_url(ch.id, u.id, "command")
-    form = {"token": VERIFICATION_TOKEN, "team_id": TEAM_ID, "team_domain": TEAM_DOMAIN,
-            "channel_id": ch.id, "channel_name": ch.name, "user_id": u.id, "user_name": u.name,
-            "command": "/image", "text": text, "api_app_id": APP_ID,
-            "is_enterprise_install": "false", "response_url": ws.response_url(ru),
-            "trigger_id": ws.new_trigger_id()}
-    return urlencode(form)
 
 
 @contextlib.asynccontextmanager

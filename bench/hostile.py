@@ -29,8 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bench.fig_ack import command_body
-from bench.procs import World, world
+from bench.procs import World, command_body, world
 from bench.reliability_cases import CaseResult
 from bot.logs import MAX_MESSAGE
 from sandbox.slack.deliver import sign

@@ -10,34 +10,25 @@ exactly one final reply per thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
-import signal
-import sqlite3
-import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.fig_ack import command_body
-from bench.procs import start_bot, world
+from bench.procs import (
+    FINAL,
+    cloud_state,
+    images_by_job,
+    kill,
+    post_commands,
+    slack_messages,
+    start_bot,
+    stop,
+    wait_settled,
+    world,
+)
 from bench.reliability_cases import CaseResult
-from sandbox.slack.deliver import sign
-from sandbox.slack.model import SlackWorkspace
-from sandbox.system import SIGNING_SECRET
 
 FINAL_MARKS = (":white_check_mark:", ":x:")
-
-
-def db_state(db: Path) -> tuple[list[tuple[str, str]], int]:
-    """(job id, state) of every job, and unsent outbox items still to try."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-        rows = conn.execute("SELECT id, state FROM jobs ORDER BY seq").fetchall()
-        depth = conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL "
-                             "AND next_attempt_at IS NOT NULL").fetchone()[0]
-    return [(str(r[0]), str(r[1])) for r in rows], int(depth)
 
 
 async def kill9(n_jobs: int = 50, kills: int = 20, speed: float = 50.0, max_gap: float = 1.0,
@@ -47,56 +38,22 @@ async def kill9(n_jobs: int = 50, kills: int = 20, speed: float = 50.0, max_gap:
     result = CaseResult(f"kill -9 x{kills} ({n_jobs} jobs, processes{where})")
     rng = random.Random(seed)
     async with world(n_jobs, speed, api=api) as w:
-        ws = SlackWorkspace()
-        ws.base_url = w.slack_url
-        url = f"http://127.0.0.1:{w.port}/slack/events"
         bot = await start_bot(w)
-        bodies = [command_body(ws, "alice", "#ops", f"create load-{i} --now")
-                  for i in range(1, n_jobs + 1)]
-        async with httpx.AsyncClient(timeout=30) as client:
-            acks = await asyncio.gather(*(_post(client, url, body) for body in bodies))
-        for _ in range(kills):
-            await asyncio.sleep(rng.uniform(0.05, max_gap))
-            bot.send_signal(signal.SIGKILL)
-            await bot.wait()
-            bot = await start_bot(w)
-        deadline = time.monotonic() + within
-        while True:
-            rows, depth = db_state(w.db)
-            if all(state in ("succeeded", "failed", "cancelled") for _, state in rows) \
-                    and depth == 0:
-                break
-            if time.monotonic() > deadline:
+        try:
+            acks = await post_commands(w, w.workspace(), [f"create load-{i} --now"
+                                                          for i in range(1, n_jobs + 1)])
+            for _ in range(kills):
+                await asyncio.sleep(rng.uniform(0.05, max_gap))
+                await kill(bot)
+                bot = await start_bot(w)
+            rows, depth, settled = await wait_settled(w.db, within)
+            if not settled:
                 result.problems.append(f"still busy after {within:.0f}s: outbox {depth}")
-                break
-            await asyncio.sleep(0.5)
-        async with httpx.AsyncClient(timeout=30) as client:
-            cloud = (await client.get(f"{w.cloud_url}/_sim/state")).json()
-            messages = (await client.get(f"{w.slack_url}/_emu/messages",
-                                         params={"channel": "C0OPS"})).json()
-        bot.send_signal(signal.SIGTERM)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot.wait(), 10)
+            cloud, messages = await cloud_state(w), await slack_messages(w)
+        finally:
+            await stop(bot)
     check(result, n_jobs, acks, rows, cloud, messages)
     return result
-
-
-async def _post(client: httpx.AsyncClient, url: str, body: str) -> int:
-    stamp = str(int(time.time()))
-    response = await client.post(url, content=body.encode(), headers={
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body)})
-    return response.status_code
-
-
-def _images_by_job(cloud: dict[str, Any]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for image in cloud.get("images", []):
-        owner = (image.get("properties") or {}).get("imagebot_job_id")
-        if owner:
-            found[owner] = found.get(owner, 0) + 1
-    return found
 
 
 def check(result: CaseResult, n_jobs: int, acks: list[int], rows: list[tuple[str, str]],
@@ -119,10 +76,10 @@ def check(result: CaseResult, n_jobs: int, acks: list[int], rows: list[tuple[str
             found = re.match(r"Job (J\d+)", text)
             if found and message.get("subtype") == "thread_broadcast":
                 finals[found.group(1)] = finals.get(found.group(1), 0) + 1
-    images = _images_by_job(cloud)
+    images = images_by_job(cloud)
     for job_id, state in rows:
         problems = []
-        if state not in ("succeeded", "failed", "cancelled"):
+        if state not in FINAL:
             problems.append(f"{job_id} still {state}")
         if images.get(job_id, 0) != 1:
             problems.append(f"{job_id}: {images.get(job_id, 0)} images in the cloud")
@@ -131,7 +88,7 @@ def check(result: CaseResult, n_jobs: int, acks: list[int], rows: list[tuple[str
         if finals.get(job_id, 0) != 1:
             problems.append(f"{job_id}: {finals.get(job_id, 0)} final replies")
         result.check(not problems, "; ".join(problems))
-        if state not in ("succeeded", "failed", "cancelled") or not finals.get(job_id):
+        if state not in FINAL or not finals.get(job_id):
             result.lost += 1
 
 

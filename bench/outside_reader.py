@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sqlite3
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
-from bench.fig_ack import command_body
-from bench.kill9 import _post, check, db_state
-from bench.procs import start_bot, world
+from bench import procs
+from bench.kill9 import check
 from bench.reliability_cases import CaseResult
-from sandbox.slack.model import SlackWorkspace
-
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def read_and_back_up(db: Path, target: Path) -> str | None:
@@ -43,16 +35,14 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
                          within: float = 300.0) -> CaseResult:
     """Run the case; see the module docstring."""
     result = CaseResult(f"outside reader/backup ({n_jobs} jobs, procs)")
-    async with world(n_jobs, speed) as w:
-        ws = SlackWorkspace()
-        ws.base_url = w.slack_url
-        url = f"http://127.0.0.1:{w.port}/slack/events"
-        bot = await start_bot(w)
-        stop = asyncio.Event()
+    async with procs.world(n_jobs, speed) as w:
+        ws = w.workspace()
+        bot = await procs.start_bot(w)
+        stop_visits = asyncio.Event()
         visits: list[str | None] = []
 
         async def visitor(tmp: Path) -> None:
-            while not stop.is_set():
+            while not stop_visits.is_set():
                 visits.append(await asyncio.to_thread(read_and_back_up, w.db,
                                                       tmp / f"copy-{len(visits)}.db"))
                 await asyncio.sleep(0.05)
@@ -62,36 +52,25 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
             reader = asyncio.create_task(visitor(Path(tmp)))
             try:
                 size = max(1, n_jobs // batches)
-                async with httpx.AsyncClient(timeout=30) as client:
-                    for start in range(1, n_jobs + 1, size):
-                        bodies = [command_body(ws, "alice", "#ops", f"create load-{i} --now")
-                                  for i in range(start, min(n_jobs, start + size - 1) + 1)]
-                        acks += await asyncio.gather(*(_post(client, url, b) for b in bodies))
-                        # Between batches: one more visit that surely opens and closes.
-                        visits.append(await asyncio.to_thread(
-                            read_and_back_up, w.db, Path(tmp) / "between.db"))
+                for start in range(1, n_jobs + 1, size):
+                    acks += await procs.post_commands(w, ws, [
+                        f"create load-{i} --now"
+                        for i in range(start, min(n_jobs, start + size - 1) + 1)])
+                    # Between batches: one more visit that surely opens and closes.
+                    visits.append(await asyncio.to_thread(
+                        read_and_back_up, w.db, Path(tmp) / "between.db"))
                 await asyncio.sleep(0.5)
-                bot.send_signal(signal.SIGKILL)
-                await bot.wait()
-                bot = await start_bot(w)
-                deadline = time.monotonic() + within
-                while True:
-                    rows, depth = db_state(w.db)
-                    if len(rows) >= n_jobs and all(s in FINAL for _, s in rows) and depth == 0:
-                        break
-                    if time.monotonic() > deadline:
-                        result.problems.append(f"outside readers saw {len(rows)} jobs, "
-                                               f"outbox {depth}, after {within:.0f}s")
-                        break
-                    await asyncio.sleep(0.5)
-                async with httpx.AsyncClient(timeout=30) as client:
-                    cloud = (await client.get(f"{w.cloud_url}/_sim/state")).json()
-                    messages = (await client.get(f"{w.slack_url}/_emu/messages",
-                                                 params={"channel": "C0OPS"})).json()
+                await procs.kill(bot)
+                bot = await procs.start_bot(w)
+                rows, depth, settled = await procs.wait_settled(w.db, within, at_least=n_jobs)
+                if not settled:
+                    result.problems.append(f"outside readers saw {len(rows)} jobs, "
+                                           f"outbox {depth}, after {within:.0f}s")
+                cloud, messages = await procs.cloud_state(w), await procs.slack_messages(w)
             finally:
-                stop.set()
+                stop_visits.set()
                 await reader
-                await _stop(bot)
+                await procs.stop(bot)
     ids = [job_id for job_id, _ in rows]
     if len(set(ids)) != len(ids) or ids != [f"J{n}" for n in range(1, len(ids) + 1)]:
         result.problems.append(f"job ids not unique and in order: {ids}")
@@ -100,18 +79,6 @@ async def outside_reader(n_jobs: int = 12, batches: int = 3, speed: float = 50.0
         result.problems.append("no outside visit happened")
     check(result, n_jobs, acks, rows, cloud, messages)
     return result
-
-
-async def _stop(bot: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL if it has not ended in 10 s: no bot outlives the case."""
-    with contextlib.suppress(ProcessLookupError):
-        bot.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(bot.wait(), 10)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            bot.kill()
-        await bot.wait()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,26 @@
 """The `imagebot` command line: one entry point, subcommands wired lazily.
 
 Subsystems are imported inside each handler so `imagebot --help` stays fast and a broken
-optional piece does not take the whole CLI down.
+optional piece does not take the whole CLI down. Verbs of other installed packages (the
+sandbox's `sandbox` and `cloud-sim`) arrive as `imagebot.verbs` entry points, so `bot/` never
+imports `sandbox/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import TypeAlias
 
 from bot import __version__
 from bot.errors import ImagebotError
+
+VERBS_GROUP = "imagebot.verbs"
+# What `add_subparsers()` returns, and an entry point's function that adds one verb to it.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+AddVerb: TypeAlias = Callable[[Subcommands], None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,17 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imagebot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    sim = sub.add_parser("cloud-sim", help="serve the simulated OpenStack/Rackspace cloud")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8780, help="0 picks a free port")
-    sim.add_argument("--speed", type=float, default=1.0, help="time runs X times faster")
-    sim.add_argument("--servers", type=int, default=0, help="also seed N servers load-1..load-N")
-    sim.add_argument("--api", choices=("openstack", "rackspace-legacy"), default="openstack",
-                     help="the API shape to serve: OpenStack (Keystone v3, Nova 2.1-2.96, "
-                          "current Glance) or Rackspace (identity v2.0 API keys, legacy Nova, "
-                          "Rackspace Cloud Images, published rate limits)")
-    sim.set_defaults(handler=_cloud_sim)
 
     cloud = sub.add_parser("cloud", help="cloud connectivity tools")
     cloud_sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION")
@@ -51,46 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000)
     run.set_defaults(handler=_run)
 
-    box = sub.add_parser("sandbox", help="the whole system on this machine: simulated cloud, "
-                         "Slack emulator and the bot, with a console and a web view")
-    box.add_argument("--speed", type=float, default=20.0,
-                     help="simulated cloud time runs X times faster (default 20)")
-    box.add_argument("--script", default=None, metavar="FILE",
-                     help="run console lines from FILE ('-' for stdin) and exit")
-    box.add_argument("--web-port", type=int, default=None, metavar="N",
-                     help="web view port (default 8790 interactively, none for --script; "
-                          "0 picks a free port)")
-    box.add_argument("--no-web", action="store_true", help="do not serve the web view")
-    box.add_argument("--servers", type=int, default=0, help="also seed N servers load-1..load-N")
-    box.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                     help="with --script: fail when jobs still run S seconds after a line")
-    box.add_argument("--slack-rate", type=float, default=1.0, metavar="X",
-                     help="multiply Slack's rate limits (default 1: about 1 post/s per channel, "
-                          "as in real Slack)")
-    box.set_defaults(handler=_sandbox)
-
+    add_plugin_verbs(sub)
     return parser
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from sandbox.console.run import Options, run_sandbox
+def add_plugin_verbs(sub: Subcommands) -> None:
+    """Add the verbs registered under the `imagebot.verbs` entry-point group, by name.
 
-    return run_sandbox(Options(speed=args.speed, script=args.script, web_port=args.web_port,
-                               no_web=args.no_web, servers=args.servers, timeout=args.timeout,
-                               slack_rate=args.slack_rate))
+    Each entry point names a function that adds its subparser. One that cannot be loaded (its
+    package is broken or half-installed) is reported on stderr and left out: the bot's own
+    verbs still work."""
+    for point in sorted(entry_points(group=VERBS_GROUP), key=lambda p: p.name):
+        try:
+            add: AddVerb = point.load()
+        except (ImportError, AttributeError) as exc:  # no such module, or no such function
+            print(f"imagebot: verb {point.name!r} ({point.value}) not loaded: {exc}",
+                  file=sys.stderr)
+            continue
+        add(sub)
 
 
 def _run(args: argparse.Namespace) -> int:
     from bot.serve import run
 
     return run(http=args.http, host=args.host, port=args.port)
-
-
-def _cloud_sim(args: argparse.Namespace) -> int:
-    from sandbox.cloud.serve import serve
-
-    return serve(host=args.host, port=args.port, speed=args.speed, servers=args.servers,
-                 api=args.api)
 
 
 def _cloud_check(args: argparse.Namespace) -> int:

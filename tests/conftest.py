@@ -5,7 +5,10 @@ run tries the same examples; no example database, so a fresh clone behaves like 
 a failure prints the blob that reproduces it). Locally the "dev" profile keeps exploring with
 random examples and remembers failures in .hypothesis/. HYPOTHESIS_PROFILE picks one by name.
 A property test that finds a bug keeps it as an `@example`.
-(hypothesis.readthedocs.io, "Settings profiles".)"""
+(hypothesis.readthedocs.io, "Settings profiles".)
+
+Shared test doubles (Clock, Sleeps, sample) live in tests/helpers.py, and what the end-to-end
+tests read off a running system in tests/e2e/helpers.py: modules to import, unlike a conftest."""
 
 from __future__ import annotations
 

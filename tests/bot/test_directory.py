@@ -18,16 +18,10 @@ from bot.slack.directory import ChannelDirectory
 from bot.slack.web import SlackWeb, make_web_client
 from sandbox.slack.model import BOT_USER_ID, Channel, SlackWorkspace, User
 from sandbox.slack.serve import running_slack
+from tests.helpers import Clock
 
 TOKEN = "xoxb-sandbox"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ async def slack() -> AsyncIterator[tuple[SlackWorkspace, str]]:
 async def test_members_follow_every_page_and_are_cached_for_the_ttl(
         slack: tuple[SlackWorkspace, str]) -> None:
     ws, url = slack
-    clock = Clock()
+    clock = Clock(NOW)
     directory = ChannelDirectory(SlackWeb(make_web_client(TOKEN, f"{url}/api/"), Metrics()),
                                  clock, ttl=timedelta(seconds=60))
     members = await directory.members("C0BIG")
@@ -65,7 +59,7 @@ async def test_unknown_members_refuse_and_names_come_from_conversations_info(
         slack: tuple[SlackWorkspace, str]) -> None:
     ws, url = slack
     directory = ChannelDirectory(SlackWeb(make_web_client(TOKEN, f"{url}/api/"), Metrics()),
-                                 Clock())
+                                 Clock(NOW))
     with pytest.raises(MembershipUnknown, match="could not check"):
         await directory.members("G0SECRET")  # private, the bot is not in it
     assert await directory.name("C0OPS") == "ops"

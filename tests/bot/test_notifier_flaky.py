@@ -21,17 +21,10 @@ from bot.slack.web import SlackWeb, make_web_client
 from bot.store import AsyncStore, OutboxItem, Store
 from sandbox.slack.model import ApiFault, SlackWorkspace
 from sandbox.slack.serve import running_slack
+from tests.helpers import Clock
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TOKEN = "xoxb-sandbox"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -84,7 +77,7 @@ async def drain(notifier: Notifier, clock: Clock, store: AsyncStore, rounds: int
 async def test_a_transient_no_on_the_parent_delays_the_thread_and_loses_nothing(
         tmp_path: Path, slack: tuple[SlackWorkspace, str], fault: ApiFault) -> None:
     ws, url = slack
-    clock = Clock()
+    clock = Clock(START)
     store, notifier = await setup(tmp_path, url, clock)
     try:
         job_id = await new_job(store)
@@ -104,7 +97,7 @@ async def test_a_transient_no_on_the_parent_delays_the_thread_and_loses_nothing(
 async def test_a_transient_no_on_a_reply_keeps_the_order(
         tmp_path: Path, slack: tuple[SlackWorkspace, str]) -> None:
     ws, url = slack
-    clock = Clock()
+    clock = Clock(START)
     store, notifier = await setup(tmp_path, url, clock)
     try:
         await new_job(store)
@@ -124,7 +117,7 @@ async def test_a_transient_no_on_a_reply_keeps_the_order(
 async def test_a_message_slack_refuses_as_too_long_goes_as_short_text(
         tmp_path: Path, slack: tuple[SlackWorkspace, str]) -> None:
     ws, url = slack
-    clock = Clock()
+    clock = Clock(START)
     store, notifier = await setup(tmp_path, url, clock)
     try:
         job_id = await new_job(store)
@@ -143,7 +136,7 @@ async def test_a_channel_that_refuses_for_good_falls_back_once_and_stops_retryin
         tmp_path: Path, slack: tuple[SlackWorkspace, str],
         caplog: pytest.LogCaptureFixture) -> None:
     ws, url = slack
-    clock = Clock()
+    clock = Clock(START)
     store, notifier = await setup(tmp_path, url, clock)
     notifier.notify_for = lambda job: "C0ALERTS"
     ws.add_fault(ApiFault("chat.postMessage", "is_archived"))

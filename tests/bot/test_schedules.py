@@ -22,6 +22,7 @@ from bot.scheduling.due import ScheduleSpec, next_run
 from bot.scheduling.rows import spec_from_dict, spec_of, spec_to_dict
 from bot.scheduling.service import ScheduleService
 from bot.store import AsyncStore, Store, StoreError
+from tests.helpers import Clock
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday; 03:00 Berlin is 02:00 UTC (CET)
 POLICY = """
@@ -35,17 +36,6 @@ approvers = ["U0BOB", "U0CAROL"]
 notify_channel = "C0ALERTS"
 mention = "<!here>"
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def shift(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 class FakeCloud:
@@ -101,7 +91,7 @@ class FakeWeb:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -263,13 +253,13 @@ async def test_reject_with_reason_and_withdrawal(service: ScheduleService,
 async def test_expiry_sweep_then_click_is_refused(service: ScheduleService, store: AsyncStore,
                                                   clock: Clock) -> None:
     rid = await propose(service, "schedule web-1 daily at 03:00")
-    clock.shift(hours=23, minutes=30)
+    clock.advance(hours=23, minutes=30)
     await service.tick()  # inside the last hour: one warning to the notification channel
     await service.tick()
     warnings = [i for i in await store.run(Store.pending_outbox, clock.now) if i.thread_key == "R1:warn"]
     assert len(warnings) == 1 and warnings[0].channel == "C0ALERTS"
     assert warnings[0].payload["text"].startswith("<!here>")
-    clock.shift(hours=1)
+    clock.advance(hours=1)
     await service.tick()
     row = await store.run(Store.get_change_request, rid)
     assert row.status == "expired" and row.decided_at == row.expires_at
@@ -282,7 +272,7 @@ async def test_expiry_sweep_then_click_is_refused(service: ScheduleService, stor
 async def test_click_after_expiry_marks_it_expired_without_a_sweep(
         service: ScheduleService, store: AsyncStore, clock: Clock) -> None:
     rid = await propose(service, "schedule web-1 daily at 03:00")
-    clock.shift(hours=25)
+    clock.advance(hours=25)
     out = await service.decide(rid, actor="U0BOB", action="approve")
     assert not out.accepted and out.request.status == "expired"
     assert (await store.run(Store.get_change_request, rid)).status == "expired"
@@ -342,7 +332,7 @@ async def test_off_request_turns_the_schedule_off(service: ScheduleService, stor
     assert row.kind == "off" and row.old_spec is not None
     assert (await service.decide(rid, actor="U0BOB", action="approve")).accepted
     assert await store.run(Store.list_schedules) == []
-    clock.shift(days=2)
+    clock.advance(days=2)
     await service.tick()
     assert await store.run(Store.list_jobs) == []
 
@@ -415,7 +405,7 @@ async def test_three_days_down_gives_one_catch_up_run(service: ScheduleService,
     [first] = await store.run(Store.list_jobs)
     await finish(store, first.id, ok=True)
     await service.tick()
-    clock.shift(days=3)  # down for three slots; back one minute after the third
+    clock.advance(days=3)  # down for three slots; back one minute after the third
     await service.tick()
     await service.tick()
     runs = await store.run(Store.runs_for_schedule, "S1")
@@ -428,7 +418,7 @@ async def test_down_past_the_window_skips_and_says_so(service: ScheduleService,
                                                       store: AsyncStore, clock: Clock) -> None:
     await approved_schedule(service)
     await to_slot(service, clock, BERLIN)
-    clock.shift(hours=10)  # the slot is 10 h old: outside the 6 h catch-up window
+    clock.advance(hours=10)  # the slot is 10 h old: outside the 6 h catch-up window
     await service.tick()
     assert await store.run(Store.list_jobs) == []
     [run] = await store.run(Store.runs_for_schedule, "S1")
@@ -453,7 +443,7 @@ async def test_busy_server_retries_then_alerts(service: ScheduleService, store: 
             assert run.next_attempt_at == clock.now + timedelta(hours=1)
             await service.tick()
             assert len(await store.run(Store.list_jobs)) == attempt  # not before the hour is up
-            clock.shift(hours=1)
+            clock.advance(hours=1)
             await service.tick()
             assert len(await store.run(Store.list_jobs)) == attempt + 1
     assert run.result == "failed"

@@ -17,24 +17,14 @@ import pytest
 from bot.errors import ConflictingUpdate, InvalidTransition, JobError, ServerInUse
 from bot.imaging import jobs
 from bot.store import AsyncStore, OutboxItem, Store, StoreError
+from tests.helpers import Clock
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -142,7 +132,7 @@ def test_all_fields_round_trip(store: Store, clock: Clock) -> None:
         volume_backed=True, data_disks=("vdb 100 GB", "vdc 5 GB"),
         submitted_at=T0 + timedelta(seconds=1), snapshot_started_at=T0 + timedelta(seconds=2),
         deadline_at=T0 + timedelta(hours=1), thread_ts="123.456")
-    clock.tick(5)
+    clock.advance(5)
     after = store.transition(job.id, expected=jobs.QUEUED, target=jobs.SUBMITTING,
                              event="submitting", fields=fields)
     for name, value in fields.items():
@@ -190,7 +180,7 @@ def test_state_and_identity_cannot_be_set_as_fields(store: Store) -> None:
 
 def test_update_job_with_event_and_outbox(store: Store, clock: Clock) -> None:
     job = new_job(store)
-    clock.tick(3)
+    clock.advance(3)
     after = store.update_job(job.id, fields={"thread_ts": "1.2"}, event="posted",
                              outbox=[OutboxItem("reply", "C1", {"text": "hi"},
                                                 thread_key=job.id)])
@@ -310,9 +300,9 @@ def test_outbox_order_retry_and_give_up(store: Store, clock: Clock) -> None:
     store.mark_failed(third.id, retry_at=None, error="not_in_channel")
     assert store.outbox_depth() == 1
     assert store.pending_outbox(clock()) == []
-    clock.tick(29)
+    clock.advance(29)
     assert store.pending_outbox(clock()) == []
-    clock.tick(1)
+    clock.advance(1)
     [due] = store.pending_outbox(clock())
     assert due.id == second.id and due.attempts == 1 and due.error == "429"
     assert store.outbox_item(first.id).result_ts == "111.1"

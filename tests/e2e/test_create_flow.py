@@ -10,29 +10,22 @@ import pytest
 from bot.imaging.jobs import PhaseDeadlines
 from bot.store import Store
 from sandbox.system import System, running_system
+from tests.e2e.helpers import OPS, images_of_job, parents, policy_file, state_is, thread_texts
 
-OPS = "C0OPS"
 # Both API shapes the simulator serves: OpenStack, and Rackspace's legacy Nova + older Glance
 # (`imagebot cloud-sim --api rackspace-legacy`).
 APIS = pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
 
 
+def server_actions(system: System) -> int:
+    """How many server actions (createImage is one) the cloud was asked for."""
+    return sum(n for route, n in system.world.stats_snapshot()["routes"].items()
+               if route.endswith("/servers/{server_id}/action"))
+
+
 def rate_limited(system: System) -> int:
     """How many requests the cloud refused with 413 (its published limits were exceeded)."""
     return system.world.status_stats.get("413", 0)
-
-
-def parents(system: System, channel: str = OPS) -> list:
-    return [m for m in system.workspace.channel_messages(channel) if not m.thread_ts]
-
-
-def thread_texts(system: System, parent_ts: str, channel: str = OPS) -> list[str]:
-    return [m.text or "" for m in system.workspace.thread(channel, parent_ts)]
-
-
-def images_of_job(system: System, job_id: str) -> list:
-    return [i for i in system.world.images.values()
-            if i.properties.get("imagebot_job_id") == job_id]
 
 
 @APIS
@@ -71,7 +64,8 @@ async def test_many_jobs_on_rackspace_poll_changes_since_under_its_published_lim
             assert (await system.command("alice", "#ops", f"create load-{i} --now")
                     ).status_code == 200
         await system.settle(within=60)
-        states = [(await system.runtime.store.run(Store.get_job, f"J{i}")).state for i in range(1, 7)]
+        states = [(await system.runtime.store.run(Store.get_job, f"J{i}")).state
+                  for i in range(1, 7)]
         assert states == ["succeeded"] * 6
         routes = system.world.stats_snapshot()["routes"]
         assert routes.get("GET /compute/v2.1/servers/detail", 0) >= 2
@@ -102,9 +96,13 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         await system.wait_for(lambda: parents(system))
         [parent] = parents(system)
         assert "Start snapshot" in str(parent.blocks)
+        # Until someone clicks Start nothing is asked of the server: once the bot has nothing
+        # left to do the job still waits, and the cloud saw no server action (createImage).
+        await system.settle()
+        waiting = await system.runtime.store.run(Store.get_job, "J1")
         # The card goes out only once the server is resolved, so it is right from the start.
-        assert (await system.runtime.store.run(Store.get_job, "J1")).server_id
-        assert system.world.images == {} or not images_of_job(system, "J1")
+        assert waiting.state == "awaiting_confirmation" and waiting.server_id
+        assert server_actions(system) == 0 and images_of_job(system, "J1") == []
         first = await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
         second = await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
         assert first.status_code == second.status_code == 200
@@ -113,7 +111,8 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         assert any("already" in (t or "") and "U0ALICE" in (t or "") for t in told), told
         replies = thread_texts(system, parent.ts)
         assert ":white_check_mark:" in replies[-1]
-        assert len(images_of_job(system, "J1")) == 1
+        # Two clicks, one snapshot.
+        assert server_actions(system) == 1 and len(images_of_job(system, "J1")) == 1
         final_parent = system.workspace.find_message(OPS, parent.ts)
         assert "Start snapshot" not in str(final_parent.blocks)
 
@@ -209,9 +208,12 @@ async def test_private_channel_without_the_bot_falls_back_to_response_url() -> N
     async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "G0SECRET", "create web-1 --now")
         await system.settle()
-        assert system.workspace.channel_messages("G0SECRET") == [] or all(
-            m.user != "U0BOT" or m.via != "chat.postMessage"
-            for m in system.workspace.channel_messages("G0SECRET"))
+        # The bot tried the channel, Slack refused it (the bot is no member), and nothing
+        # was posted there: every message went to alice through the command's response_url.
+        tried = [c.error for c in system.workspace.calls("chat.postMessage")
+                 if c.params.get("channel") == "G0SECRET"]
+        assert tried and set(tried) == {"not_in_channel"}, tried
+        assert system.workspace.channel_messages("G0SECRET") == []
         told = [e.text or "" for e in system.workspace.ephemerals("U0ALICE")
                 if e.via == "response_url"]
         assert any("/invite @imagebot" in t for t in told)
@@ -234,7 +236,7 @@ async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path,
     async with running_system(speed=20, db_path=db, api=api) as first:
         world, workspace = first.world, first.workspace
         await first.command("alice", "#ops", "create web-1 --now")
-        await first.wait_for(lambda: _state_is(first, "J1", "uploading"))
+        await first.wait_for(lambda: state_is(first, "J1", "uploading"))
     assert world.find_server("web-1").task_state == "image_uploading"
     async with running_system(speed=20, db_path=db, world=world,
                               workspace=workspace) as second:
@@ -246,10 +248,6 @@ async def test_restart_mid_upload_finishes_the_same_job_with_one_image(tmp_path,
         replies = thread_texts(second, parent.ts)
         assert sum(":white_check_mark:" in r for r in replies) == 1
         assert phase_order(replies) == sorted(phase_order(replies))
-
-
-async def _state_is(system: System, job_id: str, state: str) -> bool:
-    return (await system.runtime.store.run(Store.get_job, job_id)).state == state
 
 
 async def test_slack_429_storm_delays_but_keeps_every_message_in_order() -> None:
@@ -280,16 +278,18 @@ async def test_status_list_and_images_answer_from_the_store_and_the_cloud() -> N
         assert "J1" in listing.text
         assert "No jobs" in (await system.command("alice", "#ops", "list --state failed")).text
         await system.command("alice", "#ops", "images web-1")
-        told = await system.wait_for(lambda: [e.text for e in system.workspace.ephemerals(
-            "U0ALICE") if "golden-web" in (e.text or "") and e.via == "response_url"])
-        assert told
+        [told] = await system.wait_for(lambda: [e.text or "" for e in system.workspace.ephemerals(
+            "U0ALICE") if (e.text or "").startswith("*Images of") and e.via == "response_url"])
+        # web-1's one image, the job's (by its id), not the seeded images of other servers.
+        job = await system.runtime.store.run(Store.get_job, "J1")
+        assert "(1)" in told and "golden-web" in told and f"id `{job.image_id}`" in told, told
         unknown = await system.command("alice", "#ops", "status J99")
         assert "J99" in unknown.text
 
 
 async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> None:
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text('[channels.C0OPS]\ncreators = ["S0APPROVERS"]\n')  # alice and carol
+    # alice and carol are in the group
+    policy = policy_file(tmp_path, '[channels.C0OPS]\ncreators = ["S0APPROVERS"]\n')
     async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
         allowed = await system.command("alice", "#ops", "create web-1")
         refused = await system.command("bob", "#ops", "create web-1")
@@ -299,7 +299,7 @@ async def test_creators_given_as_a_user_group_are_asked_of_slack(tmp_path) -> No
         [parent] = parents(system)
         # The Start button re-checks the rule on every click.
         await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
-        assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"
+        assert await state_is(system, "J1", "awaiting_confirmation")
         await system.deliverer.click("carol", OPS, parent.ts, "job_start", "J1")
         await system.settle()
         assert (await system.runtime.store.run(Store.get_job, "J1")).state == "succeeded"
@@ -314,8 +314,8 @@ async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
         "      user_domain_name: Default\n      project_domain_name: Default\n"
         "    region_name: RegionOne\n")
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text('[channels.C0OPS]\ncloud = "lab"\n\n[channels.C0ALERTS]\ncloud = "nope"\n')
+    policy = policy_file(tmp_path, '[channels.C0OPS]\ncloud = "lab"\n\n'
+                                   '[channels.C0ALERTS]\ncloud = "nope"\n')
     async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
         await system.command("alice", "#ops", "create web-1 --now")
         await system.command("alice", "#ops-alerts", "create web-2 --now")
@@ -329,8 +329,7 @@ async def test_a_channel_policy_picks_the_cloud(tmp_path, monkeypatch) -> None:
 
 async def test_a_stuck_job_is_reported_in_the_thread_and_alerted_in_the_notify_channel(
         tmp_path) -> None:
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text('[channels.C0OPS]\nnotify_channel = "C0ALERTS"\n')
+    policy = policy_file(tmp_path, '[channels.C0OPS]\nnotify_channel = "C0ALERTS"\n')
     deadlines = PhaseDeadlines(snapshot=timedelta(seconds=1))
     async with running_system(speed=200, slack_rate_scale=20, policy_path=policy,
                               deadlines=deadlines) as system:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sqlite3
 import sys
 import time
@@ -17,12 +16,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.fig_ack import command_body
-from bench.kill9 import _post
-from bench.procs import World, free_port, start_bot, world
+from bench.procs import (
+    FINAL,
+    World,
+    cloud_state,
+    free_port,
+    images_by_job,
+    kill,
+    post_commands,
+    start_bot,
+    stop,
+    world,
+)
 from sandbox.slack.model import SlackWorkspace
 
-FINAL = ("succeeded", "failed", "cancelled")
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -43,10 +50,7 @@ def outside_backup(db: Path, target: Path) -> dict[str, str]:
 
 async def ack(w: World, ws: SlackWorkspace, text: str) -> None:
     """Post a signed `/image` command; Slack must get its 200 ack."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        status = await _post(client, f"http://127.0.0.1:{w.port}/slack/events",
-                             command_body(ws, "alice", "#ops", text))
-    assert status == 200
+    assert await post_commands(w, ws, [text]) == [200]
 
 
 async def wait_final(db: Path, job_id: str, within: float = 90.0) -> str:
@@ -61,30 +65,9 @@ async def wait_final(db: Path, job_id: str, within: float = 90.0) -> str:
         await asyncio.sleep(0.2)
 
 
-async def cloud_job_ids(w: World) -> list[str]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        state = (await client.get(f"{w.cloud_url}/_sim/state")).json()
-    return sorted(str((i.get("properties") or {}).get("imagebot_job_id"))
-                  for i in state.get("images", [])
-                  if (i.get("properties") or {}).get("imagebot_job_id"))
-
-
-async def kill9(bot: asyncio.subprocess.Process) -> None:
-    bot.send_signal(signal.SIGKILL)
-    await bot.wait()
-
-
-async def stop(bot: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        bot.send_signal(signal.SIGTERM)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(bot.wait(), 15)
-
-
 async def test_outside_reader_between_jobs_then_sigkill_loses_nothing(tmp_path: Path) -> None:
     async with world(3, 50.0) as w:
-        ws = SlackWorkspace()
-        ws.base_url = w.slack_url
+        ws = w.workspace()  # one workspace: every command gets a trigger id of its own
         bot = await start_bot(w)
         try:
             await ack(w, ws, "create web-1 --now")
@@ -94,15 +77,16 @@ async def test_outside_reader_between_jobs_then_sigkill_loses_nothing(tmp_path: 
             assert outside_backup(w.db, tmp_path / "copy.db")["J1"] == "succeeded"
             await ack(w, ws, "create web-2 --now")
             assert await wait_final(w.db, "J2") == "succeeded"
-            await kill9(bot)
+            await kill(bot)
             bot = await start_bot(w)
             after = outside_read(w.db)
             assert after == {"J1": "succeeded", "J2": "succeeded"}
             await ack(w, ws, "create web-1 --now")
             assert await wait_final(w.db, "J3") == "succeeded"  # J2 is not handed out again
-            assert await cloud_job_ids(w) == ["J1", "J2", "J3"]
+            # One image per job, J2 not made again after the kill.
+            assert images_by_job(await cloud_state(w)) == {"J1": 1, "J2": 1, "J3": 1}
         finally:
-            await stop(bot)
+            await stop(bot, within=15)
 
 
 async def test_second_instance_on_the_same_database_refuses_and_sigkill_frees_it() -> None:
@@ -118,18 +102,18 @@ async def test_second_instance_on_the_same_database_refuses_and_sigkill_frees_it
             finally:
                 # A second instance that did start (the bug) must not outlive the test.
                 if second.returncode is None:
-                    await kill9(second)
+                    await kill(second)
             assert second.returncode == 1
             lines = err.decode().strip().splitlines()
             assert len(lines) == 1, lines
             assert f"pid {bot.pid}, since " in lines[0] and str(w.db) in lines[0], lines[0]
             assert b"listening" not in out
             # The holder dies the hard way: the kernel frees the lock, the next start works.
-            await kill9(bot)
+            await kill(bot)
             bot = await start_bot(w)
             assert bot.returncode is None
             async with httpx.AsyncClient(timeout=10) as client:
                 health = await client.get(f"http://127.0.0.1:{w.port}/healthz")
             assert health.status_code == 200, health.text
         finally:
-            await stop(bot)
+            await stop(bot, within=15)

@@ -15,19 +15,13 @@ from bot.store import Store
 from sandbox.cloud.model import Image, stable_id
 from sandbox.slack.model import Message
 from sandbox.system import System, running_system
+from tests.e2e.helpers import approval_message, parents, policy_file, thread_texts
 
 POLICY = """
 [channels.C0OPS]
 approvers = ["U0BOB", "U0CAROL"]
 notify_channel = "#ops-alerts"
 """
-
-
-def approval_message(system: System, request_id: str) -> Message | None:
-    for message in system.workspace.channel_messages("C0OPS"):
-        if f"Schedule change {request_id} " in (message.text or ""):
-            return message
-    return None
 
 
 def buttons(message: Message) -> list[str]:
@@ -66,8 +60,7 @@ async def propose_and_wait(system: System, text: str) -> Message:
 async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> None:
     # rackspace-legacy: Rackspace Cloud Images has no `in:` and no property filters to trust,
     # so retention must find the schedule's images on its own (owner listing + our check).
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text(POLICY)
+    policy = policy_file(tmp_path, POLICY)
     async with running_system(speed=200, policy_path=policy, api=api) as system:
         own_old = add_image(system, "web-1-old3", 3, imagebot_schedule_id="S1")
         own_mid = add_image(system, "web-1-old2", 2, imagebot_schedule_id="S1")
@@ -135,8 +128,8 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         # The run was announced in the notification channel with its own thread, which reports
         # the deletions; nobody was pinged.
         await system.settle()
-        [parent] = [m for m in system.workspace.channel_messages("C0ALERTS") if not m.thread_ts]
-        replies = [m.text or "" for m in system.workspace.thread("C0ALERTS", parent.ts)]
+        [parent] = parents(system, "C0ALERTS")
+        replies = thread_texts(system, parent.ts, "C0ALERTS")
         # The policy names the channel; the job learned its id from Slack's answer, so the
         # parent message could be updated (chat.update takes ids only).
         job = await store.run(Store.get_job, str(run.job_id))
@@ -160,8 +153,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
 
 
 async def test_reject_path_leaves_no_schedule(tmp_path: Path) -> None:
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text(POLICY)
+    policy = policy_file(tmp_path, POLICY)
     async with running_system(speed=200, policy_path=policy) as system:
         await propose_and_wait(system, "schedule web-1 weekly sat at 04:00 --keep 3")
         response = await system.command("bob", "#ops", "reject R1 not during the freeze")
@@ -184,8 +176,7 @@ async def test_reject_path_leaves_no_schedule(tmp_path: Path) -> None:
 
 
 async def test_expired_request_is_marked_expired_and_cannot_be_approved(tmp_path: Path) -> None:
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text(POLICY + 'approval_expiry = "2h"\n')
+    policy = policy_file(tmp_path, POLICY + 'approval_expiry = "2h"\n')
     async with running_system(speed=200, policy_path=policy) as system:
         message = await propose_and_wait(system, "schedule web-1 daily at 03:00 --keep 2")
         system.clock.shift(timedelta(hours=2, minutes=1))
@@ -202,8 +193,7 @@ async def test_expired_request_is_marked_expired_and_cannot_be_approved(tmp_path
 
 async def test_policy_denies_servers_and_approvers_outside_the_channel_rules(
         tmp_path: Path) -> None:
-    policy = tmp_path / "imagebot.toml"
-    policy.write_text(POLICY + 'servers = ["web-*"]\n')
+    policy = policy_file(tmp_path, POLICY + 'servers = ["web-*"]\n')
     async with running_system(speed=200, policy_path=policy) as system:
         denied = await system.command("alice", "#ops", "schedule db-1 daily --keep 2")
         assert "db-1" in denied.text and "may not" in denied.text

@@ -10,8 +10,7 @@ from bot.serve import connect_socket_mode
 from bot.store import Store
 from sandbox.slack.deliver import SOCKET_MODE, Deliverer
 from sandbox.system import SIGNING_SECRET, running_system
-
-OPS = "C0OPS"
+from tests.e2e.helpers import OPS, parents, thread_texts
 
 
 async def test_create_and_click_over_socket_mode() -> None:
@@ -22,13 +21,12 @@ async def test_create_and_click_over_socket_mode() -> None:
             over_socket = Deliverer(system.workspace, SOCKET_MODE, SIGNING_SECRET)
             answer = await over_socket.slash_command("alice", "#ops", "create web-1")
             assert "J1" in answer.json()["text"]
-            parent = await system.wait_for(lambda: [
-                m for m in system.workspace.channel_messages(OPS) if not m.thread_ts])
+            parent = await system.wait_for(lambda: parents(system))
             await over_socket.click("alice", OPS, parent[0].ts, "job_start", "J1")
             await system.settle()
             job = await system.runtime.store.run(Store.get_job, "J1")
             assert job.state == "succeeded"
-            replies = [m.text or "" for m in system.workspace.thread(OPS, parent[0].ts)]
+            replies = thread_texts(system, parent[0].ts)
             assert ":white_check_mark:" in replies[-1]
             opened = system.workspace.calls("apps.connections.open")
             assert [c.status for c in opened] == [200]

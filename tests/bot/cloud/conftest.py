@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,42 +13,15 @@ import pytest
 
 from bot.cloud.client import CloudClient
 from bot.cloud.config import CloudConfig
+from tests.helpers import Clock, Sleeps
+from tests.helpers import sample as sample  # the tests here import it from this conftest
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PASSWORD = "s3cr3t-Pa55word"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SERVER_ID = "9a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 IMAGE_ID = "0e7761dd-ee98-41f0-ba35-05994e446431"
 
 Responder = httpx.Response | Callable[[httpx.Request], httpx.Response] | Exception
-
-
-def sample(rel: str) -> Any:
-    """A JSON API sample from tests/samples."""
-    return json.loads((SAMPLES / rel).read_text())
-
-
-class Clock:
-    """A settable UTC clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class Sleeps:
-    """Records requested sleeps instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 class FakeCloud:
@@ -157,7 +128,7 @@ def image_doc(iid: str = IMAGE_ID, status: str = "active", **props: Any) -> dict
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from sandbox.cloud.app import create_app
 from sandbox.cloud.model import ManualClock, World
+from tests.helpers import Sleeps
+from tests.helpers import sample as sample  # the tests here import it from this conftest
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 START = 1_700_000_000.0
 
 PASSWORD_AUTH = {"auth": {
     "identity": {"methods": ["password"], "password": {"user": {
         "name": "demo", "domain": {"name": "Default"}, "password": "secret"}}},
     "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}
-
-
-def sample(rel: str) -> Any:
-    """A JSON API sample from tests/samples."""
-    return json.loads((SAMPLES / rel).read_text())
-
-
-class Sleeps:
-    """Records requested sleeps instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture

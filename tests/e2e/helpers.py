@@ -1,0 +1,50 @@
+"""What the end-to-end tests read off a running `System` (sandbox/system.py), in one place.
+
+Every helper reads the emulators' or the store's state; none changes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.store import Store
+from sandbox.cloud.model import Image
+from sandbox.slack.model import Message
+from sandbox.system import System
+
+OPS = "C0OPS"  # #ops in the seeded workspace: alice, bob, carol and the bot
+
+
+def parents(system: System, channel: str = OPS) -> list[Message]:
+    """The channel's top-level messages (a job's card, a change request), oldest first."""
+    return [m for m in system.workspace.channel_messages(channel) if not m.thread_ts]
+
+
+def thread_texts(system: System, parent_ts: str, channel: str = OPS) -> list[str]:
+    """The texts of a thread's replies, oldest first."""
+    return [m.text or "" for m in system.workspace.thread(channel, parent_ts)]
+
+
+def images_of_job(system: System, job_id: str) -> list[Image]:
+    """The cloud's images that carry the job's id (what the bot tags its snapshots with)."""
+    return [i for i in system.world.images.values()
+            if i.properties.get("imagebot_job_id") == job_id]
+
+
+async def state_is(system: System, job_id: str, state: str) -> bool:
+    """Whether the store holds the job in `state` (for `system.wait_for`)."""
+    return (await system.runtime.store.run(Store.get_job, job_id)).state == state
+
+
+def approval_message(system: System, request_id: str, channel: str = OPS) -> Message | None:
+    """The channel message asking to approve change request `request_id`, if posted."""
+    for message in system.workspace.channel_messages(channel):
+        if f"Schedule change {request_id} " in (message.text or ""):
+            return message
+    return None
+
+
+def policy_file(tmp_path: Path, text: str) -> Path:
+    """An `imagebot.toml` policy with `text`, for `running_system(policy_path=...)`."""
+    path = tmp_path / "imagebot.toml"
+    path.write_text(text)
+    return path
