@@ -99,11 +99,22 @@ class Where:
             return self
         return self.any_of("channel", [channel] if isinstance(channel, str) else channel)
 
-    def server(self, server: str | None) -> Where:
-        """The rows whose server ref, name or id is `server` (no filter when None)."""
-        if server is not None:
-            self.clauses.append("(server_ref = ? OR server_name = ? OR server_id = ?)")
-            self.params += [server, server, server]
+    def same(self, column: str, value: Any) -> Where:
+        """`column IS value` (None matches NULL)."""
+        self.clauses.append(f"{column} IS ?")
+        self.params.append(value)
+        return self
+
+    def server(self, server: str | Collection[str] | None) -> Where:
+        """The rows whose server ref, name or id is `server` (or one of several; no filter
+        when None)."""
+        if server is None:
+            return self
+        refs = [server] if isinstance(server, str) else list(server)
+        marks = ", ".join("?" for _ in refs)
+        self.clauses.append(f"(server_ref IN ({marks}) OR server_name IN ({marks}) "
+                            f"OR server_id IN ({marks}))")
+        self.params += [*refs, *refs, *refs]
         return self
 
     def sql(self) -> str:

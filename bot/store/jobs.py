@@ -179,11 +179,7 @@ class JobTables(OutboxTables):
         refs = sorted(set(refs))
         if not refs:
             return []
-        names = ", ".join("?" for _ in refs)
-        where = Where().any_of("state", sorted(jobs.IN_FLIGHT))
-        where.clauses += ["cloud IS ?", f"(server_ref IN ({names}) OR server_name IN ({names}) "
-                                        f"OR server_id IN ({names}))"]
-        where.params += [cloud, *refs, *refs, *refs]
+        where = Where().any_of("state", sorted(jobs.IN_FLIGHT)).same("cloud", cloud).server(refs)
         return self._select("jobs", job_row, where, order="seq")
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.imaging.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
-from bot.vocabulary import OutboxKind, RequestStatus, RunResult
+from bot.vocabulary import JobState, OutboxKind, RequestStatus, RunResult
 
 OUTBOX_KINDS = frozenset(OutboxKind)
 
@@ -60,8 +60,8 @@ class JobEvent:
     job_id: str
     at: datetime
     event: str
-    from_state: str | None
-    to_state: str | None
+    from_state: JobState | None
+    to_state: JobState | None
     actor: str | None
     detail: Mapping[str, Any]
 
@@ -241,11 +241,16 @@ def job_row(row: Mapping[str, Any]) -> Job:
     return Job(**values)
 
 
+def _state(value: str | None) -> JobState | None:
+    return None if value is None else JobState(value)
+
+
 def job_event_row(row: Mapping[str, Any]) -> JobEvent:
     """A `job_events` row read back."""
     return JobEvent(id=row["id"], job_id=row["job_id"], at=_dt_req(row["at"]),
-                    event=row["event"], from_state=row["from_state"], to_state=row["to_state"],
-                    actor=row["actor"], detail=json.loads(row["detail"]))
+                    event=row["event"], from_state=_state(row["from_state"]),
+                    to_state=_state(row["to_state"]), actor=row["actor"],
+                    detail=json.loads(row["detail"]))
 
 
 def audit_row(row: Mapping[str, Any]) -> AuditRow:
