@@ -211,6 +211,14 @@ class ServerInUse(JobError):
         super().__init__(f"the server is already being imaged by {job.id}")
 
 
+class StoreError(ImagebotError):
+    """The database could not be opened, read or written (translated from sqlite3).
+
+    Deliberately not a JobError: callers that drop work on JobError must not drop it because
+    the disk was briefly locked or full.
+    """
+
+
 class ApprovalError(ImagebotError):
     """A change request cannot be decided (expired, already decided, self-approval, ...)."""
 

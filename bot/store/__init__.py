@@ -1,10 +1,12 @@
 """The job database: one place opens it (`open_database`), `Store` is its synchronous API and
 `AsyncStore` runs that API on one worker thread."""
 
-from bot.store.db import (
-    ID_TABLES,
+from bot.errors import StoreError
+from bot.store.api import AsyncStore, Store
+from bot.store.db import ID_TABLES, open_database
+from bot.store.jobs import normalize_job_id
+from bot.store.rows import (
     OUTBOX_KINDS,
-    AsyncStore,
     AuditEntry,
     AuditRow,
     JobEvent,
@@ -14,12 +16,8 @@ from bot.store.db import (
     RequestRow,
     RunRow,
     ScheduleRow,
-    Store,
-    StoreError,
-    normalize_job_id,
-    normalize_request_id,
-    open_database,
 )
+from bot.store.scheduling import normalize_request_id
 
 __all__ = [
     "AsyncStore",

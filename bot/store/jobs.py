@@ -1,0 +1,203 @@
+"""Image jobs and their append-only events.
+
+Every state change is written together with its `job_events` row and the outbox items that
+tell Slack about it, in one transaction; `transition` is a compare-and-set on the state, checked
+against the state machine of `bot.imaging.jobs`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.errors import ConflictingUpdate, InvalidTransition, JobError, ServerInUse
+from bot.imaging import jobs
+from bot.imaging.jobs import JOB_FIELDS, Job
+from bot.store.db import Where, normalize_id
+from bot.store.outbox import OutboxTables
+from bot.store.rows import (
+    JobEvent,
+    OutboxItem,
+    dt_out,
+    event_detail,
+    job_event_row,
+    job_row,
+    job_value,
+    to_json,
+)
+from bot.vocabulary import OutboxKind
+
+_SETTABLE = frozenset(JOB_FIELDS) - {"id", "state", "created_at", "updated_at"}
+
+
+def normalize_job_id(job_id: str) -> str:
+    """'j17' / 'J17' -> 'J17'; JobError for anything else."""
+    return normalize_id(job_id, "J", "%r is not a job id (job ids look like J17).")
+
+
+def _check_fields(values: Mapping[str, Any]) -> None:
+    bad = set(values) - _SETTABLE
+    if bad:
+        raise JobError(f"cannot set job fields {sorted(bad)}")
+
+
+class JobTables(OutboxTables):
+    """The `jobs` and `job_events` tables (a job's outbox items are written with it)."""
+
+    def create_job(self, *, server_ref: str, requested_by: str, channel: str, state: str,
+                   image_name: str | None = None, note: str | None = None,
+                   dedupe_key: str | None = None, response_url: str | None = None,
+                   schedule_id: str | None = None, outbox: Sequence[OutboxItem] = (),
+                   actor: str | None = None, refuse_if_in_flight: bool = False,
+                   **extra: Any) -> tuple[Job, bool]:
+        """Create a job (plus its first event and outbox items) in one transaction.
+
+        Returns (job, True), or (the existing job, False) when `dedupe_key` was used before.
+        Outbox items without a job_id get the new job's id. `extra` sets other Job fields
+        (e.g. confirmed_by, confirmed_at for a job created already confirmed). A job created
+        with its `post_parent` is announced at once (`announced_at`). With
+        `refuse_if_in_flight`, `ServerInUse` is raised (nothing written) when an in-flight job
+        on the same cloud has `server_ref` as its ref, name or id; the check and the insert are
+        one transaction, so two creates at once cannot both pass.
+        """
+        if state not in jobs.STATES or state in jobs.TERMINAL:
+            raise InvalidTransition("new", state)
+        unknown = set(extra) - _SETTABLE
+        if unknown:
+            raise TypeError(f"unknown job fields: {sorted(unknown)}")
+        now = self._now()
+        with self._tx():
+            if dedupe_key is not None:
+                existing = self._first("jobs", job_row, Where().eq("dedupe_key", dedupe_key))
+                if existing is not None:
+                    return existing, False
+            if refuse_if_in_flight:
+                busy = self.in_flight_for_server([server_ref], extra.get("cloud"))
+                if busy:
+                    raise ServerInUse(busy[0])
+            values: dict[str, Any] = dict(extra)
+            if "announced_at" not in values and any(i.kind == OutboxKind.POST_PARENT
+                                                    for i in outbox):
+                values["announced_at"] = now
+            values.update(server_ref=server_ref, requested_by=requested_by, channel=channel,
+                          image_name=image_name, note=note, dedupe_key=dedupe_key,
+                          response_url=response_url, schedule_id=schedule_id,
+                          created_at=now, updated_at=now)
+            row = {name: job_value(name, value) for name, value in values.items()}
+            seq, job_id = self.next_id("jobs", "J")
+            self._insert("jobs", {**row, "seq": seq, "id": job_id, "state": state})
+            self._event(job_id, now, "created", None, state, actor or requested_by,
+                        {"server_ref": server_ref})
+            self._enqueue(now, outbox, job_id)
+            job = self._job(job_id)
+        return job, True
+
+    def next_job_number(self) -> int:
+        """The number the next job will get (J<n>)."""
+        return self._last_id("jobs") + 1
+
+    def skip_job_ids_past(self, number: int) -> int:
+        """Never hand out J<number> or below (an image in the cloud already carries one: its
+        job row was lost). Returns the next job number."""
+        with self._tx():
+            self._set_last_id("jobs", max(number, self._last_id("jobs")))
+            return self._last_id("jobs") + 1
+
+    def _job(self, job_id: str) -> Job:
+        return self._get("jobs", job_row, job_id, f"There is no job {job_id}.")
+
+    def get_job(self, job_id: str) -> Job:
+        """The job with this id ('J17' or 'j17'); JobError when unknown."""
+        return self._job(normalize_job_id(job_id))
+
+    def transition(self, job_id: str, *, expected: str | Collection[str], target: str,
+                   event: str, actor: str | None = None, fields: Mapping[str, Any] | None = None,
+                   outbox: Sequence[OutboxItem] = ()) -> Job:
+        """Compare-and-set the state: `ConflictingUpdate` when the current state is not in
+        `expected`, `InvalidTransition` when the state machine forbids `current -> target`.
+        The row, its event and the outbox items are written atomically."""
+        job_id = normalize_job_id(job_id)
+        allowed = {expected} if isinstance(expected, str) else set(expected)
+        values = dict(fields or {})
+        _check_fields(values)
+        now = self._now()
+        with self._tx():
+            current = self._job(job_id)
+            if current.state not in allowed:
+                raise ConflictingUpdate(
+                    f"Job {job_id} is {current.state}, not {' or '.join(sorted(allowed))}.")
+            if not jobs.can_transition(current.state, target):
+                raise InvalidTransition(current.state, target)
+            self._write(job_id, values | {"state": target}, now, current.state)
+            self._event(job_id, now, event, current.state, target, actor, event_detail(values))
+            self._enqueue(now, outbox, job_id)
+            return self._job(job_id)
+
+    def update_job(self, job_id: str, *, fields: Mapping[str, Any],
+                   event: str | None = None, actor: str | None = None,
+                   outbox: Sequence[OutboxItem] = (), expected: str | None = None) -> Job:
+        """Set non-state fields (thread_ts, task_state, deadline_at ...), with an optional event
+        and outbox items, atomically; `ConflictingUpdate` when `expected` is given and the job
+        is no longer in that state."""
+        job_id = normalize_job_id(job_id)
+        values = dict(fields)
+        _check_fields(values)
+        now = self._now()
+        with self._tx():
+            current = self._job(job_id)
+            if expected is not None and current.state != expected:
+                raise ConflictingUpdate(f"Job {job_id} is {current.state}, not {expected}.")
+            self._write(job_id, values, now, current.state)
+            if event is not None:
+                self._event(job_id, now, event, current.state, current.state, actor,
+                            event_detail(values))
+            self._enqueue(now, outbox, job_id)
+            return self._job(job_id)
+
+    def _write(self, job_id: str, values: Mapping[str, Any], now: datetime,
+               expected_state: str) -> None:
+        row = {name: job_value(name, value) for name, value in values.items()}
+        row["updated_at"] = dt_out(now)
+        # The state guard makes the update a true compare-and-set even across processes.
+        if self._update("jobs", row, Where().eq("id", job_id).eq("state", expected_state)) != 1:
+            raise ConflictingUpdate(f"Job {job_id} changed while it was being updated.")
+
+    def _event(self, job_id: str, at: datetime, event: str, from_state: str | None,
+               to_state: str | None, actor: str | None, detail: Mapping[str, Any]) -> None:
+        self._insert("job_events", {"job_id": job_id, "at": dt_out(at), "event": event,
+                                    "from_state": from_state, "to_state": to_state,
+                                    "actor": actor, "detail": to_json(detail)})
+
+    def in_flight_jobs(self) -> list[Job]:
+        """Jobs the engine works on (queued .. uploading), oldest first."""
+        return self._select("jobs", job_row, Where().any_of("state", sorted(jobs.IN_FLIGHT)),
+                            order="seq")
+
+    def in_flight_for_server(self, refs: Collection[str], cloud: str | None) -> list[Job]:
+        """In-flight jobs on `cloud` whose server ref, name or id is one of `refs`, oldest
+        first: the bot's own work on that server."""
+        refs = sorted(set(refs))
+        if not refs:
+            return []
+        where = Where().any_of("state", sorted(jobs.IN_FLIGHT)).same("cloud", cloud).server(refs)
+        return self._select("jobs", job_row, where, order="seq")
+
+    def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
+                  limit: int = 10, channel: str | Collection[str] | None = None) -> list[Job]:
+        """Newest first; `server` matches server_ref, server_name or server_id; `channel` (an
+        id, or the values a channel's rows may carry) keeps only that channel's jobs."""
+        where = Where().channel(channel).server(server)
+        if states is not None:
+            where.any_of("state", states)
+        return self._select("jobs", job_row, where, order="seq DESC", limit=max(0, int(limit)))
+
+    def latest_job_for_server(self, server: str,
+                              channel: str | Collection[str] | None = None) -> Job | None:
+        """The newest job for a server (by ref, name or id), of `channel` if given, or None."""
+        found = self.list_jobs(server=server, limit=1, channel=channel)
+        return found[0] if found else None
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        """The audit trail of a job, oldest first."""
+        return self._select("job_events", job_event_row,
+                            Where().eq("job_id", normalize_job_id(job_id)), order="id")

@@ -1,0 +1,245 @@
+"""The schema, as the migrations m001... that build it, in order.
+
+Every statement is literal SQL, frozen when its migration was written: a migration never reads
+a live dataclass (m001 once derived the jobs columns from `Job`, so a new database and an
+upgraded one came out different). A change to the schema is a new migration at the end; the
+test in tests/bot/store/test_migrations.py checks that a database built in one go and one
+upgraded from each earlier version have the same schema.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("imagebot")
+
+
+def _has_column(db: Database, table: str, column: str) -> bool:
+    return db.execute("SELECT 1 FROM pragma_table_info(?) WHERE name = ?",
+                      [table, column]).fetchone() is not None
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Jobs, events, outbox, deliveries, meta."""
+    db.execute("""
+        CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            server_ref TEXT NOT NULL,
+            requested_by TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            server_id TEXT,
+            server_name TEXT,
+            image_name TEXT,
+            image_id TEXT,
+            note TEXT,
+            thread_ts TEXT,
+            response_url TEXT,
+            task_state TEXT,
+            image_status TEXT,
+            image_size INTEGER,
+            error_code TEXT,
+            error TEXT,
+            schedule_id TEXT,
+            dedupe_key TEXT,
+            volume_backed INTEGER NOT NULL DEFAULT 0,
+            data_disks TEXT NOT NULL DEFAULT '[]',
+            confirmed_by TEXT,
+            confirmed_at TEXT,
+            submitted_at TEXT,
+            snapshot_started_at TEXT,
+            snapshot_ended_at TEXT,
+            upload_started_at TEXT,
+            finished_at TEXT,
+            deadline_at TEXT,
+            task_cleared_at TEXT
+        )""")
+    db.execute("CREATE UNIQUE INDEX jobs_dedupe ON jobs(dedupe_key) WHERE dedupe_key IS NOT NULL")
+    db.execute("CREATE INDEX jobs_state ON jobs(state)")
+    db.execute("CREATE INDEX jobs_server ON jobs(server_ref)")
+    db.execute("""
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT,
+            actor TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""")
+    db.execute("CREATE INDEX job_events_job ON job_events(job_id, id)")
+    # Append-only: the audit trail cannot be rewritten through this database.
+    db.execute("""CREATE TRIGGER job_events_no_update BEFORE UPDATE ON job_events
+                  BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END""")
+    db.execute("""CREATE TRIGGER job_events_no_delete BEFORE DELETE ON job_events
+                  BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END""")
+    db.execute("""
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT,
+            channel TEXT NOT NULL,
+            thread_key TEXT,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            sent_at TEXT,
+            error TEXT,
+            result_ts TEXT
+        )""")
+    db.execute("CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE sent_at IS NULL")
+    db.execute("""
+        CREATE TABLE deliveries (
+            key TEXT PRIMARY KEY,
+            at TEXT NOT NULL,
+            job_id TEXT
+        )""")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+
+
+@migrations()
+def m002_schedules(db: Database) -> None:
+    """Schedules (one per server), change requests, schedule runs (slot claims), audit."""
+    db.execute("""
+        CREATE TABLE schedules (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            server_id TEXT NOT NULL UNIQUE,
+            server_ref TEXT NOT NULL,
+            server_name TEXT,
+            frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly')),
+            day TEXT,
+            at TEXT NOT NULL,
+            tz TEXT NOT NULL,
+            keep INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            channel_name TEXT,
+            created_by TEXT NOT NULL,
+            approved_by TEXT,
+            request_id TEXT,
+            effective_at TEXT NOT NULL,
+            last_slot TEXT,
+            last_result TEXT,
+            last_run_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('active', 'off')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE change_requests (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('set', 'off')),
+            server_id TEXT NOT NULL,
+            server_ref TEXT NOT NULL,
+            server_name TEXT,
+            old_spec TEXT,
+            new_spec TEXT,
+            requested_by TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            channel_name TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'approved', 'rejected', 'expired', 'superseded')),
+            decided_by TEXT,
+            decided_at TEXT,
+            reason TEXT,
+            warned_at TEXT,
+            message_dirty INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX change_requests_status ON change_requests(status, expires_at)")
+    db.execute("""
+        CREATE TABLE schedule_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            schedule_id TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            missed INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            job_id TEXT,
+            result TEXT NOT NULL,
+            next_attempt_at TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (schedule_id, slot)
+        )""")
+    db.execute("CREATE INDEX schedule_runs_open ON schedule_runs(result)")
+    db.execute("""
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT,
+            action TEXT NOT NULL,
+            subject TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""")
+    db.execute("""CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
+    db.execute("""CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""")
+    db.execute("CREATE INDEX audit_subject ON audit(subject, id)")
+
+
+@migrations()
+def m003_outbox_posting(db: Database) -> None:
+    """When a post to Slack was attempted, so a crash mid-post is reconciled, not repeated."""
+    db.execute("ALTER TABLE outbox ADD COLUMN posting_at TEXT")
+
+
+# m004, m006 and m007 check for their column first: a database created while m001 still
+# derived its columns from `Job` may have had it from m001 already.
+
+
+@migrations()
+def m004_job_cloud(db: Database) -> None:
+    """Which cloud a job runs on (per-channel policy)."""
+    if not _has_column(db, "jobs", "cloud"):
+        db.execute("ALTER TABLE jobs ADD COLUMN cloud TEXT")
+
+
+@migrations()
+def m005_id_sequences(db: Database) -> None:
+    """A durable sequence per id kind (jobs J<n>, change requests R<n>, schedules S<n>): the
+    last number handed out, only ever raised, so no id is reused, and start-up can skip it past
+    ids that images in the cloud already carry."""
+    db.execute("CREATE TABLE id_sequences (name TEXT PRIMARY KEY, last INTEGER NOT NULL)")
+    # Start each at the highest of its rows and its AUTOINCREMENT counter.
+    db.execute("""
+        INSERT INTO id_sequences (name, last)
+        SELECT 'jobs',
+            MAX(COALESCE((SELECT MAX(seq) FROM jobs), 0),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0))
+        UNION ALL SELECT 'change_requests',
+            MAX(COALESCE((SELECT MAX(seq) FROM change_requests), 0),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_requests'), 0))
+        UNION ALL SELECT 'schedules',
+            MAX(COALESCE((SELECT MAX(seq) FROM schedules), 0),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'schedules'), 0))""")
+
+
+@migrations()
+def m006_job_channel_name(db: Database) -> None:
+    """The job's channel name (policy lookup by name on clicks and alerts) and who cancelled
+    it."""
+    if not _has_column(db, "jobs", "channel_name"):
+        db.execute("ALTER TABLE jobs ADD COLUMN channel_name TEXT")
+    if not _has_column(db, "jobs", "cancelled_by"):
+        db.execute("ALTER TABLE jobs ADD COLUMN cancelled_by TEXT")
+
+
+@migrations()
+def m007_job_announced(db: Database) -> None:
+    """When a job's public card was queued (typed creates stay private until resolved). Jobs
+    made before this had their card queued at creation."""
+    if not _has_column(db, "jobs", "announced_at"):
+        db.execute("ALTER TABLE jobs ADD COLUMN announced_at TEXT")
+        db.execute("UPDATE jobs SET announced_at = created_at")

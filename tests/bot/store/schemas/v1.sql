@@ -1,0 +1,88 @@
+-- An empty job database as imagebot made it at commit 629fbe9 (migrations m001..m001):
+-- Store(path) on a new path, then sqlite3's iterdump(). Kept to test upgrades; never edit.
+BEGIN TRANSACTION;
+CREATE TABLE "_sqlite_migrations" (
+   "id" INTEGER PRIMARY KEY,
+   "migration_set" TEXT,
+   "name" TEXT,
+   "applied_at" TEXT
+);
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 06:42:16.948000+00:00');
+CREATE TABLE deliveries (
+            key TEXT PRIMARY KEY,
+            at TEXT NOT NULL,
+            job_id TEXT
+        );
+CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT,
+            actor TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            server_ref TEXT NOT NULL,
+requested_by TEXT NOT NULL,
+channel TEXT NOT NULL,
+created_at TEXT NOT NULL,
+updated_at TEXT NOT NULL,
+server_id TEXT,
+server_name TEXT,
+image_name TEXT,
+image_id TEXT,
+note TEXT,
+thread_ts TEXT,
+response_url TEXT,
+task_state TEXT,
+image_status TEXT,
+image_size INTEGER,
+error_code TEXT,
+error TEXT,
+schedule_id TEXT,
+dedupe_key TEXT,
+volume_backed INTEGER NOT NULL DEFAULT 0,
+data_disks TEXT NOT NULL DEFAULT '[]',
+confirmed_by TEXT,
+confirmed_at TEXT,
+submitted_at TEXT,
+snapshot_started_at TEXT,
+snapshot_ended_at TEXT,
+upload_started_at TEXT,
+finished_at TEXT,
+deadline_at TEXT,
+task_cleared_at TEXT
+        );
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT,
+            channel TEXT NOT NULL,
+            thread_key TEXT,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            sent_at TEXT,
+            error TEXT,
+            result_ts TEXT
+        );
+CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"
+    ON "_sqlite_migrations" ("migration_set", "name");
+CREATE UNIQUE INDEX jobs_dedupe ON jobs(dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX jobs_state ON jobs(state);
+CREATE INDEX jobs_server ON jobs(server_ref);
+CREATE INDEX job_events_job ON job_events(job_id, id);
+CREATE TRIGGER job_events_no_update BEFORE UPDATE ON job_events
+                  BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+CREATE TRIGGER job_events_no_delete BEFORE DELETE ON job_events
+                  BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE sent_at IS NULL;
+DELETE FROM "sqlite_sequence";
+COMMIT;
