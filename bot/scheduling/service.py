@@ -13,7 +13,7 @@
   engine runs, follows those jobs (busy -> bounded retries then an alert; success -> retention),
   and rewrites approval messages whose row changed (chat.update from the row, like parents);
 - answers for `/image schedules`, `/image approvals`, `/image approve|reject` and the buttons
-  (`handlers()` plugs into `Listeners.extra`).
+  (`bot.slack.schedules.register` routes them).
 """
 
 from __future__ import annotations
