@@ -45,13 +45,10 @@ async def child(cloud_url: str, slack_url: str, db: str, n: int) -> dict[str, An
     await asyncio.sleep(0.5)
     idle = status_mb("VmRSS")
 
-    async def respond(**_: Any) -> None:
-        return None
-
     for i in range(1, n + 1):
         who = Invocation(user="U0ALICE", channel="C0OPS", channel_name="ops", trigger_id=None,
                          response_url=None)
-        await runtime.listeners.command(f"create load-{i} --now", who, respond)
+        await runtime.router.command(f"create load-{i} --now", who)
     runtime.poke()
     deadline = time.monotonic() + 300
     observed = 0

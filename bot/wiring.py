@@ -29,17 +29,25 @@ from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.metrics import CountingTransport, Metrics
 from bot.policy import Policy
 from bot.scheduling.service import ScheduleService
-from bot.slack.app import Listeners, build_app
+from bot.slack import imaging as imaging_slack
+from bot.slack import schedules as schedules_slack
+from bot.slack.app import SlackDeps, bolt_logger, build_app
 from bot.slack.directory import ChannelDirectory
 from bot.slack.edge import EdgeGuard
 from bot.slack.identity import Identity
+from bot.slack.imaging import ImagingListeners
 from bot.slack.notifier import Notifier
 from bot.slack.pacing import SlackPacer
+from bot.slack.routing import Channels, LazyWork, Router
 from bot.slack.schedules import ScheduleCommands, slack_group_resolver
 from bot.slack.web import SlackWeb, make_web_client
 from bot.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
+
+
+# On stop, answers still being prepared after their ack get this long before they are cancelled.
+LAZY_DRAIN_SECONDS = 2.0
 
 
 def utc_now() -> datetime:
@@ -56,7 +64,8 @@ class Runtime:
     cloud: CloudPool
     web: SlackWeb
     app: AsyncApp
-    listeners: Listeners
+    router: Router  # `/image`, as the app routes it (tests and benchmarks call it directly)
+    listeners: ImagingListeners
     engine: Engine
     notifier: Notifier
     clock: Callable[[], datetime]
@@ -66,6 +75,8 @@ class Runtime:
     schedules: ScheduleService | None = None
     schedule_commands: ScheduleCommands | None = None
     identity: Identity | None = None
+    # Bolt's lazy listeners (answers prepared after their ack), countable and drained on stop.
+    lazy: LazyWork | None = None
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -93,6 +104,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks = []
+        if self.lazy is not None:
+            await self.lazy.drain(LAZY_DRAIN_SECONDS)
         if self.identity is not None:
             await self.identity.stop()
         await self.cloud.aclose()
@@ -106,9 +119,8 @@ class Runtime:
     async def background_work(self) -> int:
         """Work still owed to Slack outside the outbox: answers being prepared after their ack
         (images lists, change requests) and approval messages waiting to be rewritten."""
-        count = len(self.listeners._background)
+        count = self.lazy.pending if self.lazy is not None else 0
         if self.schedule_commands is not None:
-            count += len(self.schedule_commands._background)
             count += len(await self.store.run(Store.dirty_requests))
         return count
 
@@ -174,23 +186,25 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).
     interactive = await AsyncStore.open(settings.db_path, clock=clock)
     directory = ChannelDirectory(web, clock)
-    listeners = Listeners(store=interactive, cloud=cloud, policy=policy, clock=clock,
-                          member_groups=slack_group_resolver(web), directory=directory)
+    router = Router(Channels(policy, directory=directory,
+                             member_groups=slack_group_resolver(web)))
     identity = Identity(client)
-    runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web,
-                      app=build_app(listeners, client, signing_secret=settings.signing_secret,
-                                    identity=identity),
-                      listeners=listeners, engine=engine, notifier=notifier, clock=clock,
-                      metrics=metrics, identity=identity)
+    lazy = LazyWork(bolt_logger())
+    app = build_app(router, client, signing_secret=settings.signing_secret, identity=identity,
+                    lazy=lazy)
+    deps = SlackDeps(router=router, store=interactive, cloud=cloud, clock=clock)
+    listeners = imaging_slack.register(app, deps)
+    runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web, app=app,
+                      router=router, listeners=listeners, engine=engine, notifier=notifier, clock=clock,
+                      metrics=metrics, identity=identity, lazy=lazy)
     listeners.on_new_work = runtime.poke
-    # Schedules and approvals: commands and buttons through `extra`, the loop in start().
+    # Schedules and approvals: their commands and buttons, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
                                 on_new_work=runtime.poke,
-                                member_groups=listeners.member_groups, directory=directory,
+                                member_groups=router.channels.member_groups, directory=directory,
                                 tick_scale=tick_scale)
-    schedule_commands = ScheduleCommands(schedules)
-    listeners.extra.update(schedule_commands.handlers())
-    runtime.schedule_commands = schedule_commands
+    deps.schedules = schedules
+    runtime.schedule_commands = schedules_slack.register(app, deps)
     runtime.schedules = schedules
     return runtime
 

@@ -9,10 +9,14 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """An ephemeral answer to the person who typed the command."""
+    """An ephemeral answer to the person who typed the command.
+
+    `follow_up`: the command continues after this ack (a Bolt lazy listener runs the route's
+    `later` step and sends its answer through the response_url)."""
 
     text: str
     blocks: list[dict[str, Any]] | None = None
+    follow_up: FollowUp | None = None
 
     def as_kwargs(self) -> dict[str, Any]:
         """Arguments for Bolt's ack()/respond()."""
@@ -38,3 +42,12 @@ class Invocation:
     def scope(self) -> str | None:
         """The channel an answer is limited to; None for an admin's `--all`."""
         return None if self.everywhere else self.channel
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What a command's later step works on: plain data, because Bolt deep-copies the request
+    context (which carries it) for each lazy listener."""
+
+    request: Any  # a `commands` request dataclass
+    who: Invocation

@@ -230,6 +230,9 @@ async def test_public_health_is_ok_or_not_and_finds_a_damaged_database() -> None
         app = http_app(system.runtime)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://bot") as client:
+            # Not ok until auth.test has answered (which it does in the background).
+            assert system.runtime.identity is not None
+            assert await system.runtime.identity.wait(10) is not None
             assert (await client.get("/healthz")).json() == {"ok": True}
             await system.command("alice", "#ops", "create web-1 --now")
             await system.settle()

@@ -191,8 +191,8 @@ async def test_clicks_and_alerts_use_a_policy_keyed_by_channel_name(tmp_path: Pa
         # A job stored without its name (made before m006) after a restart (nothing cached):
         # the click asks Slack for the name.
         await system.runtime.store.run(Store.update_job, "J1", fields={"channel_name": None})
-        assert system.runtime.listeners.directory is not None
-        system.runtime.listeners.directory._names.clear()
+        assert system.runtime.listeners.channels.directory is not None
+        system.runtime.listeners.channels.directory._names.clear()
         await system.deliverer.click("bob", DEV, parent.ts, "job_start", "J1")
         await system.settle()
         assert (await system.runtime.store.run(Store.get_job, "J1")).state == "awaiting_confirmation"

@@ -153,3 +153,50 @@ async def test_cancel_on_a_response_url_card_cancels_and_replaces_the_card() -> 
 
 async def _state_is(system: System, job_id: str, state: str) -> bool:
     return (await system.runtime.store.run(Store.get_job, job_id)).state == state
+
+
+async def test_start_on_a_waiting_card_while_another_job_images_the_server_is_refused_privately(
+        ) -> None:
+    # Issue 13 §4, the click path: as the create path's refusal, only the clicker is told
+    # (naming the running job and its phase); the card and its job keep waiting.
+    async with running_system(speed=20, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1")
+        [card] = await system.wait_for(lambda: [m for m in system.workspace.channel_messages(OPS)
+                                                if "Start snapshot" in str(m.blocks)])
+        # Created by id while J1 waits: not refused (J1 is not in flight), and starts at once.
+        web1 = system.world.find_server("web-1")
+        assert "J2" in (await system.command("bob", "#ops", f"create {web1.id} --now")).text
+        await system.wait_for(lambda: _state_is(system, "J2", "uploading"))
+        shown_before = (card.text, str(card.blocks), len(card.edits))
+        response = await system.deliverer.click("alice", OPS, card.ts, "job_start", "J1")
+        assert response.status_code == 200
+        [told] = [t for t in seen_by(system, "U0ALICE", via="response_url") if "J2" in t]
+        assert "web-1 is being imaged by J2" in told and "uploading" in told and " in)" in told
+        assert not [t for t in seen_by(system, "U0BOB") if "being imaged" in t]
+        one = await system.runtime.store.run(Store.get_job, "J1")
+        assert one.state == "awaiting_confirmation" and one.confirmed_by is None
+        assert (card.text, str(card.blocks), len(card.edits)) == shown_before
+        assert not [m for m in system.workspace.all_messages(OPS) if "busy" in (m.text or "")]
+        # Once J2 is done, the same button on the same card starts J1.
+        await system.wait_for(lambda: _state_is(system, "J2", "succeeded"))
+        await system.deliverer.click("alice", OPS, card.ts, "job_start", "J1")
+        await system.settle()
+        one = await system.runtime.store.run(Store.get_job, "J1")
+        assert (one.state, one.confirmed_by) == ("succeeded", "U0ALICE")
+        assert len([i for i in system.world.images.values()
+                    if i.properties.get("imagebot_job_id") in ("J1", "J2")]) == 2
+
+
+async def test_start_while_a_job_of_another_channel_images_the_server_names_no_job() -> None:
+    async with running_system(speed=20, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1")
+        [card] = await system.wait_for(lambda: [m for m in system.workspace.channel_messages(OPS)
+                                                if "Start snapshot" in str(m.blocks)])
+        await system.command("alice", "#ops-alerts", "create web-1 --now")
+        await system.wait_for(lambda: _state_is(system, "J2", "uploading"))
+        await system.deliverer.click("alice", OPS, card.ts, "job_start", "J1")
+        [told] = [t for t in seen_by(system, "U0ALICE", via="response_url")
+                  if "being imaged" in t]
+        assert "another job" in told and "J2" not in told
+        assert (await system.runtime.store.run(Store.get_job, "J1")).state == \
+            "awaiting_confirmation"

@@ -1,0 +1,96 @@
+"""A command's work after its ack runs as a Bolt lazy listener, the same over HTTP and Socket
+Mode: the ack answers at once, the later answer follows through the response_url, and the
+runtime counts the lazy work while it runs (what `settle` and shutdown wait for).
+
+Bolt's AsyncApp starts lazy listeners after the ack function when `process_before_response`
+is set (slack_bolt/listener/asyncio_runner.py: `_start_lazy_function` per lazy function), for
+HTTP and Socket Mode alike (both end in `AsyncApp.async_dispatch`)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.serve import connect_socket_mode
+from sandbox.slack.deliver import SOCKET_MODE, Deliverer
+from sandbox.system import SIGNING_SECRET, System, running_system
+
+
+def said(response: httpx.Response) -> str:
+    """The ack text (plain text, or JSON with blocks / over Socket Mode)."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return str(response.json()["text"])
+    return response.text
+
+
+Command = Callable[[str, str, str], Awaitable[httpx.Response]]
+
+
+def answers(system: System, user: str = "U0ALICE") -> list[str]:
+    return [e.text or "" for e in system.workspace.ephemerals(user) if e.via == "response_url"]
+
+
+async def _images_follow_up(system: System, command: Command) -> None:
+    # The image listing answers slowly: the ack must not wait for it.
+    system.world.inject("slow", path=r"/images", method="GET", delay=1.0, count=10)
+    started = time.monotonic()
+    ack = await command("alice", "#ops", "images web-1")
+    assert time.monotonic() - started < 1.0
+    assert "Looking up the images of web-1" in said(ack)
+    assert await system.runtime.background_work() >= 1  # the lazy listener, still running
+    table = await system.wait_for(lambda: [t for t in answers(system) if "web-1" in t
+                                           and "Looking up" not in t], within=30)
+    assert "images" in table[-1].lower() or "no images" in table[-1].lower()
+    await system.settle()
+    assert await system.runtime.background_work() == 0
+
+
+@contextlib.asynccontextmanager
+async def commands_over(system: System, over: str) -> AsyncIterator[Command]:
+    """Slash commands as signed HTTP posts, or as envelopes over the bot's Socket Mode link."""
+    if over == "http":
+        yield system.command
+        return
+    handler = await connect_socket_mode(system.runtime, "xapp-sandbox")
+    try:
+        await system.workspace.socket_hub.connected.wait()
+        yield Deliverer(system.workspace, SOCKET_MODE, SIGNING_SECRET).slash_command
+    finally:
+        await handler.close_async()
+
+
+@pytest.mark.parametrize("over", ["http", "socket"])
+async def test_images_answer_follows_the_ack(over: str) -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system, \
+            commands_over(system, over) as command:
+        await _images_follow_up(system, command)
+
+
+@pytest.mark.parametrize("over", ["http", "socket"])
+async def test_a_change_request_is_answered_after_the_ack(over: str) -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system, \
+            commands_over(system, over) as command:
+        ack = await command("alice", "#ops", "schedule web-1 daily at 03:00")
+        assert "Preparing the change request" in said(ack)
+        [told] = await system.wait_for(lambda: [t for t in answers(system)
+                                                if "Change request R1 is posted" in t])
+        assert "may be approved by" in told
+
+
+async def test_a_command_refused_in_its_ack_gets_nothing_after_it(tmp_path: Path) -> None:
+    policy = tmp_path / "imagebot.toml"
+    policy.write_text('[channels.C0OPS]\nservers = ["web-*"]\n')
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
+        acks = [said(await system.command("alice", "#ops", text))
+                for text in ("images db-1", "schedule db-1 daily at 03:00", "status")]
+        assert "may not image `db-1`" in acks[0] and "Preparing" not in acks[1]
+        await system.settle()
+        # Bolt starts the lazy listener for every `/image`; without a follow-up it sends
+        # nothing: the requester saw the three acks and no more.
+        assert answers(system) == acks
+        assert not system.workspace.calls("chat.postMessage")
