@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.imaging.engine import Engine
 from bot.imaging.job_ids import skip_past_cloud_job_ids
 from bot.imaging.jobs import Job, PhaseDeadlines
+from bot.logs import LearnedSecrets
 from bot.metrics import CountingTransport, Metrics
 from bot.policy import Policy
 from bot.scheduling.service import ScheduleService
@@ -66,6 +67,8 @@ class Runtime:
     schedules: ScheduleService | None = None
     schedule_commands: ScheduleCommands | None = None
     identity: Identity | None = None
+    # Cloud tokens the clients learned at login, masked in logs by value (bot.logs).
+    learned: LearnedSecrets = field(default_factory=LearnedSecrets)
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -138,8 +141,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                         clock: Callable[[], datetime] = utc_now,
                         deadlines: PhaseDeadlines | None = None,
                         tick_scale: float | None = None,
-                        slack_rate_scale: float | None = None) -> Runtime:
-    """Wire a runtime from settings. Tests inject a cloud transport and a clock."""
+                        slack_rate_scale: float | None = None,
+                        learned: LearnedSecrets | None = None) -> Runtime:
+    """Wire a runtime from settings. Tests inject a cloud transport and a clock. Every cloud
+    token a login yields is added to `learned` (the log filter's registry, see
+    `configure_logging`; a new one when not given: `Runtime.learned`)."""
+    learned = learned if learned is not None else LearnedSecrets()
     tick_scale = settings.tick_scale if tick_scale is None else tick_scale
     slack_rate_scale = settings.slack_rate_scale if slack_rate_scale is None else slack_rate_scale
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
@@ -151,7 +158,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
         # The transport carries the cloud's resolved TLS settings (cacert, insecure, cert+key).
         return CloudClient(cloud_config, transport=CountingTransport(
             cloud_transport or httpx.AsyncHTTPTransport(verify=cloud_config.ssl_verify()),
-            metrics))
+            metrics), on_token=learned.add)
 
     # Channel policies may name other clouds.yaml entries; each gets a client on first use.
     cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),
@@ -181,7 +188,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                       app=build_app(listeners, client, signing_secret=settings.signing_secret,
                                     identity=identity),
                       listeners=listeners, engine=engine, notifier=notifier, clock=clock,
-                      metrics=metrics, identity=identity)
+                      metrics=metrics, identity=identity, learned=learned)
     listeners.on_new_work = runtime.poke
     # Schedules and approvals: commands and buttons through `extra`, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,

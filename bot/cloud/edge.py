@@ -22,6 +22,9 @@ Resilience rules:
   ValueError/KeyError: every public method is wrapped by `reads_cloud`.
 - Keystone clouds log in with keystoneauth1 (`bot.cloud.keystone`) off the event loop; its
   requests come back here (`_send`), so identity shares this client's TLS settings and retries.
+- Every token a login yields (Keystone's via keystoneauth, Rackspace's) goes to `on_token`
+  before first use: the wiring passes the log filter's registry (`bot.logs.LearnedSecrets`),
+  so logs mask it by its exact value whatever it looks like.
 """
 
 from __future__ import annotations
@@ -207,7 +210,8 @@ class CloudEdge:
     def __init__(self, config: CloudConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  clock: Clock | None = None, sleep: Sleep | None = None, timeout: float = 30.0,
                  max_tries: int = 4, max_backoff: float = 30.0, max_retry_after: float = 60.0,
-                 rng: Callable[[], float] | None = None, max_body: int = MAX_BODY) -> None:
+                 rng: Callable[[], float] | None = None, max_body: int = MAX_BODY,
+                 on_token: Callable[[str], None] | None = None) -> None:
         self.config = config
         self._clock: Clock = clock or utcnow
         self._sleep: Sleep = sleep or _real_sleep
@@ -228,7 +232,7 @@ class CloudEdge:
         keystone = None if config.is_rackspace else KeystoneLogin(
             config, self._identity_send, timeout=max(LOGIN_TIMEOUT, timeout))
         self._auth = Authenticator(config, self._identity_post, self._clock,
-                                   keystone=keystone)
+                                   keystone=keystone, on_token=on_token)
         self._init_state()
 
     def _init_state(self) -> None:
