@@ -169,7 +169,6 @@ class GlanceCalls(CloudEdge):
         if resp.status_code not in (200, 204):
             raise error_for(resp, "image", image_id)
 
-
     def _chunks(self, ids: list[str], base_len: int) -> list[list[str]]:
         budget = MAX_URL - base_len - 200  # room for the path and the other parameters
         chunks: list[list[str]] = []

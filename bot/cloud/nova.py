@@ -133,7 +133,6 @@ class NovaCalls(CloudEdge):
         return await self._call("compute", method, path, params=params, json=json,
                                 idempotent=idempotent)
 
-
     @reads_cloud
     async def get_server(self, server_id: str, *, disks: bool = True) -> Server:
         """One server by id (`NotFound` if absent); `disks=False` skips the extra look-ups of
@@ -241,7 +240,6 @@ class NovaCalls(CloudEdge):
                     attached[server.id] = await self._attached(server)
                 found[ref] = attached[server.id]
         return found
-
 
     @reads_cloud
     async def create_image(self, server_id: str, name: str, metadata: Mapping[str, str]) -> str:
