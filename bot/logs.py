@@ -6,6 +6,7 @@ import contextvars
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ _NAMED = re.compile(
 
 MAX_MESSAGE = 4_000   # characters of a log message; the rest is cut (a body cannot flood logs)
 MAX_TRACEBACK = 16_000
+# Tokens learned at runtime that stay masked: a new one per login (hours apart), so these
+# cover every token still valid across a few clouds, and a long run does not grow the list.
+MAX_LEARNED = 64
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -73,29 +77,71 @@ def _cut(text: str, limit: int) -> str:
     return text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
-class RedactingFilter(logging.Filter):
-    """Masks secrets in a record's final message and in its traceback (`exc_text`), and cuts
-    both to a fixed length. Known secrets (Slack's, the cloud's password, API key and
-    application-credential secret) by value; tokens and the like by shape or name."""
+class LearnedSecrets:
+    """Secrets the bot learns while it runs (every cloud token a login yields), for the log
+    filter to mask by their exact value: a token need not look like one. The cloud clients
+    add (`add` is their `on_token`), the `RedactingFilter` reads; both may run on any thread
+    (keystoneauth logs from its worker threads), so the values are one tuple, replaced whole
+    under a lock. Keeps the newest `keep`."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, keep: int = MAX_LEARNED) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._values: tuple[str, ...] = ()
+
+    def add(self, secret: str) -> None:
+        """Mask `secret` from now on (values under 4 characters are ignored)."""
+        if not secret or len(secret) < 4:
+            return
+        with self._lock:
+            if secret not in self._values:
+                self._values = (*self._values, secret)[-self._keep:]
+
+    def values(self) -> tuple[str, ...]:
+        """The secrets learned so far, oldest first."""
+        return self._values
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's final message (its arguments merged in) and in its
+    traceback (`exc_text`), and cuts both to a fixed length. Known secrets by value: those of
+    the configuration (Slack's, the cloud's password, API key and application-credential
+    secret) and those `learned` at runtime (cloud tokens); tokens and the like also by shape
+    or name."""
+
+    def __init__(self, secrets: Iterable[str], learned: LearnedSecrets | None = None) -> None:
         super().__init__()
+        self.static = frozenset(s for s in secrets if s and len(s) >= 4)
+        self.learned = learned if learned is not None else LearnedSecrets()
+        self._cache: tuple[tuple[str, ...], tuple[str, ...]] = ((), self._sorted(()))
+
+    def _sorted(self, learned: tuple[str, ...]) -> tuple[str, ...]:
         # Longest first, so a secret containing another is masked whole.
-        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len,
-                                    reverse=True))
+        return tuple(sorted(self.static.union(learned), key=len, reverse=True))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret masked by value now, longest first."""
+        learned = self.learned.values()
+        seen, ordered = self._cache
+        if learned is not seen:  # a login added a token: sort again (rare)
+            ordered = self._sorted(learned)
+            self._cache = (learned, ordered)
+        return ordered
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the line (nor raise here)
             message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = _cut(redact(message, self.secrets), MAX_MESSAGE), None
+        secrets = self.secrets
+        record.msg, record.args = _cut(redact(message, secrets), MAX_MESSAGE), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = _cut(redact(record.exc_text, self.secrets), MAX_TRACEBACK)
+            record.exc_text = _cut(redact(record.exc_text, secrets), MAX_TRACEBACK)
         if record.stack_info:
-            record.stack_info = _cut(redact(record.stack_info, self.secrets), MAX_TRACEBACK)
+            record.stack_info = _cut(redact(record.stack_info, secrets), MAX_TRACEBACK)
         return True
 
 
@@ -158,14 +204,19 @@ def cloud_secrets(config: object) -> tuple[str, ...]:
 
 
 def configure_logging(*, json_lines: bool, secrets: Iterable[str] = (),
-                      level: int = logging.INFO) -> None:
-    """Install one handler on the root logger."""
+                      level: int = logging.INFO,
+                      learned: LearnedSecrets | None = None) -> LearnedSecrets:
+    """Install one handler on the root logger. It masks `secrets` and whatever is added to
+    `learned` later (the wiring hands the same registry to the cloud clients); the registry
+    in use is returned."""
+    redacting = RedactingFilter(secrets, learned)
     handler = logging.StreamHandler()
     handler.addFilter(JobContextFilter())
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(redacting)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # One line per cloud request is debug detail; our client logs request ids itself.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    return redacting.learned

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from bot.cloud.config import load_cloud_config
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.logs import cloud_secrets, configure_logging
+from bot.logs import LearnedSecrets, cloud_secrets, configure_logging
 from bot.slack.edge import guarded_protocol
 from bot.store.instance import hold_database
 from bot.wiring import Runtime, build_runtime, http_app, ops_routes
@@ -20,12 +20,13 @@ from bot.wiring import Runtime, build_runtime, http_app, ops_routes
 log = logging.getLogger(__name__)
 
 
-async def serve_http(settings: Settings, host: str, port: int) -> None:
-    """Serve POST /slack/events and GET /healthz with uvicorn."""
+async def serve_http(settings: Settings, host: str, port: int,
+                     learned: LearnedSecrets | None = None) -> None:
+    """Serve POST /slack/events and GET /healthz with uvicorn; cloud tokens go to `learned`."""
     if not settings.signing_secret:
         raise ConfigError("HTTP mode needs SLACK_SIGNING_SECRET to verify Slack's requests",
                           key="SLACK_SIGNING_SECRET")
-    runtime = await build_runtime(settings)
+    runtime = await build_runtime(settings, learned=learned)
     # Bounds for what the internet can hold open (bot/slack/edge.py); a reverse proxy in front is
     # still the place for TLS and real rate limits (README).
     config = uvicorn.Config(http_app(runtime), host=host, port=port, log_level="warning",
@@ -48,12 +49,12 @@ async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketMo
     return handler
 
 
-async def serve_socket_mode(settings: Settings) -> None:
+async def serve_socket_mode(settings: Settings, learned: LearnedSecrets | None = None) -> None:
     """Connect to Slack over Socket Mode; the Web API base URL comes from SLACK_API_URL."""
     if not settings.app_token:
         raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (xapp-...); or use --http",
                           key="SLACK_APP_TOKEN")
-    runtime = await build_runtime(settings)
+    runtime = await build_runtime(settings, learned=learned)
     runtime.start()
     handler = await connect_socket_mode(runtime, settings.app_token)
     ops: asyncio.Task[None] | None = None
@@ -81,14 +82,15 @@ def run(*, http: bool, host: str, port: int) -> int:
         secrets += cloud_secrets(load_cloud_config(settings.cloud_name))
     except Exception:  # noqa: S110 - build_runtime reports a bad cloud config properly
         pass
-    configure_logging(json_lines=settings.log_json, secrets=secrets)
+    # Cloud tokens learned at each login are masked by value too (the clients add them).
+    learned = configure_logging(json_lines=settings.log_json, secrets=secrets)
     # Before anything opens the database: a second instance stops here with one line.
     instance = hold_database(settings.db_path)
     try:
         if http or not settings.app_token:
-            asyncio.run(serve_http(settings, host, port))
+            asyncio.run(serve_http(settings, host, port, learned))
         else:
-            asyncio.run(serve_socket_mode(settings))
+            asyncio.run(serve_socket_mode(settings, learned))
     finally:
         instance.release()
     return 0

@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.imaging.engine import Engine
 from bot.imaging.job_ids import skip_past_cloud_job_ids
 from bot.imaging.jobs import Job, PhaseDeadlines
+from bot.logs import LearnedSecrets
 from bot.metrics import CountingTransport, Metrics
 from bot.policy import Policy
 from bot.scheduling.service import ScheduleService
@@ -77,6 +78,8 @@ class Runtime:
     identity: Identity | None = None
     # Bolt's lazy listeners (answers prepared after their ack), countable and drained on stop.
     lazy: LazyWork | None = None
+    # Cloud tokens the clients learned at login, masked in logs by value (bot.logs).
+    learned: LearnedSecrets = field(default_factory=LearnedSecrets)
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -150,8 +153,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                         clock: Callable[[], datetime] = utc_now,
                         deadlines: PhaseDeadlines | None = None,
                         tick_scale: float | None = None,
-                        slack_rate_scale: float | None = None) -> Runtime:
-    """Wire a runtime from settings. Tests inject a cloud transport and a clock."""
+                        slack_rate_scale: float | None = None,
+                        learned: LearnedSecrets | None = None) -> Runtime:
+    """Wire a runtime from settings. Tests inject a cloud transport and a clock. Every cloud
+    token a login yields is added to `learned` (the log filter's registry, see
+    `configure_logging`; a new one when not given: `Runtime.learned`)."""
+    learned = learned if learned is not None else LearnedSecrets()
     tick_scale = settings.tick_scale if tick_scale is None else tick_scale
     slack_rate_scale = settings.slack_rate_scale if slack_rate_scale is None else slack_rate_scale
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
@@ -163,7 +170,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
         # The transport carries the cloud's resolved TLS settings (cacert, insecure, cert+key).
         return CloudClient(cloud_config, transport=CountingTransport(
             cloud_transport or httpx.AsyncHTTPTransport(verify=cloud_config.ssl_verify()),
-            metrics))
+            metrics), on_token=learned.add)
 
     # Channel policies may name other clouds.yaml entries; each gets a client on first use.
     cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),
@@ -195,8 +202,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     deps = SlackDeps(router=router, store=interactive, cloud=cloud, clock=clock)
     listeners = imaging_slack.register(app, deps)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web, app=app,
-                      router=router, listeners=listeners, engine=engine, notifier=notifier, clock=clock,
-                      metrics=metrics, identity=identity, lazy=lazy)
+                      router=router, listeners=listeners, engine=engine, notifier=notifier,
+                      clock=clock, metrics=metrics, identity=identity, lazy=lazy, learned=learned)
     listeners.on_new_work = runtime.poke
     # Schedules and approvals: their commands and buttons, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,8 +81,7 @@ def select_endpoint(catalog: Sequence[Mapping[str, Any]], service_type: str, *,
     services = [s for s in catalog if s.get("type") == service_type
                 and (name is None or s.get("name") == name)]
     if not services:
-        what = f"{service_type} service" + (f" named {name!r}" if name else "")
-        raise ConfigError(f"the service catalog has no {what}")
+        raise no_endpoint(service_type, name, region=region, interface=interface, regions=None)
     seen: set[str] = set()
     for global_pass in (False, True):
         for service in services:
@@ -98,9 +97,30 @@ def select_endpoint(catalog: Sequence[Mapping[str, Any]], service_type: str, *,
                 url = _endpoint_url(ep, interface)
                 if url:
                     return url
+    raise no_endpoint(service_type, name, region=region, interface=interface, regions=seen)
+
+
+def no_endpoint(service_type: str, name: str | None, *, region: str | None, interface: str,
+                regions: Collection[str] | None) -> ConfigError:
+    """The error for a catalog without the wanted service (`regions` None) or without an
+    endpoint of it for this region and interface (`regions`: those it has)."""
+    what = f"{service_type} service" + (f" named {name!r}" if name else "")
+    if regions is None:
+        return ConfigError(f"the service catalog has no {what}")
     where = f"region {region!r}, " if region else ""
-    raise ConfigError(f"no {where}{interface} endpoint for {service_type} in the catalog "
-                      f"(regions: {', '.join(sorted(seen)) or 'none'})", key="region_name")
+    return ConfigError(f"no {where}{interface} endpoint for {what} in the catalog "
+                       f"(regions: {', '.join(sorted(regions)) or 'none'})", key="region_name")
+
+
+def session_endpoints(config: CloudConfig, pick: Callable[[str, str | None], str]
+                      ) -> tuple[str, str]:
+    """The (compute, image) URLs of a session: the configured override, else
+    `pick(service_type, service_name)` from the catalog; compute without a trailing slash,
+    image normalised to `/v2`. Rackspace (`select_endpoint`) and Keystone (keystoneauth's
+    catalog) logins both choose here."""
+    compute = config.compute_endpoint_override or pick("compute", config.compute_service_name)
+    image = config.image_endpoint_override or pick("image", config.image_service_name)
+    return compute.rstrip("/"), image_v2(image)
 
 
 def _endpoint_url(ep: Mapping[str, Any], interface: str) -> str | None:
@@ -119,15 +139,11 @@ def parse_rackspace(config: CloudConfig, body: Any) -> Session:
     assert isinstance(access, dict)
     region = config.region_name or (access.get("user") or {}).get("RAX-AUTH:defaultRegion")
     catalog = access.get("serviceCatalog") or []
-    return Session(
-        token=str(token["id"]), expires_at=parse_time(str(token["expires"])),
-        compute_url=(config.compute_endpoint_override or select_endpoint(
-            catalog, "compute", region=region, interface=config.interface,
-            name=config.compute_service_name)).rstrip("/"),
-        image_url=image_v2(config.image_endpoint_override or select_endpoint(
-            catalog, "image", region=region, interface=config.interface,
-            name=config.image_service_name)),
-        project_id=(token.get("tenant") or {}).get("id"))
+    compute_url, image_url = session_endpoints(config, lambda kind, name: select_endpoint(
+        catalog, kind, region=region, interface=config.interface, name=name))
+    return Session(token=str(token["id"]), expires_at=parse_time(str(token["expires"])),
+                   compute_url=compute_url, image_url=image_url,
+                   project_id=(token.get("tenant") or {}).get("id"))
 
 
 class Authenticator:
@@ -135,10 +151,12 @@ class Authenticator:
 
     def __init__(self, config: CloudConfig, post: Post, clock: Callable[[], datetime],
                  margin: timedelta = REFRESH_MARGIN,
-                 keystone: Callable[[], Awaitable[Session]] | None = None) -> None:
+                 keystone: Callable[[], Awaitable[Session]] | None = None,
+                 on_token: Callable[[str], None] | None = None) -> None:
         self._config = config
         self._post = post
         self._keystone = keystone
+        self._on_token = on_token
         self._clock = clock
         self._margin = margin
         self._session: Session | None = None
@@ -174,12 +192,21 @@ class Authenticator:
             return self._session
 
     async def _authenticate(self) -> Session:
-        config = self._config
-        if not config.is_rackspace:
-            if self._keystone is None:
-                raise ConfigError(f"no Keystone login for cloud {config.name}")
+        """Log in; the new token is told to `on_token` (the log filter learns it) before
+        anything can use, and so log, it."""
+        if self._config.is_rackspace:
+            session = await self._rackspace()
+        elif self._keystone is None:
+            raise ConfigError(f"no Keystone login for cloud {self._config.name}")
+        else:
             self.count += 1
-            return await self._keystone()
+            session = await self._keystone()
+        if self._on_token is not None:
+            self._on_token(session.token)
+        return session
+
+    async def _rackspace(self) -> Session:
+        config = self._config
         body = rackspace_request(config)
         issued = self._clock()
         status, headers, doc = await self._post(tokens_url(config), body)
@@ -192,8 +219,4 @@ class Authenticator:
         if status not in (200, 201):
             raise CloudRejected(f"identity service answered HTTP {status}")
         session = parse_rackspace(config, doc)
-        if session.issued_at is None:
-            session = Session(token=session.token, expires_at=session.expires_at,
-                              compute_url=session.compute_url, image_url=session.image_url,
-                              project_id=session.project_id, issued_at=issued)
-        return session
+        return session if session.issued_at is not None else replace(session, issued_at=issued)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from keystoneauth1 import access as ks_access
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 
-from bot.cloud.auth import Session, image_v2
+from bot.cloud.auth import Session, no_endpoint, session_endpoints
 from bot.cloud.config import CloudConfig
 from bot.errors import AuthFailed, CloudError, CloudRejected, CloudUnavailable, ConfigError
 
@@ -80,35 +81,25 @@ def session_from_access(config: CloudConfig, access: Any) -> Session:
     catalog by service type, interface and region (or the configured overrides)."""
     catalog = access.service_catalog
 
-    def pick(service_type: str, override: str | None, name: str | None) -> str:
-        if override:
-            return override
+    def pick(service_type: str, name: str | None) -> str:
         try:
             url = catalog.url_for(service_type=service_type, interface=config.interface,
                                   region_name=config.region_name, service_name=name)
         except ks_exc.EndpointNotFound:
-            regions = sorted({str(ep.get("region_id") or ep.get("region"))
-                              for svc in catalog.catalog if svc.get("type") == service_type
-                              for ep in svc.get("endpoints") or []})
-            what = f"{service_type} service" + (f" named {name!r}" if name else "")
-            if not regions:
-                raise ConfigError(f"the service catalog has no {what}") from None
-            where = f"region {config.region_name!r}, " if config.region_name else ""
-            raise ConfigError(f"no {where}{config.interface} endpoint for {what} in the "
-                              f"catalog (regions: {', '.join(regions)})",
-                              key="region_name") from None
+            regions = {str(ep.get("region_id") or ep.get("region"))
+                       for svc in catalog.catalog if svc.get("type") == service_type
+                       for ep in svc.get("endpoints") or []}
+            raise no_endpoint(service_type, name, region=config.region_name,
+                              interface=config.interface, regions=regions or None) from None
         return str(url)
 
+    compute_url, image_url = session_endpoints(config, pick)
     expires = access.expires
     issued = access.issued
     return Session(
         token=str(access.auth_token),
         expires_at=expires.astimezone(UTC) if expires.tzinfo else expires.replace(tzinfo=UTC),
-        compute_url=pick("compute", config.compute_endpoint_override,
-                         config.compute_service_name).rstrip("/"),
-        image_url=image_v2(pick("image", config.image_endpoint_override,
-                                config.image_service_name)),
-        project_id=access.project_id,
+        compute_url=compute_url, image_url=image_url, project_id=access.project_id,
         issued_at=(issued.astimezone(UTC) if issued.tzinfo else issued.replace(tzinfo=UTC))
         if issued else None)
 
@@ -195,7 +186,5 @@ class KeystoneLogin:
         except Exception as exc:  # noqa: BLE001 - translated, never swallowed
             raise translate(self._config, exc) from None
         if session.issued_at is None:
-            session = Session(token=session.token, expires_at=session.expires_at,
-                              compute_url=session.compute_url, image_url=session.image_url,
-                              project_id=session.project_id, issued_at=datetime.now(UTC))
+            session = dataclasses.replace(session, issued_at=datetime.now(UTC))
         return session

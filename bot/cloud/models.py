@@ -6,11 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Glance v2 statuses (there is no "error" status in Glance).
-IMAGE_DONE = "active"
-IMAGE_FAILED = frozenset({"killed", "deleted", "pending_delete", "deactivated"})
-IMAGE_IN_PROGRESS = frozenset({"queued", "saving", "uploading", "importing"})
-
 
 @dataclass(frozen=True)
 class Server:

@@ -12,7 +12,7 @@ from bot.cloud.client import CloudClient
 from bot.cloud.keystone import session_from_body
 from bot.errors import ConfigError
 
-from .conftest import NOW, Clock, Sleeps, config, sample, server_doc
+from .conftest import NOW, Clock, FakeCloud, Sleeps, config, sample, server_doc
 
 RAX = "rackspace/identity/auth-response.json"
 
@@ -117,3 +117,35 @@ async def test_rackspace_client_flow() -> None:
     body = json.loads(requests[0].content)
     assert body == {"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": "maeker123",
                                                              "apiKey": "rax-KEY-42"}}}
+
+
+async def test_every_keystone_login_tells_its_token_to_on_token(
+        fake: FakeCloud, clock: Clock, sleeps: Sleeps) -> None:
+    """The first login and the re-authentication after a 401 each hand over the new token
+    (the log filter learns it: bot.logs.LearnedSecrets)."""
+    told: list[str] = []
+    fake.on("GET", r"/servers/detail$", httpx.Response(200, json={"servers": []}))
+    async with CloudClient(config(), transport=httpx.MockTransport(fake.handler), clock=clock,
+                           sleep=sleeps, on_token=told.append) as client:
+        await client.list_servers()
+        assert told == fake.tokens and len(told) == 1
+        fake.tokens.append("someone-else")  # our token is no longer the valid one: a 401
+        await client.list_servers()
+    assert len(told) == 2 and told[1] == fake.tokens[-1] != told[0]
+    assert client.authentications == 2
+
+
+async def test_a_rackspace_login_tells_its_token_to_on_token() -> None:
+    doc = sample(RAX)
+    doc["access"]["token"]["expires"] = "2026-03-02T12:00:00.000Z"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2.0/tokens":
+            return httpx.Response(200, json=doc)
+        return httpx.Response(200, json={"servers": []})
+
+    told: list[str] = []
+    async with CloudClient(rax_config(), transport=httpx.MockTransport(handler),
+                           clock=Clock(NOW), sleep=Sleeps(), on_token=told.append) as client:
+        await client.list_servers()
+    assert told == [doc["access"]["token"]["id"]]

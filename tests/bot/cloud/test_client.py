@@ -576,3 +576,17 @@ async def test_rax_schedule_missing_server_is_not_found(fake: FakeCloud,
     with pytest.raises(NotFound):
         await cloud.get_rax_schedule(SERVER_ID)
 
+
+
+def test_the_package_face_names_the_objects_of_the_modules() -> None:
+    """`bot.cloud` re-exports the public names; deep imports keep working beside it."""
+    import bot.cloud as face
+    from bot.cloud.config import CloudConfig, load_cloud_config
+    from bot.cloud.models import Image, Observation, Server
+    from bot.cloud.pool import CloudPool
+
+    assert (face.CloudClient, face.CloudPool, face.CloudConfig, face.load_cloud_config,
+            face.Image, face.Server, face.Observation, face.RaxSchedule) == (
+        CloudClient, CloudPool, CloudConfig, load_cloud_config, Image, Server, Observation,
+        RaxSchedule)
+    assert all(getattr(face, name) is not None for name in face.__all__)
