@@ -543,9 +543,12 @@ class _Api:
         server = body.get("server") if isinstance(body, dict) and len(body) == 1 else None
         if not isinstance(server, dict):
             raise SimError(400, "badRequest", "Invalid input for field/attribute server.")
-        unknown = set(server) - {"name", "imageRef", "flavorRef", "networks", "metadata",
-                                 "OS-DCF:diskConfig", "key_name", "config_drive", "user_data",
-                                 "security_groups", "availability_zone", "description"}
+        allowed = {"name", "imageRef", "flavorRef", "networks", "metadata", "OS-DCF:diskConfig",
+                   "key_name", "config_drive", "user_data", "security_groups",
+                   "availability_zone"}
+        if mv >= (2, 19) and not self.world.legacy:
+            allowed.add("description")
+        unknown = set(server) - allowed
         if unknown:
             raise SimError(400, "badRequest", "Invalid input for field/attribute server. "
                            f"Additional properties are not allowed ({', '.join(sorted(unknown))}"
@@ -562,6 +565,7 @@ class _Api:
         for key in ("imageRef", "flavorRef"):
             if not isinstance(server[key], str) or not server[key]:
                 raise SimError(400, "badRequest", f"Invalid input for field/attribute {key}.")
+        self._check_boot_options(server)
         created = self.world.create_server(
             name, server["imageRef"], server["flavorRef"],
             networks=self._networks(server.get("networks"), mv), metadata=meta,
@@ -574,6 +578,24 @@ class _Api:
             view["security_groups"] = [{"name": "default"}]
         return JSONResponse({"server": view}, status_code=202,
                             headers={"Location": view["links"][0]["href"]})
+
+    def _check_boot_options(self, server: dict[str, Any]) -> None:
+        """What the sim's one project has: no key pairs, the `default` security group, zone
+        `nova`; anything else is refused with Nova's messages (servers.py create), never
+        ignored."""
+        if server.get("OS-DCF:diskConfig", "AUTO") not in ("AUTO", "MANUAL"):
+            raise SimError(400, "badRequest",
+                           "Invalid input for field/attribute OS-DCF:diskConfig.")
+        if server.get("key_name") is not None:
+            raise SimError(400, "badRequest", "Invalid key_name provided.")
+        for group in server.get("security_groups") or []:
+            name = group.get("name") if isinstance(group, dict) else None
+            if name != "default":
+                raise SimError(400, "badRequest", f"Security group {name} not found for "
+                               f"project {self.world.project_id}.")
+        if server.get("availability_zone") not in (None, "nova"):
+            raise SimError(400, "badRequest",
+                           "The requested availability zone is not available")
 
     def _networks(self, raw: Any, mv: tuple[int, int]) -> list[str] | None:
         """Network ids asked for; None for every network (left out before 2.37, or "auto")."""

@@ -15,6 +15,12 @@ Default credentials (other code depends on these exact values):
 Durations follow the Rackspace small-server trace (image_snapshot ~3 s, image_pending_upload
 ~14 s, image_uploading ~80 s for a 20 GB disk), scale linearly with the flavor disk, and are
 divided by `speed`.
+
+Servers also boot (`create_server`: BUILD through Nova's build task states, ~33 s, then ACTIVE
+with a console log ending in a login prompt) and are deleted (`request_delete`: task_state
+`deleting`, then gone). On `api="rackspace-legacy"` the world is also Rackspace's Scheduled
+Images service: a server with a `rax-si-image-schedule` is imaged once a simulated day (or week),
+at a time the service picks, tagged and culled as qonos does (sandbox/cloud/lifecycle.py).
 """
 
 from __future__ import annotations

@@ -246,3 +246,26 @@ async def test_rackspace_boot_defaults_to_public_and_servicenet_without_console_
     # Only the VNC console is documented (post-get-console-servers-server-id-action.rst).
     out = await rc.post(f"{SERVERS}/{sid}/action", json={"os-getConsoleOutput": {}})
     assert out.status_code == 501
+
+
+@pytest.mark.parametrize("over,message", [
+    # The sim's project has no key pairs, only the `default` group and zone `nova`: Nova
+    # refuses the rest (api/openstack/compute/servers.py create), it never ignores them.
+    ({"key_name": "mykey"}, "Invalid key_name provided."),
+    ({"security_groups": [{"name": "web"}]}, "Security group web not found for project"),
+    ({"availability_zone": "az-9"}, "The requested availability zone is not available"),
+    ({"OS-DCF:diskConfig": "SIDEWAYS"}, "OS-DCF:diskConfig"),
+    ({"personality": []}, "Additional properties are not allowed"),
+])
+async def test_boot_options_the_sim_does_not_have_are_refused(
+        client: httpx.AsyncClient, auth, over: dict[str, Any], message: str) -> None:
+    resp = await boot(client, auth, **over)
+    assert resp.status_code == 400 and message in resp.json()["badRequest"]["message"]
+
+
+async def test_description_needs_microversion_2_19(client: httpx.AsyncClient, auth) -> None:
+    # schemas/servers.py base_create_v219 adds `description`.
+    old = await client.post(SERVERS, json=boot_body(description="x", networks=None),
+                            headers={**auth, "OpenStack-API-Version": "compute 2.18"})
+    assert old.status_code == 400
+    assert (await boot(client, auth, description="x")).status_code == 202
