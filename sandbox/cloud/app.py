@@ -533,6 +533,96 @@ class _Api:
         server = self.world.get_server(request.path_params["server_id"])
         return JSONResponse({"server": self._server_view(server, _base(request), mv)})
 
+    async def server_create(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`POST /servers` (Nova api-ref servers.inc; schemas/servers.py): `name` and
+        `flavorRef` required, `imageRef` here too (no block_device_mapping_v2), `networks`
+        required from 2.37 ("auto", "none" or a list of {"uuid"}); 202 with the id, links and
+        adminPass and the server URL in Location (Rackspace: the same body,
+        docs-cloud-servers post-create-server-servers.rst)."""
+        body = await _json_body(request)
+        server = body.get("server") if isinstance(body, dict) and len(body) == 1 else None
+        if not isinstance(server, dict):
+            raise SimError(400, "badRequest", "Invalid input for field/attribute server.")
+        allowed = {"name", "imageRef", "flavorRef", "networks", "metadata", "OS-DCF:diskConfig",
+                   "key_name", "config_drive", "user_data", "security_groups",
+                   "availability_zone"}
+        if mv >= (2, 19) and not self.world.legacy:
+            allowed.add("description")
+        unknown = set(server) - allowed
+        if unknown:
+            raise SimError(400, "badRequest", "Invalid input for field/attribute server. "
+                           f"Additional properties are not allowed ({', '.join(sorted(unknown))}"
+                           " were unexpected)")
+        required = ["name", "flavorRef", "imageRef"]
+        if mv >= (2, 37) and not self.world.legacy:
+            required.append("networks")
+        for key in required:
+            if key not in server:
+                raise SimError(400, "badRequest", "Invalid input for field/attribute server. "
+                               f"'{key}' is a required property")
+        name, meta = server["name"], server.get("metadata") or {}
+        _check_name_meta(name, meta, quota="Quota exceeded for metadata items: maxServerMeta 40")
+        for key in ("imageRef", "flavorRef"):
+            if not isinstance(server[key], str) or not server[key]:
+                raise SimError(400, "badRequest", f"Invalid input for field/attribute {key}.")
+        self._check_boot_options(server)
+        created = self.world.create_server(
+            name, server["imageRef"], server["flavorRef"],
+            networks=self._networks(server.get("networks"), mv), metadata=meta,
+            request_id=str(request.scope.get("sim.request_id", "")))
+        base = _base(request)
+        view: dict[str, Any] = {"id": created.id, "links": self._links(created, base),
+                                "OS-DCF:diskConfig": "AUTO",
+                                "adminPass": uuid.uuid5(uuid.NAMESPACE_OID, created.id).hex[:12]}
+        if not self.world.legacy:
+            view["security_groups"] = [{"name": "default"}]
+        return JSONResponse({"server": view}, status_code=202,
+                            headers={"Location": view["links"][0]["href"]})
+
+    def _check_boot_options(self, server: dict[str, Any]) -> None:
+        """What the sim's one project has: no key pairs, the `default` security group, zone
+        `nova`; anything else is refused with Nova's messages (servers.py create), never
+        ignored."""
+        if server.get("OS-DCF:diskConfig", "AUTO") not in ("AUTO", "MANUAL"):
+            raise SimError(400, "badRequest",
+                           "Invalid input for field/attribute OS-DCF:diskConfig.")
+        if server.get("key_name") is not None:
+            raise SimError(400, "badRequest", "Invalid key_name provided.")
+        for group in server.get("security_groups") or []:
+            name = group.get("name") if isinstance(group, dict) else None
+            if name != "default":
+                raise SimError(400, "badRequest", f"Security group {name} not found for "
+                               f"project {self.world.project_id}.")
+        if server.get("availability_zone") not in (None, "nova"):
+            raise SimError(400, "badRequest",
+                           "The requested availability zone is not available")
+
+    def _networks(self, raw: Any, mv: tuple[int, int]) -> list[str] | None:
+        """Network ids asked for; None for every network (left out before 2.37, or "auto")."""
+        if raw is None or raw == "auto":
+            if raw is not None and (mv < (2, 37) or self.world.legacy):
+                raise SimError(400, "badRequest", "Invalid input for field/attribute networks.")
+            return None
+        if raw == "none" and mv >= (2, 37) and not self.world.legacy:
+            return []
+        if not isinstance(raw, list) or any(
+                not isinstance(n, dict) or set(n) - {"uuid", "port", "fixed_ip", "tag"}
+                for n in raw):
+            raise SimError(400, "badRequest", "Invalid input for field/attribute networks.")
+        ids: list[str] = []
+        for net in raw:
+            if net.get("port"):
+                raise SimError(400, "badRequest", f"Port id {net['port']} could not be found.")
+            if not isinstance(net.get("uuid"), str):
+                raise SimError(400, "badRequest", "Invalid input for field/attribute networks.")
+            ids.append(net["uuid"])
+        return ids
+
+    async def server_delete(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`DELETE /servers/{id}`: 204; the server is gone a few seconds later."""
+        self.world.request_delete(request.path_params["server_id"])
+        return Response(status_code=204)
+
     def _links(self, s: Server, base: str) -> list[dict[str, str]]:
         pid = self.world.project_id
         return [{"rel": "self", "href": f"{base}/compute/v2.1/{pid}/servers/{s.id}"},
@@ -557,9 +647,9 @@ class _Api:
             for v in s.volumes]
         view: dict[str, Any] = {
             "accessIPv4": "", "accessIPv6": "",
-            "addresses": {"private": [{"addr": s.address, "version": 4,
-                                       "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01",
-                                       "OS-EXT-IPS:type": "fixed"}]},
+            "addresses": {label: [{"addr": _address(s, label), "version": 4,
+                                   "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01",
+                                   "OS-EXT-IPS:type": "fixed"}] for label in s.networks},
             "created": iso(s.created),
             "flavor": flavor,
             "hostId": uuid.uuid5(uuid.NAMESPACE_URL, pid + "host").hex * 2 if s.deleted_at is None
@@ -580,7 +670,8 @@ class _Api:
             "OS-EXT-STS:task_state": s.task_state,
             "OS-EXT-STS:vm_state": s.vm_state,
             "os-extended-volumes:volumes_attached": volumes,
-            "OS-SRV-USG:launched_at": iso(s.created + 20, micro=True)[:-1],
+            "OS-SRV-USG:launched_at": iso(s.launched_at, micro=True)[:-1]
+            if s.launched_at is not None else None,
             "OS-SRV-USG:terminated_at": iso(s.deleted_at, micro=True)[:-1]
             if s.deleted_at else None,
             "progress": 0,
@@ -590,6 +681,8 @@ class _Api:
             "updated": iso(s.updated),
             "user_id": self.world.user_id,
         }
+        if s.fault is not None:
+            view["fault"] = dict(s.fault)  # Nova shows the fault of an ERROR server
         if self.world.legacy:
             return _rackspace_view(view, s)
         if mv >= (2, 3):
@@ -649,6 +742,8 @@ class _Api:
                 raise SimError(400, "badRequest", "backup_type must be a string")
             image = self.world.create_image(server_id, name, meta, request_id=request_id,
                                             backup_type=args["backup_type"], rotation=rotation)
+        elif action == "os-getConsoleOutput":
+            return JSONResponse({"output": self._console(server_id, args)})
         else:
             self.world.get_server(server_id)
             raise SimError(400, "badRequest", f"There is no such action: {action}")
@@ -662,6 +757,27 @@ class _Api:
                 "Location": f"{_base(request)}/compute/v2.1/{pid}/images/{image.id}"})
         return Response(status_code=202,
                         headers={"Location": f"{_base(request)}/image/v2/images/{image.id}"})
+
+    def _console(self, server_id: str, args: Any) -> str:
+        """`os-getConsoleOutput` (nova console_output.py, schemas/console_output.py): `length`
+        an integer (or digits) >= -1 or null; 409 before the server has a host. Rackspace
+        documents only the VNC console (docs-cloud-servers post-get-console-servers-server-id-
+        action.rst), so there it is a driver without console logs: 501, as Nova answers
+        NotImplementedError."""
+        if not isinstance(args, dict) or set(args) - {"length"}:
+            raise SimError(400, "badRequest", "Invalid input for field/attribute "
+                           "os-getConsoleOutput.")
+        length = args.get("length")
+        if isinstance(length, str) and re.fullmatch(r"-?[0-9]+", length):
+            length = int(length)
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool)
+                                   or length < -1):
+            raise SimError(400, "badRequest", "Invalid input for field/attribute length.")
+        self.world.get_server(server_id)
+        if self.world.legacy:
+            raise SimError(501, "notImplemented",
+                           "The requested functionality is not supported.")
+        return self.world.console_output(server_id, length)
 
     async def volume_attachments(self, request: Request, mv: tuple[int, int]) -> Response:
         """`GET /servers/{id}/os-volume_attachments` (Nova api-ref; Rackspace
@@ -729,10 +845,34 @@ class _Api:
             "totalServerGroupsUsed": 0}}})
 
     async def flavors(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`GET /flavors[/detail]` with Nova's `minDisk`/`minRam` filters (flavors.py
+        _get_flavors: a non-integer is 400 "Invalid minDisk filter [x]")."""
         detail = request.url.path.endswith("/detail")
+        floor: dict[str, int] = {}
+        for key in ("minDisk", "minRam"):
+            if key in request.query_params:
+                raw = request.query_params[key]
+                try:
+                    floor[key] = int(raw)
+                except ValueError:
+                    raise SimError(400, "badRequest", f"Invalid {key} filter [{raw}]") from None
+        chosen = [f for f in FLAVORS.values()
+                  if f.disk >= floor.get("minDisk", 0) and f.ram >= floor.get("minRam", 0)]
         return JSONResponse({"flavors": [_flavor_view(f, _base(request), self.world.project_id,
                                                       detail, self.world.legacy)
-                                         for f in FLAVORS.values()]})
+                                         for f in chosen]})
+
+    async def extensions(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`GET /extensions`: Rackspace lists ScheduledImages (docs-cloud-servers
+        get-retrieve-list-of-extensions-extensions.rst); Nova's list has no rax-si."""
+        return JSONResponse({"extensions": _extensions(self.world.legacy)})
+
+    async def extension_show(self, request: Request, mv: tuple[int, int]) -> Response:
+        alias = request.path_params["alias"]
+        for ext in _extensions(self.world.legacy):
+            if ext["alias"] == alias:
+                return JSONResponse({"extension": ext})
+        raise SimError(404, "itemNotFound", f"Extension {alias} could not be found.")
 
     async def flavor_show(self, request: Request, mv: tuple[int, int]) -> Response:
         flavor = FLAVORS.get(request.path_params["flavor_id"])
@@ -741,6 +881,11 @@ class _Api:
         return JSONResponse({"flavor": _flavor_view(flavor, _base(request),
                                                     self.world.project_id, True,
                                                     self.world.legacy)})
+
+    async def no_route(self, request: Request, mv: tuple[int, int]) -> Response:
+        """What Nova's router answers for a path it has no route for (an extension this cloud
+        does not run): webob's plain 404, not a compute fault."""
+        return glance_fault(404, "The resource could not be found.")
 
     async def schedule_get(self, request: Request, mv: tuple[int, int]) -> Response:
         sched = self.world.get_schedule(request.path_params["server_id"])
@@ -798,13 +943,7 @@ class _Api:
             del filters["visibility"]
         page, more = self.world.query_images(filters, sort=sort, marker=q.get("marker"),
                                              limit=limit)
-        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
-        out: dict[str, Any] = {"images": [_image_view(im) for im in page],
-                               "schema": "/v2/schemas/images",
-                               "first": "/v2/images" + (f"?{urlencode(params)}" if params else "")}
-        if more and page:
-            out["next"] = "/v2/images?" + urlencode(params + [("marker", page[-1].id)])
-        return JSONResponse(out)
+        return _image_page(request, page, more)
 
     def _images_list_legacy(self, request: Request, limit: int) -> Response:
         """Rackspace Cloud Images (docs-cloud-images get-list-images-images.rst): the documented
@@ -824,13 +963,7 @@ class _Api:
         filters = {k: v for k, v in q.items() if k not in reserved}
         page, more = self.world.query_images(filters, sort=sort, marker=q.get("marker"),
                                              limit=limit, literal=True)
-        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
-        out: dict[str, Any] = {"images": [_image_view(im) for im in page],
-                               "schema": "/v2/schemas/images",
-                               "first": "/v2/images" + (f"?{urlencode(params)}" if params else "")}
-        if more and page:
-            out["next"] = "/v2/images?" + urlencode(params + [("marker", page[-1].id)])
-        return JSONResponse(out)
+        return _image_page(request, page, more)
 
     async def image_show(self, request: Request) -> Response:
         return JSONResponse(_image_view(self.world.get_image(request.path_params["image_id"])))
@@ -905,7 +1038,8 @@ class _Api:
 # ---- views and documents --------------------------------------------------------------------
 
 
-def _check_name_meta(name: Any, meta: Any) -> None:
+def _check_name_meta(name: Any, meta: Any, *,
+                     quota: str = "Quota exceeded for metadata items: maxImageMeta 40") -> None:
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise SimError(400, "badRequest", "Invalid input for field/attribute name.")
     if not isinstance(meta, dict) or any(
@@ -913,7 +1047,7 @@ def _check_name_meta(name: Any, meta: Any) -> None:
             or len(v.encode()) > 255 or not k for k, v in meta.items()):
         raise SimError(400, "badRequest", "Invalid input for field/attribute metadata.")
     if len(meta) > 40:
-        raise SimError(403, "forbidden", "Quota exceeded for metadata items: maxImageMeta 40")
+        raise SimError(403, "forbidden", quota)
 
 
 def _action_view(act: Any, server_id: str) -> dict[str, Any]:
@@ -942,6 +1076,17 @@ def _flavor_view(f: Flavor, base: str, pid: str, detail: bool,
                      "OS-FLV-DISABLED:disabled": False, "os-flavor-access:is_public": True,
                      "rxtx_factor": 1.0})
     return view
+
+
+def _image_page(request: Request, page: list[Image], more: bool) -> JSONResponse:
+    """A Glance listing page: `first`, and `next` (the same query after the last id)."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+    out: dict[str, Any] = {"images": [_image_view(im) for im in page],
+                           "schema": "/v2/schemas/images",
+                           "first": "/v2/images" + (f"?{urlencode(params)}" if params else "")}
+    if more and page:
+        out["next"] = "/v2/images?" + urlencode(params + [("marker", page[-1].id)])
+    return JSONResponse(out)
 
 
 def _image_view(im: Image) -> dict[str, Any]:
@@ -993,8 +1138,16 @@ def _rackspace_view(view: dict[str, Any], s: Server) -> dict[str, Any]:
         del view[key]
     for key in ("config_drive", "security_groups", "key_name"):
         view.pop(key, None)
-    view["progress"] = 100 if s.task_state is None else 0
+    view["progress"] = 100 if s.task_state is None and s.status != "BUILD" else 0
     return view
+
+
+def _address(s: Server, label: str) -> str:
+    """The server's address on a network: a documentation-range one on Rackspace's public."""
+    if label == "public":
+        last = s.address.rsplit(".", 1)[-1]
+        return f"198.51.100.{last}"
+    return s.address
 
 
 def _identity_v3(base: str) -> dict[str, Any]:
@@ -1021,6 +1174,40 @@ def _compute_version(base: str) -> dict[str, Any]:
                        "href": "http://docs.openstack.org/"}],
             "media-types": [{"base": "application/json",
                              "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+
+def _extension(name: str, alias: str, namespace: str, description: str,
+               updated: str = "2014-12-03T00:00:00Z") -> dict[str, Any]:
+    return {"updated": updated, "name": name, "links": [], "namespace": namespace,
+            "alias": alias, "description": description}
+
+
+def _extensions(legacy: bool) -> list[dict[str, Any]]:
+    """The extension list: Rackspace's documented sample, or a few of Nova's (v2.1 keeps
+    the v2 list for compatibility, api/openstack/compute/extension_info.py)."""
+    if legacy:
+        return [
+            _extension("DiskConfig", "OS-DCF",
+                       "http://docs.openstack.org/compute/ext/disk_config/api/v1.1",
+                       "Disk Management Extension.", "2011-09-27T00:00:00Z"),
+            _extension("OSNetworksV2", "os-networksv2",
+                       "http://docs.openstack.org/ext/services/api/v1.1",
+                       "Admin-only Network Management Extension.", "2012-03-07T14:46:43Z"),
+            _extension("VirtualInterfaces", "os-virtual-interfacesv2",
+                       "http://docs.openstack.org/compute/ext/virtual_interfacesv2/api/v1.1",
+                       "Virtual interface support.", "2011-08-17T00:00:00Z"),
+            _extension("ScheduledImages", "rax-si-image-schedule",
+                       "http://docs.openstack.org/servers/api/ext/scheduled_images/v1.0",
+                       "Enables automatic scheduled images to be taken of a server.",
+                       "2013-03-20T00:00:00Z"),
+        ]
+    ns = "http://docs.openstack.org/compute/ext/fake_xml"
+    return [_extension("DiskConfig", "OS-DCF", ns, "Disk Management Extension."),
+            _extension("ConsoleOutput", "os-console-output", ns,
+                       "Console log output support, with tailing ability."),
+            _extension("CreateBackup", "os-create-backup", ns, "Create a backup of a server."),
+            _extension("InstanceActions", "os-instance-actions", ns, "View a log of actions "
+                       "and events taken on an instance.")]
 
 
 _IMAGE_SCHEMA: dict[str, Any] = {
@@ -1072,15 +1259,21 @@ def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
         ("POST", "/servers/{server_id}/action", api.server_action),
         ("GET", "/servers/{server_id}/os-instance-actions", api.instance_actions),
         ("GET", "/servers/{server_id}/os-instance-actions/{request_id}", api.instance_action),
-        ("GET", "/servers/{server_id}/rax-si-image-schedule", api.schedule_get),
-        ("POST", "/servers/{server_id}/rax-si-image-schedule", api.schedule_post),
-        ("DELETE", "/servers/{server_id}/rax-si-image-schedule", api.schedule_delete),
+        ("POST", "/servers", api.server_create),
+        ("DELETE", "/servers/{server_id}", api.server_delete),
         ("GET", "/servers/{server_id}/os-volume_attachments", api.volume_attachments),
         ("GET", "/limits", api.limits),
         ("GET", "/flavors", api.flavors),
         ("GET", "/flavors/detail", api.flavors),
         ("GET", "/flavors/{flavor_id}", api.flavor_show),
+        ("GET", "/extensions", api.extensions),
+        ("GET", "/extensions/{alias}", api.extension_show),
     ]
+    # Scheduled images are Rackspace's extension; real Nova has no such route.
+    nova += [(method, "/servers/{server_id}/rax-si-image-schedule",
+              handler if world.legacy else api.no_route)
+             for method, handler in (("GET", api.schedule_get), ("POST", api.schedule_post),
+                                     ("DELETE", api.schedule_delete))]
     # Routes without a project id first, so `/servers/detail` never reads as a project id.
     for prefix in ("/compute/v2.1", "/compute/v2.1/{project_id}"):
         for method, rel, nova_handler in nova:

@@ -15,10 +15,17 @@ Default credentials (other code depends on these exact values):
 Durations follow the Rackspace small-server trace (image_snapshot ~3 s, image_pending_upload
 ~14 s, image_uploading ~80 s for a 20 GB disk), scale linearly with the flavor disk, and are
 divided by `speed`.
+
+Servers also boot (`create_server`: BUILD through Nova's build task states, ~33 s, then ACTIVE
+with a console log ending in a login prompt) and are deleted (`request_delete`: task_state
+`deleting`, then gone). On `api="rackspace-legacy"` the world is also Rackspace's Scheduled
+Images service: a server with a `rax-si-image-schedule` is imaged once a simulated day (or week),
+at a time the service picks, tagged and culled as qonos does (sandbox/cloud/lifecycle.py).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import heapq
 import itertools
@@ -32,6 +39,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from sandbox.cloud.lifecycle import (
+    BOOT_PHASES,
+    BOOT_STATES,
+    DELETE_SECONDS,
+    SI_RETRY_SECONDS,
+    SI_TAG,
+    SI_TRIES,
+    console_log,
+    default_fault,
+    is_scheduled_image,
+    next_slot,
+    scheduled_image_name,
+    slot_offset,
+)
 
 NAMESPACE = uuid.UUID("6c1f3e0a-7d4b-5b6e-9f1a-2c3d4e5f6a7b")
 
@@ -69,6 +91,15 @@ _IMAGE_STATUS = {"image_uploading": "saving"}
 REFERENCE_DISK_GB = 20
 DAYS = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
 JOB_FAULTS = ("upload_fail", "image_deleted", "stuck", "orphan")
+BOOT_FAULTS = ("boot_fail", "boot_hang")
+# Networks a new server may ask for. OpenStack: one tenant network. Rackspace: PublicNet and
+# ServiceNet by their fixed ids, both attached when `networks` is left out (docs-cloud-servers
+# post-create-server-servers.rst).
+OPENSTACK_NETWORKS = {"private": str(uuid.uuid5(NAMESPACE, "network:private"))}
+RAX_NETWORKS = {"public": "00000000-0000-0000-0000-000000000000",
+                "private": "11111111-1111-1111-1111-111111111111"}
+# Vm states in which Nova snapshots a server (compute/api.py check_instance_state).
+IMAGEABLE_VM_STATES = ("active", "stopped", "paused", "suspended")
 HTTP_FAULTS = ("http", "slow", "drop", "garbage", "wrong_shape", "huge", "drip")
 
 
@@ -190,6 +221,36 @@ class Job:
     gen: int = 0  # bumped to invalidate events already on the heap
     fail: tuple[str, str] | None = None  # (mode "killed"|"deleted", task state it strikes in)
     stuck_at: str | None = None
+    scheduled: tuple[int, int] | None = None  # (schedule generation, try) for scheduled images
+
+
+@dataclass
+class Build:
+    """A server being built (`POST /servers`); `gen` invalidates events already on the heap."""
+
+    action: InstanceAction
+    phase: int = 0
+    gen: int = 0
+    fail_at: str | None = None  # the boot_fail fault: task state in which the build fails
+    message: str | None = None
+    hang_at: str | None = None  # the boot_hang fault: task state the build never leaves
+
+
+@dataclass
+class ImageSchedule:
+    """A Rackspace `rax-si-image-schedule`; `gen` is renewed by every POST and DELETE."""
+
+    retention: int
+    day_of_week: str | None
+    gen: int
+    next_run: float | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The `image_schedule` document the API echoes."""
+        doc: dict[str, Any] = {"retention": self.retention}
+        if self.day_of_week is not None:
+            doc["day_of_week"] = self.day_of_week
+        return doc
 
 
 @dataclass
@@ -211,8 +272,14 @@ class Server:
     deleted_at: float | None = None
     job: Job | None = None
     actions: list[InstanceAction] = field(default_factory=list)
-    schedule: dict[str, Any] | None = None
+    schedule: ImageSchedule | None = None
     address: str = "10.0.0.2"
+    networks: tuple[str, ...] = ("private",)  # network labels (keys of `addresses`)
+    build: Build | None = None
+    fault: dict[str, Any] | None = None  # Nova's `fault` of an ERROR server
+    launched_at: float | None = None
+    failed_in: str | None = None  # the boot task state a failed build stopped in
+    deleting: bool = False
 
 
 @dataclass
@@ -320,9 +387,13 @@ class World:
         self._position: dict[str, int] = {}
         self._by_instance: dict[str, set[str]] = {}  # instance_uuid -> image ids
         self._armed: dict[str, list[dict[str, Any]]] = {}  # job faults for the next job
-        self._events: list[tuple[float, int, Job, int]] = []
+        self._armed_boots: list[dict[str, Any]] = []  # boot faults for the next matching boot
+        # Due transitions: (time, tie-breaker, what happens); each callee checks it still holds.
+        self._events: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
         self._image_seq = itertools.count(1)
+        self._server_seq = itertools.count(1)
+        self._schedule_seq = itertools.count(1)
         self._fault_seq = itertools.count(1)
         self._rate: dict[str, tuple[int, int]] = {}
         if seed:
@@ -368,6 +439,8 @@ class World:
         self._reorder()
 
     def _add_server(self, server: Server) -> None:
+        if server.launched_at is None and server.status == "ACTIVE":
+            server.launched_at = server.created + 20  # seeded: booted before the world began
         self.servers[server.id] = server
 
     def _reorder(self) -> None:
@@ -416,13 +489,22 @@ class World:
             now = self.clock()
             events = self._events
             while events and events[0][0] <= now:
-                due, _, job, gen = heapq.heappop(events)
-                if job.gen == gen:
-                    self._step(job, due)
+                due, _, fire = heapq.heappop(events)
+                fire(due)
             return now
 
+    def _at(self, at: float, fire: Callable[[float], None]) -> None:
+        """Run `fire(at)` once the clock reaches `at` (stamped with `at`, not when noticed)."""
+        heapq.heappush(self._events, (at, next(self._seq), fire))
+
     def _schedule(self, job: Job, at: float) -> None:
-        heapq.heappush(self._events, (at, next(self._seq), job, job.gen))
+        gen = job.gen
+
+        def step(due: float) -> None:
+            if job.gen == gen:
+                self._step(job, due)
+
+        self._at(at, step)
 
     def _duration(self, server: Server, base: float) -> float:
         disk = max(server.flavor.disk, 10)
@@ -464,20 +546,20 @@ class World:
         job.gen += 1
         job.action.finish_time = at
         job.action.result = "Success" if ok else "Error"
-        if image is None:
-            return
-        if ok:
+        if image is not None and ok:
             image.status = "active"
             image.size = server.flavor.disk * 1024**3 // 8
             image.checksum = uuid.uuid5(NAMESPACE, image.id).hex
             image.updated_at = at
             if job.kind == "backup" and job.rotation is not None:
                 self._rotate(server.id, job.backup_type or "", job.rotation)
-        elif mode == "deleted":
+        elif image is not None and mode == "deleted":
             self._drop_image(image)  # Nova's delete_image_on_error: GET now gives 404
-        else:
+        elif image is not None:
             image.status = "killed"
             image.updated_at = at
+        if job.scheduled is not None:
+            self._scheduled_done(job, at, ok=ok and image is not None)
 
     def _rotate(self, server_id: str, backup_type: str, rotation: int) -> None:
         backups = [self.images[i] for i in self._by_instance.get(server_id, ())
@@ -542,22 +624,205 @@ class World:
             return out, False
 
     def delete_server(self, server_id: str) -> None:
-        """Delete a server (it stays visible to changes-since as DELETED)."""
+        """Delete a server at once (it stays visible to changes-since as DELETED)."""
         with self.lock:
-            self.advance()
             server = self.get_server(server_id)
+            self._gone(server, self.clock())
+
+    def request_delete(self, server_id: str) -> None:
+        """`DELETE /servers/{id}`: task_state `deleting` for a moment, then gone (404, and
+        DELETED to changes-since). An imaging job dies with it; deleting twice is accepted."""
+        with self.lock:
+            server = self.get_server(server_id)
+            if server.deleting:
+                return
             now = self.clock()
+            server.deleting = True
+            if server.build is not None:
+                server.build.gen += 1  # the build stops where it is
             if server.job is not None:
                 self._finish(server.job, now, ok=False, mode="deleted")
-            server.status, server.vm_state, server.power_state = "DELETED", "deleted", 0
-            server.deleted_at = server.updated = now
+            server.task_state, server.updated = "deleting", now
+            self._at(now + DELETE_SECONDS / self.speed,
+                     lambda due: self._gone(server, due) if server.deleted_at is None else None)
+
+    def _gone(self, server: Server, at: float) -> None:
+        if server.job is not None:
+            self._finish(server.job, at, ok=False, mode="deleted")
+        if server.build is not None:
+            server.build.gen += 1
+            server.build = None
+        server.status, server.vm_state, server.power_state = "DELETED", "deleted", 0
+        server.task_state = None
+        server.deleted_at = server.updated = at
+
+    # ---- booting ------------------------------------------------------------------------
+
+    def networks(self) -> dict[str, str]:
+        """Network label -> id of the networks a new server may join."""
+        return RAX_NETWORKS if self.legacy else OPENSTACK_NETWORKS
+
+    def create_server(self, name: str, image_ref: str, flavor_ref: str, *,
+                      networks: list[str] | None = None, metadata: dict[str, str] | None = None,
+                      request_id: str = "") -> Server:
+        """Boot a server (`POST /servers`): BUILD through Nova's task states, then ACTIVE.
+
+        `networks` are network ids (None: every network, [] for "none"). The checks and
+        their messages are Nova's (api/openstack/compute/servers.py create, compute/api.py
+        _check_requested_image, nova/exception.py): an unknown flavor or image, an image
+        that is not active, a flavor with less RAM or disk than the image needs, all 400."""
+        with self.lock:
+            now = self.advance()
+            flavor = FLAVORS.get(flavor_ref.rstrip("/").rsplit("/", 1)[-1])
+            if flavor is None:
+                raise SimError(400, "badRequest", "Invalid flavorRef provided.")
+            image_id = image_ref.rstrip("/").rsplit("/", 1)[-1]
+            image = self.images.get(image_id)
+            if image is None:
+                raise SimError(400, "badRequest", "Can not find requested image")
+            if image.status != "active":
+                raise SimError(400, "badRequest", f"Image {image_id} is not active.")
+            volume_backed = "block_device_mapping" in image.properties
+            self._check_fits(flavor, image, volume_backed=volume_backed)
+            by_id = {v: k for k, v in self.networks().items()}
+            for net in networks or []:
+                if net not in by_id:
+                    raise SimError(400, "badRequest", f"Network {net} could not be found.")
+            labels = tuple(self.networks()) if networks is None else \
+                tuple(dict.fromkeys(by_id[n] for n in networks))
+            n = next(self._server_seq)
+            sid = str(uuid.uuid5(NAMESPACE, f"booted:{n}"))
+            server = Server(
+                id=sid, name=name, flavor=flavor,
+                image_id=None if volume_backed else image_id, created=now, updated=now,
+                volumes=[str(uuid.uuid5(NAMESPACE, f"volume:{sid}"))] if volume_backed else [],
+                metadata=dict(metadata or {}), status="BUILD", vm_state="building",
+                power_state=0, address=f"10.0.{100 + n // 250}.{n % 250 + 2}",
+                networks=labels)
+            act = InstanceAction(action="create", request_id=request_id, start_time=now,
+                                 user_id=self.user_id, project_id=self.project_id,
+                                 event="compute__do_build_and_run_instance")
+            server.actions.append(act)
+            server.build = Build(action=act)
+            self._arm_boot(server)
+            self._add_server(server)
+            self._reorder()
+            self._enter_build(server, 0, now)
+            return server
+
+    def _check_fits(self, flavor: Flavor, image: Image, *, volume_backed: bool) -> None:
+        """Nova's `_validate_flavor_image_nostatus`: memory first, then the root disk (not for
+        a volume-backed image, nor for a flavor whose disk is 0)."""
+        if image.min_ram and flavor.ram < image.min_ram:
+            raise SimError(400, "badRequest", "Flavor's memory is too small for requested image.")
+        if volume_backed or flavor.disk == 0:
+            return
+        disk = flavor.disk * 1024**3
+        if image.size and image.size > disk:
+            raise SimError(400, "badRequest",
+                           "Flavor's disk is too small for requested image. Flavor disk is "
+                           f"{disk} bytes, image is {image.size} bytes.")
+        if image.min_disk and image.min_disk * 1024**3 > disk:
+            raise SimError(400, "badRequest",
+                           "Flavor's disk is smaller than the minimum size specified in image "
+                           f"metadata. Flavor disk is {disk} bytes, minimum size is "
+                           f"{image.min_disk * 1024**3} bytes.")
+
+    def _arm_boot(self, server: Server) -> None:
+        """Apply the first armed boot fault whose `name` pattern matches the new server."""
+        for params in self._armed_boots:
+            pattern = params.get("name")
+            if pattern is None or fnmatch.fnmatchcase(server.name, str(pattern)):
+                self._armed_boots.remove(params)
+                self._apply_boot_fault(server, params)
+                return
+
+    def _apply_boot_fault(self, server: Server, params: dict[str, Any]) -> None:
+        build = server.build
+        assert build is not None
+        if params["kind"] == "boot_fail":
+            build.fail_at = params.get("during", "spawning")
+            build.message = params.get("message")
+            return
+        build.hang_at = params.get("task_state", "spawning")
+        if BOOT_STATES[build.phase] == build.hang_at and server.task_state == build.hang_at:
+            build.gen += 1  # cancel the already scheduled end of this phase
+
+    def _enter_build(self, server: Server, index: int, at: float) -> None:
+        build = server.build
+        assert build is not None
+        build.phase = index
+        state, base = BOOT_PHASES[index]
+        server.task_state, server.updated = state, at
+        if build.hang_at == state:
+            return
+        gen = build.gen
+
+        def step(due: float) -> None:
+            if server.build is build and build.gen == gen:
+                self._build_step(server, due)
+
+        self._at(at + base / self.speed, step)
+
+    def _build_step(self, server: Server, at: float) -> None:
+        build = server.build
+        assert build is not None
+        state = BOOT_STATES[build.phase]
+        if build.fail_at == state:
+            server.status, server.vm_state, server.power_state = "ERROR", "error", 0
+            server.fault = {"code": 500, "created": iso(at),
+                            "message": build.message or default_fault(state, server.id)}
+            server.failed_in = state
+            self._end_build(server, at, "Error")
+        elif build.phase + 1 < len(BOOT_PHASES):
+            self._enter_build(server, build.phase + 1, at)
+        else:
+            server.status, server.vm_state, server.power_state = "ACTIVE", "active", 1
+            server.launched_at = at
+            self._end_build(server, at, "Success")
+
+    def _end_build(self, server: Server, at: float, result: str) -> None:
+        assert server.build is not None
+        server.build.action.finish_time, server.build.action.result = at, result
+        server.build = None
+        server.task_state, server.updated = None, at
+
+    def console_output(self, server_id: str, length: int | None = None) -> str:
+        """The server's console log, its last `length` lines (None or -1: all of it).
+
+        Before a host is chosen (scheduling, or a build that failed there) Nova answers 409
+        InstanceNotReady (console_output.py); the log ends with a login prompt once the
+        guest is up, never for a build that hangs or fails while spawning."""
+        with self.lock:
+            server = self.get_server(server_id)
+            reached = self._boot_reached(server)
+            if reached is None:
+                raise SimError(409, "conflictingRequest", f"Instance {server.id} is not ready")
+            lines = console_log(server.name, self._distro(server), reached)
+            if length is not None and length >= 0:
+                lines = lines[-length:] if length else []
+            return "\n".join(lines)
+
+    def _boot_reached(self, server: Server) -> str | None:
+        """How far the guest got: None before a host, "host", "spawning" or "up"."""
+        state = BOOT_STATES[server.build.phase] if server.build is not None \
+            else server.failed_in
+        if state is None:
+            return "up"
+        return None if state == "scheduling" else state if state == "spawning" else "host"
+
+    def _distro(self, server: Server) -> str:
+        image = self.images.get(server.image_id or "")
+        while image is not None and "base_image_ref" in image.properties:
+            image = self.images.get(str(image.properties["base_image_ref"]))
+        return image.name.split(" (")[0] if image is not None else "Linux"
 
     def _busy(self, server: Server, action: str) -> None:
         if server.task_state is not None:
             raise SimError(409, "conflictingRequest",
                            f"Cannot '{action}' instance {server.id} while it is in task_state "
                            f"{server.task_state}")
-        if server.vm_state not in ("active", "stopped", "paused", "suspended"):
+        if server.vm_state not in IMAGEABLE_VM_STATES:
             raise SimError(409, "conflictingRequest",
                            f"Cannot '{action}' instance {server.id} while it is in vm_state "
                            f"{server.vm_state}")
@@ -574,57 +839,67 @@ class World:
                 raise SimError(400, "badRequest",
                                "It is not allowed to create a backup of a volume-backed instance")
             self._busy(server, action)
-            now = self.clock()
-            image_id = str(uuid.uuid5(NAMESPACE, f"snapshot:{next(self._image_seq)}"))
-            props: dict[str, Any] = {
-                "instance_uuid": server.id,
-                "image_type": kind,
-                "user_id": self.user_id,
-                "owner_project_name": DEMO_PROJECT,
-                "owner_user_name": DEMO_USER,
-                "boot_roles": "member,reader",
-            }
-            if server.image_id is not None:
-                props["base_image_ref"] = server.image_id
-            if backup_type is not None:
-                props["backup_type"] = backup_type
-            props.update(metadata or {})
-            image = Image(id=image_id, name=name, status="queued", created_at=now,
-                          updated_at=now, owner=self.project_id,
-                          min_disk=server.flavor.disk, min_ram=0, properties=props)
-            act = InstanceAction(action=action, request_id=request_id, start_time=now,
-                                 user_id=self.user_id, project_id=self.project_id,
-                                 event=f"compute_{kind}_instance")
-            server.actions.append(act)
-            if server.image_id is None:
-                # Volume-backed: Nova snapshots the volumes synchronously and registers a
-                # zero-size image pointing at the Cinder snapshots.
-                image.status, image.size = "active", 0
-                image.disk_format = image.container_format = None
-                image.properties["block_device_mapping"] = [
-                    {"boot_index": i if i == 0 else None, "source_type": "snapshot",
-                     "destination_type": "volume", "device_name": f"/dev/vd{chr(97 + i)}",
-                     "snapshot_id": str(uuid.uuid5(NAMESPACE, f"volsnap:{image_id}:{v}")),
-                     "volume_size": server.flavor.disk or 20, "delete_on_termination": False}
-                    for i, v in enumerate(server.volumes)]
-                image.properties["root_device_name"] = "/dev/vda"
-                image.checksum = None
-                self._add_image(image)
-                act.finish_time, act.result = now, "Success"
-                server.updated = now
-                return image
+            return self._start_image(server, name, metadata, at=self.clock(),
+                                     request_id=request_id, backup_type=backup_type,
+                                     rotation=rotation)
+
+    def _start_image(self, server: Server, name: str, metadata: dict[str, str] | None, *,
+                     at: float, request_id: str, backup_type: str | None = None,
+                     rotation: int | None = None) -> Image:
+        """Register the image and start the job (the checks are the caller's)."""
+        now = at
+        kind = "backup" if backup_type is not None else "snapshot"
+        action = "createBackup" if kind == "backup" else "createImage"
+        image_id = str(uuid.uuid5(NAMESPACE, f"snapshot:{next(self._image_seq)}"))
+        props: dict[str, Any] = {
+            "instance_uuid": server.id,
+            "image_type": kind,
+            "user_id": self.user_id,
+            "owner_project_name": DEMO_PROJECT,
+            "owner_user_name": DEMO_USER,
+            "boot_roles": "member,reader",
+        }
+        if server.image_id is not None:
+            props["base_image_ref"] = server.image_id
+        if backup_type is not None:
+            props["backup_type"] = backup_type
+        props.update(metadata or {})
+        image = Image(id=image_id, name=name, status="queued", created_at=now,
+                      updated_at=now, owner=self.project_id,
+                      min_disk=server.flavor.disk, min_ram=0, properties=props)
+        act = InstanceAction(action=action, request_id=request_id, start_time=now,
+                             user_id=self.user_id, project_id=self.project_id,
+                             event=f"compute_{kind}_instance")
+        server.actions.append(act)
+        if server.image_id is None:
+            # Volume-backed: Nova snapshots the volumes synchronously and registers a
+            # zero-size image pointing at the Cinder snapshots.
+            image.status, image.size = "active", 0
+            image.disk_format = image.container_format = None
+            image.properties["block_device_mapping"] = [
+                {"boot_index": i if i == 0 else None, "source_type": "snapshot",
+                 "destination_type": "volume", "device_name": f"/dev/vd{chr(97 + i)}",
+                 "snapshot_id": str(uuid.uuid5(NAMESPACE, f"volsnap:{image_id}:{v}")),
+                 "volume_size": server.flavor.disk or 20, "delete_on_termination": False}
+                for i, v in enumerate(server.volumes)]
+            image.properties["root_device_name"] = "/dev/vda"
+            image.checksum = None
             self._add_image(image)
-            phases = BACKUP_PHASES if kind == "backup" else SNAPSHOT_PHASES
-            job = Job(server_id=server.id, image_id=image_id, kind=kind, phases=phases,
-                      started=now, action=act, backup_type=backup_type, rotation=rotation)
-            server.job = job
-            for fault in self._armed.pop(server.id, []):
-                try:
-                    self._apply_job_fault(job, fault)
-                except ValueError:
-                    pass  # e.g. a snapshot-only task state armed before a backup: no effect
-            self._enter(job, 0, now)
+            act.finish_time, act.result = now, "Success"
+            server.updated = now
             return image
+        self._add_image(image)
+        phases = BACKUP_PHASES if kind == "backup" else SNAPSHOT_PHASES
+        job = Job(server_id=server.id, image_id=image_id, kind=kind, phases=phases,
+                  started=now, action=act, backup_type=backup_type, rotation=rotation)
+        server.job = job
+        for fault in self._armed.pop(server.id, []):
+            try:
+                self._apply_job_fault(job, fault)
+            except ValueError:
+                pass  # e.g. a snapshot-only task state armed before a backup: no effect
+        self._enter(job, 0, now)
+        return image
 
     # ---- images -------------------------------------------------------------------------
 
@@ -701,10 +976,11 @@ class World:
             if server.schedule is None:
                 raise SimError(404, "itemNotFound",
                                f"Image schedule does not exist for server {server_id}")
-            return dict(server.schedule)
+            return server.schedule.body()
 
     def set_schedule(self, server_id: str, body: Any) -> dict[str, Any]:
-        """Enable or replace the schedule (validates retention 1..65535 and day_of_week)."""
+        """Enable or replace the schedule (validates retention 1..65535 and day_of_week); the
+        service then images the server once a (simulated) day, or week on `day_of_week`."""
         with self.lock:
             server = self.get_server(server_id)
             sched = body.get("image_schedule") if isinstance(body, dict) else None
@@ -720,21 +996,85 @@ class World:
             extra = set(sched) - {"retention", "day_of_week"}
             if extra:
                 raise SimError(400, "badRequest", f"Unknown keys: {', '.join(sorted(extra))}")
-            new: dict[str, Any] = {"retention": retention}
+            day: str | None = None
             if "day_of_week" in sched:
-                day = sched["day_of_week"]
-                if not isinstance(day, str) or day.upper() not in DAYS:
+                raw = sched["day_of_week"]
+                if not isinstance(raw, str) or raw.upper() not in DAYS:
                     raise SimError(400, "badRequest",
                                    "day_of_week must be one of " + ", ".join(DAYS))
-                new["day_of_week"] = day.upper()
-            server.schedule = new
-            return dict(new)
+                day = raw.upper()
+            server.schedule = ImageSchedule(retention, day, next(self._schedule_seq))
+            self._arm_slot(server, server.schedule, self.clock())
+            return server.schedule.body()
 
     def delete_schedule(self, server_id: str) -> None:
-        """Disable scheduled images (404 when none)."""
+        """Disable scheduled images (404 when none); images already taken stay."""
         with self.lock:
             self.get_schedule(server_id)
             self.servers[server_id].schedule = None
+
+    def _live_schedule(self, server_id: str, gen: int) -> tuple[Server, ImageSchedule] | None:
+        server = self.servers[server_id]
+        sched = server.schedule
+        if sched is None or sched.gen != gen or server.deleted_at is not None:
+            return None  # replaced, disabled or the server is gone: this event is stale
+        return server, sched
+
+    def _arm_slot(self, server: Server, sched: ImageSchedule, after: float) -> None:
+        weekday = DAYS.index(sched.day_of_week) if sched.day_of_week else None
+        sched.next_run = next_slot(after, slot_offset(server.id), weekday, self.speed)
+        sid, gen = server.id, sched.gen
+
+        def slot(due: float) -> None:
+            live = self._live_schedule(sid, gen)
+            if live is not None:
+                self._arm_slot(live[0], live[1], due)
+                self._si_attempt(sid, gen, 1, due)
+
+        self._at(sched.next_run, slot)
+
+    def _si_attempt(self, server_id: str, gen: int, tries: int, at: float) -> None:
+        """One try of a scheduled image; a busy server is tried again about an hour later."""
+        live = self._live_schedule(server_id, gen)
+        if live is None:
+            return
+        server, sched = live
+        if server.task_state is not None or server.vm_state not in IMAGEABLE_VM_STATES:
+            self._si_retry(server_id, gen, tries, at)
+            return
+        name = scheduled_image_name(sched.day_of_week is not None, server.name, at)
+        image = self._start_image(server, name, dict([SI_TAG]), at=at,
+                                  request_id=f"req-{uuid.uuid5(NAMESPACE, f'si:{name}')}")
+        if server.job is not None and server.job.image_id == image.id:
+            server.job.scheduled = (gen, tries)
+        else:  # volume-backed: already active
+            self._cull_scheduled(server)
+
+    def _si_retry(self, server_id: str, gen: int, tries: int, at: float) -> None:
+        if tries < SI_TRIES:
+            self._at(at + SI_RETRY_SECONDS / self.speed,
+                     lambda due: self._si_attempt(server_id, gen, tries + 1, due))
+
+    def _scheduled_done(self, job: Job, at: float, *, ok: bool) -> None:
+        assert job.scheduled is not None
+        gen, tries = job.scheduled
+        if ok:
+            self._cull_scheduled(self.servers[job.server_id])
+        else:
+            self._si_retry(job.server_id, gen, tries, at)
+
+    def _cull_scheduled(self, server: Server) -> None:
+        """Keep the newest `retention` ACTIVE tagged images of the server (qonos
+        _process_retention, after a success only); an untagged or protected image stays."""
+        if server.schedule is None:
+            return  # qonos reads the retention afresh: disabled means nothing is culled
+        tagged = [self.images[i] for i in self._by_instance.get(server.id, ())
+                  if self.images[i].status == "active"
+                  and is_scheduled_image(self.images[i].properties)]
+        tagged.sort(key=lambda im: (im.created_at, im.id), reverse=True)
+        for old in tagged[server.schedule.retention:]:
+            if not old.protected:
+                self._drop_image(old)
 
     # ---- tokens -------------------------------------------------------------------------
 
@@ -803,6 +1143,11 @@ class World:
         - `image_deleted` (`during`="image_uploading"): image deleted (later 404), task cleared.
         - `stuck` (`task_state`="image_uploading"): the job never leaves that task state.
         - `orphan`: task_state cleared now (nova-compute restart); the image stays as it is.
+        Boot faults (`server` = a server being built, else armed for the next boot whose name
+        matches the glob `name`, any boot when absent):
+        - `boot_fail` (`during`="spawning", optional `message`): the build ends in ERROR with a
+          `fault` (Nova's NoValidHost message when it fails in scheduling).
+        - `boot_hang` (`task_state`="spawning"): the server stays in BUILD in that task state.
         HTTP faults (`path` regex searched in the URL path, optional `method` and `host`,
         `count` requests, default 1; `count`=None is forever):
         - `http` (`status`=503, optional `retry_after` seconds) e.g. 500/503/429/413.
@@ -843,7 +1188,10 @@ class World:
             if kind == "clear":
                 self.http_faults.clear()
                 self._armed.clear()
+                self._armed_boots.clear()
                 return {"kind": kind}
+            if kind in BOOT_FAULTS:
+                return self._inject_boot(dict(params, kind=kind))
             if kind not in JOB_FAULTS:
                 raise ValueError(f"unknown fault kind {kind!r}")
             if "server" not in params:
@@ -866,6 +1214,25 @@ class World:
                 self._armed.setdefault(server.id, []).append(fault_params)
                 where = "armed"
             return {"kind": kind, "server": server.id, "applies_to": where}
+
+    def _inject_boot(self, params: dict[str, Any]) -> dict[str, Any]:
+        state = params.get("during" if params["kind"] == "boot_fail" else "task_state",
+                           "spawning")
+        if state not in BOOT_STATES:
+            raise ValueError(f"unknown boot task state {state!r}")
+        if "server" not in params:
+            self._armed_boots.append(params)
+            return {"kind": params["kind"], "name": params.get("name"), "applies_to": "armed"}
+        try:
+            server = self.find_server(str(params["server"]))
+        except KeyError:
+            raise ValueError(f"no server {params['server']!r}") from None
+        if server.build is None:
+            raise ValueError(f"server {server.name} is not being built")
+        if BOOT_STATES.index(state) < server.build.phase:
+            raise ValueError(f"server {server.name} is already past {state}")
+        self._apply_boot_fault(server, params)
+        return {"kind": params["kind"], "server": server.id, "applies_to": "running"}
 
     def _apply_job_fault(self, job: Job, params: dict[str, Any]) -> None:
         kind = params["kind"]
@@ -943,7 +1310,9 @@ class World:
                 "servers": [
                     {"id": s.id, "name": s.name, "status": s.status, "task_state": s.task_state,
                      "updated": iso(s.updated), "flavor": s.flavor.name,
-                     "volume_backed": s.image_id is None, "schedule": s.schedule,
+                     "volume_backed": s.image_id is None,
+                     "schedule": None if s.schedule is None else dict(
+                         s.schedule.body(), next_run=iso(s.schedule.next_run or now)),
                      "job_image": s.job.image_id if s.job else None}
                     for s in (self.servers[i] for i in self._order)],
                 "images": [
@@ -957,6 +1326,8 @@ class World:
                               "method": f.method, "remaining": f.remaining}
                              for f in self.http_faults],
                     "armed": {k: [p["kind"] for p in v] for k, v in self._armed.items()},
+                    "boot": [{"kind": p["kind"], "name": p.get("name")}
+                             for p in self._armed_boots],
                 },
                 "tokens": len(self.tokens),
             }

@@ -181,7 +181,8 @@ async def test_injected_503_is_retried(world: World, cloud: CloudClient) -> None
     assert await cloud.list_images() != []
 
 
-async def test_rackspace_against_sim(world: World, mclock: ManualClock) -> None:
+async def test_rackspace_against_sim(mclock: ManualClock) -> None:
+    world = World(clock=mclock, api="rackspace-legacy")  # rax-si is Rackspace's extension
     cfg = config(auth_type="rackspace_apikey", auth_url="http://cloud.test/identity/v2.0",
                  username="demo", password=None, api_key="demo-api-key", project_name=None,
                  compute_service_name="cloudServersOpenStack", image_service_name="cloudImages")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -18,6 +19,24 @@ PASSWORD_AUTH = {"auth": {
     "identity": {"methods": ["password"], "password": {"user": {
         "name": "demo", "domain": {"name": "Default"}, "password": "secret"}}},
     "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}
+
+
+APIKEY_AUTH = {"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": "demo",
+                                                        "apiKey": "demo-api-key"}}}
+
+
+@asynccontextmanager
+async def rackspace_client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client logged in with the Rackspace API key (`X-Tenant` holds the
+    tenant id for URLs that carry it)."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(world)),
+                                 base_url="http://sim") as c:
+        resp = await c.post("/identity/v2.0/tokens", json=APIKEY_AUTH)
+        assert resp.status_code == 200
+        access = resp.json()["access"]
+        c.headers["X-Auth-Token"] = access["token"]["id"]
+        c.headers["X-Tenant"] = access["token"]["tenant"]["id"]
+        yield c
 
 
 @pytest.fixture

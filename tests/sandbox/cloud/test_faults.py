@@ -149,7 +149,7 @@ async def test_fault_listing_clearing_and_validation(client: httpx.AsyncClient) 
     faults = (await client.get("/_sim/faults")).json()
     assert len(faults["http"]) == 1 and faults["armed"]
     assert (await client.delete("/_sim/faults")).status_code == 204
-    assert (await client.get("/_sim/faults")).json() == {"http": [], "armed": {}}
+    assert (await client.get("/_sim/faults")).json() == {"http": [], "armed": {}, "boot": []}
     for bad in ({"kind": "meteor"}, {"kind": "stuck"}, {"kind": "stuck", "server": "nope"},
                 {"kind": "stuck", "server": "web-1", "task_state": "image_dancing"},
                 {"kind": "http", "path": "("}, {}):

@@ -12,7 +12,7 @@ import openstack.connection
 import openstack.exceptions
 import pytest
 
-from sandbox.cloud.model import ManualClock, World
+from sandbox.cloud.model import OPENSTACK_NETWORKS, ManualClock, World
 from sandbox.cloud.serve import cloud_in_thread
 
 
@@ -99,5 +99,57 @@ def test_sdk_reauthenticates_after_token_revocation(sim) -> None:
         assert len(list(conn.compute.servers())) == 6
         world.inject("revoke_tokens")
         assert len(list(conn.compute.servers())) == 6  # keystoneauth re-auths on 401
+    finally:
+        conn.close()
+
+
+def test_sdk_boots_waits_reads_the_console_and_deletes(sim) -> None:
+    """The restore-test path through openstacksdk: create_server, wait_for_server, console
+    output, delete_server and wait_for_delete (each wait ticks the manual clock)."""
+    world, clock, url = sim
+    conn = connect(url, "password", PASSWORD)
+    try:
+        def tick(progress: int) -> None:
+            clock.advance(2)  # one SDK poll: 2 s of simulated time
+
+        flavor = min((f for f in conn.compute.flavors() if f.disk >= 20), key=lambda f: f.disk)
+        image = conn.image.find_image("Ubuntu 22.04 (Jammy)", ignore_missing=False)
+        network = OPENSTACK_NETWORKS["private"]
+        server = conn.compute.create_server(name="imagebot-verify-1", image_id=image.id,
+                                            flavor_id=flavor.id, networks=[{"uuid": network}],
+                                            metadata={"imagebot-verify": "1"})
+        assert conn.compute.get_server(server.id).status == "BUILD"
+        booted = conn.compute.wait_for_server(server, interval=0.01, wait=30, callback=tick)
+        assert booted.status == "ACTIVE" and booted.metadata == {"imagebot-verify": "1"}
+        output = conn.compute.get_server_console_output(server, length=5)["output"]
+        assert output.endswith("imagebot-verify-1 login: ")
+        assert len(output.splitlines()) <= 5
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, interval=0.01, wait=30, callback=tick)
+        with pytest.raises(openstack.exceptions.NotFoundException):
+            conn.compute.get_server(server.id)
+    finally:
+        conn.close()
+
+
+def test_sdk_sees_a_failed_boot_as_a_resource_failure(sim) -> None:
+    world, clock, url = sim
+    world.inject("boot_fail", name="doomed")
+    conn = connect(url, "password", PASSWORD)
+    try:
+        image = conn.image.find_image("Debian 12 (Bookworm)", ignore_missing=False)
+        server = conn.compute.create_server(name="doomed", image_id=image.id, flavor_id="1",
+                                            networks="auto")
+        with pytest.raises(openstack.exceptions.ResourceFailure):
+            conn.compute.wait_for_server(server, interval=0.01, wait=30,
+                                         callback=lambda progress: clock.advance(2))
+        fault = conn.compute.get_server(server.id).fault
+        assert "Exhausted all hosts" in fault["message"]
+        # The flavor check is the API's, synchronous: the SDK raises BadRequest.
+        snap = world.create_image(world.find_server("app").id, "app-snap")
+        clock.advance(400)
+        with pytest.raises(openstack.exceptions.BadRequestException, match="minimum size"):
+            conn.compute.create_server(name="small", image_id=snap.id, flavor_id="1",
+                                       networks="auto")
     finally:
         conn.close()

@@ -15,15 +15,13 @@ import pytest
 import yaml
 
 from bot.cloud.config import load_cloud_config
-from sandbox.cloud.app import create_app
 from sandbox.cloud.model import ManualClock, World
 from sandbox.cloud.serve import clouds_yaml
 
-from .conftest import START, sample
+from .conftest import APIKEY_AUTH as APIKEY
+from .conftest import START, rackspace_client, sample
 
 ROOT = Path(__file__).resolve().parents[3]
-APIKEY = {"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": "demo",
-                                                   "apiKey": "demo-api-key"}}}
 
 
 @pytest.fixture
@@ -33,13 +31,7 @@ def rax() -> World:
 
 @pytest.fixture
 async def rc(rax: World) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(rax)),
-                                 base_url="http://sim") as c:
-        resp = await c.post("/identity/v2.0/tokens", json=APIKEY)
-        assert resp.status_code == 200
-        access = resp.json()["access"]
-        c.headers["X-Auth-Token"] = access["token"]["id"]
-        c.headers["X-Tenant"] = access["token"]["tenant"]["id"]
+    async with rackspace_client(rax) as c:
         yield c
 
 
