@@ -174,7 +174,7 @@ class Listeners:
         try:
             job, created = await self.store.run(Store.create_job,
                 server_ref=request.server.text, requested_by=who.user, channel=who.channel,
-                state=state, image_name=request.name, note=request.note,
+                state=state, image_name=request.image_name, note=request.note,
                 dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
                 response_url=who.response_url, channel_name=who.channel_name,
                 refuse_if_in_flight=True, **extra)
