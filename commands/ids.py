@@ -17,7 +17,9 @@ REQUEST = "R"
 SCHEDULE = "S"
 MAX_ID_DIGITS = 18  # fits a signed 64-bit integer (an SQLite INTEGER)
 
-# Python's `date.weekday()` order (MONDAY is 0); schedules store the full upper-case name.
+# Python's `date.weekday()` order (MONDAY is 0); schedules store the full upper-case name, the
+# enumeration Rackspace's scheduled images take for `day_of_week` (Cloud Servers v2, "Scheduled
+# Images Extension").
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 # The most images a schedule may keep: Rackspace's limit for a server's image schedule
 # (retention 1..65535); a larger count is certainly a typo.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-DAYS = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
-MAX_RETENTION = 65535
+from commands.ids import MAX_KEEP as MAX_RETENTION
+from commands.ids import WEEKDAYS as DAYS
 
 
 @dataclass(frozen=True)

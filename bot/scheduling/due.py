@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cloud.models import Image
 from bot.errors import ImagebotError
+from commands.ids import MAX_KEEP
+from commands.ids import WEEKDAYS as DAYS
 
-DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 FREQUENCIES = ("daily", "weekly")
-MAX_KEEP = 65535  # Rackspace's limit; a larger count is certainly a typo
 DEFAULT_WINDOW = timedelta(hours=6)
 
 Frequency = Literal["daily", "weekly"]

@@ -2,7 +2,7 @@
 
 Approval messages (with Approve / Reject buttons while pending, the outcome once decided), the
 `schedules` and `approvals` answers, and the notifications a scheduled run sends. Every payload
-is `{"text", "blocks"}` within Block Kit limits (see `bot.imaging.messages`); user text is escaped, and a
+is `{"text", "blocks"}` within Block Kit limits (see `bot.blocks`); user text is escaped, and a
 channel ping appears only when the caller passes the policy's `mention`.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.imaging.messages import (
+from bot.blocks import (
     button,
     code,
     context,

@@ -23,6 +23,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
+from bot.blocks import escape
 from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, ImagebotError, JobError, ServerInUse
@@ -145,7 +146,7 @@ class Listeners:
             if refusal:
                 return Reply(refusal)
             self._spawn(self._answer_images(request, who, respond))
-            return Reply(f"Looking up the images of {render.escape(request.server.text)}…")
+            return Reply(f"Looking up the images of {escape(request.server.text)}…")
         handler = self.extra.get(type(request).__name__)
         if handler is not None:
             reply: Reply = await handler(request, who)
@@ -179,14 +180,14 @@ class Listeners:
                 response_url=who.response_url, channel_name=who.channel_name,
                 refuse_if_in_flight=True, **extra)
         except ServerInUse as exc:
-            return Reply(":no_entry: " + render.escape(render.busy_here(
+            return Reply(":no_entry: " + escape(render.busy_here(
                 exc.job, self.clock(), server=request.server.text, channel=who.channel)))
         if not created:
             return Reply(f"Already on it: that request is job {job.id}.")
         self.on_new_work()
         if request.now:
             return Reply(f"Job {job.id}: starting the image of "
-                         f"{render.escape(request.server.text)} now. Follow the thread.")
+                         f"{escape(request.server.text)} now. Follow the thread.")
         return Reply(f"Job {job.id}: check the quiesce list in the channel, then press "
                      "*Start snapshot*.")
 
@@ -219,7 +220,7 @@ class Listeners:
             job = await self.store.run(Store.latest_job_for_server, request.server.text,
                                                          channel=self._channels(who))
             if job is None:
-                return Reply(f"No jobs for {render.escape(request.server.text)} "
+                return Reply(f"No jobs for {escape(request.server.text)} "
                              f"{'' if who.everywhere else 'in this channel '}yet.")
             return Reply(render.job_status_text(job, now))
         running = await self.store.run(Store.list_jobs, states=sorted(jobs.IN_FLIGHT), limit=20,
@@ -283,7 +284,7 @@ class Listeners:
         label = name or (None if server.is_uuid else server.text)
         if label is None or policy.may_touch(label):
             return None
-        return (f"This channel may not image `{render.escape(label)}` (not in the channel's "
+        return (f"This channel may not image `{escape(label)}` (not in the channel's "
                 "server list).")
 
     async def _answer_images(self, request: commands.Images, who: Invocation,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -35,10 +34,10 @@ from bot.errors import (
 )
 from bot.imaging import jobs
 from bot.imaging.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
+from commands import ids
 
 OUTBOX_KINDS = frozenset({"post_parent", "update_parent", "reply", "ephemeral", "respond",
                           "channel_post"})
-_JOB_ID = re.compile(r"^[Jj](\d+)$")
 ID_TABLES = ("jobs", "change_requests", "schedules")  # J<n>, R<n>, S<n>
 _SETTABLE = frozenset(JOB_FIELDS) - {"id", "state", "created_at", "updated_at"}
 
@@ -226,10 +225,10 @@ def _outbox(row: Mapping[str, Any]) -> OutboxMessage:
 
 def normalize_job_id(job_id: str) -> str:
     """'j17' / 'J17' -> 'J17'; JobError for anything else."""
-    match = _JOB_ID.match(job_id.strip())
-    if not match:
+    found = ids.job_id(job_id.strip())
+    if found is None:
         raise JobError(f"{job_id!r} is not a job id (job ids look like J17).")
-    return f"J{int(match.group(1))}"
+    return found
 
 
 def _channel_clause(channel: str | Collection[str], params: list[Any]) -> str:
@@ -1030,15 +1029,12 @@ class AsyncStore:
 
 # --- schedules, change requests, runs, audit (issue 7) ------------------------------------------
 
-_REQUEST_ID = re.compile(r"^[Rr](\d+)$")
-
-
 def normalize_request_id(request_id: str) -> str:
     """'r4' / 'R4' -> 'R4'; JobError for anything else."""
-    match = _REQUEST_ID.match(request_id.strip())
-    if not match:
+    found = ids.request_id(request_id.strip())
+    if found is None:
         raise JobError(f"{request_id!r} is not a change request id (they look like R4).")
-    return f"R{int(match.group(1))}"
+    return found
 
 
 @dataclass(frozen=True)
