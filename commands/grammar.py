@@ -16,6 +16,7 @@ from datetime import time
 from typing import cast
 
 from commands.errors import ParseError
+from commands.ids import JOB, MAX_KEEP, REQUEST, WEEKDAYS, job_id, looks_like, request_id
 from commands.requests import (
     DEFAULT_AT,
     DEFAULT_KEEP,
@@ -53,20 +54,15 @@ PREFIX = "/image"
 MAX_SERVER_NAME = 255
 MAX_IMAGE_NAME_BYTES = 255
 MAX_NOTE = 255  # notes travel as image metadata, whose values Glance caps at 255 characters
-MAX_KEEP = 65535
 MAX_LIMIT = 100
-MAX_ID_DIGITS = 18  # fits a signed 64-bit integer
-DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 STATES: tuple[JobState, ...] = ("running", "done", "failed")
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
                    re.IGNORECASE | re.ASCII)
-_JOB_ID = re.compile(r"[Jj]([0-9]+)", re.ASCII)
-_REQUEST_ID = re.compile(r"[Rr]([0-9]+)", re.ASCII)
 _TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})", re.ASCII)
 _AMPM = re.compile(r"([0-9]{1,2})(?::([0-9]{2}))?\s*([ap])\.?m\.?", re.IGNORECASE | re.ASCII)
 _ZONE_CHARS = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*", re.ASCII)
-_DAY_FORMS = {form: day for day in DAYS for form in (day.lower(), day[:3].lower())}
+_DAY_FORMS = {form: day for day in WEEKDAYS for form in (day.lower(), day[:3].lower())}
 
 
 @dataclass(frozen=True)
@@ -161,32 +157,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return " (did you mean " + " or ".join(f"`{m}`" for m in matches) + "?)"
 
 
-def job_id(text: str) -> str | None:
-    """`J17` for a job id in any case (leading zeros dropped), else None."""
-    match = _JOB_ID.fullmatch(text)
-    if match is None or len(match.group(1)) > MAX_ID_DIGITS:
-        return None
-    return f"J{int(match.group(1))}"
-
-
-def request_id(text: str) -> str | None:
-    """`R4` for a change-request id in any case (leading zeros dropped), else None."""
-    match = _REQUEST_ID.fullmatch(text)
-    if match is None or len(match.group(1)) > MAX_ID_DIGITS:
-        return None
-    return f"R{int(match.group(1))}"
-
-
 def server_ref(spec: Spec, text: str) -> ServerRef:
     """A server name or UUID, validated; job and request ids are refused with a pointer."""
     if _UUID.fullmatch(text):
         return ServerRef(text.lower(), True)
     if not text:
         raise spec.fail("The server name is empty.")
-    if _JOB_ID.fullmatch(text):
+    if looks_like(JOB, text):
         raise spec.fail(f"{show(text)} is a job id, not a server; try `{PREFIX} status {text}`. "
                         "(A server with such a name can be given by its UUID.)")
-    if _REQUEST_ID.fullmatch(text):
+    if looks_like(REQUEST, text):
         raise spec.fail(f"{show(text)} is a change-request id, not a server; see "
                         f"`{PREFIX} approvals`. (A server with such a name can be given by "
                         "its UUID.)")
@@ -359,7 +339,7 @@ def _build_create(spec: Spec, args: Args) -> Request:
     name = args.value("--name")
     note = args.value("--note")
     return Create(server=server,
-                  name=image_name(spec, name) if name is not None else None,
+                  image_name=image_name(spec, name) if name is not None else None,
                   now=bool(args.options.get("--now", False)),
                   note=note_text(spec, note) if note is not None else None)
 

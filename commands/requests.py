@@ -1,8 +1,7 @@
 """What a parsed `/image` command asks for: one frozen dataclass per command.
 
-Every request class carries `command: ClassVar[str]`, the command word (`"create"`, ...). Every
-class except `Create` also has the same value as `name: ClassVar[str]`; `Create.name` is the
-requested image name (a field), so use `type(request).command` when you need the word generically.
+Every request class carries the command word (`"create"`, ...) twice, as `command: ClassVar[str]`
+and as `name: ClassVar[str]`; the image name a `create` asks for is `Create.image_name`.
 
 Values are already validated and normalised by `commands.parse`: ids are upper-case (`J17`,
 `R4`), UUIDs lower-case, days upper-case full names (`SATURDAY`), zones valid IANA names.
@@ -38,10 +37,11 @@ class ServerRef:
 class Create:
     """Make an image of `server` now (after a quiesce confirmation unless `now`)."""
 
+    name: ClassVar[str] = "create"
     command: ClassVar[str] = "create"
 
     server: ServerRef
-    name: str | None = None
+    image_name: str | None = None  # `--name`; None: the engine's default name
     now: bool = False
     note: str | None = None
 

@@ -12,9 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.cloud.edge import CloudEdge, error_for, fault_message, reads_cloud
-
-DAYS = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
-MAX_RETENTION = 65535
+from commands.ids import MAX_KEEP as MAX_RETENTION
+from commands.ids import WEEKDAYS as DAYS
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.blocks import user_text
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Image, Server
 from bot.cloud.pool import CloudPool
@@ -34,12 +34,14 @@ from bot.errors import (
 )
 from bot.imaging import jobs
 from bot.imaging import messages as render
+from bot.imaging.health import CloudHealth
 from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.logs import job_context
 from bot.loops import run_until
 from bot.metrics import Metrics
 from bot.scheduling.messages import alert
 from bot.store import AsyncStore, OutboxItem, Store
+from bot.vocabulary import FailureCode, JobState, OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
 QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
 IMAGE_SWEEP_TICKS = 5
-CLOUD_DOWN_KEY = "cloud_down"  # meta key prefix: a cloud reported as failing, and where
-DOWN_AFTER_TICKS = 2  # consecutive failing ticks before a cloud is reported (one blip is not)
 
 
 def default_image_name(job: Job, now: datetime) -> str:
@@ -66,7 +66,7 @@ def image_metadata(job: Job) -> dict[str, str]:
     return meta
 
 
-def _failure(code: str, exc: Exception) -> dict[str, Any]:
+def _failure(code: FailureCode, exc: Exception) -> dict[str, Any]:
     message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
     fields: dict[str, Any] = {"error_code": code, "error": message}
     if isinstance(exc, ServerBusy):
@@ -74,19 +74,19 @@ def _failure(code: str, exc: Exception) -> dict[str, Any]:
     return fields
 
 
-def classify(exc: CloudError) -> str:
+def classify(exc: CloudError) -> FailureCode:
     """Failure cause for a final cloud error (see docs/ARCHITECTURE.md)."""
     if isinstance(exc, ServerBusy):
-        return "busy"
+        return FailureCode.BUSY
     if isinstance(exc, Ambiguous):
-        return "ambiguous"
+        return FailureCode.AMBIGUOUS
     if isinstance(exc, NotFound):
-        return "not_found"
+        return FailureCode.NOT_FOUND
     if isinstance(exc, Forbidden | AuthFailed):
-        return "denied"
+        return FailureCode.DENIED
     if isinstance(exc, CloudUnavailable):
-        return "unreachable"
-    return "rejected"
+        return FailureCode.UNREACHABLE
+    return FailureCode.REJECTED
 
 
 def by_cloud(items: Sequence[Job]) -> dict[str | None, list[Job]]:
@@ -120,8 +120,8 @@ class Engine:
         self.wake = asyncio.Event()
         self.ticks = 0
         self._observed_at: dict[str | None, datetime] = {}  # per cloud, for rate pacing
-        self._trouble: dict[str | None, CloudError | ConfigError] = {}  # this tick's
-        self._failing: dict[str | None, int] = {}  # consecutive failing ticks per cloud
+        self.health = CloudHealth(store, clock=clock, alerts_for=self.alerts_for,
+                                  on_change=lambda: self.on_change())
 
     # --- service loop ---------------------------------------------------------------------
 
@@ -138,8 +138,9 @@ class Engine:
         the notification channel of those jobs' channel policies, and once more when it is
         back."""
         self.ticks += 1
-        waiting = [j for j in await self.store.run(Store.list_jobs, states=[jobs.AWAITING_CONFIRMATION],
-                                                         limit=200) if not j.server_id]
+        waiting = [j for j in await self.store.run(Store.list_jobs,
+                                                   states=[jobs.AWAITING_CONFIRMATION], limit=200)
+                   if not j.server_id]
         current = await self.store.run(Store.in_flight_jobs)
         groups = by_cloud(waiting + current)
         results = await asyncio.gather(*(self._cloud_pass(cloud, group)
@@ -178,7 +179,7 @@ class Engine:
         """Resolve, submit, reconcile and observe the jobs of one cloud; returns the cloud's
         poll floor (see `_paced_observe`)."""
         floor = 0.0
-        self._trouble.pop(cloud, None)
+        self.health.begin(cloud)
         try:
             await self._advance_cloud(cloud, [j for j in group if j.state ==
                                               jobs.AWAITING_CONFIRMATION],
@@ -189,57 +190,11 @@ class Engine:
                 floor = await self._paced_observe(cloud, observing)
         except (CloudError, ConfigError) as exc:  # the other clouds go on
             # Said once per failing streak; the notification channel hears it from the report.
-            level = logging.INFO if self._failing.get(cloud) else logging.ERROR
-            log.log(level, "cloud %s: %s", cloud or "default", exc)
-            self._trouble[cloud] = exc
-        await self._report_health(cloud, group)
+            log.log(self.health.level(cloud, logging.ERROR), "cloud %s: %s", cloud or "default",
+                    exc)
+            self.health.troubled(cloud, exc)
+        await self.health.report(cloud, cloud or self.clouds.default_name or "default", group)
         return floor
-
-    def _level(self, cloud: str | None) -> int:
-        """WARNING for a cloud's first failing tick, INFO while the streak lasts."""
-        return logging.INFO if self._failing.get(cloud) else logging.WARNING
-
-    def _troubled(self, cloud: str | None, exc: CloudError) -> None:
-        """Note a cloud problem that a step absorbed (jobs wait) for this tick's report."""
-        self._trouble[cloud] = exc
-
-    async def _report_health(self, cloud: str | None, group: list[Job]) -> None:
-        """Say once that a cloud is failing (after DOWN_AFTER_TICKS ticks in a row), and once
-        that it is back. The report lives in the store, so a restart does not repeat it."""
-        name = cloud or self.clouds.default_name or "default"
-        key = f"{CLOUD_DOWN_KEY}:{name}"
-        raw = await self.store.run(Store.get_meta, key)
-        reported = json.loads(raw) if raw else None
-        exc = self._trouble.get(cloud)
-        if exc is None:
-            self._failing.pop(cloud, None)
-            if reported and reported.get("channels"):
-                text = (f"Cloud {render.escape(name)} answers again; the jobs that waited "
-                        "for it go on.")
-                await self.store.run(Store.enqueue, [OutboxItem(kind="channel_post", channel=channel,
-                                                     payload=alert(text))
-                                          for channel in reported["channels"]])
-                await self.store.run(Store.set_meta, key, "")
-                self.on_change()
-            return
-        self._failing[cloud] = self._failing.get(cloud, 0) + 1
-        if reported or self._failing[cloud] < DOWN_AFTER_TICKS or not group:
-            return
-        targets: dict[str, str | None] = {}
-        for job in group:
-            notify, mention = self.alerts_for(job)
-            targets.setdefault(notify or job.channel, mention)
-        waiting = ", ".join(j.id for j in group[:10]) + (" …" if len(group) > 10 else "")
-        message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
-        text = (f"Cloud {render.escape(name)} is failing, so its jobs wait ({waiting}): "
-                f"{render.user_text(message)} Jobs on other clouds are not affected; I will say "
-                "here when it is back.")
-        await self.store.run(Store.enqueue, [OutboxItem(kind="channel_post", channel=channel,
-                                             payload=alert(text, mention))
-                                  for channel, mention in targets.items()])
-        await self.store.run(Store.set_meta, key, json.dumps({"channels": sorted(targets),
-                                                   "since": self.clock().isoformat()}))
-        self.on_change()
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -254,7 +209,7 @@ class Engine:
         except ConfigError as exc:  # the channel policy names a cloud clouds.yaml lacks
             for job in waiting + [j for j in current if j.state == jobs.QUEUED]:
                 with job_context(job.id):
-                    await self._fail(job, "rejected", exc)
+                    await self._fail(job, FailureCode.REJECTED, exc)
             return
         queued = [j for j in current if j.state == jobs.QUEUED]
         # One server listing per tick resolves every new job, however many arrived at once.
@@ -272,17 +227,17 @@ class Engine:
                 elif job.state == jobs.SUBMITTING:
                     await self._reconcile(job)
 
-    async def _commit(self, job: Job, *, target: str | None, event: str,
+    async def _commit(self, job: Job, *, target: JobState | None, event: str,
                       fields: dict[str, Any], outbox: Sequence[OutboxItem],
                       actor: str | None = None, expected: str | None = None) -> Job | None:
         try:
             if target is None:
-                result = await self.store.run(Store.update_job, job.id, fields=fields, event=event,
-                                                     outbox=outbox, expected=expected)
+                result = await self.store.run(Store.update_job, job.id, fields=fields,
+                                              event=event, outbox=outbox, expected=expected)
             else:
-                result = await self.store.run(Store.transition, job.id, expected=job.state, target=target,
-                                                     event=event, actor=actor, fields=fields,
-                                                     outbox=outbox)
+                result = await self.store.run(Store.transition, job.id, expected=job.state,
+                                              target=target, event=event, actor=actor,
+                                              fields=fields, outbox=outbox)
         except ConflictingUpdate:
             log.info("job %s changed under us (was %s); skipping", job.id, job.state)
             return None
@@ -295,38 +250,38 @@ class Engine:
         """Outbox items for a change: thread replies per event and one parent refresh."""
         now = self.clock()
         items: list[OutboxItem] = []
+
+        def to_thread(kind: OutboxKind, payload: dict[str, Any]) -> None:
+            items.append(OutboxItem(kind=kind, channel=after.channel, job_id=after.id,
+                                    thread_key=after.id, payload=payload))
+
         for event in events:
-            payload = render.phase_reply(after, event, now)
-            if payload:
+            reply = render.phase_reply(after, event, now)
+            if reply:
                 # Without a thread (bot not in the channel) only what a person must act on goes
                 # through the response_url, which Slack allows five times.
-                payload = dict(payload) | {"must_reach": event == "writes_may_resume"}
-                items.append(OutboxItem(kind="reply", channel=after.channel, job_id=after.id,
-                                        thread_key=after.id, payload=payload))
+                to_thread(OutboxKind.REPLY,
+                          dict(reply) | {"must_reach": event == "writes_may_resume"})
         if after.state in jobs.TERMINAL and before.state not in jobs.TERMINAL:
-            payload = dict(render.final_reply(after, now))
-            payload["final"] = True
-            items.append(OutboxItem(kind="reply", channel=after.channel, job_id=after.id,
-                                    thread_key=after.id, payload=payload))
-        items.append(OutboxItem(kind="update_parent", channel=after.channel, job_id=after.id,
-                                thread_key=after.id, payload={}))
+            to_thread(OutboxKind.REPLY, dict(render.final_reply(after, now)) | {"final": True})
+        to_thread(OutboxKind.UPDATE_PARENT, {})
         if after.error_code == jobs.STUCK and before.state not in jobs.TERMINAL \
                 and not after.schedule_id:  # scheduled runs are alerted by the scheduler
             notify, mention = self.alerts_for(after)
             if notify and notify != after.channel:
-                text = (f"Job {after.id} ({render.user_text(after.server_name or after.server_ref)})"
+                text = (f"Job {after.id} ({user_text(after.server_name or after.server_ref)})"
                         f" in <#{after.channel}> is stuck: {render.failure_text(after)}")
-                items.append(OutboxItem(kind="channel_post", channel=notify,
+                items.append(OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=notify,
                                         payload=alert(text, mention)))
         return items
 
-    async def _move(self, job: Job, target: str | None, fields: dict[str, Any],
+    async def _move(self, job: Job, target: JobState | None, fields: dict[str, Any],
                     events: Sequence[str], event: str) -> Job | None:
         after = dataclasses.replace(job, state=target or job.state, **fields)
         return await self._commit(job, target=target, event=event, fields=fields,
                                   outbox=self._messages(job, after, events))
 
-    async def _fail(self, job: Job, code: str, exc: Exception) -> None:
+    async def _fail(self, job: Job, code: FailureCode, exc: Exception) -> None:
         fields = _failure(code, exc) | {"finished_at": self.clock()}
         log.info("job %s failed (%s): %s", job.id, code, exc)
         if job.announced_at is None:
@@ -338,7 +293,7 @@ class Engine:
         """A job without a public card fails: only the requester is told (an ephemeral, or
         the response_url where the bot is not in the channel), nothing goes to the channel."""
         after = dataclasses.replace(job, state=jobs.FAILED, **fields)
-        note = OutboxItem(kind="ephemeral", channel=job.channel, job_id=job.id,
+        note = OutboxItem(kind=OutboxKind.EPHEMERAL, channel=job.channel, job_id=job.id,
                           thread_key=job.id,
                           payload={"user": job.requested_by, **render.private_failure(after)})
         await self._commit(job, target=jobs.FAILED, event=event, fields=fields, outbox=[note])
@@ -357,14 +312,16 @@ class Engine:
         await self._fail_privately(job, fields, f"failed:{jobs.DUPLICATE}")
 
     async def _announce(self, job: Job, server: Server, busy: dict[str, Job], *,
-                        target: str | None, event: str, fields: dict[str, Any]) -> Job | None:
+                        target: JobState | None, event: str,
+                        fields: dict[str, Any]) -> Job | None:
         """Commit a private job's resolution together with its card (post_parent): the first
         public trace of the job. Refused privately when another job images the server."""
         other = self._clash(job, server, busy)
         if other is not None:
             await self._refuse_duplicate(job, server, other)
             return None
-        card = OutboxItem(kind="post_parent", channel=job.channel, job_id=job.id, payload={})
+        card = OutboxItem(kind=OutboxKind.POST_PARENT, channel=job.channel, job_id=job.id,
+                          payload={})
         return await self._commit(job, target=target, event=event,
                                   fields=fields | {"announced_at": self.clock()}, outbox=[card],
                                   expected=job.state)
@@ -377,8 +334,8 @@ class Engine:
         try:
             return await self._client(cloud).find_servers(set(refs))
         except (CloudUnavailable, AuthFailed) as exc:  # the jobs wait; reported per cloud
-            log.log(self._level(cloud), "cloud unavailable while resolving servers: %s", exc)
-            self._troubled(cloud, exc)
+            log.log(self.health.level(cloud), "cloud unavailable while resolving servers: %s", exc)
+            self.health.troubled(cloud, exc)
             return {}
 
     async def _resolve(self, job: Job, found: Server | CloudRejected | None,
@@ -410,7 +367,7 @@ class Engine:
                       busy: dict[str, Job]) -> None:
         now = self.clock()
         if now - (job.confirmed_at or job.created_at) > QUEUE_DEADLINE:
-            await self._fail(job, "unreachable",
+            await self._fail(job, FailureCode.UNREACHABLE,
                              CloudUnavailable("the cloud did not accept the request in time"))
             return
         if server is None:
@@ -443,7 +400,7 @@ class Engine:
             # The request may or may not have reached Nova: the next tick reconciles by metadata.
             # (Refused credentials are the cloud's problem, not this job's: it waits too.)
             log.warning("job %s: createImage outcome unknown: %s", job.id, exc)
-            self._troubled(job.cloud, exc)
+            self.health.troubled(job.cloud, exc)
             return
         except CloudRejected as exc:
             await self._fail(job, classify(exc), exc)
@@ -462,7 +419,7 @@ class Engine:
             found = await self._client(job.cloud).find_images_by_metadata(JOB_METADATA_KEY,
                                                                           job.id)
         except (CloudUnavailable, AuthFailed) as exc:
-            self._troubled(job.cloud, exc)
+            self.health.troubled(job.cloud, exc)
             return
         except CloudRejected as exc:
             await self._fail(job, classify(exc), exc)
@@ -475,7 +432,7 @@ class Engine:
         attempts = sum(1 for e in await self.store.run(Store.job_events, job.id)
                        if e.event == "create_attempt")
         if attempts >= MAX_CREATE_ATTEMPTS:
-            await self._fail(job, "unreachable", CloudUnavailable(
+            await self._fail(job, FailureCode.UNREACHABLE, CloudUnavailable(
                 f"createImage did not go through after {attempts} attempts"))
             return
         await self._create(job)
@@ -501,8 +458,8 @@ class Engine:
                     or task_states[job.id] is None}
             seen = (await client.observe((), look, None)) if look else None
         except (CloudUnavailable, AuthFailed) as exc:
-            log.log(self._level(cloud), "observe failed, will retry: %s", exc)
-            self._troubled(cloud, exc)
+            log.log(self.health.level(cloud), "observe failed, will retry: %s", exc)
+            self.health.troubled(cloud, exc)
             for job in observing:  # deadlines still count while the cloud is unreachable
                 with job_context(job.id):
                     await self._apply(job, job.task_state, job.image_status, False, None, now)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable
 
 from bot.cloud.client import CloudClient
@@ -18,18 +17,18 @@ from bot.cloud.models import Image
 from bot.errors import CloudError
 from bot.imaging.engine import JOB_METADATA_KEY
 from bot.store import AsyncStore, Store
+from commands import ids
 
 log = logging.getLogger(__name__)
 
-_JOB_NUMBER = re.compile(r"^J(\d+)$")
 MAX_PROBES = 1000  # a safety stop for the id-by-id probe after the listing
 
 
 def highest_job_number(images: Iterable[Image]) -> int:
     """The highest J<n> among the images' `imagebot_job_id` properties (0 if none)."""
-    numbers = [int(m.group(1)) for image in images
-               if (m := _JOB_NUMBER.match(image.properties.get(JOB_METADATA_KEY, "")))]
-    return max(numbers, default=0)
+    numbers = (ids.id_number(ids.JOB, image.properties.get(JOB_METADATA_KEY, ""))
+               for image in images)
+    return max((n for n in numbers if n is not None), default=0)
 
 
 async def skip_past_cloud_job_ids(store: AsyncStore, clients: Iterable[CloudClient], *,

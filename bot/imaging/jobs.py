@@ -11,24 +11,26 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-AWAITING_CONFIRMATION = "awaiting_confirmation"
-QUEUED = "queued"
-SUBMITTING = "submitting"
-SNAPSHOTTING = "snapshotting"
-PENDING_UPLOAD = "pending_upload"
-UPLOADING = "uploading"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
+from bot.vocabulary import FailureCode, GlanceStatus, JobState
 
-STATES: tuple[str, ...] = (AWAITING_CONFIRMATION, QUEUED, SUBMITTING, SNAPSHOTTING,
-                           PENDING_UPLOAD, UPLOADING, SUCCEEDED, FAILED, CANCELLED)
+# The members under their short names (callers say `jobs.QUEUED`, `jobs.STUCK`).
+AWAITING_CONFIRMATION = JobState.AWAITING_CONFIRMATION
+QUEUED = JobState.QUEUED
+SUBMITTING = JobState.SUBMITTING
+SNAPSHOTTING = JobState.SNAPSHOTTING
+PENDING_UPLOAD = JobState.PENDING_UPLOAD
+UPLOADING = JobState.UPLOADING
+SUCCEEDED = JobState.SUCCEEDED
+FAILED = JobState.FAILED
+CANCELLED = JobState.CANCELLED
+
+STATES: tuple[JobState, ...] = tuple(JobState)
 IN_FLIGHT = frozenset({QUEUED, SUBMITTING, SNAPSHOTTING, PENDING_UPLOAD, UPLOADING})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # States in which the cloud is working on an image (the engine observes these).
 CLOUD_PHASES = (SNAPSHOTTING, PENDING_UPLOAD, UPLOADING)
 
-TRANSITIONS: Mapping[str, frozenset[str]] = {
+TRANSITIONS: Mapping[str, frozenset[JobState]] = {
     # `failed` from awaiting_confirmation: the server could not be resolved (not found,
     # ambiguous, denied, already being imaged) before anyone clicked; the engine fails the job
     # early. A typed create is still private then (no card): only the requester is told.
@@ -44,37 +46,35 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 # Failure causes (Job.error_code).
-BUSY = "busy"
-KILLED = "killed"
-VANISHED = "vanished"
-STUCK = "stuck"
-DENIED = "denied"
-UNREACHABLE = "unreachable"
-NOT_FOUND = "not_found"
-AMBIGUOUS = "ambiguous"
-ORPHANED = "orphaned"
-REJECTED = "rejected"  # any other final refusal from the cloud (the engine's fallback)
-# Resolution showed another job of ours is imaging the same server (e.g. typed by name and by id).
-DUPLICATE = "duplicate"
-FAILURE_CODES = frozenset({BUSY, KILLED, VANISHED, STUCK, DENIED, UNREACHABLE, NOT_FOUND,
-                           AMBIGUOUS, ORPHANED, REJECTED, DUPLICATE})
+BUSY = FailureCode.BUSY
+KILLED = FailureCode.KILLED
+VANISHED = FailureCode.VANISHED
+STUCK = FailureCode.STUCK
+DENIED = FailureCode.DENIED
+UNREACHABLE = FailureCode.UNREACHABLE
+NOT_FOUND = FailureCode.NOT_FOUND
+AMBIGUOUS = FailureCode.AMBIGUOUS
+ORPHANED = FailureCode.ORPHANED
+REJECTED = FailureCode.REJECTED
+DUPLICATE = FailureCode.DUPLICATE
+FAILURE_CODES = frozenset(FailureCode)
 
 # Nova task states -> our phase. `image_backup` is the createBackup twin of image_snapshot.
-TASK_PHASES: Mapping[str, str] = {
+TASK_PHASES: Mapping[str, JobState] = {
     "image_snapshot_pending": SNAPSHOTTING,
     "image_snapshot": SNAPSHOTTING,
     "image_backup": SNAPSHOTTING,
     "image_pending_upload": PENDING_UPLOAD,
     "image_uploading": UPLOADING,
 }
-# Glance statuses.
-GLANCE_ACTIVE = "active"
-GLANCE_KILLED = frozenset({"killed", "deactivated"})
-GLANCE_GONE = frozenset({"deleted", "pending_delete"})
-GLANCE_UNFINISHED = frozenset({"queued", "saving"})
-GLANCE_WRITING = frozenset({"saving", "uploading", "importing"})
+# Glance statuses, grouped by what they mean for a job.
+GLANCE_ACTIVE = GlanceStatus.ACTIVE
+GLANCE_KILLED = frozenset({GlanceStatus.KILLED, GlanceStatus.DEACTIVATED})
+GLANCE_GONE = frozenset({GlanceStatus.DELETED, GlanceStatus.PENDING_DELETE})
+GLANCE_UNFINISHED = frozenset({GlanceStatus.QUEUED, GlanceStatus.SAVING})
+GLANCE_WRITING = frozenset({GlanceStatus.SAVING, GlanceStatus.UPLOADING, GlanceStatus.IMPORTING})
 
-_RANK = {SUBMITTING: 0, SNAPSHOTTING: 1, PENDING_UPLOAD: 2, UPLOADING: 3}
+_RANK: Mapping[JobState, int] = {SUBMITTING: 0, SNAPSHOTTING: 1, PENDING_UPLOAD: 2, UPLOADING: 3}
 
 
 def can_transition(current: str, target: str) -> bool:
@@ -87,7 +87,7 @@ class Job:
     """One image request, as stored. Datetimes are timezone-aware UTC."""
 
     id: str
-    state: str
+    state: JobState
     server_ref: str
     requested_by: str
     channel: str
@@ -103,7 +103,7 @@ class Job:
     task_state: str | None = None
     image_status: str | None = None
     image_size: int | None = None
-    error_code: str | None = None
+    error_code: FailureCode | None = None
     error: str | None = None
     schedule_id: str | None = None
     dedupe_key: str | None = None
@@ -160,7 +160,7 @@ class PhaseDeadlines:
 class Step:
     """What one observation means: a target state (None = stay), fields to set, and events."""
 
-    target: str | None = None
+    target: JobState | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[str, ...] = ()
 
@@ -170,7 +170,7 @@ class Step:
         return self.target is not None or bool(self.fields) or bool(self.events)
 
 
-def state_for_task(task_state: str | None, image_status: str | None) -> str | None:
+def state_for_task(task_state: str | None, image_status: str | None) -> JobState | None:
     """Our state for a Nova task state and Glance image status; None when they say nothing.
 
     Glance's verdict wins over Nova's task state (a finished or failed image is final even if the
@@ -188,7 +188,8 @@ def state_for_task(task_state: str | None, image_status: str | None) -> str | No
     return None
 
 
-def _phase_deadline(job: Job, phase: str, now: datetime, deadlines: PhaseDeadlines) -> datetime:
+def _phase_deadline(job: Job, phase: JobState, now: datetime,
+                    deadlines: PhaseDeadlines) -> datetime:
     if phase == SNAPSHOTTING:
         return now + deadlines.snapshot
     if phase == PENDING_UPLOAD:
@@ -206,7 +207,7 @@ def _human(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
-def _fail(job: Job, code: str, message: str, now: datetime,
+def _fail(job: Job, code: FailureCode, message: str, now: datetime,
           base: dict[str, Any]) -> Step:
     fields_ = dict(base)
     fields_.update(error_code=code, error=message, finished_at=now, deadline_at=None)
@@ -258,9 +259,9 @@ def advance(job: Job, *, task_state: str | None, image_status: str | None,
         events.append("succeeded")
         return Step(target=SUCCEEDED, fields=fields_, events=tuple(events))
 
-    target: str | None = None
+    target: JobState | None = None
     phase = state_for_task(task_state, image_status)
-    if phase in _RANK and _RANK[phase] > _RANK[job.state]:
+    if phase is not None and phase in _RANK and _RANK[phase] > _RANK[job.state]:
         target = phase
         if phase == SNAPSHOTTING:
             if job.snapshot_started_at is None:

@@ -9,16 +9,13 @@ a quote, add a line, or reorder what follows it with bidi controls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.blocks import (  # noqa: F401  (re-exported: callers say render.section etc.)
+from bot.blocks import (
     BLOCK_LIMIT,
-    BUTTON_TEXT_LIMIT,
-    ELLIPSIS,
     SECTION_LIMIT,
-    TEXT_LIMIT,
     button,
     code,
     context,
@@ -34,6 +31,7 @@ from bot.blocks import (  # noqa: F401  (re-exported: callers say render.section
 from bot.cloud.models import Image
 from bot.imaging import jobs
 from bot.imaging.jobs import Job
+from bot.vocabulary import FailureCode
 
 START_ACTION = "job_start"
 CANCEL_ACTION = "job_cancel"
@@ -171,35 +169,31 @@ def phase_reply(job: Job, event: str, now: datetime) -> dict[str, Any] | None:
     return payload(reply, [section(reply)])
 
 
+# Each failure cause in plain words; `{task}` and `{server}` are filled in (already escaped).
+_FAILURE_TEXT: Mapping[str, str] = {
+    FailureCode.BUSY: ("The server was busy (task state {task}), so the cloud refused a new "
+                       "image. Try again when its current task is done."),
+    FailureCode.KILLED: "The upload failed: the cloud marked the image `killed`.",
+    FailureCode.VANISHED: "The image vanished: it was deleted or is gone (404) before it finished.",
+    FailureCode.STUCK: "I gave up: the image was stuck in task state {task} past the deadline.",
+    FailureCode.DENIED: "Permission denied: the cloud refused to let me do this.",
+    FailureCode.UNREACHABLE: "The cloud was unreachable after several retries.",
+    FailureCode.NOT_FOUND: "Server {server} was not found.",
+    FailureCode.AMBIGUOUS: "Several servers match {server}; use the server id instead.",
+    FailureCode.DUPLICATE: ("Another job of mine is already imaging this server, so I did not "
+                            "start this one."),
+    FailureCode.ORPHANED: ("The image was orphaned: the server stopped working on it but it "
+                           "never finished (the compute service probably restarted)."),
+    FailureCode.REJECTED: "The cloud rejected the request.",
+}
+
+
 def failure_text(job: Job) -> str:
     """The cause of a failed job in plain words (escaped mrkdwn)."""
     task = user_text(job.task_state or "unknown", mrkdwn=False)
     detail = user_text(job.error) if job.error else ""
-    code_ = job.error_code or ""
-    if code_ == jobs.BUSY:
-        text = (f"The server was busy (task state {task}), so the cloud refused a new image. "
-                "Try again when its current task is done.")
-    elif code_ == jobs.KILLED:
-        text = "The upload failed: the cloud marked the image `killed`."
-    elif code_ == jobs.VANISHED:
-        text = "The image vanished: it was deleted or is gone (404) before it finished."
-    elif code_ == jobs.STUCK:
-        text = f"I gave up: the image was stuck in task state {task} past the deadline."
-    elif code_ == jobs.DENIED:
-        text = "Permission denied: the cloud refused to let me do this."
-    elif code_ == jobs.UNREACHABLE:
-        text = "The cloud was unreachable after several retries."
-    elif code_ == jobs.NOT_FOUND:
-        text = f"Server {code(job.server_ref)} was not found."
-    elif code_ == jobs.AMBIGUOUS:
-        text = (f"Several servers match {code(job.server_ref)}; use the server id instead.")
-    elif code_ == jobs.DUPLICATE:
-        text = "Another job of mine is already imaging this server, so I did not start this one."
-    elif code_ == jobs.ORPHANED:
-        text = ("The image was orphaned: the server stopped working on it but it never "
-                "finished (the compute service probably restarted).")
-    else:  # jobs.REJECTED and anything unknown
-        text = "The cloud rejected the request."
+    template = _FAILURE_TEXT.get(job.error_code or "", _FAILURE_TEXT[FailureCode.REJECTED])
+    text = template.format(task=task, server=code(job.server_ref))
     if detail and detail not in text:
         text += f"\n> {detail}"
     return text

@@ -13,7 +13,6 @@ request with its new status) or a refusal with a message fit for Slack. The call
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +22,12 @@ from typing import Literal
 from bot.errors import ApprovalError
 from bot.scheduling.due import ScheduleSpec
 from bot.vocabulary import RequestStatus
+from commands import ids
 
 Kind = Literal["set", "off"]
 Action = Literal["approve", "reject"]
 STATUSES: tuple[RequestStatus, ...] = tuple(RequestStatus)
 DEFAULT_EXPIRY = timedelta(hours=24)
-_REQUEST_ID = re.compile(r"^R[1-9][0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class ChangeRequest:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        if not _REQUEST_ID.match(self.id):
+        if not ids.is_canonical(ids.REQUEST, self.id):
             raise ValueError(f"change request ids look like R4, not {self.id!r}")
         if self.kind not in ("set", "off"):
             raise ValueError(f"kind must be 'set' or 'off', not {self.kind!r}")

@@ -24,10 +24,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import InvalidSchedule
+from commands.ids import MAX_KEEP
+from commands.ids import WEEKDAYS as DAYS
 
-DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 FREQUENCIES = ("daily", "weekly")
-MAX_KEEP = 65535  # Rackspace's limit; a larger count is certainly a typo
 DEFAULT_WINDOW = timedelta(hours=6)
 
 Frequency = Literal["daily", "weekly"]

@@ -16,6 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 import commands
+from bot.blocks import escape
 from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.errors import ConflictingUpdate, JobError, ServerInUse
@@ -104,19 +105,19 @@ class ImagingListeners:
         try:
             job, created = await self.store.run(Store.create_job,
                 server_ref=request.server.text, requested_by=who.user, channel=who.channel,
-                state=state, image_name=request.name, note=request.note,
+                state=state, image_name=request.image_name, note=request.note,
                 dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
                 response_url=who.response_url, channel_name=who.channel_name,
                 refuse_if_in_flight=True, **extra)
         except ServerInUse as exc:
-            return Reply(":no_entry: " + render.escape(render.busy_here(
+            return Reply(":no_entry: " + escape(render.busy_here(
                 exc.job, self.clock(), server=request.server.text, channel=who.channel)))
         if not created:
             return Reply(f"Already on it: that request is job {job.id}.")
         self.on_new_work()
         if request.now:
             return Reply(f"Job {job.id}: starting the image of "
-                         f"{render.escape(request.server.text)} now. Follow the thread.")
+                         f"{escape(request.server.text)} now. Follow the thread.")
         return Reply(f"Job {job.id}: check the quiesce list in the channel, then press "
                      "*Start snapshot*.")
 
@@ -150,7 +151,7 @@ class ImagingListeners:
             job = await self.store.run(Store.latest_job_for_server, request.server.text,
                                        channel=self._channels(who))
             if job is None:
-                return Reply(f"No jobs for {render.escape(request.server.text)} "
+                return Reply(f"No jobs for {escape(request.server.text)} "
                              f"{'' if who.everywhere else 'in this channel '}yet.")
             return Reply(render.job_status_text(job, now))
         running = await self.store.run(Store.list_jobs, states=sorted(jobs.IN_FLIGHT), limit=20,
@@ -218,7 +219,7 @@ class ImagingListeners:
         label = name or (None if server.is_uuid else server.text)
         if label is None or policy.may_touch(label):
             return None
-        return (f"This channel may not image `{render.escape(label)}` (not in the channel's "
+        return (f"This channel may not image `{escape(label)}` (not in the channel's "
                 "server list).")
 
     async def images(self, request: commands.Images, who: Invocation) -> Reply:
@@ -227,7 +228,7 @@ class ImagingListeners:
         refusal = self._images_refusal(self._policy(who), request.server)
         if refusal:
             return Reply(refusal)
-        return Reply(f"Looking up the images of {render.escape(request.server.text)}…",
+        return Reply(f"Looking up the images of {escape(request.server.text)}…",
                      follow_up=FollowUp(request, who))
 
     async def images_answer(self, request: commands.Images, who: Invocation) -> str:
@@ -289,7 +290,7 @@ class ImagingListeners:
                                                        job.cloud) if j.id != job.id]
             if running:
                 server = job.server_name or job.server_ref
-                return Reply(":no_entry: " + render.escape(render.busy_here(
+                return Reply(":no_entry: " + escape(render.busy_here(
                     running[0], self.clock(), server=server, channel=job.channel)))
         await self.store.run(Store.transition,
             job.id, expected=jobs.AWAITING_CONFIRMATION, target=jobs.QUEUED,

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.blocks import truncate
 from bot.errors import JobError, SlackRejected, SlackUnavailable
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
@@ -78,7 +79,7 @@ class _ParentPending(SlackUnavailable):
 
 def shortened(text: str) -> str:
     """The fallback text of a message Slack refused as too long or malformed."""
-    return render.truncate(text, SHORT_TEXT) if text else "(message could not be shown)"
+    return truncate(text, SHORT_TEXT) if text else "(message could not be shown)"
 
 
 class Notifier:

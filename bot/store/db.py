@@ -8,7 +8,6 @@ up `Store`; it also holds the service's own settings (`meta`) and the health pro
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -23,6 +22,7 @@ from sqlite_utils import Database
 from bot.errors import ImagebotError, JobError, StoreError
 from bot.store.migrations import migrations
 from bot.store.rows import dt_out, utc
+from commands import ids
 
 ID_TABLES = ("jobs", "change_requests", "schedules")  # J<n>, R<n>, S<n>
 
@@ -31,10 +31,10 @@ R = TypeVar("R")
 
 def normalize_id(value: str, prefix: str, refusal: str) -> str:
     """'j17' / 'J17' -> 'J17' for `prefix` 'J'; JobError(`refusal` % value) for anything else."""
-    match = re.fullmatch(rf"[{prefix.upper()}{prefix.lower()}](\d+)", value.strip())
-    if not match:
+    found = ids.normalize(prefix, value.strip())  # the grammar's reading (commands/ids.py)
+    if found is None:
         raise JobError(refusal % (value,))
-    return f"{prefix.upper()}{int(match.group(1))}"
+    return found
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot import blocks
 from bot.cloud.models import Image
 from bot.imaging import jobs
 from bot.imaging import messages as render
@@ -51,17 +52,17 @@ def actions(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def check_limits(payload: dict[str, Any]) -> None:
     assert payload["text"]
-    assert len(payload["text"]) <= render.TEXT_LIMIT
-    blocks = payload.get("blocks", [])
-    assert len(blocks) <= render.BLOCK_LIMIT
-    for block in blocks:
+    assert len(payload["text"]) <= blocks.TEXT_LIMIT
+    items = payload.get("blocks", [])
+    assert len(items) <= blocks.BLOCK_LIMIT
+    for block in items:
         if block["type"] == "section":
-            assert len(block["text"]["text"]) <= render.SECTION_LIMIT
+            assert len(block["text"]["text"]) <= blocks.SECTION_LIMIT
         for element in block.get("elements", []):
             if element.get("type") == "button":
-                assert len(element["text"]["text"]) <= render.BUTTON_TEXT_LIMIT
+                assert len(element["text"]["text"]) <= blocks.BUTTON_TEXT_LIMIT
             elif element.get("type") == "mrkdwn":
-                assert len(element["text"]) <= render.SECTION_LIMIT
+                assert len(element["text"]) <= blocks.SECTION_LIMIT
 
 
 def finished(state: str, **kw: Any) -> Job:
@@ -79,16 +80,16 @@ def finished(state: str, **kw: Any) -> Job:
 
 
 def test_escape() -> None:
-    assert render.escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
-    assert render.escape("plain") == "plain"
+    assert blocks.escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert blocks.escape("plain") == "plain"
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
     (0, "0 s"), (12, "12 s"), (60, "1 min"), (243, "4 min 3 s"), (3600, "1 h"),
     (7500, "2 h 5 min"), (86400, "1 d"), (97200, "1 d 3 h"), (-5, "0 s")])
 def test_human_duration(seconds: int, text: str) -> None:
-    assert render.human_duration(timedelta(seconds=seconds)) == text
-    assert render.human_duration(seconds) == text
+    assert blocks.human_duration(timedelta(seconds=seconds)) == text
+    assert blocks.human_duration(seconds) == text
 
 
 @pytest.mark.parametrize(("size", "text"), [
@@ -96,20 +97,20 @@ def test_human_duration(seconds: int, text: str) -> None:
     (1536, "1.5 KiB"), (20 * 1024 ** 3, "20.0 GiB"), (3 * 1024 ** 4, "3.0 TiB"),
     (5000 * 1024 ** 4, "5000.0 TiB")])
 def test_human_size(size: int | None, text: str) -> None:
-    assert render.human_size(size) == text
+    assert blocks.human_size(size) == text
 
 
 def test_truncate_keeps_entities_whole() -> None:
-    assert render.truncate("abc", 3) == "abc"
-    assert render.truncate("abcdef", 4) == "abc…"
-    cut = render.truncate("ab&amp;cd", 5)
+    assert blocks.truncate("abc", 3) == "abc"
+    assert blocks.truncate("abcdef", 4) == "abc…"
+    cut = blocks.truncate("ab&amp;cd", 5)
     assert len(cut) <= 5 and cut.endswith("…") and "&am" not in cut
 
 
 def test_user_mentions_only_real_ids() -> None:
-    assert render.user("U0ABC") == "<@U0ABC>"
-    assert render.user("schedule:<!here>") == "schedule:&lt;!here&gt;"
-    assert render.user(None) == "someone"
+    assert blocks.user("U0ABC") == "<@U0ABC>"
+    assert blocks.user("schedule:<!here>") == "schedule:&lt;!here&gt;"
+    assert blocks.user(None) == "someone"
 
 
 # --- parent message ---------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_every_state_renders_within_limits(state: str) -> None:
     assert render.FACT_NO_MEMORY in all_text(message)
     assert render.FACT_NOT_BACKUP in all_text(message)
     status = render.job_status_text(job, NOW)
-    assert "J17" in status and len(status) <= render.SECTION_LIMIT
+    assert "J17" in status and len(status) <= blocks.SECTION_LIMIT
 
 
 def test_buttons_only_while_awaiting_confirmation() -> None:
@@ -176,7 +177,7 @@ def test_huge_note_respects_limits() -> None:
     assert "…" in all_text(message)
     check_limits(render.final_reply(finished(jobs.FAILED, error_code="denied",
                                              error="x" * 10_000, server_ref="s" * 5000), NOW))
-    assert len(render.job_status_text(job, NOW)) <= render.SECTION_LIMIT
+    assert len(render.job_status_text(job, NOW)) <= blocks.SECTION_LIMIT
 
 
 def test_phase_times_in_parent() -> None:
@@ -284,7 +285,7 @@ def test_jobs_table() -> None:
     assert "5 min ago" in lines[2]
     assert render.jobs_table([], NOW) == "No jobs."
     many = render.jobs_table([make(id=f"J{i}", server_ref="x" * 200) for i in range(100)], NOW)
-    assert len(many) <= render.SECTION_LIMIT and "more" in many.splitlines()[-1]
+    assert len(many) <= blocks.SECTION_LIMIT and "more" in many.splitlines()[-1]
 
 
 def test_images_table() -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot import blocks
 from bot.imaging import jobs
 from bot.imaging import messages as render
 from bot.scheduling.messages import approval_message, run_failed_alert
@@ -42,14 +43,14 @@ def test_a_reject_reason_cannot_forge_an_approved_line() -> None:
 @pytest.mark.parametrize("text", ["*bold*", "_it_", "~gone~", "`code`", "> quoted",
                                   "a\n> quoted", "```block```"])
 def test_formatting_characters_do_not_format(text: str) -> None:
-    out = render.user_text(text, one_line=False)
+    out = blocks.user_text(text, one_line=False)
     assert not re.search(r"[*_~`]", out)
     assert not re.search(r"(?m)^\s*(>|&gt;)", out)
 
 
 def test_lines_collapse_where_a_line_is_expected_and_stay_in_a_note_block() -> None:
-    assert render.user_text("a\r\nb\u2028c\n\nd") == "a b c d"
-    assert render.user_text("a\nb", one_line=False) == "a\nb"
+    assert blocks.user_text("a\r\nb\u2028c\n\nd") == "a b c d"
+    assert blocks.user_text("a\nb", one_line=False) == "a\nb"
 
 
 def test_bidi_and_zero_width_characters_are_stripped_from_names_and_notes() -> None:
@@ -66,8 +67,8 @@ def test_bidi_and_zero_width_characters_are_stripped_from_names_and_notes() -> N
 
 
 def test_code_spans_keep_names_readable_but_on_one_line() -> None:
-    assert render.code("web_1*prod") == "`web_1*prod`"  # Slack does not format inside code
-    assert render.code("a`b\nc") == "`a'b c`"
+    assert blocks.code("web_1*prod") == "`web_1*prod`"  # Slack does not format inside code
+    assert blocks.code("a`b\nc") == "`a'b c`"
 
 
 def test_alert_reasons_are_plain() -> None:

@@ -72,8 +72,8 @@ def check_invariants(request: commands.Request) -> None:
     """What every parsed request promises its consumers."""
     _check_server(getattr(request, "server", None))
     if isinstance(request, Create):
-        if request.name is not None:
-            assert 0 < len(request.name.encode("utf-8")) <= 255
+        if request.image_name is not None:
+            assert 0 < len(request.image_name.encode("utf-8")) <= 255
         assert request.note is None or 0 < len(request.note) <= 255
     elif isinstance(request, Status):
         assert request.job_id is None or request.server is None
