@@ -8,7 +8,9 @@
   `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
   `POST /_emu/ratelimits {"enabled": bool, "scale": float}`,
   `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
-  (scripted ok:false or non-JSON answers to the next calls), `DELETE /_emu/faults`.
+  (scripted ok:false or non-JSON answers to the next calls of one method, any method including
+  `auth.test` and `apps.connections.open`, or of every method without `method`; an unknown
+  method name is refused), `DELETE /_emu/faults`.
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
 """
@@ -45,6 +47,8 @@ from sandbox.slack.socket import SocketHub
 
 Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
+
+SOCKET_OPEN = "apps.connections.open"  # the app-level token's one method (Socket Mode)
 
 # Parameters Slack accepts as JSON-encoded strings in form posts.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
@@ -290,6 +294,19 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
     hub = SocketHub(app_token=app_token)
     ws.socket_hub = hub
 
+    def _scripted(method: str, logged: Params) -> Response | None:
+        """A scripted fault's answer for this call (any method, auth.test and Socket Mode's
+        apps.connections.open included), or None."""
+        fault = ws.take_fault(method)
+        if fault is None:
+            return None
+        ws.record(method, logged, fault.status, fault.error)
+        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+        if fault.body == "html":  # a proxy's error page: not JSON at all
+            return Response("<html><body>upstream error</body></html>",
+                            status_code=fault.status, media_type="text/html", headers=extra)
+        return _error(fault.error, fault.status, extra)
+
     async def api(request: Request) -> Response:
         method = request.path_params["method"]
         try:
@@ -311,10 +328,13 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         if token is None:
             ws.record(method, logged, 200, "not_authed")
             return _error("not_authed")
-        if method == "apps.connections.open":
+        if method == SOCKET_OPEN:
             if token != app_token:  # Socket Mode takes the app-level token, not the bot's
                 ws.record(method, logged, 200, "invalid_auth")
                 return _error("invalid_auth")
+            scripted = _scripted(method, logged)
+            if scripted is not None:
+                return scripted
             ws.record(method, logged, 200)
             return _ok({"url": hub.open_url(str(request.base_url).rstrip("/"))})
         if token != bot_token:
@@ -324,15 +344,9 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         if handler is None:
             ws.record(method, logged, 200, "unknown_method")
             return _error("unknown_method")
-        fault = ws.take_fault(method)
-        if fault is not None:
-            ws.record(method, logged, fault.status, fault.error)
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            if fault.body == "html":  # a proxy's error page: not JSON at all
-                return Response("<html><body>upstream error</body></html>",
-                                status_code=fault.status, media_type="text/html",
-                                headers=extra)
-            return _error(fault.error, fault.status, extra)
+        scripted = _scripted(method, logged)
+        if scripted is not None:
+            return scripted
         wait = ws.limits.take(method, _channel_key(ws, params.get("channel")), now)
         if wait is not None:
             ws.record(method, logged, 429, "ratelimited")
@@ -421,6 +435,10 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             return _ok({})
         try:
             body = await _json_body(request)
+            method = body.get("method")
+            if method and method not in METHODS and method != SOCKET_OPEN:
+                # A typo would script nothing and the test would pass for the wrong reason.
+                raise ValueError(f"unknown method {method!r}")
             after = body.get("retry_after")
             fault = ApiFault(method=str(body["method"]) if body.get("method") else None,
                              error=str(body.get("error", "internal_error")),

@@ -291,3 +291,33 @@ async def test_scripted_faults_answer_ok_false_or_a_page_then_stop(
     await api.post("/_emu/faults", json={"error": "fatal_error", "count": 5})
     assert (await api.delete("/_emu/faults")).json()["ok"]
     assert (await call(api, "auth.test")).json()["ok"] is True
+
+
+async def test_faults_reach_every_method_auth_test_and_socket_mode_included(
+        api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
+    """A bot's start-up calls fail like any other: auth.test with a transient ok:false and then
+    Slack's real rate-limit shape (HTTP 429 + Retry-After), apps.connections.open with 503."""
+    await api.post("/_emu/faults", json={"method": "auth.test", "error": "internal_error"})
+    await api.post("/_emu/faults", json={"method": "auth.test", "error": "ratelimited",
+                                         "status": 429, "retry_after": 2})
+    await api.post("/_emu/faults", json={"method": "apps.connections.open",
+                                         "error": "service_unavailable", "status": 503})
+    first = await call(api, "auth.test")
+    assert first.status_code == 200 and first.json() == {"ok": False, "error": "internal_error"}
+    limited = await call(api, "auth.test")
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    assert limited.json() == {"ok": False, "error": "ratelimited"}
+    assert (await call(api, "auth.test")).json()["user_id"] == "U0BOT"
+    app_level = {"Authorization": "Bearer xapp-sandbox"}
+    down = await api.post("/api/apps.connections.open", headers=app_level)
+    assert down.status_code == 503 and down.json()["error"] == "service_unavailable"
+    up = await api.post("/api/apps.connections.open", headers=app_level)
+    assert up.json()["ok"] is True and up.json()["url"].startswith("ws://")
+    # The fault is taken only by a call that would otherwise reach the method.
+    await api.post("/_emu/faults", json={"method": "apps.connections.open"})
+    wrong = await api.post("/api/apps.connections.open")  # the bot token: refused first
+    assert wrong.json()["error"] == "invalid_auth" and ws.state()["faults"]["scripted"] == 1
+    # A misspelt method would script nothing: refused.
+    typo = await api.post("/_emu/faults", json={"method": "auth.tset"})
+    assert typo.status_code == 400 and "auth.tset" in typo.text
+    assert [c.error for c in ws.calls("auth.test")] == ["internal_error", "ratelimited", None]
