@@ -13,6 +13,8 @@
   method name is refused), `DELETE /_emu/faults`.
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
+`views.publish` (the Home tab) and `conversations.open` (DMs) are checked in
+`sandbox.slack.views`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from sandbox.slack.model import (
     SlackWorkspace,
 )
 from sandbox.slack.socket import SocketHub
+from sandbox.slack.views import open_conversation, publish_home
 
 Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
@@ -140,6 +143,22 @@ def _views_open(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     return {"view": {k: v for k, v in view.items() if k not in ("trigger_id", "user")}}
 
 
+def _views_publish(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    return {"view": publish_home(ws, params.get("user_id"), params.get("view"),
+                                 params.get("hash"))}
+
+
+def _conversations_open(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    channel, was_open = open_conversation(ws, params.get("users"), params.get("channel"))
+    if _flag(params, "return_im"):
+        body: dict[str, Any] = {"channel": channel.to_api()}
+    else:
+        body = {"channel": {"id": channel.id}}
+    if was_open:
+        body |= {"no_op": True, "already_open": True}
+    return body
+
+
 def _conversations_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     channel = ws.channel(_require(params, "channel"))
     # A private channel the bot is not in is invisible to it.
@@ -218,6 +237,8 @@ METHODS: dict[str, Method] = {
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
+    "views.publish": _views_publish,
+    "conversations.open": _conversations_open,
     "conversations.info": _conversations_info,
     "conversations.members": _conversations_members,
     "conversations.history": _conversations_history,
