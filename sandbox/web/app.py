@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,16 @@ def create_web_app(system: System) -> Starlette:
                                          "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                          "style-src 'self' 'unsafe-inline'; img-src 'none'"})
 
+    def shown(make: Callable[[], dict[str, Any]]) -> Response:
+        try:
+            return JSONResponse(make(), headers={"Cache-Control": "no-store"})
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+
     async def view(request: Request) -> Response:
         user = request.query_params.get("user", "alice")
         channel = request.query_params.get("channel", "ops")
-        try:
-            return JSONResponse(channel_view(ws, channel, user),
-                                headers={"Cache-Control": "no-store"})
-        except ApiError as exc:
-            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        return shown(lambda: channel_view(ws, channel, user))
 
     async def command(request: Request) -> Response:
         try:
@@ -123,11 +125,7 @@ def create_web_app(system: System) -> Starlette:
         return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
 
     async def home(request: Request) -> Response:
-        try:
-            return JSONResponse(home_view(ws, request.query_params.get("user", "alice")),
-                                headers={"Cache-Control": "no-store"})
-        except ApiError as exc:
-            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        return shown(lambda: home_view(ws, request.query_params.get("user", "alice")))
 
     async def open_home(request: Request) -> Response:
         try:

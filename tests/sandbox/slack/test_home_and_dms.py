@@ -9,21 +9,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from sandbox.slack.deliver import SOCKET_MODE, Deliverer
 from sandbox.slack.model import SlackWorkspace
 from sandbox.slack.serve import running_slack
+from tests.sandbox.slack.conftest import bolt_http
 from tests.sandbox.slack.test_real_clients import eventually
 
 TOKEN = "xoxb-sandbox"
@@ -186,13 +181,7 @@ async def test_app_home_opened_over_the_events_api(ws: SlackWorkspace) -> None:
     seen: list[dict[str, Any]] = []
     async with running_slack(ws) as url:
         app = home_app(AsyncWebClient(token=TOKEN, base_url=url + "/api/"), seen)
-        handler = AsyncSlackRequestHandler(app)
-
-        async def events(request: Request) -> Response:
-            return await handler.handle(request)
-
-        bot = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bot)) as http:
+        async with bolt_http(app) as http:
             deliver = Deliverer(ws, "http://bot.test/slack/events", SECRET, http=http)
             await open_twice_and_click(ws, deliver, seen)
             sent = deliver.deliveries[0]
