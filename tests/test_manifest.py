@@ -13,33 +13,34 @@ import jsonschema
 import pytest
 import yaml
 
+from sandbox.slack.model import SlackWorkspace
+from sandbox.slack.scopes import DEFAULT_BOT_SCOPES, METHOD_SCOPES
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "tests" / "data" / "slack-manifest.schema.1.0.0.json"
 SHARED_COPY = ROOT.parent / "shared" / "reference" / "slack-manifest.schema.1.0.0.json"
 
-# The bot scopes each Web API method needs where the bot works (public and private channels),
-# from each method's page on docs.slack.dev/reference/methods/<method> ("Required scopes").
-METHOD_SCOPES: dict[str, frozenset[str]] = {
-    "auth.test": frozenset(),
-    "bots.info": frozenset({"users:read"}),
-    # chat:write.public: the bot posts in public channels it was never added to (notify
-    # channels, the channel a command came from) without joining them.
-    "chat.postMessage": frozenset({"chat:write", "chat:write.public"}),
-    "chat.update": frozenset({"chat:write"}),
-    "chat.postEphemeral": frozenset({"chat:write"}),
-    "conversations.history": frozenset({"channels:history", "groups:history"}),
-    "conversations.replies": frozenset({"channels:history", "groups:history"}),
-    "conversations.info": frozenset({"channels:read", "groups:read"}),
-    "conversations.members": frozenset({"channels:read", "groups:read"}),
-    "conversations.open": frozenset({"im:write"}),
-    "usergroups.users.list": frozenset({"usergroups:read"}),
-    "usergroups.list": frozenset({"usergroups:read"}),
-    "users.info": frozenset({"users:read"}),
-    "views.open": frozenset(),
-    "views.publish": frozenset(),
+# Scopes the bot needs beyond what the methods it calls need on their own.
+FEATURE_SCOPES = {
+    # A slash command (docs.slack.dev/interactivity/implementing-slash-commands).
+    "slash_commands": frozenset({"commands"}),
 }
-# A slash command needs `commands` (docs.slack.dev/interactivity/implementing-slash-commands).
-FEATURE_SCOPES = {"slash_commands": frozenset({"commands"})}
+# chat.postMessage into public channels the bot was never added to (notify channels, the
+# channel a command came from) without joining them (docs.slack.dev/reference/scopes/
+# chat.write.public).
+POSTS_WHERE_NOT_ADDED = frozenset({"chat:write.public"})
+
+
+def scopes_for(method: str) -> frozenset[str]:
+    """What `method` needs where the bot works (public and private channels), by the
+    emulator's table of Slack's required scopes (sandbox.slack.scopes)."""
+    rule = METHOD_SCOPES[method]
+    if rule is None:
+        return frozenset()
+    if isinstance(rule, str):
+        return frozenset({rule})
+    return frozenset({rule["public"], rule["private"]})
+
 
 _CALL = re.compile(r"""_call\(\s*["']([a-z]+(?:\.[A-Za-z]+)+)["']""")
 # slack_sdk's method families (`client.api_call` is the generic call `_call` goes through).
@@ -113,14 +114,20 @@ def test_scopes_are_exactly_those_of_the_methods_the_bot_calls() -> None:
     called = methods_the_bot_calls()
     assert {"auth.test", "chat.postMessage", "conversations.members"} <= called  # scan works
     unknown = called - METHOD_SCOPES.keys()
-    assert not unknown, f"say which scopes {sorted(unknown)} need in METHOD_SCOPES"
+    assert not unknown, f"say which scopes {sorted(unknown)} need in sandbox.slack.scopes"
     data = manifest()
-    needed: set[str] = set()
+    needed: set[str] = set(POSTS_WHERE_NOT_ADDED)
     for method in called:
-        needed |= METHOD_SCOPES[method]
+        needed |= scopes_for(method)
     for feature, scopes in FEATURE_SCOPES.items():
         if data["features"].get(feature):
             needed |= scopes
     requested = set(data["oauth_config"]["scopes"]["bot"])
     assert requested == needed, {"unused": sorted(requested - needed),
                                  "missing": sorted(needed - requested)}
+
+
+def test_the_emulated_app_is_installed_with_the_manifests_scopes() -> None:
+    """So the sandbox answers missing_scope wherever Slack would for this manifest."""
+    assert set(DEFAULT_BOT_SCOPES) == set(manifest()["oauth_config"]["scopes"]["bot"])
+    assert set(SlackWorkspace().bot_scopes) == set(DEFAULT_BOT_SCOPES)

@@ -2,7 +2,8 @@
 
 - `/api/<method>`: form-encoded, JSON or query-string parameters, `Authorization: Bearer` (or a
   `token` parameter). Answers Slack-shaped JSON. Faults apply in this order: outage (503),
-  rate-limit storm (429), per-method rate limits (429 + `Retry-After`), then the method itself.
+  rate-limit storm (429), scripted faults, the method's bot scope (`missing_scope`), per-method
+  rate limits (429 + `Retry-After`), then the method itself.
 - `/response/<id>`: JSON posts to a response_url (5 uses, 30 minutes).
 - `/_emu/state`, `/_emu/messages?channel=`, `POST /_emu/outage {"seconds": N}`,
   `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
@@ -14,7 +15,7 @@
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
 `views.publish` (the Home tab) and `conversations.open` (DMs) are checked in
-`sandbox.slack.views`.
+`sandbox.slack.views`; each method's bot scope (`missing_scope`) in `sandbox.slack.scopes`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from sandbox.slack.model import (
     TEAM_NAME,
     ApiError,
     ApiFault,
+    Channel,
     SlackWorkspace,
 )
+from sandbox.slack.scopes import needed_scope
 from sandbox.slack.socket import SocketHub
 from sandbox.slack.views import open_conversation, publish_home
 
@@ -286,6 +289,16 @@ def _channel_key(ws: SlackWorkspace, ref: Any) -> str | None:
         return str(ref)
 
 
+def _known_channel(ws: SlackWorkspace, ref: Any) -> Channel | None:
+    """The channel a call names, if it exists (a user id opens no DM here)."""
+    if not ref or str(ref) in ws.users:
+        return None
+    try:
+        return ws.channel(str(ref))
+    except ApiError:
+        return None
+
+
 def _token(request: Request, params: Params) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -368,6 +381,11 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         scripted = _scripted(method, logged)
         if scripted is not None:
             return scripted
+        needed = needed_scope(method, _known_channel(ws, params.get("channel")))
+        if needed and needed not in ws.bot_scopes:
+            ws.record(method, logged, 200, "missing_scope")
+            return JSONResponse({"ok": False, "error": "missing_scope", "needed": needed,
+                                 "provided": ",".join(sorted(ws.bot_scopes))})
         wait = ws.limits.take(method, _channel_key(ws, params.get("channel")), now)
         if wait is not None:
             ws.record(method, logged, 429, "ratelimited")

@@ -43,6 +43,12 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2_000
 MAX_ID_LEN = 255
+# What manifest.yml requests (tests/test_manifest.py keeps the two equal): the emulated app is
+# installed with the app's scopes, so a method the manifest does not cover fails here too
+# (sandbox.slack.scopes says which method needs which).
+DEFAULT_BOT_SCOPES = ("commands", "chat:write", "chat:write.public", "channels:history",
+                      "groups:history", "channels:read", "groups:read", "users:read",
+                      "usergroups:read")
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 TRIGGER_TTL = 3.0
@@ -356,7 +362,7 @@ class SlackWorkspace:
 
     def __init__(self, clock: Clock | None = None, *, seed: bool = True,
                  rate_limits: RateLimiter | None = None,
-                 bot_scopes: Iterable[str] = ("commands", "chat:write", "chat:write.public"),
+                 bot_scopes: Iterable[str] = DEFAULT_BOT_SCOPES,
                  base_url: str = "http://slack.sandbox") -> None:
         self.clock: Clock = clock or time.time
         self.limits = rate_limits if rate_limits is not None else RateLimiter()

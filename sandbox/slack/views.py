@@ -11,7 +11,7 @@ Checked as Slack checks them (no I/O; `ApiError` carries Slack's error code):
 - conversations.open (docs.slack.dev/reference/methods/conversations.open): `users` (comma
   separated) or `channel` (an IM's id); neither is `users_list_not_supplied`; an unknown user
   `user_not_found`; more than 8 `too_many_users`; a channel that is no IM
-  `method_not_supported_for_channel_type`. Bot scope `im:write` (`missing_scope` without it).
+  `method_not_supported_for_channel_type`. Bot scope `im:write` (sandbox.slack.scopes).
   Opening an open DM answers `no_op` / `already_open`. Group DMs (several users) are not
   emulated and are refused rather than faked.
 """
@@ -109,8 +109,6 @@ def publish_home(ws: SlackWorkspace, user_id: Any, view: Any,
 def open_conversation(ws: SlackWorkspace, users: Any = None,
                       channel: Any = None) -> tuple[Channel, bool]:
     """conversations.open: the DM with one user (opened if need be); (channel, was open)."""
-    if "im:write" not in ws.bot_scopes:
-        raise ApiError("missing_scope", detail="needed: im:write")
     if channel:
         found = ws.channel(str(channel))
         if not found.is_im:

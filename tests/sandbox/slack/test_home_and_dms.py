@@ -105,6 +105,9 @@ async def test_conversations_open_gives_the_dm_and_messages_land_there(
     assert again["channel"]["id"] == dm and again["channel"]["is_im"] is True
     assert again["channel"]["user"] == "U0CAROL"
     posted = await client.chat_postMessage(channel=dm, text="Request R1 waits for you")
+    # Reading a DM takes the im: scopes, which the app does not request (yet).
+    assert await error_of(client.conversations_history(channel=dm)) == "missing_scope"
+    ws.bot_scopes |= {"im:history", "im:read"}
     history = await client.conversations_history(channel=dm)
     assert [m["ts"] for m in history["messages"]] == [posted["ts"]]
     assert [m.text for m in ws.channel_messages(dm)] == ["Request R1 waits for you"]
@@ -118,7 +121,11 @@ async def test_conversations_open_gives_the_dm_and_messages_land_there(
 
 async def test_conversations_open_refuses_what_slack_refuses(ws: SlackWorkspace,
                                                             client: AsyncWebClient) -> None:
-    assert await error_of(client.conversations_open(users="U0CAROL")) == "missing_scope"
+    with pytest.raises(SlackApiError) as err:
+        await client.conversations_open(users="U0CAROL")
+    assert err.value.response["error"] == "missing_scope"
+    assert err.value.response["needed"] == "im:write"
+    assert "chat:write" in err.value.response["provided"].split(",")
     ws.bot_scopes.add("im:write")
     # slack_sdk's own check stops an empty conversations_open(); the raw call reaches Slack.
     assert await error_of(client.api_call("conversations.open")) == "users_list_not_supplied"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from sandbox.slack.model import BOT_USER_ID, SlackWorkspace
 from tests.sandbox.slack.conftest import ManualClock
@@ -321,3 +322,28 @@ async def test_faults_reach_every_method_auth_test_and_socket_mode_included(
     typo = await api.post("/_emu/faults", json={"method": "auth.tset"})
     assert typo.status_code == 400 and "auth.tset" in typo.text
     assert [c.error for c in ws.calls("auth.test")] == ["internal_error", "ratelimited", None]
+
+
+@pytest.mark.parametrize(("method", "params", "needed"), [
+    ("conversations.info", {"channel": "C0OPS"}, "channels:read"),
+    ("conversations.members", {"channel": "G0SECRET"}, "groups:read"),
+    ("conversations.history", {"channel": "C0OPS"}, "channels:history"),
+    ("conversations.replies", {"channel": "G0SECRET", "ts": "1.0"}, "groups:history"),
+    ("users.info", {"user": "U0ALICE"}, "users:read"),
+    ("bots.info", {"bot": "B0BOT"}, "users:read"),
+    ("usergroups.users.list", {"usergroup": "S0APPROVERS"}, "usergroups:read"),
+    ("chat.postMessage", {"channel": "C0OPS", "text": "x"}, "chat:write"),
+])
+async def test_a_method_without_its_scope_is_missing_scope(
+        method: str, params: dict[str, str], needed: str, api: httpx.AsyncClient,
+        ws: SlackWorkspace) -> None:
+    """docs.slack.dev/reference/methods/<method>, "Required scopes": a conversation method
+    needs the scope of the conversation's kind (channels:* public, groups:* private)."""
+    ws.channel("G0SECRET").members.add("U0BOT")
+    ws.bot_scopes.discard(needed)
+    refused = (await call(api, method, **params)).json()
+    assert refused["ok"] is False and refused["error"] == "missing_scope"
+    assert refused["needed"] == needed and needed not in refused["provided"].split(",")
+    ws.bot_scopes.add(needed)
+    again = (await call(api, method, **params)).json()
+    assert again.get("error") != "missing_scope"
