@@ -260,3 +260,8 @@ class StoreBase:
             raise sqlite3.DatabaseError(f"quick_check: {str(verdict and verdict[0])[:200]}")
         with self._tx():
             self.set_meta("health_probe_at", dt_out(self._now()) or "")
+            # A full database still takes that update in place; ask for a fresh page as the
+            # next job's rows will (SQLITE_FULL when none is left), and give it back.
+            self.db.execute("INSERT INTO meta (key, value) VALUES ('health_probe_room', "
+                            "zeroblob(4096))")
+            self.db.execute("DELETE FROM meta WHERE key = 'health_probe_room'")

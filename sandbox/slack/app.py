@@ -2,15 +2,20 @@
 
 - `/api/<method>`: form-encoded, JSON or query-string parameters, `Authorization: Bearer` (or a
   `token` parameter). Answers Slack-shaped JSON. Faults apply in this order: outage (503),
-  rate-limit storm (429), per-method rate limits (429 + `Retry-After`), then the method itself.
+  rate-limit storm (429), scripted faults, the method's bot scope (`missing_scope`), per-method
+  rate limits (429 + `Retry-After`), then the method itself.
 - `/response/<id>`: JSON posts to a response_url (5 uses, 30 minutes).
 - `/_emu/state`, `/_emu/messages?channel=`, `POST /_emu/outage {"seconds": N}`,
   `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
   `POST /_emu/ratelimits {"enabled": bool, "scale": float}`,
   `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
-  (scripted ok:false or non-JSON answers to the next calls), `DELETE /_emu/faults`.
+  (scripted ok:false or non-JSON answers to the next calls of one method, any method including
+  `auth.test` and `apps.connections.open`, or of every method without `method`; an unknown
+  method name is refused), `DELETE /_emu/faults`.
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
+`views.publish` (the Home tab) and `conversations.open` (DMs) are checked in
+`sandbox.slack.views`; each method's bot scope (`missing_scope`) in `sandbox.slack.scopes`.
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ from sandbox.slack.model import (
     TEAM_NAME,
     ApiError,
     ApiFault,
+    Channel,
     SlackWorkspace,
 )
+from sandbox.slack.scopes import needed_scope
 from sandbox.slack.socket import SocketHub
+from sandbox.slack.views import open_conversation, publish_home
 
 Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
+
+SOCKET_OPEN = "apps.connections.open"  # the app-level token's one method (Socket Mode)
 
 # Parameters Slack accepts as JSON-encoded strings in form posts.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
@@ -136,6 +146,22 @@ def _views_open(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     return {"view": {k: v for k, v in view.items() if k not in ("trigger_id", "user")}}
 
 
+def _views_publish(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    return {"view": publish_home(ws, params.get("user_id"), params.get("view"),
+                                 params.get("hash"))}
+
+
+def _conversations_open(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
+    channel, was_open = open_conversation(ws, params.get("users"), params.get("channel"))
+    if _flag(params, "return_im"):
+        body: dict[str, Any] = {"channel": channel.to_api()}
+    else:
+        body = {"channel": {"id": channel.id}}
+    if was_open:
+        body |= {"no_op": True, "already_open": True}
+    return body
+
+
 def _conversations_info(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     channel = ws.channel(_require(params, "channel"))
     # A private channel the bot is not in is invisible to it.
@@ -214,6 +240,8 @@ METHODS: dict[str, Method] = {
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
+    "views.publish": _views_publish,
+    "conversations.open": _conversations_open,
     "conversations.info": _conversations_info,
     "conversations.members": _conversations_members,
     "conversations.history": _conversations_history,
@@ -261,6 +289,16 @@ def _channel_key(ws: SlackWorkspace, ref: Any) -> str | None:
         return str(ref)
 
 
+def _known_channel(ws: SlackWorkspace, ref: Any) -> Channel | None:
+    """The channel a call names, if it exists (a user id opens no DM here)."""
+    if not ref or str(ref) in ws.users:
+        return None
+    try:
+        return ws.channel(str(ref))
+    except ApiError:
+        return None
+
+
 def _token(request: Request, params: Params) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -290,6 +328,19 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
     hub = SocketHub(app_token=app_token)
     ws.socket_hub = hub
 
+    def _scripted(method: str, logged: Params) -> Response | None:
+        """A scripted fault's answer for this call (any method, auth.test and Socket Mode's
+        apps.connections.open included), or None."""
+        fault = ws.take_fault(method)
+        if fault is None:
+            return None
+        ws.record(method, logged, fault.status, fault.error)
+        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+        if fault.body == "html":  # a proxy's error page: not JSON at all
+            return Response("<html><body>upstream error</body></html>",
+                            status_code=fault.status, media_type="text/html", headers=extra)
+        return _error(fault.error, fault.status, extra)
+
     async def api(request: Request) -> Response:
         method = request.path_params["method"]
         try:
@@ -311,10 +362,13 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         if token is None:
             ws.record(method, logged, 200, "not_authed")
             return _error("not_authed")
-        if method == "apps.connections.open":
+        if method == SOCKET_OPEN:
             if token != app_token:  # Socket Mode takes the app-level token, not the bot's
                 ws.record(method, logged, 200, "invalid_auth")
                 return _error("invalid_auth")
+            scripted = _scripted(method, logged)
+            if scripted is not None:
+                return scripted
             ws.record(method, logged, 200)
             return _ok({"url": hub.open_url(str(request.base_url).rstrip("/"))})
         if token != bot_token:
@@ -324,15 +378,14 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         if handler is None:
             ws.record(method, logged, 200, "unknown_method")
             return _error("unknown_method")
-        fault = ws.take_fault(method)
-        if fault is not None:
-            ws.record(method, logged, fault.status, fault.error)
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            if fault.body == "html":  # a proxy's error page: not JSON at all
-                return Response("<html><body>upstream error</body></html>",
-                                status_code=fault.status, media_type="text/html",
-                                headers=extra)
-            return _error(fault.error, fault.status, extra)
+        scripted = _scripted(method, logged)
+        if scripted is not None:
+            return scripted
+        needed = needed_scope(method, _known_channel(ws, params.get("channel")))
+        if needed and needed not in ws.bot_scopes:
+            ws.record(method, logged, 200, "missing_scope")
+            return JSONResponse({"ok": False, "error": "missing_scope", "needed": needed,
+                                 "provided": ",".join(sorted(ws.bot_scopes))})
         wait = ws.limits.take(method, _channel_key(ws, params.get("channel")), now)
         if wait is not None:
             ws.record(method, logged, 429, "ratelimited")
@@ -421,6 +474,10 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             return _ok({})
         try:
             body = await _json_body(request)
+            method = body.get("method")
+            if method and method not in METHODS and method != SOCKET_OPEN:
+                # A typo would script nothing and the test would pass for the wrong reason.
+                raise ValueError(f"unknown method {method!r}")
             after = body.get("retry_after")
             fault = ApiFault(method=str(body["method"]) if body.get("method") else None,
                              error=str(body.get("error", "internal_error")),

@@ -1,7 +1,9 @@
 """Deliver slash commands and button clicks to the bot, signed exactly as Slack signs them.
 
 `Deliverer.slash_command(...)` posts the form Slack posts for `/image ...`; `Deliverer.click(...)`
-posts a `block_actions` payload (form field `payload=`). Each gets a fresh `trigger_id` and a
+posts a `block_actions` payload (form field `payload=`); `open_home(...)` sends the
+`app_home_opened` event (Events API JSON, or an `events_api` envelope over Socket Mode) and
+`click_home(...)` a click on a Home tab button. Each gets a fresh `trigger_id` and a
 fresh response_url pointing at the emulator (`workspace.base_url`). The bot's answer to a slash
 command (Bolt's `ack(...)` body) is shown to the user as Slack would: an ephemeral, or an
 in-channel message for `response_type: in_channel`; a non-2xx answer or a timeout becomes
@@ -13,9 +15,11 @@ and `redeliver()` (same body and trigger_id, plus `X-Slack-Retry-Num`/`X-Slack-R
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ import httpx
 
 from sandbox.slack.model import (
     APP_ID,
+    BOT_USER_ID,
     SLACKBOT_ID,
     TEAM_DOMAIN,
     TEAM_ID,
@@ -51,7 +56,7 @@ VERIFICATION_TOKEN = "sandbox-verification-token"
 class Delivery:
     """One request sent to the bot (kept so it can be redelivered)."""
 
-    kind: str  # "command" | "block_actions"
+    kind: str  # "command" | "block_actions" | "event"
     body: str
     user: str
     channel: str
@@ -189,6 +194,68 @@ class Deliverer:
         delivery = Delivery("block_actions", body, u.id, ch.id, tid, ws.response_url(ru), ru.id)
         return await self._send(delivery, bad_signature=bad_signature, stale=stale)
 
+    async def open_home(self, user: str, tab: str = "home") -> httpx.Response:
+        """`user` opens the app's Home (its Home tab, or `tab="messages"`): Slack sends the
+        `app_home_opened` event, with the Home view last published for them if there is one
+        (docs.slack.dev/reference/events/app_home_opened), in an `event_callback` envelope
+        (docs.slack.dev/apis/events-api): JSON over HTTP, `events_api` over Socket Mode."""
+        ws = self.workspace
+        u = ws.user(user)
+        dm = ws.dm(u.id)
+        event: dict[str, Any] = {"type": "app_home_opened", "user": u.id, "channel": dm.id,
+                                 "tab": tab, "event_ts": f"{ws.clock():.6f}"}
+        if tab == "home" and u.id in ws.home_views:
+            event["view"] = copy.deepcopy(ws.home_views[u.id])
+        now = int(ws.clock())
+        envelope = {
+            "token": VERIFICATION_TOKEN, "team_id": TEAM_ID, "api_app_id": APP_ID,
+            "event": event, "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}", "event_time": now,
+            "authorizations": [{"enterprise_id": None, "team_id": TEAM_ID,
+                                "user_id": BOT_USER_ID, "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False, "event_context": f"4-{secrets.token_hex(12)}",
+        }
+        ws.events.append(envelope)
+        delivery = Delivery("event", json.dumps(envelope), u.id, dm.id, "", "", "")
+        return await self._send(delivery, bad_signature=False, stale=False)
+
+    async def click_home(self, user: str, action_id: str, value: str | None = None,
+                         block_id: str | None = None) -> httpx.Response:
+        """Click a button on `user`'s Home tab: a `block_actions` payload whose container is
+        the view; Slack sends no response_url for a Home tab (there is no message to answer)."""
+        ws = self.workspace
+        u = ws.user(user)
+        view = ws.home_views.get(u.id)
+        if view is None:
+            raise LookupError(f"{u.name} has no Home tab published")
+        found = [(bid, b) for bid, b in iter_buttons(view["blocks"])
+                 if b.get("action_id") == action_id
+                 and (value is None or b.get("value") == value)]
+        if not found:
+            raise LookupError(f"no button {action_id!r} on {u.name}'s Home tab")
+        found_block_id, button = found[0]
+        action: dict[str, Any] = {
+            "type": "button", "action_id": action_id,
+            "block_id": block_id or found_block_id or "actions",
+            "text": button.get("text") or {"type": "plain_text", "text": action_id},
+            "action_ts": f"{ws.clock():.6f}"}
+        if button.get("value") is not None:
+            action["value"] = button["value"]
+        tid = ws.new_trigger_id()
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": u.id, "username": u.name, "name": u.name, "team_id": TEAM_ID},
+            "api_app_id": APP_ID, "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": view["id"]}, "trigger_id": tid,
+            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN}, "enterprise": None,
+            "is_enterprise_install": False, "view": copy.deepcopy(view),
+            "actions": [action],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        delivery = Delivery("block_actions", body, u.id, "", tid, "", "")
+        return await self._send(delivery, bad_signature=False, stale=False)
+
     async def press(self, button: ButtonRef | int, user: str, **options: Any) -> httpx.Response:
         """Click a button from a rendered transcript (a `ButtonRef` or its number)."""
         ref = self.workspace.button(button) if isinstance(button, int) else button
@@ -208,14 +275,15 @@ class Deliverer:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def headers_for(self, body: str, *, bad_signature: bool = False,
-                    stale: bool = False) -> dict[str, str]:
+    def headers_for(self, body: str, *, bad_signature: bool = False, stale: bool = False,
+                    content_type: str = "application/x-www-form-urlencoded"
+                    ) -> dict[str, str]:
         """Signed headers for `body` (optionally with a wrong signature or a stale stamp)."""
         now = self.clock() - (STALE_BY if stale else 0.0)
         timestamp = str(int(now))
         secret = self.signing_secret + ("-wrong" if bad_signature else "")
         return {
-            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Type": content_type,
             "X-Slack-Request-Timestamp": timestamp,
             "X-Slack-Signature": sign(secret, timestamp, body),
             "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
@@ -225,7 +293,11 @@ class Deliverer:
                     extra_headers: dict[str, str] | None = None) -> httpx.Response:
         if self.bot_url == SOCKET_MODE:
             return await self._send_over_socket(delivery)
-        headers = self.headers_for(delivery.body, bad_signature=bad_signature, stale=stale)
+        # The Events API posts JSON; commands and interactions are form posts.
+        ctype = "application/json" if delivery.kind == "event" else \
+            "application/x-www-form-urlencoded"
+        headers = self.headers_for(delivery.body, bad_signature=bad_signature, stale=stale,
+                                   content_type=ctype)
         headers.update(extra_headers or {})
         self.deliveries.append(delivery)
         genuine = not (bad_signature or stale or extra_headers)
@@ -247,11 +319,13 @@ class Deliverer:
         hub = self.workspace.socket_hub
         if hub is None:
             raise RuntimeError("the emulator app is not running (no Socket Mode hub)")
-        form = dict(parse_qsl(delivery.body))
-        if delivery.kind == "command":
-            kind, payload = "slash_commands", form
+        payload: dict[str, Any]
+        if delivery.kind == "event":
+            kind, payload = "events_api", json.loads(delivery.body)
+        elif delivery.kind == "command":
+            kind, payload = "slash_commands", dict(parse_qsl(delivery.body))
         else:
-            kind, payload = "interactive", json.loads(form["payload"])
+            kind, payload = "interactive", json.loads(dict(parse_qsl(delivery.body))["payload"])
         self.deliveries.append(delivery)
         ack = await hub.deliver(kind, payload, ack_within=self.timeout or 3.0)
         response = httpx.Response(200, json=ack) if ack else httpx.Response(200)

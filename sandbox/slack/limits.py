@@ -36,6 +36,8 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "conversations.replies": TIER3,
     "users.info": TIER4,
     "views.open": TIER4,
+    "views.publish": TIER4,  # "Tier 4: 100+ per minute" (views.publish reference)
+    "conversations.open": TIER3,  # "Tier 3: 50+ per minute" (conversations.open reference)
     "users.list": TIER2,
     "usergroups.list": TIER2,
     "usergroups.users.list": TIER2,

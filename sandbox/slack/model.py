@@ -43,6 +43,12 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2_000
 MAX_ID_LEN = 255
+# What manifest.yml requests (tests/test_manifest.py keeps the two equal): the emulated app is
+# installed with the app's scopes, so a method the manifest does not cover fails here too
+# (sandbox.slack.scopes says which method needs which).
+DEFAULT_BOT_SCOPES = ("commands", "chat:write", "chat:write.public", "channels:history",
+                      "groups:history", "channels:read", "groups:read", "users:read",
+                      "usergroups:read")
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 TRIGGER_TTL = 3.0
@@ -107,6 +113,7 @@ class Channel:
             "is_group": self.is_private, "is_im": self.is_im, "is_private": self.is_private,
             "is_archived": False, "is_general": False, "created": self.created,
             "is_member": viewer in self.members, "num_members": len(self.members),
+            **({"user": self.name} if self.is_im else {}),
         }
 
 
@@ -285,12 +292,13 @@ def _text_of(obj: Any) -> str:
     return "" if obj is None else str(obj)
 
 
-def validate_blocks(blocks: Any) -> list[Block]:
-    """Check Block Kit limits the way Slack does; raise `ApiError("invalid_blocks")`."""
+def validate_blocks(blocks: Any, *, max_blocks: int = MAX_BLOCKS) -> list[Block]:
+    """Check Block Kit limits the way Slack does; raise `ApiError("invalid_blocks")`.
+    Messages hold 50 blocks, views (modals, the Home tab) 100."""
     if not isinstance(blocks, list):
         raise ApiError("invalid_blocks", detail="blocks must be a list")
-    if len(blocks) > MAX_BLOCKS:
-        raise ApiError("invalid_blocks", detail=f"more than {MAX_BLOCKS} blocks")
+    if len(blocks) > max_blocks:
+        raise ApiError("invalid_blocks", detail=f"more than {max_blocks} blocks")
     for i, block in enumerate(blocks):
         where = f"blocks[{i}]"
         if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
@@ -354,7 +362,7 @@ class SlackWorkspace:
 
     def __init__(self, clock: Clock | None = None, *, seed: bool = True,
                  rate_limits: RateLimiter | None = None,
-                 bot_scopes: Iterable[str] = ("commands", "chat:write", "chat:write.public"),
+                 bot_scopes: Iterable[str] = DEFAULT_BOT_SCOPES,
                  base_url: str = "http://slack.sandbox") -> None:
         self.clock: Clock = clock or time.time
         self.limits = rate_limits if rate_limits is not None else RateLimiter()
@@ -373,6 +381,11 @@ class SlackWorkspace:
         self.trigger_ids: dict[str, float] = {}
         self.used_triggers: set[str] = set()
         self.views: list[dict[str, Any]] = []
+        # The Home tab (sandbox.slack.views): on as manifest.yml has it; the view each user
+        # was last published, by user id; events sent to the app (app_home_opened, ...).
+        self.home_tab_enabled = True
+        self.home_views: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
         self.outage_until: float = 0.0
         self.storm_remaining: int = 0
         self.storm_retry_after: int = 1
@@ -435,14 +448,16 @@ class SlackWorkspace:
         if ref in self.channels:
             return self.channels[ref]
         if ref in self.users:
-            return self._dm(ref)
+            return self.dm(ref)
         name = ref.lstrip("#")
         for channel in self.channels.values():
             if channel.name == name and not channel.is_im:
                 return channel
         raise ApiError("channel_not_found")
 
-    def _dm(self, user_id: str) -> Channel:
+    def dm(self, user_id: str) -> Channel:
+        """The bot's DM with a user (`D…`), opened on first use as Slack opens the App Home's
+        Messages tab."""
         dm_id = "D" + user_id[1:]
         if dm_id not in self.channels:
             self.add_channel(Channel(dm_id, user_id, is_im=True, members={user_id, BOT_USER_ID}))

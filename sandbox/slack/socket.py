@@ -1,5 +1,5 @@
 """Socket Mode for the Slack emulator: `apps.connections.open` hands out a `ws://` URL; the
-emulator sends `hello`, then envelopes (slash commands, interactions), and waits for the app's
+emulator sends `hello`, then envelopes (slash commands, interactions, events), and waits for the app's
 ack (`{"envelope_id": …, "payload": …}`) as Slack does.
 
 Only the app-level token (`xapp-…`) may open a connection. An envelope that is not acked within
@@ -72,13 +72,16 @@ class SocketHub:
 
     async def deliver(self, kind: str, payload: dict[str, Any], *,
                       ack_within: float = ACK_TIMEOUT) -> dict[str, Any]:
-        """Send an envelope (`slash_commands`, `interactive`); returns the ack's payload.
+        """Send an envelope (`slash_commands`, `interactive`, `events_api`); returns the ack's
+        payload.
         Not acked in time: redelivered once, as Slack retries; TimeoutError after that."""
         if not self.connections:
             raise NotConnected("no app is connected over Socket Mode")
         envelope_id = str(uuid.uuid4())
+        # Events take a bare ack; commands and interactions may answer in it.
         envelope: dict[str, Any] = {"envelope_id": envelope_id, "type": kind,
-                                    "payload": payload, "accepts_response_payload": True}
+                                    "payload": payload,
+                                    "accepts_response_payload": kind != "events_api"}
         for attempt in range(2):
             if attempt:
                 envelope |= {"retry_attempt": attempt, "retry_reason": "timeout"}

@@ -4,7 +4,10 @@ Routes (JSON in and out; the page polls `/api/view` every second):
 - `GET /` — the page (`index.html`, plain HTML and a little JavaScript, no build step).
 - `GET /api/view?user=alice&channel=ops` — `sandbox.web.view.channel_view`.
 - `POST /api/command` `{"user", "channel", "text"}` — a signed `/image` slash command.
-- `POST /api/click` `{"user", "channel", "ts", "action_id", "value", "block_id"}` — a button.
+- `POST /api/click` `{"user", "channel", "ts", "action_id", "value", "block_id"}` — a button
+  (`"view": "home"` instead of channel/ts: a button on the user's Home tab).
+- `GET /api/home?user=alice` — `sandbox.web.view.home_view`, the Home tab last published.
+- `POST /api/home/open` `{"user"}` — open the app's Home tab: Slack's `app_home_opened` event.
 
 The POST routes take only `application/json`, so a page on another origin cannot fire them with a
 plain form (it would need a CORS preflight, which this app never grants).
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from starlette.routing import Route
 from sandbox.net import bind, serving, url_of
 from sandbox.slack.model import ApiError
 from sandbox.system import System
-from sandbox.web.view import channel_view
+from sandbox.web.view import channel_view, home_view
 
 PAGE = Path(__file__).with_name("index.html")
 
@@ -67,14 +70,16 @@ def create_web_app(system: System) -> Starlette:
                                          "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                          "style-src 'self' 'unsafe-inline'; img-src 'none'"})
 
+    def shown(make: Callable[[], dict[str, Any]]) -> Response:
+        try:
+            return JSONResponse(make(), headers={"Cache-Control": "no-store"})
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+
     async def view(request: Request) -> Response:
         user = request.query_params.get("user", "alice")
         channel = request.query_params.get("channel", "ops")
-        try:
-            return JSONResponse(channel_view(ws, channel, user),
-                                headers={"Cache-Control": "no-store"})
-        except ApiError as exc:
-            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        return shown(lambda: channel_view(ws, channel, user))
 
     async def command(request: Request) -> Response:
         try:
@@ -96,21 +101,44 @@ def create_web_app(system: System) -> Starlette:
     async def click(request: Request) -> Response:
         try:
             body = await _json_body(request)
-            user, channel = _field(body, "user"), _field(body, "channel")
-            ts, action_id = _field(body, "ts"), _field(body, "action_id")
+            on_home = body.get("view") == "home"
+            user, action_id = _field(body, "user"), _field(body, "action_id")
+            channel = _field(body, "channel", optional=on_home)
+            ts = _field(body, "ts", optional=on_home)
             value = _field(body, "value", optional=True)
             block_id = _field(body, "block_id", optional=True)
-            assert user and channel and ts and action_id
+            assert user and action_id and (on_home or (channel and ts))
             ws.user(user)
         except BadRequest as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         except ApiError as exc:
             return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
         try:
-            response = await system.deliverer.click(user, channel, ts, action_id, value,
-                                                    block_id)
+            if on_home:
+                response = await system.deliverer.click_home(user, action_id, value, block_id)
+            else:
+                assert channel and ts
+                response = await system.deliverer.click(user, channel, ts, action_id, value,
+                                                        block_id)
         except (LookupError, ApiError) as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=404)
+        return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
+
+    async def home(request: Request) -> Response:
+        return shown(lambda: home_view(ws, request.query_params.get("user", "alice")))
+
+    async def open_home(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            user = _field(body, "user")
+            assert user is not None
+            ws.user(user)
+        except BadRequest as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
+        # What the bot answered to the event: 404 while it has no app_home_opened listener.
+        response = await system.deliverer.open_home(user)
         return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
 
     return Starlette(routes=[
@@ -118,6 +146,8 @@ def create_web_app(system: System) -> Starlette:
         Route("/api/view", view, methods=["GET"]),
         Route("/api/command", command, methods=["POST"]),
         Route("/api/click", click, methods=["POST"]),
+        Route("/api/home", home, methods=["GET"]),
+        Route("/api/home/open", open_home, methods=["POST"]),
     ])
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.slack.model import Ephemeral, Message, SlackWorkspace
+from sandbox.slack.model import BOT_NAME, ApiError, Ephemeral, Message, SlackWorkspace
 from sandbox.slack.render import mrkdwn_to_text
 
 EMOJI = {
@@ -25,6 +25,7 @@ EMOJI = {
     "repeat": "🔁", "zzz": "💤", "ok": "🆗", "hammer_and_wrench": "🛠️", "mag": "🔍",
 }
 _SHORTCODE = re.compile(r":([a-z0-9_+\-]+):")
+HOME = "home"  # the `ts` of buttons on the Home tab: they sit on a view, not a message
 
 
 def emojify(text: str) -> str:
@@ -99,9 +100,14 @@ def message_view(ws: SlackWorkspace, item: Message | Ephemeral, *,
 
 
 def channel_view(ws: SlackWorkspace, channel_ref: str, user_ref: str) -> dict[str, Any]:
-    """Everything the page shows: users, channels, and the channel's timeline for one user."""
+    """Everything the page shows: users, channels, the user's DMs with the bot, and the
+    channel's timeline for one user. Someone else's DM is not there to see."""
     user = ws.user(user_ref)
+    if channel_ref in ws.users:  # ws.channel() would open a DM: looking opens nothing
+        raise ApiError("channel_not_found")
     channel = ws.channel(channel_ref)
+    if channel.is_im and user.id not in channel.members:
+        raise ApiError("channel_not_found")
     ephemerals = ws.ephemerals(user.id, channel.id)
     timeline: list[tuple[float, dict[str, Any]]] = []
     for msg in ws.channel_messages(channel.id):
@@ -127,14 +133,29 @@ def channel_view(ws: SlackWorkspace, channel_ref: str, user_ref: str) -> dict[st
     timeline.sort(key=lambda item: item[0])
     humans = [u for u in ws.users.values() if not u.is_bot]
     return {
-        "user": user.name, "channel": channel.name, "channel_id": channel.id,
+        "user": user.name, "channel": BOT_NAME if channel.is_im else channel.name,
+        "channel_id": channel.id, "is_dm": channel.is_im,
         "users": [{"id": u.id, "name": u.name, "real_name": u.real_name} for u in humans],
         "channels": [{"id": c.id, "name": c.name, "private": c.is_private,
                       "member": user.id in c.members,
                       "messages": len(ws.all_messages(c.id))}
                      for c in ws.channels.values() if not c.is_im],
+        "dms": [{"id": c.id, "name": BOT_NAME, "messages": len(ws.all_messages(c.id))}
+                for c in ws.channels.values() if c.is_im and user.id in c.members],
+        "home": {"published": user.id in ws.home_views},
         "messages": [view for _, view in timeline],
     }
+
+
+def home_view(ws: SlackWorkspace, user_ref: str) -> dict[str, Any]:
+    """The app's Home tab as `user` sees it: the view last published for them (views.publish),
+    or nothing yet (Slack then shows the app's placeholder)."""
+    user = ws.user(user_ref)
+    view = ws.home_views.get(user.id)
+    if view is None:
+        return {"user": user.name, "published": False, "blocks": []}
+    return {"user": user.name, "published": True, "hash": view["hash"],
+            "blocks": [block_view(ws, b, HOME) for b in view["blocks"]]}
 
 
 def _key(ts: str) -> float:

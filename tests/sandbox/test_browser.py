@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from sandbox.system import running_system
 from sandbox.web.app import running_web
 
 CHROMIUM = Path(os.environ.get("IMAGEBOT_CHROMIUM", "/usr/bin/chromium"))
+# Screenshots to look at after a run (IMAGEBOT_SHOTS, else the temp dir).
+SHOTS = Path(os.environ.get("IMAGEBOT_SHOTS", tempfile.gettempdir()))
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -73,5 +76,71 @@ async def test_create_and_start_snapshot_from_the_web_view() -> None:
                 await page.select_option("#user", "bob")
                 await page.wait_for_function(
                     "!document.getElementById('messages').innerText.includes('only visible')")
+            finally:
+                await browser.close()
+
+
+async def test_home_tab_and_dms_in_the_web_view() -> None:
+    """The Apps entry opens the Home tab (app_home_opened goes to the bot); what is published
+    for the user shows there with working buttons; a DM from the bot has its own entry, read
+    only; another user sees neither."""
+    playwright_api = pytest.importorskip(
+        "playwright.async_api", reason="the playwright package is not installed "
+                                       "(pip install -e '.[test]')")
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from sandbox.system import BOT_TOKEN
+
+    async with running_system(speed=200, loopback=True, slack_rate_scale=20) as system:
+        ws = system.workspace
+        ws.bot_scopes.add("im:write")
+        slack = AsyncWebClient(token=BOT_TOKEN, base_url=system.slack_url + "/api/")
+        async with running_web(system, port=0) as url, \
+                playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                               headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 900, "height": 700})
+                await page.goto(url)
+                messages = page.locator("#messages")
+                await page.locator("#apps").get_by_text("imagebot").click()
+                await messages.get_by_text("has not published a Home tab").wait_for(
+                    timeout=10_000)
+                await page.wait_for_function(
+                    "document.getElementById('title').innerText.includes('Home')")
+                assert await page.locator("#command-form").is_hidden()
+                assert ws.events and ws.events[-1]["event"]["user"] == "U0ALICE"
+
+                await slack.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": "Running now"}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": "*J7* web-1"}},
+                    {"type": "actions", "elements": [
+                        {"type": "button", "action_id": "approve", "value": "R1",
+                         "text": {"type": "plain_text", "text": "Approve"}}]}]})
+                await messages.get_by_text("Running now").wait_for(timeout=10_000)
+                assert await messages.locator("b", has_text="J7").count() == 1
+                await page.screenshot(path=str(SHOTS / "home-tab.png"))
+                before = len(system.deliverer.deliveries)
+                await page.get_by_role("button", name="Approve").click()
+                await system.wait_for(lambda: len(system.deliverer.deliveries) > before,
+                                      within=10)
+                assert system.deliverer.last.kind == "block_actions"
+
+                dm = (await slack.conversations_open(users="U0ALICE"))["channel"]["id"]
+                await slack.chat_postMessage(channel=dm, text="Request R1 waits for you")
+                dms = page.locator("#dms")
+                await dms.get_by_text("imagebot").click()
+                await messages.get_by_text("Request R1 waits for you").wait_for(timeout=10_000)
+                assert await page.locator("#command-form").is_hidden()
+                await page.screenshot(path=str(SHOTS / "home-and-dm.png"))
+
+                # Bob: no Home tab published for him, no DM in his sidebar.
+                await page.select_option("#user", "bob")
+                await page.wait_for_function(
+                    "!document.getElementById('messages').innerText.includes('waits for you')")
+                assert await dms.locator("a").count() == 0
+                await page.locator("#apps").get_by_text("imagebot").click()
+                await messages.get_by_text("has not published a Home tab").wait_for(
+                    timeout=10_000)
             finally:
                 await browser.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -124,3 +126,72 @@ async def test_view_keeps_untrusted_text_as_data_and_page_never_uses_html_sinks(
         script = page[page.index("<script>"):]
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in script
+
+
+async def test_web_view_shows_each_user_their_home_tab_and_their_dms_only() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from sandbox.system import BOT_TOKEN
+
+    async with running_system(speed=200) as system:
+        ws = system.workspace
+        ws.bot_scopes.add("im:write")
+        slack = AsyncWebClient(token=BOT_TOKEN, base_url=system.slack_url + "/api/")
+        transport = httpx.ASGITransport(app=create_web_app(system))
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as web:
+            async def view(user: str, channel: str = "ops") -> httpx.Response:
+                return await web.get("/api/view", params={"user": user, "channel": channel})
+
+            async def home(user: str) -> dict[str, object]:
+                return (await web.get("/api/home", params={"user": user})).json()
+
+            assert await home("alice") == {"user": "alice", "published": False, "blocks": []}
+            # Opening the tab is Slack's app_home_opened, sent to the bot as Slack sends it;
+            # the page learns what the bot answered.
+            opened = await web.post("/api/home/open", json={"user": "alice"})
+            assert opened.status_code == 200 and isinstance(opened.json()["status"], int)
+            assert ws.events[-1]["event"]["type"] == "app_home_opened"
+            assert ws.events[-1]["event"]["user"] == "U0ALICE"
+
+            # What a bot publishes for Alice (views.publish) is her Home tab, not Bob's.
+            await slack.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": "Running now"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "J1 <@U0BOB>: web-1"}},
+                {"type": "actions", "elements": [
+                    {"type": "button", "action_id": "approve", "value": "R1",
+                     "text": {"type": "plain_text", "text": "Approve"}}]}]})
+            alice_home = await home("alice")
+            assert alice_home["published"] is True
+            blocks = alice_home["blocks"]
+            assert isinstance(blocks, list)
+            assert [b.get("text") for b in blocks[:2]] == ["Running now", "J1 @bob: web-1"]
+            assert blocks[2]["elements"][0]["label"] == "Approve"
+            assert (await home("bob"))["published"] is False
+            assert (await view("alice")).json()["home"] == {"published": True}
+            click = await web.post("/api/click", json={"user": "alice", "view": "home",
+                                                      "action_id": "approve", "value": "R1"})
+            assert click.status_code == 200
+            sent = system.deliverer.last
+            payload = json.loads(dict(parse_qsl(sent.body))["payload"])
+            assert sent.kind == "block_actions" and payload["container"]["type"] == "view"
+            assert payload["actions"][0]["value"] == "R1" and "response_url" not in payload
+            assert (await web.post("/api/click", json={
+                "user": "bob", "view": "home", "action_id": "approve"})).status_code == 404
+
+            # A DM the bot opened with Carol is in Carol's sidebar, and only hers.
+            dm = (await slack.conversations_open(users="U0CAROL"))["channel"]["id"]
+            await slack.chat_postMessage(channel=dm, text="Request R1 waits for you")
+            carol = (await view("carol")).json()
+            assert carol["dms"] == [{"id": dm, "name": "imagebot", "messages": 1}]
+            assert dm not in {c["id"] for c in carol["channels"]}
+            in_dm = (await view("carol", dm)).json()
+            assert in_dm["is_dm"] is True and in_dm["channel"] == "imagebot"
+            assert [m["text"] for m in in_dm["messages"]] == ["Request R1 waits for you"]
+            # Alice has the DM that opening the app's Home gave her (the event named it).
+            alice_dms = (await view("alice")).json()["dms"]
+            assert alice_dms == [{"id": ws.events[0]["event"]["channel"], "name": "imagebot",
+                                  "messages": 0}]
+            assert (await view("alice", dm)).status_code == 404  # Carol's: not hers to read
+            # Naming a user does not open a DM behind anyone's back.
+            assert (await view("bob", "U0BOB")).status_code == 404
+            assert not [c for c in ws.channels.values() if c.is_im and "U0BOB" in c.members]

@@ -6,6 +6,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from sandbox.slack.app import create_app
 from sandbox.slack.model import SlackWorkspace
@@ -44,3 +50,14 @@ async def api(ws: SlackWorkspace) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url="http://slack.test",
                                  headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
+
+
+def bolt_http(app: AsyncApp) -> httpx.AsyncClient:
+    """An httpx client whose requests reach `app` as Slack's do (`/slack/events`, in-process)."""
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    bot = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=bot))

@@ -6,23 +6,17 @@ import asyncio
 import types
 from collections.abc import AsyncIterator, Callable
 
-import httpx
 import pytest
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import builtin_async_handlers
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from sandbox.slack.deliver import Deliverer
 from sandbox.slack.model import SlackWorkspace
 from sandbox.slack.serve import running_slack
-from tests.sandbox.slack.conftest import ManualClock
+from tests.sandbox.slack.conftest import ManualClock, bolt_http
 
 TOKEN = "xoxb-sandbox"
 SECRET = "bolt-signing-secret"
@@ -123,13 +117,7 @@ async def test_bolt_app_end_to_end(ws: SlackWorkspace, slack_url: str) -> None:
         await respond(replace_original=True,
                       text=f"J1 approved by <@{body['user']['id']}>")
 
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Response:
-        return await handler.handle(request)
-
-    bot = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bot)) as http:
+    async with bolt_http(app) as http:
         deliver = Deliverer(ws, "http://bot.test/slack/events", SECRET, http=http)
         r = await deliver.slash_command("bob", "C0OPS", "create web-1")
         assert r.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from sandbox.slack.model import BOT_USER_ID, SlackWorkspace
 from tests.sandbox.slack.conftest import ManualClock
@@ -291,3 +292,58 @@ async def test_scripted_faults_answer_ok_false_or_a_page_then_stop(
     await api.post("/_emu/faults", json={"error": "fatal_error", "count": 5})
     assert (await api.delete("/_emu/faults")).json()["ok"]
     assert (await call(api, "auth.test")).json()["ok"] is True
+
+
+async def test_faults_reach_every_method_auth_test_and_socket_mode_included(
+        api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
+    """A bot's start-up calls fail like any other: auth.test with a transient ok:false and then
+    Slack's real rate-limit shape (HTTP 429 + Retry-After), apps.connections.open with 503."""
+    await api.post("/_emu/faults", json={"method": "auth.test", "error": "internal_error"})
+    await api.post("/_emu/faults", json={"method": "auth.test", "error": "ratelimited",
+                                         "status": 429, "retry_after": 2})
+    await api.post("/_emu/faults", json={"method": "apps.connections.open",
+                                         "error": "service_unavailable", "status": 503})
+    first = await call(api, "auth.test")
+    assert first.status_code == 200 and first.json() == {"ok": False, "error": "internal_error"}
+    limited = await call(api, "auth.test")
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    assert limited.json() == {"ok": False, "error": "ratelimited"}
+    assert (await call(api, "auth.test")).json()["user_id"] == "U0BOT"
+    app_level = {"Authorization": "Bearer xapp-sandbox"}
+    down = await api.post("/api/apps.connections.open", headers=app_level)
+    assert down.status_code == 503 and down.json()["error"] == "service_unavailable"
+    up = await api.post("/api/apps.connections.open", headers=app_level)
+    assert up.json()["ok"] is True and up.json()["url"].startswith("ws://")
+    # The fault is taken only by a call that would otherwise reach the method.
+    await api.post("/_emu/faults", json={"method": "apps.connections.open"})
+    wrong = await api.post("/api/apps.connections.open")  # the bot token: refused first
+    assert wrong.json()["error"] == "invalid_auth" and ws.state()["faults"]["scripted"] == 1
+    # A misspelt method would script nothing: refused.
+    typo = await api.post("/_emu/faults", json={"method": "auth.tset"})
+    assert typo.status_code == 400 and "auth.tset" in typo.text
+    assert [c.error for c in ws.calls("auth.test")] == ["internal_error", "ratelimited", None]
+
+
+@pytest.mark.parametrize(("method", "params", "needed"), [
+    ("conversations.info", {"channel": "C0OPS"}, "channels:read"),
+    ("conversations.members", {"channel": "G0SECRET"}, "groups:read"),
+    ("conversations.history", {"channel": "C0OPS"}, "channels:history"),
+    ("conversations.replies", {"channel": "G0SECRET", "ts": "1.0"}, "groups:history"),
+    ("users.info", {"user": "U0ALICE"}, "users:read"),
+    ("bots.info", {"bot": "B0BOT"}, "users:read"),
+    ("usergroups.users.list", {"usergroup": "S0APPROVERS"}, "usergroups:read"),
+    ("chat.postMessage", {"channel": "C0OPS", "text": "x"}, "chat:write"),
+])
+async def test_a_method_without_its_scope_is_missing_scope(
+        method: str, params: dict[str, str], needed: str, api: httpx.AsyncClient,
+        ws: SlackWorkspace) -> None:
+    """docs.slack.dev/reference/methods/<method>, "Required scopes": a conversation method
+    needs the scope of the conversation's kind (channels:* public, groups:* private)."""
+    ws.channel("G0SECRET").members.add("U0BOT")
+    ws.bot_scopes.discard(needed)
+    refused = (await call(api, method, **params)).json()
+    assert refused["ok"] is False and refused["error"] == "missing_scope"
+    assert refused["needed"] == needed and needed not in refused["provided"].split(",")
+    ws.bot_scopes.add(needed)
+    again = (await call(api, method, **params)).json()
+    assert again.get("error") != "missing_scope"
