@@ -83,6 +83,11 @@ def code(text: str) -> str:
     return "`" + user_text(text.replace("`", "'"), mrkdwn=False) + "`"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 image`, `7 images`, `0 images` (`many` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def human_duration(delta: timedelta | float) -> str:
     """`12 s`, `4 min 3 s`, `2 h 5 min`, `1 d 3 h`."""
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)

@@ -55,7 +55,8 @@ MAX_SERVER_NAME = 255
 MAX_IMAGE_NAME_BYTES = 255
 MAX_NOTE = 255  # notes travel as image metadata, whose values Glance caps at 255 characters
 MAX_LIMIT = 100
-STATES: tuple[JobState, ...] = ("running", "done", "failed")
+STATES: tuple[JobState, ...] = ("running", "done", "failed", "cancelled")
+_STATE_CHOICE = "|".join(STATES)
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
                    re.IGNORECASE | re.ASCII)
@@ -93,13 +94,24 @@ class Spec:
 
     name: str
     forms: tuple[str, ...]  # argument synopses, one per usage form
-    summary: str
+    summary: str  # what the command does; a single form's line in the overview
     details: str
     examples: tuple[str, ...]  # full command texts, without the /image prefix
     # Either `build` (from split words and options) or `raw` (from the verbatim rest of the text).
     build: Callable[[Spec, Args], Request] | None = None
     raw: Callable[[Spec, str], Request] | None = None
     options: tuple[Option, ...] = ()
+    # What each form does, in the order of `forms` (for commands whose forms differ).
+    form_summaries: tuple[str, ...] = ()
+
+    @property
+    def described_forms(self) -> tuple[tuple[str, str], ...]:
+        """(usage line, what that form does) for each form: `form_summaries` when given, else
+        the command's summary on every line."""
+        if self.form_summaries:
+            assert len(self.form_summaries) == len(self.forms), self.name
+            return tuple(zip(self.usage_lines, self.form_summaries, strict=True))
+        return tuple((line, self.summary) for line in self.usage_lines)
 
     @property
     def usage_lines(self) -> tuple[str, ...]:
@@ -260,6 +272,9 @@ def _zone_exists(name: str) -> bool:
 
 def time_zone(spec: Spec, text: str) -> str:
     """A valid IANA zone name (case-insensitively matched to its canonical spelling)."""
+    if not text.strip():
+        raise spec.fail("--tz needs a time zone name, such as `--tz Europe/Berlin` or "
+                        "`--tz UTC`; it was empty.")
     if len(text) <= 64 and _ZONE_CHARS.fullmatch(text) and ".." not in text:
         if _zone_exists(text):
             return text
@@ -369,7 +384,8 @@ def _build_list(spec: Spec, args: Args) -> Request:
     if raw_state is not None:
         lowered = raw_state.lower()
         if lowered not in STATES:
-            raise spec.fail(f"--state must be running, done or failed, not {show(raw_state)}"
+            raise spec.fail(f"--state must be running, done, failed or cancelled, not "
+                            f"{show(raw_state)}"
                             f"{did_you_mean(lowered, STATES)}.")
         state = cast(JobState, lowered)
     raw_limit = args.value("--limit")
@@ -433,6 +449,9 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
         rest = rest[2:]
     elif rest and (_TIME.fullmatch(rest[0].text) or _AMPM.fullmatch(rest[0].text)):
         raise spec.fail(f"Put `at` before the time: `at {rest[0].text}`.")
+    if rest and rest[0].text.lower() == "at":
+        raise spec.fail("`at` is repeated; a schedule runs at one time of day, so give "
+                        "`at HH:MM` once.")
     no_extra(spec, rest)
     raw_keep = args.value("--keep")
     keep = (bounded_int(spec, "--keep", raw_keep, 1, MAX_KEEP)
@@ -541,11 +560,12 @@ TABLE: tuple[Spec, ...] = (
     ),
     Spec(
         name="list",
-        forms=("[<server>] [--state running|done|failed] [--limit N] [--all]",),
+        forms=(f"[<server>] [--state {_STATE_CHOICE}] [--limit N] [--all]",),
         summary="List recent jobs.",
         details="This channel's jobs, newest first, optionally for one server and in one state.",
         options=(
-            Option("--state", "running|done|failed", "Only jobs in this state."),
+            Option("--state", _STATE_CHOICE, "Only jobs in this state (done: the image is "
+                   "ready; a cancelled job is not counted as failed)."),
             Option("--limit", "N", f"How many jobs to show, 1–{MAX_LIMIT} "
                    f"(default {DEFAULT_LIMIT})."),
             _ALL,
@@ -575,6 +595,8 @@ TABLE: tuple[Spec, ...] = (
                "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE]",
                "<server> off"),
         summary="Image a server every day or every week, or stop doing so.",
+        form_summaries=("Image a server every day.", "Image a server once a week.",
+                        "Stop imaging a server on a schedule."),
         details=("Times are 24-hour wall times in the zone given by --tz (default "
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
                  "schedule replaces the old one; `off` removes it. Changing a schedule may "
@@ -652,6 +674,8 @@ def parse(text: str) -> Request:
         raise ParseError(f"The command contains {problem}; please retype it.", OVERVIEW_USAGE)
     text = normalise(text).strip()
     if not text:
+        return Help()
+    if option_word(Token(text.lower())) in ("--help", "-h"):  # `/image --help` = `help`
         return Help()
     parts = text.split(None, 1)
     word, rest = parts[0], (parts[1] if len(parts) > 1 else "")

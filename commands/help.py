@@ -8,10 +8,8 @@ from commands.text import slack_escape
 
 def _overview() -> str:
     lines = [f"*`{PREFIX}` commands*"]
-    for spec in TABLE:
-        for usage in spec.usage_lines:
-            lines.append(f"• `{usage}`")
-        lines[-1] += f" — {spec.summary}"
+    for spec in TABLE:  # each line says what the form on it does
+        lines += [f"• `{usage}` — {summary}" for usage, summary in spec.described_forms]
     lines.append(f"`{PREFIX} help <command>` shows the details and examples of one command.")
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ from datetime import time
 from typing import ClassVar, Literal, TypeAlias
 
 Frequency: TypeAlias = Literal["daily", "weekly"]
-JobState: TypeAlias = Literal["running", "done", "failed"]
+JobState: TypeAlias = Literal["running", "done", "failed", "cancelled"]
 
 DEFAULT_AT = time(0, 0)
 DEFAULT_KEEP = 7

@@ -10,7 +10,7 @@ a quote, add a line, or reorder what follows it with bidi controls.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.blocks import (
@@ -60,7 +60,43 @@ _STATE_LABEL = {
     jobs.CANCELLED: ":no_entry_sign: cancelled",
 }
 
+# A state in plain words (lists, status, fallback texts). Success is "done" everywhere, as in
+# `/image list --state done`; a cancelled job is its own state, never a failure.
+STATE_WORDS: Mapping[str, str] = {
+    jobs.AWAITING_CONFIRMATION: "waiting for Start snapshot",
+    jobs.QUEUED: "queued",
+    jobs.SUBMITTING: "starting",
+    jobs.SNAPSHOTTING: "copying the disk",
+    jobs.PENDING_UPLOAD: "packaging",
+    jobs.UPLOADING: "uploading",
+    jobs.SUCCEEDED: "done",
+    jobs.FAILED: "failed",
+    jobs.CANCELLED: "cancelled",
+}
+
+
+def state_words(job: Job) -> str:
+    """The job's state in plain words; a failure with its cause (`failed: server not found`)."""
+    words = STATE_WORDS.get(job.state, job.state.replace("_", " "))
+    if job.state == jobs.FAILED and job.error_code:
+        words += ": " + FAILURE_WORDS.get(job.error_code, job.error_code.replace("_", " "))
+    return words
+
 # --- jobs ----------------------------------------------------------------------------------
+
+
+def quiesce_window(job: Job) -> tuple[datetime, datetime | None] | None:
+    """(start, end or None while it runs) of the disk copy during which writes must be stopped.
+
+    It starts when the cloud was asked for the image (`submitted_at`: from then on the disk may
+    be read; the "copying" reply is about this state) and ends when the end of the copy was
+    observed (`snapshot_ended_at`). The card and the "writes may resume" reply both use it, so
+    they agree with each other. `snapshot_started_at` is only when createImage returned.
+    """
+    start = job.submitted_at or job.snapshot_started_at
+    if start is None or job.snapshot_started_at is None:
+        return None
+    return start, job.snapshot_ended_at
 
 
 def _phase_times(job: Job, now: datetime) -> list[tuple[str, timedelta, bool]]:
@@ -72,10 +108,11 @@ def _phase_times(job: Job, now: datetime) -> list[tuple[str, timedelta, bool]]:
         out.append(("waiting for confirmation", job.confirmed_at - job.created_at, False))
     elif job.state == jobs.AWAITING_CONFIRMATION:
         out.append(("waiting for confirmation", now - job.created_at, True))
-    if job.snapshot_started_at:
-        stop = job.snapshot_ended_at or end
-        out.append(("disk copy (quiesce window)", stop - job.snapshot_started_at,
-                    running and job.snapshot_ended_at is None))
+    window = quiesce_window(job)
+    if window is not None:
+        start, stop = window
+        out.append(("disk copy (quiesce window)", (stop or end) - start,
+                    running and stop is None))
     if job.snapshot_ended_at and (job.upload_started_at is None
                                   or job.upload_started_at > job.snapshot_ended_at):
         stop = job.upload_started_at or end
@@ -108,11 +145,12 @@ def _headline(job: Job) -> str:
 def parent_message(job: Job, now: datetime) -> dict[str, Any]:
     """The thread parent for a job: who, what, state, phase times, facts, and (while awaiting
     confirmation) the quiesce checklist with Start snapshot / Cancel buttons."""
-    who = f"Requested by {user(job.requested_by)}"
-    if job.confirmed_by and job.confirmed_by != job.requested_by:
-        who += f" · started by {user(job.confirmed_by)}"
     if job.schedule_id:
-        who += f" · schedule {user_text(job.schedule_id)}"
+        who = user_text(scheduled_line(job))
+    else:
+        who = f"Requested by {user(job.requested_by)}"
+        if job.confirmed_by and job.confirmed_by != job.requested_by:
+            who += f" · started by {user(job.confirmed_by)}"
     head_lines = [f"*{_headline(job)}*", who]
     if job.server_id and job.server_name and job.server_id != job.server_ref:
         head_lines.append(f"Server id {code(job.server_id)}")
@@ -129,7 +167,7 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
     blocks.append(section(state_line))
     if job.state in jobs.TERMINAL:
         blocks.append(section(_outcome_line(job, now)))
-    if job.note:
+    if job.note and not job.schedule_id:  # a scheduled run's note is its "who" line
         blocks.append(section("*Note:* " + user_text(job.note)))
     blocks.append(context("\n".join(_facts(job))))
     if job.state == jobs.AWAITING_CONFIRMATION:
@@ -142,8 +180,18 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
                 button("Cancel", CANCEL_ACTION, job.id, "danger"),
             ],
         })
-    text = f"{_headline(job)}: {job.state.replace('_', ' ')} (requested by {user(job.requested_by)})"
+    by = (f"scheduled run of {user_text(job.schedule_id)}" if job.schedule_id
+          else f"requested by {user(job.requested_by)}")
+    text = f"{_headline(job)}: {state_words(job)} ({by})"
     return payload(text, blocks)
+
+
+def scheduled_line(job: Job) -> str:
+    """"Scheduled run of S1 (daily at 03:00 Europe/Berlin) for …" (plain text): the run's note,
+    which the scheduler writes, else just the schedule's id."""
+    if job.note and job.note.startswith("Scheduled run of "):
+        return job.note
+    return f"Scheduled run of {job.schedule_id}"
 
 
 _PHASE_REPLIES = {
@@ -154,14 +202,45 @@ _PHASE_REPLIES = {
 }
 
 
+def _at(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%H:%M:%S} UTC"
+
+
+def _window_words(job: Job) -> str:
+    """"lasted 35 s (from 03:00:05 to 03:00:40 UTC)": the measured quiesce window."""
+    window = quiesce_window(job)
+    if window is None:
+        return ""
+    start, end = window
+    if end is None:
+        return ""
+    return (f"lasted {human_duration(end - start)} (from the image request at "
+            f"{_at(start)} until the copy was seen done at {_at(end)})")
+
+
 def phase_reply(job: Job, event: str, now: datetime) -> dict[str, Any] | None:
     """The thread reply for one engine event, or None when the event needs no reply
-    (outcomes are covered by `final_reply`)."""
+    (outcomes are covered by `final_reply`).
+
+    A scheduled run asked nobody to stop writes, so its thread says when the copy window starts
+    and ends instead (for apps that quiesce themselves: cron, hooks)."""
     if event == "writes_may_resume":
-        text = ":unlock: The disk is copied. Writes may resume now."
-        if job.snapshot_started_at and job.snapshot_ended_at:
-            window = job.snapshot_ended_at - job.snapshot_started_at
-            text += f" The quiesce window lasted {human_duration(window)}."
+        lasted = _window_words(job)
+        if job.schedule_id:
+            text = ":unlock: The copy window is over: the disk is copied."
+            if lasted:
+                text += f" It {lasted}."
+        else:
+            text = ":unlock: The disk is copied. Writes may resume now."
+            if lasted:
+                text += f" The quiesce window {lasted}."
+        return payload(text, [section(text)])
+    if event == "phase:snapshotting" and job.schedule_id:
+        window = quiesce_window(job)
+        began = f" at {_at(window[0])}" if window else ""
+        text = (f":camera: The copy window began{began}: the cloud is copying the disk now. I "
+                "will post here when it ends; apps that stop their own writes (cron, hooks) "
+                "should stay stopped until then.")
         return payload(text, [section(text)])
     reply = _PHASE_REPLIES.get(event)
     if reply is None:
@@ -169,34 +248,61 @@ def phase_reply(job: Job, event: str, now: datetime) -> dict[str, Any] | None:
     return payload(reply, [section(reply)])
 
 
-# Each failure cause in plain words; `{task}` and `{server}` are filled in (already escaped).
+# Each failure cause once, in plain words, then the next step; `{task}`, `{server}` and
+# `{detail}` (the cloud's own words, only where they are the cause) are filled in, escaped.
 _FAILURE_TEXT: Mapping[str, str] = {
     FailureCode.BUSY: ("The server was busy (task state {task}), so the cloud refused a new "
                        "image. Try again when its current task is done."),
-    FailureCode.KILLED: "The upload failed: the cloud marked the image `killed`.",
-    FailureCode.VANISHED: "The image vanished: it was deleted or is gone (404) before it finished.",
-    FailureCode.STUCK: "I gave up: the image was stuck in task state {task} past the deadline.",
-    FailureCode.DENIED: "Permission denied: the cloud refused to let me do this.",
-    FailureCode.UNREACHABLE: "The cloud was unreachable after several retries.",
-    FailureCode.NOT_FOUND: "Server {server} was not found.",
-    FailureCode.AMBIGUOUS: "Several servers match {server}; use the server id instead.",
+    FailureCode.KILLED: ("The upload failed: the cloud marked the image `killed`. Try again; if "
+                         "it repeats, check the cloud's image service."),
+    FailureCode.VANISHED: ("The image vanished: it was deleted before it finished. Try again, "
+                           "and check that nothing else deletes this server's images."),
+    FailureCode.STUCK: ("I gave up: the image was stuck in task state {task} past the deadline. "
+                        "Check the server in the cloud's console, then try again."),
+    FailureCode.DENIED: ("Permission denied: {detail}. Ask the cloud's admin for the right to "
+                         "image this server, then try again."),
+    FailureCode.UNREACHABLE: ("The cloud was unreachable after several retries. Check the "
+                              "cloud's status page, then try again."),
+    FailureCode.NOT_FOUND: ("Server {server} was not found. Check the name with the cloud's "
+                            "server list, or give its UUID."),
+    FailureCode.AMBIGUOUS: ("Several servers match {server}. Give the server's UUID "
+                            "instead."),
     FailureCode.DUPLICATE: ("Another job of mine is already imaging this server, so I did not "
-                            "start this one."),
-    FailureCode.ORPHANED: ("The image was orphaned: the server stopped working on it but it "
-                           "never finished (the compute service probably restarted)."),
-    FailureCode.REJECTED: "The cloud rejected the request.",
+                            "start this one. Try again when that job is done."),
+    FailureCode.ORPHANED: ("The image was orphaned: the server stopped working on it and it "
+                           "never finished (the compute service probably restarted). Try "
+                           "again."),
+    FailureCode.REJECTED: ("The cloud rejected the request: {detail}. Fix what it says, then "
+                           "try again."),
+}
+_NO_DETAIL = {FailureCode.DENIED: "the cloud refused to let me do this",
+              FailureCode.REJECTED: "it gave no reason"}
+_DETAIL_LIMIT = 300
+
+# `/image list`: a failed job in a few words.
+FAILURE_WORDS: Mapping[str, str] = {
+    FailureCode.BUSY: "busy",
+    FailureCode.KILLED: "upload failed",
+    FailureCode.VANISHED: "image vanished",
+    FailureCode.STUCK: "stuck",
+    FailureCode.DENIED: "permission denied",
+    FailureCode.UNREACHABLE: "cloud unreachable",
+    FailureCode.NOT_FOUND: "server not found",
+    FailureCode.AMBIGUOUS: "several servers match",
+    FailureCode.DUPLICATE: "already being imaged",
+    FailureCode.ORPHANED: "image orphaned",
+    FailureCode.REJECTED: "rejected by the cloud",
 }
 
 
 def failure_text(job: Job) -> str:
-    """The cause of a failed job in plain words (escaped mrkdwn)."""
+    """The cause of a failed job, said once, and what to do next (escaped mrkdwn, one line)."""
+    code_ = FailureCode(job.error_code) if job.error_code in set(FailureCode) else \
+        FailureCode.REJECTED
     task = user_text(job.task_state or "unknown", mrkdwn=False)
-    detail = user_text(job.error) if job.error else ""
-    template = _FAILURE_TEXT.get(job.error_code or "", _FAILURE_TEXT[FailureCode.REJECTED])
-    text = template.format(task=task, server=code(job.server_ref))
-    if detail and detail not in text:
-        text += f"\n> {detail}"
-    return text
+    raw = (job.error or "").strip().rstrip(".")
+    detail = user_text(truncate(raw, _DETAIL_LIMIT)) if raw else _NO_DETAIL.get(code_, "")
+    return _FAILURE_TEXT[code_].format(task=task, server=code(job.server_ref), detail=detail)
 
 
 def _took(job: Job, now: datetime) -> timedelta:
@@ -243,25 +349,16 @@ def already_decided(job: Job) -> str:
         return f"Job {job.id} was already cancelled."
     if job.confirmed_by:
         return f"Job {job.id} was already started by {user(job.confirmed_by)}."
-    return f"Job {job.id} is already {job.state.replace('_', ' ')}."
+    return f"Job {job.id} is already {state_words(job)}."
 
 
 # --- ephemeral answers ------------------------------------------------------------------------
-
-_PHASE_WORDS = {
-    jobs.QUEUED: "queued",
-    jobs.SUBMITTING: "starting",
-    jobs.SNAPSHOTTING: "copying the disk",
-    jobs.PENDING_UPLOAD: "packaging",
-    jobs.UPLOADING: "uploading",
-}
-
 
 def busy_here(running: Job, now: datetime, *, server: str, channel: str) -> str:
     """Why a new create for `server` is refused: `running` (in flight) is imaging it already.
     Plain text (escape it for mrkdwn). The job is named only to its own channel; elsewhere it is
     "another job" (channels see only their own jobs)."""
-    phase = _PHASE_WORDS.get(running.state, running.state.replace("_", " "))
+    phase = STATE_WORDS.get(running.state, running.state.replace("_", " "))
     since = running.submitted_at or running.confirmed_at or running.created_at
     who = running.id if running.channel == channel else "another job (in another channel)"
     return (f"{server} is being imaged by {who} ({phase}, {human_duration(now - since)} "
@@ -291,8 +388,10 @@ def fallback_card(job: Job, now: datetime) -> dict[str, Any]:
 
 def job_status_text(job: Job, now: datetime) -> str:
     """`/image status` for one job: one short mrkdwn paragraph."""
+    by = (user_text(scheduled_line(job)) if job.schedule_id
+          else f"Requested by {user(job.requested_by)}")
     lines = [f"*{_headline(job)}*: {_STATE_LABEL.get(job.state, escape(job.state))}",
-             f"Requested by {user(job.requested_by)} {human_duration(now - job.created_at)} ago"]
+             f"{by} · {human_duration(now - job.created_at)} ago"]
     phases = _phase_times(job, now)
     if phases:
         lines.append(" · ".join(f"{label} {human_duration(d)}" for label, d, _ in phases))
@@ -321,12 +420,12 @@ def jobs_table(jobs_: Sequence[Job], now: datetime) -> str:
     def line(job: Job) -> str:
         age = human_duration(now - job.created_at)
         extra = ""
-        if job.state == jobs.FAILED and job.error_code:
-            extra = f" ({user_text(job.error_code)})"
-        elif job.state == jobs.SUCCEEDED and job.image_name:
+        if job.state == jobs.SUCCEEDED and job.image_name:
             extra = f" → {code(job.image_name)}"
-        return (f"`{job.id}` {job.state.replace('_', ' ')}{extra} · {code(job.server_label)}"
-                f" · {user(job.requested_by)} · {age} ago")
+        by = (f"schedule {user_text(job.schedule_id)}" if job.schedule_id
+              else user(job.requested_by))
+        return (f"`{job.id}` {escape(state_words(job))}{extra} · {code(job.server_label)}"
+                f" · {by} · {age} ago")
     return _table((line(j) for j in jobs_), "No jobs.")
 
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+from bot.blocks import plural
 from bot.errors import (
     CloudError,
     CloudUnavailable,
@@ -170,7 +171,7 @@ class ScheduleLoop:
             claimed = await ctx.store.run(Store.claim_slot,
                 schedule.id, slot, missed=decision.missed, result=RunResult.SKIPPED, job=None,
                 schedule_fields={"last_slot": slot,
-                                 "last_result": f"skipped {decision.missed} slot(s)"},
+                                 "last_result": f"skipped {plural(decision.missed, 'slot')}"},
                 audit=[AuditEntry("run_skipped", schedule.id, who,
                                   {"slot": slot.isoformat(), "missed": decision.missed})])
             if claimed is not None:

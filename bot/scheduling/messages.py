@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.blocks import (
@@ -20,6 +20,7 @@ from bot.blocks import (
     escape,
     human_duration,
     payload,
+    plural,
     section,
     user,
     user_text,
@@ -35,8 +36,12 @@ MAX_LISTED_IMAGES = 10
 
 
 def local_and_utc(local: datetime, utc: datetime) -> str:
-    """`Sat 2025-03-01 03:00 CET (02:00 UTC)`."""
-    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname() or ''} ({utc.astimezone(UTC):%H:%M} UTC)"
+    """`Sat 2025-03-01 03:00 CET (02:00 UTC)`; just `Sat 2025-03-01 03:00 UTC` when the zone is
+    UTC itself (the time is not said twice)."""
+    shown = f"{local:%a %Y-%m-%d %H:%M} {local.tzname() or ''}".rstrip()
+    if local.utcoffset() == timedelta(0) and (local.tzname() or "UTC") in ("UTC", "GMT"):
+        return shown if local.tzname() else shown + " UTC"
+    return f"{shown} ({utc.astimezone(UTC):%H:%M} UTC)"
 
 
 def spec_text(spec: ScheduleSpec | None) -> str:
@@ -66,16 +71,24 @@ def _change_line(request: ChangeRequest) -> str:
 
 
 def _outcome(request: ChangeRequest, now: datetime) -> str:
+    """What happened to a decided request, by whom and when (in place of who may approve and
+    the expiry, which no longer matter)."""
     at = when(request.decided_at, now) if request.decided_at else "an unknown time"
     reason = f" — “{user_text(request.reason)}”" if request.reason else ""
     if request.status == RequestStatus.APPROVED:
-        return f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}"
+        return (f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}. "
+                "The new schedule is in effect.")
     if request.status == RequestStatus.REJECTED:
         verb = "Withdrawn" if request.decided_by == request.requested_by else "Rejected"
-        return f":x: *{verb}* by {user(request.decided_by)} at {at}{reason}"
+        return (f":x: *{verb}* by {user(request.decided_by)} at {at}{reason}. The schedule "
+                "stays as it was.")
     if request.status == RequestStatus.EXPIRED:
-        return f":hourglass: *Expired* at {when(request.expires_at, now)} without a decision"
-    return f":leftwards_arrow_with_hook: *Superseded* at {at}{reason}"
+        return (f":hourglass: *Expired* at {when(request.expires_at, now)}: nobody decided in "
+                "time. The schedule stays as it was; propose the change again if it is still "
+                "wanted.")
+    by = f" by {user(request.decided_by)}" if request.decided_by else ""
+    return (f":leftwards_arrow_with_hook: *Superseded*{by} at {at}{reason}: a newer request "
+            "for this server replaced it.")
 
 
 def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
@@ -84,16 +97,17 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
     Approve / Reject buttons while pending (the outcome instead once decided)."""
     r = view.request
     head = (f"*Schedule change {r.id} for {code(view.server_label)}*\n{_change_line(r)}\n"
-            f"Requested by {user(r.requested_by)} · may be approved by {view.who_may_approve}")
-    blocks: list[dict[str, Any]] = [section(head)]
-    left = r.expires_at - now
-    blocks.append(context(f"Expires at {when(r.expires_at, now)} "
-                          f"(in {human_duration(max(left.total_seconds(), 0))}). "
-                          "Every decision is recorded in the audit log."))
-    if not r.pending:  # decided: the outcome replaces the details and the buttons
-        blocks.append(section(_outcome(r, now)))
+            f"Requested by {user(r.requested_by)}")
+    if not r.pending:  # decided: what happened replaces who may approve, expiry and buttons
+        blocks: list[dict[str, Any]] = [section(head), section(_outcome(r, now)),
+                                        context("Every decision is recorded in the audit log.")]
         return payload(f"Schedule change {r.id} for {user_text(view.server_label)}: {r.status}",
                        blocks)
+    left = r.expires_at - now
+    blocks = [section(f"{head} · may be approved by {view.who_may_approve}"),
+              context(f"Expires at {when(r.expires_at, now)} "
+                      f"(in {human_duration(max(left.total_seconds(), 0))}). "
+                      "Every decision is recorded in the audit log.")]
     if r.kind == "set" and view.next_runs:
         runs = "\n".join(f"• {local_and_utc(local, utc)}" for local, utc in view.next_runs)
         blocks.append(section(f"*Next runs:*\n{runs}"))
@@ -107,12 +121,14 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
             if more > 0:
                 names += f"\n• … and {more} more"
             blocks.append(section(f"*Retention:* the next successful run would delete "
-                                  f"{len(view.would_delete)} image(s) this schedule made:\n"
+                                  f"{plural(len(view.would_delete), 'image')} this "
+                                  f"schedule made:\n"
                                   f"{names}"))
         else:
-            blocks.append(context(f"Retention keeps the newest {r.new.keep} image(s) this "
-                                  "schedule makes; the next run would delete none. Images the "
-                                  "bot did not make and protected images are never deleted."))
+            keep = plural(r.new.keep, "image")
+            blocks.append(context(f"Retention keeps the newest {keep} this schedule makes; "
+                                  "the next run would delete none. Images the bot did not make "
+                                  "and protected images are never deleted."))
     if view.notify_channel:
         blocks.append(context(f"Run results go to {user_text(view.notify_channel)}."))
     blocks.append({
@@ -184,7 +200,9 @@ def run_note(schedule_id: str, spec: ScheduleSpec, slot: datetime, missed: int,
     note = (f"Scheduled run of {schedule_id} ({describe(spec)}) for "
             f"{local_and_utc(local, slot)}")
     if missed:
-        note += f"; {missed} earlier slot(s) were missed while the bot was down (one catch-up run)"
+        were = "was" if missed == 1 else "were"
+        note += (f"; {plural(missed, 'earlier slot')} {were} missed while the bot was down "
+                 "(one catch-up run)")
     if attempt > 1:
         note += f"; attempt {attempt}"
     return note
@@ -196,7 +214,7 @@ def retention_reply(deleted: Sequence[RetainableImage],
     if not deleted and not failed:
         text = f":broom: Retention: nothing to delete (keeping the newest {keep})."
         return payload(text, [section(text)])
-    lines = [f":broom: Retention (keep {keep}): deleted {len(deleted)} old image(s) "
+    lines = [f":broom: Retention (keep {keep}): deleted {plural(len(deleted), 'old image')} "
              "this schedule made."]
     lines += [f"• {code(img.name or img.id)} ({img.created_at:%Y-%m-%d %H:%M} UTC)"
               for img in deleted[:MAX_LISTED_IMAGES]]
@@ -228,7 +246,7 @@ def alert(text: str, mention: str | None = None) -> dict[str, Any]:
 def run_failed_alert(schedule_id: str, server_label: str, reason: str, attempts: int,
                      mention: str | None) -> dict[str, Any]:
     """Alert: a scheduled run failed for good."""
-    tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
+    tries = f" after {plural(attempts, 'attempt')}" if attempts > 1 else ""
     return alert(f"Scheduled image {schedule_id} of {code(server_label)} failed{tries}: "
                  f"{user_text(reason)}", mention)
 
@@ -236,8 +254,8 @@ def run_failed_alert(schedule_id: str, server_label: str, reason: str, attempts:
 def skipped_notice(schedule_id: str, server_label: str, slot: datetime, missed: int,
                    now: datetime) -> dict[str, Any]:
     """Notice: slots were too old to catch up on (the bot was down too long)."""
-    text = (f":fast_forward: Schedule {schedule_id} of {code(server_label)} skipped {missed} "
-            f"slot(s) (latest {when(slot, now)}): the bot was down past the catch-up window. "
+    text = (f":fast_forward: Schedule {schedule_id} of {code(server_label)} skipped "
+            f"{plural(missed, 'slot')} (latest {when(slot, now)}): the bot was down past the catch-up window. "
             "The next slot runs as usual.")
     return payload(text, [section(text)])
 

@@ -166,7 +166,8 @@ class ImagingListeners:
         states = {
             "running": sorted(jobs.IN_FLIGHT | {jobs.AWAITING_CONFIRMATION}),
             "done": [jobs.SUCCEEDED],
-            "failed": [jobs.FAILED, jobs.CANCELLED],
+            "failed": [jobs.FAILED],
+            "cancelled": [jobs.CANCELLED],  # its own state: a cancel is not a failure
         }.get(request.state or "")
         found = await self.store.run(Store.list_jobs,
             server=request.server.text if request.server else None, states=states,
@@ -194,7 +195,7 @@ class ImagingListeners:
             else:
                 return Reply(f"Job {job.id} cancelled.")
         if job.state in jobs.TERMINAL:
-            return Reply(f"Job {job.id} already ended ({job.state}).")
+            return Reply(f"Job {job.id} already ended ({render.state_words(job)}).")
         return Reply(
             f"Job {job.id} was already submitted to the cloud. A snapshot in progress cannot be "
             "stopped: the image will finish or fail on its own, and you can delete the image "

@@ -16,6 +16,7 @@ from bot.cloud.models import Image
 from bot.imaging import jobs
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
+from bot.vocabulary import FailureCode
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)
@@ -188,7 +189,8 @@ def test_phase_times_in_parent() -> None:
                upload_started_at=T0 + timedelta(seconds=50))
     text = all_text(render.parent_message(job, NOW))
     assert "waiting for confirmation 20 s" in text
-    assert "disk copy (quiesce window) 12 s" in text
+    # The window runs from the image request (submitted 21 s) to the observed end (34 s).
+    assert "disk copy (quiesce window) 13 s" in text
     assert "packaging 16 s" in text
     assert "upload 4 min 10 s (running)" in text
     assert "total 4 min 39 s (running)" in text
@@ -209,7 +211,8 @@ def test_phase_replies() -> None:
     assert snap is not None and "keep writes stopped" in snap["text"]
     resume = render.phase_reply(job, "writes_may_resume", NOW)
     assert resume is not None
-    assert "Writes may resume now. The quiesce window lasted 12 s." in resume["text"]
+    assert ("Writes may resume now. The quiesce window lasted 13 s (from the image request at "
+            "12:00:21 UTC until the copy was seen done at 12:00:34 UTC)." in resume["text"])
     for event in ("phase:pending_upload", "phase:uploading"):
         reply = render.phase_reply(job, event, NOW)
         assert reply is not None
@@ -252,8 +255,34 @@ def test_final_failure_per_cause(code: str, words: str) -> None:
     assert reply["text"].startswith("Job J17")
     assert ":x:" in reply["text"]
     assert words in reply["text"]
-    assert "detail &lt;!channel&gt; from the cloud" in reply["text"]
+    # The cause is said once, with the next step; never repeated in a quote. The cloud's own
+    # words appear (escaped) only where they are the cause: a refusal or a permission error.
+    assert "\n&gt; " not in reply["text"] and "\n>" not in reply["text"]
+    assert ("detail &lt;!channel&gt; from the cloud" in reply["text"]) == (
+        code in ("denied", "rejected"))
+    assert re.search(r"[Tt]ry again|Give the server's UUID|give its UUID", reply["text"])
     assert words in render.parent_message(job, NOW)["blocks"][2]["text"]["text"]
+
+
+def test_every_failure_code_has_one_line_with_a_next_step() -> None:
+    for code in FailureCode:
+        job = finished(jobs.FAILED, error_code=code, task_state="image_uploading",
+                       error="The cloud marked the image `killed`: the upload failed.")
+        text = render.failure_text(job)
+        assert "\n" not in text, code
+        assert text.count("killed") <= 1 or code == FailureCode.KILLED, code
+        assert re.search(r"[Tt]ry again|UUID", text), code
+        assert render.FAILURE_WORDS[code] and render.FAILURE_WORDS[code] in \
+            render.state_words(job)
+
+
+def test_killed_upload_says_the_cause_once() -> None:
+    job = finished(jobs.FAILED, error_code="killed",
+                   error="The cloud marked the image `killed`: the upload failed.")
+    text = render.final_reply(job, NOW)["text"]
+    assert text.count("killed") == 1
+    assert ("The upload failed: the cloud marked the image `killed`. Try again; if it repeats, "
+            "check the cloud's image service.") in text
 
 
 def test_failure_during_snapshot_says_writes_may_resume() -> None:
@@ -281,7 +310,8 @@ def test_jobs_table() -> None:
     table = render.jobs_table(rows, NOW)
     lines = table.splitlines()
     assert [line.split()[0] for line in lines] == ["`J3`", "`J2`", "`J1`"]
-    assert "(busy)" in lines[1] and "web1-20250301" in lines[0]
+    assert "`J2` failed: busy ·" in lines[1] and "web1-20250301" in lines[0]
+    assert lines[0].startswith("`J3` done →")
     assert "5 min ago" in lines[2]
     assert render.jobs_table([], NOW) == "No jobs."
     many = render.jobs_table([make(id=f"J{i}", server_ref="x" * 200) for i in range(100)], NOW)

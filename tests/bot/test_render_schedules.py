@@ -74,7 +74,7 @@ def test_retention_preview_lists_images_the_change_would_delete() -> None:
               for n in range(12, 0, -1)]
     view = dataclasses.replace(request(), would_delete=doomed)
     text = all_text(approval_message(view, NOW))
-    assert "would delete 12 image(s)" in text and "`web-1-12`" in text and "2 more" in text
+    assert "would delete 12 images this schedule made" in text and "`web-1-12`" in text and "2 more" in text
 
 
 def test_decided_message_shows_outcome_and_no_buttons() -> None:
@@ -107,7 +107,7 @@ def test_lists_and_notifications() -> None:
     assert "No change requests" in approvals_text([], NOW)
     assert "R4" in approvals_text([(req, "web-1")], NOW)
     note = run_note("S1", SPEC, datetime(2025, 3, 21, 1, 30, tzinfo=UTC), missed=2, attempt=2)
-    assert "2 earlier slot(s)" in note and "attempt 2" in note
+    assert "2 earlier slots were missed" in note and "attempt 2" in note
     gone = [RetainableImage(id="a", status="active", name="old", created_at=NOW)]
     assert "deleted 1" in retention_reply(gone, [], 7)["text"]
     assert "nothing to delete" in retention_reply([], [], 7)["text"]

@@ -79,7 +79,7 @@ def check_invariants(request: commands.Request) -> None:
         assert request.job_id is None or request.server is None
         assert request.job_id is None or _ID.fullmatch(request.job_id)
     elif isinstance(request, ListJobs):
-        assert request.state in (None, "running", "done", "failed")
+        assert request.state in (None, "running", "done", "failed", "cancelled")
         assert 1 <= request.limit <= 100
     elif isinstance(request, Cancel):
         assert _ID.fullmatch(request.job_id) and request.job_id[0] == "J"

@@ -65,6 +65,8 @@ VALID: list[tuple[str, commands.Request]] = [
     ("list web-1 --state=RUNNING --limit 50", ListJobs(WEB1, "running", 50)),
     ("list --limit 1", ListJobs(limit=1)),
     ("list --limit 100 --state done", ListJobs(state="done", limit=100)),
+    ("list --state cancelled", ListJobs(state="cancelled")),
+    ("list web-1 --state=Cancelled", ListJobs(WEB1, "cancelled")),
     # cancel, images
     ("cancel J17", Cancel("J17")),
     ("cancel j3", Cancel("J3")),
@@ -108,6 +110,11 @@ VALID: list[tuple[str, commands.Request]] = [
     ("help schedule", Help("schedule")),
     ("HELP Create", Help("create")),
     ("help /image", Help()),
+    # `/image --help` and `/image -h` are the overview, like `/image help` (issue 19)
+    ("--help", Help()),
+    ("-h", Help()),
+    ("  --HELP ", Help()),
+    ("\u2014help", Help()),  # a client's em-dash for `--`
     ("create --help", Help("create")),
     ("schedule web-1 -h", Help("schedule")),
     ("reject --help", Help("reject")),
@@ -224,7 +231,7 @@ ERRORS: list[tuple[str, tuple[str, ...], str | None]] = [
     ("reject", ("needs a change-request id",), "reject"),
     ("reject web-1 because", ("`web-1` is not a change-request id",), "reject"),
     # list values
-    ("list --state runing", ("--state must be running, done or failed",
+    ("list --state runing", ("--state must be running, done, failed or cancelled",
                              "did you mean `running`"), "list"),
     ("list --limit 0", ("--limit must be from 1 to 100",), "list"),
     ("list --limit 101", ("--limit must be from 1 to 100",), "list"),
@@ -268,7 +275,7 @@ ERRORS: list[tuple[str, tuple[str, ...], str | None]] = [
     ("schedule web-1 daily --tz Europe/Berln", ("did you mean `Europe/Berlin`",), "schedule"),
     ("schedule web-1 daily --tz ../../etc/passwd", ("not a time zone",), "schedule"),
     ("schedule web-1 daily --tz /etc/localtime", ("not a time zone",), "schedule"),
-    ("schedule web-1 daily --tz ''", ("not a time zone",), "schedule"),
+    ("schedule web-1 daily --tz ''", ("--tz needs a time zone name",), "schedule"),
     ("schedule web-1 daily --tz 'Europe/Berlin '", ("not a time zone",), "schedule"),
     ("schedule web-1 daily --tz Europe", ("not a time zone",), "schedule"),
     # quoting and characters
@@ -281,6 +288,14 @@ ERRORS: list[tuple[str, tuple[str, ...], str | None]] = [
     ("create web-\ud800", ("lone surrogate",), None),
     ("create " + "x" * 4000, ("4007 characters", "limit is 4000"), None),
     ("help frobnicate", ("no command `frobnicate`",), "help"),
+    # issue 19: an empty zone says the zone is missing; a repeated `at` says it is repeated
+    ('schedule web-1 daily --tz ""', ("--tz needs a time zone name", "it was empty"),
+     "schedule"),
+    ("schedule web-1 daily --tz=", ("--tz needs a time zone name",), "schedule"),
+    ("schedule web-1 daily at 02:00 at 03:00", ("`at` is repeated", "give `at HH:MM` once"),
+     "schedule"),
+    ("schedule web-1 weekly sat at 02:00 at 02:00", ("`at` is repeated",), "schedule"),
+    ("--help me", ("I don't know the command `--help`",), None),
     ("help shedule", ("did you mean `schedule`",), "help"),
 ]
 

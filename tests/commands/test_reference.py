@@ -53,9 +53,28 @@ def test_help_overview_lists_every_usage_line() -> None:
     for spec in TABLE:
         for line in spec.usage_lines:
             assert f"`{slack_escape(line)}`" in overview
-        assert slack_escape(spec.summary) in overview
+        for line, summary in spec.described_forms:
+            assert f"`{slack_escape(line)}` — {slack_escape(summary)}" in overview
     assert "/image help &lt;command&gt;" in overview
     assert "<" not in overview and ">" not in overview  # Slack would read them as links
+
+
+def test_help_overview_describes_each_form_on_its_own_line() -> None:
+    # Issue 19: the schedule description sat on the `off` line; now every line says what the
+    # form on it does, and no line is left without a description.
+    lines = [line for line in commands.help_text().splitlines() if line.startswith("• ")]
+    assert len(lines) == sum(len(spec.forms) for spec in TABLE)
+    assert all(" — " in line for line in lines)
+    by_form = {line.split("` — ")[0]: line.split("` — ")[1] for line in lines}
+    assert by_form["• `/image schedule &lt;server&gt; off"] == "Stop imaging a server on a schedule."
+    daily = by_form["• `/image schedule &lt;server&gt; daily [at HH:MM] [--keep N] [--tz ZONE]"]
+    assert "every day" in daily and "Stop" not in daily
+    assert by_form["• `/image cancel &lt;job-id&gt;"].startswith("Cancel a job")
+
+
+def test_dashdash_help_is_the_overview() -> None:
+    for text in ("--help", "-h"):
+        assert commands.parse(text) == commands.parse("help") == commands.Help()
 
 
 def test_help_for_one_command() -> None:
