@@ -99,6 +99,11 @@ def quiesce_window(job: Job) -> tuple[datetime, datetime | None] | None:
     return start, job.snapshot_ended_at
 
 
+def span(delta: timedelta) -> str:
+    """A phase's length; under a second is said so (a sub-second copy is not "0 s")."""
+    return "under 1 s" if timedelta(0) < delta < timedelta(seconds=1) else human_duration(delta)
+
+
 def _phase_times(job: Job, now: datetime) -> list[tuple[str, timedelta, bool]]:
     """(label, duration, running) for each phase the job has entered so far."""
     end = job.finished_at or now
@@ -162,7 +167,7 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
     phases = _phase_times(job, now)
     if phases:
         state_line += "\n" + " · ".join(
-            f"{label} {human_duration(d)}{' (running)' if live else ''}"
+            f"{label} {span(d)}{' (running)' if live else ''}"
             for label, d, live in phases)
     blocks.append(section(state_line))
     if job.state in jobs.TERMINAL:
@@ -214,7 +219,7 @@ def _window_words(job: Job) -> str:
     start, end = window
     if end is None:
         return ""
-    return (f"lasted {human_duration(end - start)} (from the image request at "
+    return (f"lasted {span(end - start)} (from the image request at "
             f"{_at(start)} until the copy was seen done at {_at(end)})")
 
 
@@ -394,7 +399,7 @@ def job_status_text(job: Job, now: datetime) -> str:
              f"{by} · {human_duration(now - job.created_at)} ago"]
     phases = _phase_times(job, now)
     if phases:
-        lines.append(" · ".join(f"{label} {human_duration(d)}" for label, d, _ in phases))
+        lines.append(" · ".join(f"{label} {span(d)}" for label, d, _ in phases))
     if job.state in jobs.TERMINAL:
         lines.append(_outcome_line(job, now))
     elif job.task_state:

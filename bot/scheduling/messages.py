@@ -28,7 +28,7 @@ from bot.blocks import (
 from bot.scheduling.approvals import ChangeRequest, when
 from bot.scheduling.due import ScheduleSpec, describe, zone
 from bot.scheduling.retention import RetainableImage
-from bot.vocabulary import RequestStatus
+from bot.vocabulary import RequestStatus, RunResult
 
 APPROVE_ACTION = "cr_approve"
 REJECT_ACTION = "cr_reject"
@@ -165,7 +165,7 @@ def schedules_text(lines: Sequence[ScheduleLine],
         text = f"*{line.id}* {code(line.server_label)}: {escape(describe(line.spec, with_keep=True))}"
         if line.next_run:
             text += f"\n    next: {local_and_utc(*line.next_run)}"
-        last = user_text(line.last_result) if line.last_result else "no run yet"
+        last = user_text(_done(line.last_result)) if line.last_result else "no run yet"
         if line.last_run_at:
             last += f" ({when(line.last_run_at, now)})"
         text += f"\n    last: {last}"
@@ -176,6 +176,12 @@ def schedules_text(lines: Sequence[ScheduleLine],
         out.append("*Pending changes:*")
         out += [_pending_line(r, label, now) for r, label in pending]
     return "\n".join(out)
+
+
+def _done(result: str) -> str:
+    """A run's stored result in the words jobs use: success is "done" everywhere."""
+    word, sep, rest = result.partition(":")
+    return f"done{sep}{rest}" if word == RunResult.SUCCEEDED else result
 
 
 def _pending_line(request: ChangeRequest, label: str, now: datetime) -> str:

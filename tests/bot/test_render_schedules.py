@@ -103,7 +103,7 @@ def test_lists_and_notifications() -> None:
                         last_run_at=NOW, approved_by="U0BOB")
     req = request().request
     text = schedules_text([line], [(req, "web-1")], NOW)
-    assert "S1" in text and "(01:30 UTC)" in text and "succeeded: img" in text and "R4" in text
+    assert "S1" in text and "(01:30 UTC)" in text and "last: done: img" in text and "R4" in text
     assert "No change requests" in approvals_text([], NOW)
     assert "R4" in approvals_text([(req, "web-1")], NOW)
     note = run_note("S1", SPEC, datetime(2025, 3, 21, 1, 30, tzinfo=UTC), missed=2, attempt=2)

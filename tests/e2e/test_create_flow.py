@@ -52,7 +52,7 @@ async def test_create_now_happy_path_posts_each_phase_it_sees_and_finishes(api: 
         # The final reply is broadcast to the channel; the parent shows the final state.
         assert [m.subtype for m in system.workspace.thread(OPS, parent.ts)][-1] == \
             "thread_broadcast"
-        assert "succeeded" in (parent.text or "")
+        assert ": done (" in (parent.text or "")  # one word for success (issue 19)
         job = await system.runtime.store.run(Store.get_job, "J1")
         assert job.state == "succeeded" and job.image_id and job.snapshot_ended_at
         assert len(images_of_job(system, "J1")) == 1
@@ -345,3 +345,27 @@ async def test_a_stuck_job_is_reported_in_the_thread_and_alerted_in_the_notify_c
         [alerted] = system.workspace.channel_messages("C0ALERTS")
         assert "J1" in alerted.text and "stuck" in alerted.text
         assert "image_snapshot" in alerted.text and "<!" not in alerted.text
+
+
+async def test_list_words_cancelled_apart_from_failed_and_dashdash_help() -> None:
+    # Issue 19: `/image list` speaks in words ("failed: server not found", "cancelled"), a
+    # cancelled job is its own state (never counted as failed), and `--help` shows help.
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1")
+        await system.wait_for(lambda: parents(system))
+        assert "J1 cancelled" in (await system.command("alice", "#ops", "cancel J1")).text
+        await system.command("alice", "#ops", "create no-such-server --now")
+        await system.wait_for(lambda: state_is(system, "J2", "failed"))
+        listing = (await system.command("alice", "#ops", "list")).text
+        assert "`J2` failed: server not found ·" in listing, listing
+        assert "`J1` cancelled ·" in listing, listing
+        assert "not_found" not in listing
+        failed = (await system.command("alice", "#ops", "list --state failed")).text
+        assert "J2" in failed and "J1" not in failed
+        cancelled = (await system.command("alice", "#ops", "list --state cancelled")).text
+        assert "J1" in cancelled and "J2" not in cancelled
+        for flag in ("--help", "-h"):
+            helped = (await system.command("alice", "#ops", flag)).text
+            assert "/image schedule &lt;server&gt; off` — Stop imaging" in helped, helped
+        empty_zone = (await system.command("alice", "#ops", 'schedule web-1 daily --tz ""')).text
+        assert "--tz needs a time zone name" in empty_zone

@@ -92,6 +92,9 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         rewritten = approval_message(system, "R1")
         assert rewritten is not None and buttons(rewritten) == []
         assert "Approved* by <@U0BOB>" in str(rewritten.blocks)
+        # Decided: what happened, by whom, when; no "may be approved by", no countdown (#19).
+        assert "may be approved by" not in str(rewritten.blocks)
+        assert "Expires at" not in str(rewritten.blocks)
 
         [schedule] = await system.runtime.store.run(Store.list_schedules)
         assert schedule.id == "S1" and schedule.approved_by == "U0BOB"
@@ -136,6 +139,14 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
         assert job.channel == "C0ALERTS" and parent.edits
         assert any("Retention" in r and "web-1-old3" in r and "web-1-old2" in r
                    for r in replies)
+        # Issue 19: the card names the run and its schedule, not "Requested by schedule:S1";
+        # nobody was asked to stop writes, so the thread gives the copy window instead.
+        card = str(parent.blocks)
+        assert "Scheduled run of S1 (daily at 03:00 Europe/Berlin) for " in card
+        assert "Requested by" not in card and "schedule:S1" not in card
+        assert not any("keep writes stopped" in r for r in replies)
+        assert any("The copy window began at " in r for r in replies)
+        assert any("The copy window is over" in r and "lasted " in r for r in replies)
         assert not any("<!channel>" in (m.text or "")
                        for m in system.workspace.all_messages("C0ALERTS"))
 
@@ -149,7 +160,7 @@ async def test_request_approve_run_and_retention(tmp_path: Path, api: str) -> No
 
         # /image schedules shows it with its next run and last result.
         response = await system.command("carol", "#ops", "schedules")
-        assert "S1" in response.text and "succeeded" in response.text
+        assert "S1" in response.text and "last: done" in response.text
 
 
 async def test_reject_path_leaves_no_schedule(tmp_path: Path) -> None:
