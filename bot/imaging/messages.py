@@ -9,6 +9,7 @@ a quote, add a line, or reorder what follows it with bidi controls.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +74,14 @@ STATE_WORDS: Mapping[str, str] = {
     jobs.FAILED: "failed",
     jobs.CANCELLED: "cancelled",
 }
+
+
+def state_label(job: Job) -> str:
+    """The card's state line (mrkdwn, with its emoji). A scheduled run asked nobody to stop
+    writes, so its copy is "the copy window", not "keep writes stopped"."""
+    if job.state == jobs.SNAPSHOTTING and job.schedule_id:
+        return ":camera: copying the disk (the copy window)"
+    return _STATE_LABEL.get(job.state, escape(job.state))
 
 
 def state_words(job: Job) -> str:
@@ -163,7 +172,7 @@ def parent_message(job: Job, now: datetime) -> dict[str, Any]:
         head_lines.append(f"Image name {code(job.image_name)}")
     blocks: list[dict[str, Any]] = [section("\n".join(head_lines))]
 
-    state_line = f"*State:* {_STATE_LABEL.get(job.state, escape(job.state))}"
+    state_line = f"*State:* {state_label(job)}"
     phases = _phase_times(job, now)
     if phases:
         state_line += "\n" + " · ".join(
@@ -268,10 +277,10 @@ _FAILURE_TEXT: Mapping[str, str] = {
                          "image this server, then try again."),
     FailureCode.UNREACHABLE: ("The cloud was unreachable after several retries. Check the "
                               "cloud's status page, then try again."),
-    FailureCode.NOT_FOUND: ("Server {server} was not found. Check the name with the cloud's "
-                            "server list, or give its UUID."),
-    FailureCode.AMBIGUOUS: ("Several servers match {server}. Give the server's UUID "
-                            "instead."),
+    FailureCode.NOT_FOUND: ("Server {server} was not found{hint}. Check the name, or give the "
+                            "server's UUID."),
+    FailureCode.AMBIGUOUS: ("Several servers are named {server}{hint}. Give the UUID of the "
+                            "one you mean instead."),
     FailureCode.DUPLICATE: ("Another job of mine is already imaging this server, so I did not "
                             "start this one. Try again when that job is done."),
     FailureCode.ORPHANED: ("The image was orphaned: the server stopped working on it and it "
@@ -283,6 +292,10 @@ _FAILURE_TEXT: Mapping[str, str] = {
 _NO_DETAIL = {FailureCode.DENIED: "the cloud refused to let me do this",
               FailureCode.REJECTED: "it gave no reason"}
 _DETAIL_LIMIT = 300
+# The facts a server lookup's error adds to its cause (bot.errors.NotFound / Ambiguous word
+# them so): the names it could have meant, the ids that share the name.
+_HINTS = {FailureCode.NOT_FOUND: re.compile(r"\((did you mean [^()]*\?)\)"),
+          FailureCode.AMBIGUOUS: re.compile(r" are named .*?: (.+?)\. Use the id")}
 
 # `/image list`: a failed job in a few words.
 FAILURE_WORDS: Mapping[str, str] = {
@@ -306,8 +319,13 @@ def failure_text(job: Job) -> str:
         FailureCode.REJECTED
     task = user_text(job.task_state or "unknown", mrkdwn=False)
     raw = (job.error or "").strip().rstrip(".")
+    if code_ == FailureCode.DUPLICATE and raw:  # `busy_here`: which job, its phase, what to do
+        return user_text(truncate(raw, _DETAIL_LIMIT)) + "."
     detail = user_text(truncate(raw, _DETAIL_LIMIT)) if raw else _NO_DETAIL.get(code_, "")
-    return _FAILURE_TEXT[code_].format(task=task, server=code(job.server_ref), detail=detail)
+    found = _HINTS[code_].search(raw) if code_ in _HINTS else None
+    hint = f" ({user_text(truncate(found.group(1), _DETAIL_LIMIT))})" if found else ""
+    return _FAILURE_TEXT[code_].format(task=task, server=code(job.server_ref), detail=detail,
+                                       hint=hint)
 
 
 def _took(job: Job, now: datetime) -> timedelta:
@@ -327,7 +345,9 @@ def _outcome_line(job: Job, now: datetime) -> str:
         return ":no_entry_sign: " + cancelled_line(job)
     text = ":x: " + failure_text(job)
     if job.snapshot_started_at and job.snapshot_ended_at is None:
-        text += "\nIf you stopped writes for this image, you can resume them now."
+        text += ("\nIf an app stopped its writes for this run, it can resume them now."
+                 if job.schedule_id else
+                 "\nIf you stopped writes for this image, you can resume them now.")
     return text
 
 
@@ -395,7 +415,7 @@ def job_status_text(job: Job, now: datetime) -> str:
     """`/image status` for one job: one short mrkdwn paragraph."""
     by = (user_text(scheduled_line(job)) if job.schedule_id
           else f"Requested by {user(job.requested_by)}")
-    lines = [f"*{_headline(job)}*: {_STATE_LABEL.get(job.state, escape(job.state))}",
+    lines = [f"*{_headline(job)}*: {state_label(job)}",
              f"{by} · {human_duration(now - job.created_at)} ago"]
     phases = _phase_times(job, now)
     if phases:

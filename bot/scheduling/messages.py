@@ -261,8 +261,8 @@ def skipped_notice(schedule_id: str, server_label: str, slot: datetime, missed: 
                    now: datetime) -> dict[str, Any]:
     """Notice: slots were too old to catch up on (the bot was down too long)."""
     text = (f":fast_forward: Schedule {schedule_id} of {code(server_label)} skipped "
-            f"{plural(missed, 'slot')} (latest {when(slot, now)}): the bot was down past the catch-up window. "
-            "The next slot runs as usual.")
+            f"{plural(missed, 'slot')} (latest {when(slot, now)}): the bot was down past the "
+            "catch-up window. The next slot runs as usual.")
     return payload(text, [section(text)])
 
 

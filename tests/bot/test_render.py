@@ -243,7 +243,7 @@ def test_final_success_volume_backed_zero_bytes() -> None:
     ("denied", "Permission denied"),
     ("unreachable", "unreachable after several retries"),
     ("not_found", "was not found"),
-    ("ambiguous", "Several servers match"),
+    ("ambiguous", "Several servers are named"),
     ("orphaned", "orphaned"),
     ("rejected", "rejected"),
 ])
@@ -260,14 +260,15 @@ def test_final_failure_per_cause(code: str, words: str) -> None:
     assert "\n&gt; " not in reply["text"] and "\n>" not in reply["text"]
     assert ("detail &lt;!channel&gt; from the cloud" in reply["text"]) == (
         code in ("denied", "rejected"))
-    assert re.search(r"[Tt]ry again|Give the server's UUID|give its UUID", reply["text"])
+    assert re.search(r"[Tt]ry again|UUID", reply["text"])
     assert words in render.parent_message(job, NOW)["blocks"][2]["text"]["text"]
 
 
 def test_every_failure_code_has_one_line_with_a_next_step() -> None:
     for code in FailureCode:
         job = finished(jobs.FAILED, error_code=code, task_state="image_uploading",
-                       error="The cloud marked the image `killed`: the upload failed.")
+                       error=None if code == FailureCode.DUPLICATE else
+                       "The cloud marked the image `killed`: the upload failed.")
         text = render.failure_text(job)
         assert "\n" not in text, code
         assert text.count("killed") <= 1 or code == FailureCode.KILLED, code

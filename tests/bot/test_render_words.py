@@ -114,6 +114,18 @@ def test_scheduled_card_says_scheduled_run_of_with_the_schedule() -> None:
     assert card["text"].endswith("(scheduled run of S1)")
 
 
+def test_scheduled_card_never_says_keep_writes_stopped() -> None:
+    copying = scheduled(jobs.SNAPSHOTTING, snapshot_ended_at=None, upload_started_at=None,
+                        finished_at=None)
+    for shown in (text_of(render.parent_message(copying, NOW)),
+                  render.job_status_text(copying, NOW)):
+        assert "keep writes stopped" not in shown and "(the copy window)" in shown
+    failed = scheduled(jobs.FAILED, error_code=FailureCode.VANISHED, snapshot_ended_at=None)
+    assert "If an app stopped its writes for this run" in render.final_reply(failed, NOW)["text"]
+    manual = job(jobs.SNAPSHOTTING, snapshot_ended_at=None, finished_at=None)
+    assert "keep writes stopped" in text_of(render.parent_message(manual, NOW))
+
+
 def test_scheduled_card_without_a_note_still_names_the_schedule() -> None:
     card = render.parent_message(scheduled(note=None), NOW)
     assert "\nScheduled run of S1\n" in card["blocks"][0]["text"]["text"] + "\n"
@@ -259,3 +271,30 @@ def test_utc_times_are_not_said_twice() -> None:
     assert local_and_utc(berlin, slot) == "Sat 2025-03-01 04:00 CET (03:00 UTC)"
     london = zoneinfo.ZoneInfo("Europe/London")  # GMT in winter: the same time, said once
     assert local_and_utc(slot.astimezone(london), slot) == "Sat 2025-03-01 03:00 GMT"
+
+
+# --- failures whose error adds facts to the cause ---------------------------------------------
+
+
+def test_not_found_keeps_the_names_it_could_have_meant_once() -> None:
+    from bot.errors import Ambiguous, NotFound
+    missing = job(jobs.FAILED, server_ref="web-99", error_code=FailureCode.NOT_FOUND,
+                  error=str(NotFound("server", "web-99", ["web-1", "web-9"])))
+    text = render.failure_text(missing)
+    assert text == ("Server `web-99` was not found (did you mean web-1, web-9?). Check the "
+                    "name, or give the server's UUID.")
+    several = job(jobs.FAILED, server_ref="db", error_code=FailureCode.AMBIGUOUS,
+                  error=str(Ambiguous("server", "db", [("id-1", "db"), ("id-2", "db")])))
+    assert render.failure_text(several) == ("Several servers are named `db` (id-1, id-2). Give "
+                                            "the UUID of the one you mean instead.")
+    bare = job(jobs.FAILED, server_ref="web-99", error_code=FailureCode.NOT_FOUND, error=None)
+    assert render.failure_text(bare).startswith("Server `web-99` was not found. Check")
+
+
+def test_duplicate_names_the_job_that_is_imaging_the_server() -> None:
+    other = job(jobs.UPLOADING, id="J1", submitted_at=NOW - timedelta(seconds=3))
+    said = render.busy_here(other, NOW, server="web-1", channel="C1")
+    clash = job(jobs.FAILED, id="J2", error_code=FailureCode.DUPLICATE, error=said)
+    text = render.failure_text(clash)
+    assert text.startswith("web-1 is being imaged by J1 (uploading, 3 s in).")
+    assert text.count("imag") == said.count("imag")  # said once, not again in a quote
