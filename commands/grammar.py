@@ -646,7 +646,8 @@ TABLE: tuple[Spec, ...] = (
         name="help",
         forms=("[command]",),
         summary="Show all commands, or the details of one.",
-        details="`/image <command> --help` works too.",
+        details=("`/image <command> --help` works too, and `/image --help` or `/image -h` "
+                 "shows all commands."),
         examples=("help", "help schedule"),
         build=_build_help,
     ),

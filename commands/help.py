@@ -56,6 +56,9 @@ def reference_markdown() -> str:
                 "```"]
         out += list(spec.usage_lines)
         out.append("```")
+        if spec.form_summaries:  # forms that do different things: say what each does
+            out.append("")
+            out += [f"- `{usage}`: {summary}" for usage, summary in spec.described_forms]
         if spec.options:
             out.append("")
             out += [f"- `{_option_synopsis(opt.flag, opt.metavar)}`: {opt.help}"
