@@ -66,9 +66,10 @@ async def test_create_and_start_snapshot_from_the_web_view() -> None:
                 text = await messages.inner_text()
                 # Always said, in this order (the packaging and uploading replies only for a
                 # phase the engine saw: tests/e2e/helpers.py PHASES).
-                copy, writes = text.find("Copying the disk now"), text.find(
-                    "Writes may resume now")
-                assert 0 <= copy < writes < text.find("✅ Image"), text
+                copy = text.find("Copying the disk now")
+                writes = text.find("Writes may resume now", copy)
+                assert copy >= 0 and writes > copy, text
+                assert text.find("✅ Image", writes) > writes, text  # the reply, after the card
                 job = await system.runtime.store.run(Store.get_job, "J1")
                 assert job.state == "succeeded" and job.confirmed_by == "U0ALICE"
 
