@@ -71,12 +71,14 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
 
     # 5. A day later the scheduled run images web-1; results go to #ops-alerts.
     alerts = _section(out, "bob@#ops> in #ops-alerts\n")
-    assert "schedule S1" in alerts and ":white_check_mark: Image `web-1-" in alerts
+    # The card names the run and its schedule (issue 19: not "Requested by schedule:S1").
+    assert "Scheduled run of S1 (daily at 03:00 UTC)" in alerts
+    assert ":white_check_mark: Image `web-1-" in alerts
     assert "Retention: nothing to delete" in alerts
 
     # 6. The second run's retention deletes the first run's image.
     second = _section(out, "bob@#ops-alerts> clock +1d\n")
-    assert "deleted 1 old image(s)" in second
+    assert "deleted 1 old image this schedule made" in second  # a proper plural (issue 19)
     assert "J4 web-1 succeeded" in out
     assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
 
