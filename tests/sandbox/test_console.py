@@ -4,7 +4,7 @@ lines executed against the real system."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -265,3 +265,27 @@ async def test_a_stuck_job_does_not_hang_the_console_and_a_day_later_is_alerted(
         alerts = system.workspace.channel("#ops-alerts")
         texts = [m.text for m in system.workspace.channel_messages(alerts.id)]
         assert any(":rotating_light:" in t and "J1" in t and "stuck" in t for t in texts), texts
+
+
+async def test_one_clock_for_bot_cloud_and_slack_after_clock_plus_1d() -> None:
+    """After `clock +1d` the image's name (the bot's clock), its Glance `created_at` (the
+    cloud's), the approval-free create's Slack messages (the emulator's) and the job's own
+    times all say the same day: one shiftable clock, not three."""
+    out = io.StringIO()
+    async with running_system(speed=200, policy_path=POLICY, slack_rate_scale=20) as system:
+        console = Console(system, out, timeout=20, settle_each=True)
+        assert (await console.run_line("clock +1d")).ok
+        outcome = await console.run_line("/image create web-1 --now")
+        assert outcome.ok, outcome.reason
+        now = system.clock()
+        assert now - datetime.now(UTC) > timedelta(hours=23)  # the clock really moved
+        job = await system.runtime.store.run(Store.get_job, "J1")
+        assert job.state == "succeeded" and job.image_name and job.image_id
+        assert f"-{now:%Y%m%d}-" in job.image_name
+        image = system.world.images[job.image_id]
+        created = datetime.fromtimestamp(image.created_at, UTC)
+        assert abs(created - job.created_at) < timedelta(minutes=1), (created, job.created_at)
+        ops = system.workspace.channel("#ops")
+        last = system.workspace.channel_messages(ops.id)[-1]
+        posted = datetime.fromtimestamp(float(last.ts), UTC)
+        assert abs(posted - now) < timedelta(minutes=1), (posted, now)
