@@ -94,18 +94,19 @@ async def serve_socket_mode(settings: Settings, learned: LearnedSecrets | None =
     assert settings.app_token is not None  # choose_mode said so
     runtime = await build_runtime(settings, learned=learned)
     runtime.start()
-    handler = await connect_socket_mode(runtime, settings.app_token)
-    known = await runtime.identity.wait(IDENTITY_WAIT) if runtime.identity else None
-    print(banner(known, cloud=settings.cloud_name or runtime.cloud.default_name,
-                 db_path=settings.db_path), flush=True)
+    handler = PatientSocketModeHandler(runtime.app, settings.app_token)
     ops: asyncio.Task[None] | None = None
-    if settings.metrics_port is not None:
-        config = uvicorn.Config(Starlette(routes=ops_routes(runtime, details=True)),
-                                host="127.0.0.1",
-                                port=settings.metrics_port, log_level="warning")
-        ops = asyncio.create_task(uvicorn.Server(config).serve())
-        print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
-    try:
+    try:  # stopped while still waiting for Slack (Ctrl-C): the loops are stopped all the same
+        await handler.connect_async()
+        known = await runtime.identity.wait(IDENTITY_WAIT) if runtime.identity else None
+        print(banner(known, cloud=settings.cloud_name or runtime.cloud.default_name,
+                     db_path=settings.db_path), flush=True)
+        if settings.metrics_port is not None:
+            config = uvicorn.Config(Starlette(routes=ops_routes(runtime, details=True)),
+                                    host="127.0.0.1",
+                                    port=settings.metrics_port, log_level="warning")
+            ops = asyncio.create_task(uvicorn.Server(config).serve())
+            print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
         await asyncio.Event().wait()  # the handler's tasks serve until we are stopped
     finally:
         if ops is not None:
