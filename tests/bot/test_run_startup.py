@@ -4,6 +4,7 @@ Slack with back-off and one log line per attempt (no traceback every 10 s)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -120,3 +121,39 @@ async def test_unreachable_slack_is_one_line_per_attempt_with_back_off(
     assert not any("Traceback" in r.getMessage() or r.levelno >= logging.ERROR
                    for r in caplog.records)
 
+
+
+async def test_slack_going_away_after_connecting_is_retried_the_same_way(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Connected to the emulator, which then stops: the SDK's receiver sees the socket close
+    and asks to reconnect; the reconnect is this loop (one line per attempt, back-off), not
+    the SDK's traceback every `ping_interval`."""
+    from sandbox.slack.model import SlackWorkspace
+    from sandbox.slack.serve import running_slack
+
+    waits: list[float] = []
+    client: PatientSocketModeClient | None = None
+    stopped = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3 and client is not None:
+            await client.close()
+            stopped.set()
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.INFO):
+        async with running_slack(SlackWorkspace()) as url:
+            client = PatientSocketModeClient(
+                app_token="xapp-sandbox", sleep=sleep, first_delay=0.5, max_delay=2.0,
+                web_client=make_web_client("xapp-sandbox", url + "/api/"), ping_interval=0.2,
+                logger=logging.getLogger("test.socket"))
+            await client.connect()
+            assert await client.is_connected()
+        await asyncio.wait_for(stopped.wait(), 30)  # TimeoutError: it never reconnected
+    assert client.closed
+    assert waits == [0.5, 1.0, 2.0]
+    mine = [r.getMessage() for r in caplog.records if r.name == "bot.slack.socket_link"]
+    assert len(mine) == 3 and all("cannot connect" in m for m in mine), mine
+    assert not any(r.exc_info or r.levelno >= logging.ERROR for r in caplog.records), [
+        r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
