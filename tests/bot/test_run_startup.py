@@ -138,8 +138,8 @@ async def test_slack_going_away_after_connecting_is_retried_the_same_way(
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
         if len(waits) == 3 and client is not None:
+            stopped.set()  # first: close() cancels the SDK's receiver, which runs this loop
             await client.close()
-            stopped.set()
         await asyncio.sleep(0)
 
     with caplog.at_level(logging.INFO):
