@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import TypeAlias
 
 from bot import __version__
+from bot.config import ENVIRONMENT
 from bot.errors import ImagebotError
 
 VERBS_GROUP = "imagebot.verbs"
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     cloud = sub.add_parser("cloud", help="cloud connectivity tools")
+    cloud.set_defaults(usage_of=cloud)  # `imagebot cloud` alone: its help, exit 2
     cloud_sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION")
     check = cloud_sub.add_parser("check", help="authenticate and list up to 20 servers")
     check.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
@@ -43,14 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=_cloud_show)
 
-    run = sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set)")
-    run.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=3000)
+    run = sub.add_parser("run", help="run the bot (Socket Mode, or HTTP with --http)",
+                         description=RUN_DESCRIPTION, epilog=environment_help(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--http", action="store_true",
+                     help="serve Slack's requests over HTTP (needs SLACK_SIGNING_SECRET) instead "
+                     "of Socket Mode (needs SLACK_APP_TOKEN)")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="--http: the address to listen on (default 127.0.0.1; put a TLS "
+                     "proxy in front)")
+    run.add_argument("--port", type=int, default=3000,
+                     help="--http: the port to listen on (default 3000)")
+    run.add_argument("--cloud", default=None, help="clouds.yaml entry (default: OS_CLOUD)")
     run.set_defaults(handler=_run)
 
     add_plugin_verbs(sub)
     return parser
+
+
+RUN_DESCRIPTION = """\
+Run the bot until stopped (Ctrl-C or SIGTERM).
+
+Two ways to hear from Slack; pick one:
+  Socket Mode (default)  the bot connects out to Slack: no public URL needed.
+                         Needs SLACK_APP_TOKEN (xapp-..., an app-level token with the
+                         connections:write scope: api.slack.com/apps -> your app -> Basic
+                         Information -> App-Level Tokens).
+  HTTP (--http)          Slack POSTs to https://<your host>/slack/events: needs
+                         SLACK_SIGNING_SECRET and a public HTTPS proxy in front
+                         (see manifest.yml for the lines to change)."""
+
+
+def environment_help() -> str:
+    """Every environment variable the service reads, one line each (`bot.config.ENVIRONMENT`)."""
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = [f"  {name:<{width}}  {line}" for name, line in ENVIRONMENT]
+    return "environment variables:\n" + "\n".join(lines)
 
 
 def add_plugin_verbs(sub: Subcommands) -> None:
@@ -72,7 +102,7 @@ def add_plugin_verbs(sub: Subcommands) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bot.serve import run
 
-    return run(http=args.http, host=args.host, port=args.port)
+    return run(http=args.http, host=args.host, port=args.port, cloud=args.cloud)
 
 
 def _cloud_check(args: argparse.Namespace) -> int:
@@ -92,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 0
+    if handler is None:  # no verb (or `cloud` without an action): a usage error, as argparse's
+        getattr(args, "usage_of", parser).print_help(sys.stderr)
+        return 2
     try:
         return int(handler(args) or 0)
     except ImagebotError as exc:

@@ -72,6 +72,10 @@ class Settings:
         if not token:
             raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...)",
                               key="SLACK_BOT_TOKEN")
+        app_token = env.get("SLACK_APP_TOKEN", "").strip() or None
+        _check_prefix("SLACK_BOT_TOKEN", token)
+        if app_token is not None:
+            _check_prefix("SLACK_APP_TOKEN", app_token)
         api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
         if not api_url.endswith("/"):
             api_url += "/"
@@ -87,7 +91,7 @@ class Settings:
         return cls(
             bot_token=token,
             signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
-            app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
+            app_token=app_token,
             slack_api_url=api_url,
             db_path=Path(env.get("IMAGEBOT_DB", "").strip() or "imagebot.db"),
             policy_path=Path(policy) if policy else None,
@@ -106,6 +110,29 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs or messages."""
         return tuple(s for s in (self.bot_token, self.signing_secret, self.app_token) if s)
+
+
+# Slack's token types by prefix (docs.slack.dev/authentication/tokens): what each variable
+# must hold, and where to find it in the app's settings at api.slack.com/apps.
+TOKEN_KINDS = {"xoxb-": "a bot token", "xapp-": "an app-level token", "xoxp-": "a user token",
+               "xoxe-": "a refresh token", "xoxc-": "a browser session token"}
+EXPECTED_TOKEN = {
+    "SLACK_BOT_TOKEN": ("xoxb-", "OAuth & Permissions -> Bot User OAuth Token"),
+    "SLACK_APP_TOKEN": ("xapp-", "Basic Information -> App-Level Tokens, scope "
+                                 "connections:write"),
+}
+
+
+def _check_prefix(key: str, token: str) -> None:
+    """A token of the wrong kind is refused at start with what it is and where the right one is
+    (a swapped pair otherwise surfaces later as Slack's bare `not_allowed_token_type`)."""
+    prefix, where = EXPECTED_TOKEN[key]
+    if token.startswith(prefix):
+        return
+    kind = next((name for p, name in TOKEN_KINDS.items() if token.startswith(p)),
+                "not a Slack token")
+    raise ConfigError(f"must start with {prefix} but holds {kind}; find the right one in your "
+                      f"app's settings at https://api.slack.com/apps: {where}", key=key)
 
 
 def _positive(env: Mapping[str, str], key: str, default: float = 1.0) -> float:

@@ -51,6 +51,10 @@ class ShiftableClock:
     def __call__(self) -> datetime:
         return self.base() + self.offset
 
+    def epoch(self) -> float:
+        """The same moment as seconds since the epoch (the simulators' clock type)."""
+        return self().timestamp()
+
     def shift(self, delta: timedelta) -> None:
         """Move the clock forward (never backward: schedules must not re-fire)."""
         if delta < timedelta(0):
@@ -142,9 +146,13 @@ async def running_system(*, speed: float = 100.0, extra_servers: int = 0,
     `slack_rate_scale` multiplies Slack's rate limits in the emulator and the bot's pacing
     alike (tests run many messages through one channel faster than Slack's 1 post/s).
     """
-    world = world or World(speed=speed, extra_servers=extra_servers, api=api)
-    workspace = workspace or SlackWorkspace(rate_limits=RateLimiter(scale=slack_rate_scale))
     clock = clock or ShiftableClock()
+    # One clock for the whole world: the cloud's timestamps (Glance `created_at`, Nova
+    # `updated`, token expiry, Rackspace's scheduled slots) and Slack's message times move with
+    # `clock +1d` exactly as the bot's image names, approvals and retention previews do.
+    world = world or World(clock=clock.epoch, speed=speed, extra_servers=extra_servers, api=api)
+    workspace = workspace or SlackWorkspace(clock=clock.epoch,
+                                            rate_limits=RateLimiter(scale=slack_rate_scale))
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if db_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="imagebot-")

@@ -131,3 +131,41 @@ def test_the_emulated_app_is_installed_with_the_manifests_scopes() -> None:
     """So the sandbox answers missing_scope wherever Slack would for this manifest."""
     assert set(DEFAULT_BOT_SCOPES) == set(manifest()["oauth_config"]["scopes"]["bot"])
     assert set(SlackWorkspace().bot_scopes) == set(DEFAULT_BOT_SCOPES)
+
+
+def http_mode_manifest(text: str, url: str) -> dict[str, Any]:
+    """manifest.yml after following its own HTTP-mode comment, line by line: each line marked
+    `# HTTP mode` uncommented with `url`, and `socket_mode_enabled: false`."""
+    lines = []
+    for line in text.splitlines():
+        if line.rstrip().endswith("# HTTP mode"):
+            body = line.split("# HTTP mode")[0].rstrip()
+            line = body.replace("# ", "", 1).replace("https://imagebot.example.com", url)
+        elif line.strip() == "socket_mode_enabled: true":
+            line = line.replace("true", "false")
+        lines.append(line)
+    data = yaml.safe_load("\n".join(lines))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_http_mode_comment_names_every_line_to_change() -> None:
+    """Following the comment at the top (and the README, which names the same lines) gives a
+    valid manifest in which every surface Slack sends to has the bot's URL: the slash command,
+    interactivity, and the event subscriptions (docs.slack.dev/reference/app-manifest: without
+    Socket Mode, `url` / `request_url` are where Slack POSTs)."""
+    text = (ROOT / "manifest.yml").read_text(encoding="utf-8")
+    head = text.split("display_information:")[0]
+    assert "socket_mode_enabled to false" in head
+    for named in ("`url`", "`request_url`", "event_subscriptions"):
+        assert named in head, named
+    data = http_mode_manifest(text, "https://bot.example.org")
+    errors = list(validator().iter_errors(data))
+    assert not errors, [e.message for e in errors]
+    assert data["settings"]["socket_mode_enabled"] is False
+    events = "https://bot.example.org/slack/events"
+    assert [c["url"] for c in data["features"]["slash_commands"]] == [events]
+    assert data["settings"]["interactivity"]["request_url"] == events
+    assert data["settings"]["event_subscriptions"]["request_url"] == events
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "socket_mode_enabled: false" in readme and "# HTTP mode" in readme

@@ -17,7 +17,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.logger.messages import warning_token_skipped
+from slack_bolt.logger.messages import (
+    warning_client_prioritized_and_token_skipped,
+    warning_token_skipped,
+)
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -48,13 +51,14 @@ class SlackDeps:
 
 
 class _TokenFromClient(logging.Filter):
-    """Bolt warns that SLACK_BOT_TOKEN is ignored when `authorize` is given; here the token
-    is the client's own, so the warning is noise on every start. And Bolt writes request
+    """Bolt warns that SLACK_BOT_TOKEN is ignored when `authorize` or `client` is given (it
+    reads the variable itself); here the token is the client's own, so both warnings are noise
+    on every start. And Bolt writes request
     bodies into some lines (an invalid signature's at INFO): the body is cut off."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message == warning_token_skipped():
+        if message in (warning_token_skipped(), warning_client_prioritized_and_token_skipped()):
             return False
         if message.startswith("Unhandled request"):  # quotes the body and a code suggestion
             record.msg, record.args = "Unhandled request (no listener; body withheld)", None

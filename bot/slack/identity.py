@@ -39,6 +39,9 @@ class BotIdentity:
     app_id: str | None = None
     enterprise_id: str | None = None
     is_enterprise_install: bool = False
+    # For the start-up banner and log line only (auth.test's `team` and `user`).
+    team_name: str | None = None
+    bot_user_name: str | None = None
 
     def refusal(self, *, team_id: str | None, enterprise_id: str | None,
                 api_app_id: str | None) -> str | None:
@@ -117,7 +120,9 @@ class Identity:
                 continue
             self.current = identity
             self._known.set()
-            log.info("serving workspace %s, app %s", identity.team_id, identity.app_id or "?")
+            log.info("serving workspace %s (%s) as @%s (%s), app %s", identity.team_name or "?",
+                     identity.team_id, identity.bot_user_name or "?",
+                     identity.bot_user_id or "?", identity.app_id or "?")
             return identity
 
     async def _ask(self) -> BotIdentity:
@@ -133,7 +138,8 @@ class Identity:
         return BotIdentity(team_id=str(team_id), bot_id=bot_id,
                            bot_user_id=_field(auth, "user_id"), app_id=app_id,
                            enterprise_id=_field(auth, "enterprise_id"),
-                           is_enterprise_install=bool(_field(auth, "is_enterprise_install")))
+                           is_enterprise_install=bool(_field(auth, "is_enterprise_install")),
+                           team_name=_field(auth, "team"), bot_user_name=_field(auth, "user"))
 
 
 def _describe(exc: Exception) -> str:

@@ -202,7 +202,7 @@ Console commands (anything starting with /image is sent to the bot as a slash co
   in <#channel>          switch channel (#ops, #ops-alerts, #secret)
   show                   render the current channel again
   wait [seconds]         wait until every job has finished and every message is posted
-  clock +1d              move the bot's clock forward (+2h, +30m, +1d12h) to reach scheduled runs
+  clock +1d              move the clock forward (+2h, +30m, +1d12h) to reach scheduled runs
   faults                 list the simulator's faults
   fault <what> ...       inject one, e.g. `fault kill-upload web-2`, `fault 500 /servers 2`
   help                   this text

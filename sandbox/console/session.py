@@ -78,11 +78,24 @@ async def unresolved_jobs(store: Any) -> list[jobs.Job]:
     return [j for j in waiting if j.announced_at is None]
 
 
+def waits_on_stuck_task(system: System, job: jobs.Job) -> bool:
+    """Whether `job` waits on a task the simulated cloud holds forever (`fault stuck`) and its
+    phase deadline on the bot's clock has not come: nothing will happen until `clock` passes
+    it, so waiting for it would only hang the console. Past the deadline it counts as running
+    again: the bot is about to declare it stuck and post the alert, which is worth waiting for."""
+    server = system.world.servers.get(job.server_id or "")
+    task = getattr(server, "job", None)
+    if server is None or task is None or task.stuck_at != server.task_state:
+        return False
+    return job.deadline_at is not None and system.clock() <= job.deadline_at
+
+
 async def busy_reasons(system: System) -> list[str]:
     """What still runs: jobs in flight, queued Slack messages, open scheduled runs ([] = quiet)."""
     store = system.runtime.store
     reasons = []
-    in_flight = await store.run(Store.in_flight_jobs)
+    in_flight = [j for j in await store.run(Store.in_flight_jobs)
+                 if not waits_on_stuck_task(system, j)]
     if in_flight:
         reasons.append("jobs in flight: " + ", ".join(
             f"{j.id} ({j.server_name or j.server_ref}, {j.task_state or j.state})"

@@ -4,7 +4,7 @@ lines executed against the real system."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -243,3 +243,49 @@ async def test_console_lines_against_the_system() -> None:
         outcome = await console.run_line("clock +2h")
         assert outcome.ok
         assert system.clock() - before >= timedelta(hours=2)
+
+
+async def test_a_stuck_job_does_not_hang_the_console_and_a_day_later_is_alerted() -> None:
+    """`fault stuck web-1`: the cloud holds the upload forever. The create line returns once
+    the job only waits on that task (it used to wait the whole timeout and fail); `clock +1d`
+    passes the bot's 24 h upload deadline, and the stuck-job alert is waited for and shown."""
+    out = io.StringIO()
+    async with running_system(speed=200, policy_path=POLICY, slack_rate_scale=20) as system:
+        console = Console(system, out, timeout=20, settle_each=True)
+        assert (await console.run_line("fault stuck web-1")).ok
+        outcome = await console.run_line("/image create web-1 --now")
+        assert outcome.ok, outcome.reason
+        job = await system.runtime.store.run(Store.get_job, "J1")
+        assert job.state == "uploading" and job.deadline_at is not None
+        assert await busy_reasons(system) == []  # waits on the cloud, not on the console
+        outcome = await console.run_line("clock +1d")
+        assert outcome.ok, outcome.reason
+        job = await system.runtime.store.run(Store.get_job, "J1")
+        assert job.state == "failed" and job.error_code == "stuck", job
+        alerts = system.workspace.channel("#ops-alerts")
+        texts = [m.text for m in system.workspace.channel_messages(alerts.id)]
+        assert any(":rotating_light:" in t and "J1" in t and "stuck" in t for t in texts), texts
+
+
+async def test_one_clock_for_bot_cloud_and_slack_after_clock_plus_1d() -> None:
+    """After `clock +1d` the image's name (the bot's clock), its Glance `created_at` (the
+    cloud's), the approval-free create's Slack messages (the emulator's) and the job's own
+    times all say the same day: one shiftable clock, not three."""
+    out = io.StringIO()
+    async with running_system(speed=200, policy_path=POLICY, slack_rate_scale=20) as system:
+        console = Console(system, out, timeout=20, settle_each=True)
+        assert (await console.run_line("clock +1d")).ok
+        outcome = await console.run_line("/image create web-1 --now")
+        assert outcome.ok, outcome.reason
+        now = system.clock()
+        assert now - datetime.now(UTC) > timedelta(hours=23)  # the clock really moved
+        job = await system.runtime.store.run(Store.get_job, "J1")
+        assert job.state == "succeeded" and job.image_name and job.image_id
+        assert f"-{now:%Y%m%d}-" in job.image_name
+        image = system.world.images[job.image_id]
+        created = datetime.fromtimestamp(image.created_at, UTC)
+        assert abs(created - job.created_at) < timedelta(minutes=1), (created, job.created_at)
+        ops = system.workspace.channel("#ops")
+        last = system.workspace.channel_messages(ops.id)[-1]
+        posted = datetime.fromtimestamp(float(last.ts), UTC)
+        assert abs(posted - now) < timedelta(minutes=1), (posted, now)
