@@ -192,13 +192,16 @@ def _dt_req(value: str | None) -> datetime:
     return dt_in(value) or datetime.min.replace(tzinfo=UTC)
 
 
+_BOOL_FIELDS = frozenset({"volume_backed", "verify"})
+
+
 def job_value(name: str, value: Any) -> Any:
     """A `Job` field's value as stored."""
     if name in DATETIME_FIELDS:
         return dt_out(value)
     if name == "data_disks":
         return json.dumps(list(value or ()))
-    if name == "volume_backed":
+    if name in _BOOL_FIELDS:
         return int(bool(value))
     return value
 
@@ -235,7 +238,7 @@ def job_row(row: Mapping[str, Any]) -> Job:
             value = dt_in(value)
         elif name == "data_disks":
             value = tuple(json.loads(value or "[]"))
-        elif name == "volume_backed":
+        elif name in _BOOL_FIELDS:
             value = bool(value)
         values[name] = value
     return Job(**values)
