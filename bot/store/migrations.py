@@ -247,10 +247,12 @@ def m007_job_announced(db: Database) -> None:
 
 @migrations()
 def m008_verify(db: Database) -> None:
-    """Restore tests: whether a job's image is to be verified once it is made, and one row per
-    verification (a throw-away server booted from the image, then deleted)."""
+    """Restore tests: whether a job's image (and each image of a schedule) is to be verified
+    once it is made, and one row per verification (a throw-away server booted from the image, then deleted)."""
     if not _has_column(db, "jobs", "verify"):
         db.execute("ALTER TABLE jobs ADD COLUMN verify INTEGER NOT NULL DEFAULT 0")
+    if not _has_column(db, "schedules", "verify"):
+        db.execute("ALTER TABLE schedules ADD COLUMN verify INTEGER NOT NULL DEFAULT 0")
     db.execute("""
         CREATE TABLE verifications (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -149,6 +149,7 @@ class ScheduleRow:
     status: str
     created_at: datetime
     updated_at: datetime
+    verify: bool = False  # `--verify`: each run's image is restore-tested
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,8 @@ def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         request_id=row["request_id"], effective_at=_dt_req(row["effective_at"]),
         last_slot=dt_in(row["last_slot"]), last_result=row["last_result"],
         last_run_at=dt_in(row["last_run_at"]), status=row["status"],
-        created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]))
+        created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]),
+        verify=bool(row["verify"]))
 
 
 def run_row(row: Mapping[str, Any]) -> RunRow:

@@ -4,15 +4,24 @@ emulator, SQLite. Only clocks are fast."""
 
 from __future__ import annotations
 
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.errors import ImageProtected
 from bot.imaging import verify
+from bot.scheduling.due import ScheduleSpec, next_run
 from bot.store import Store
 from sandbox.system import System, running_system
-from tests.e2e.helpers import OPS, images_of_job, parents, policy_file, thread_texts
+from tests.e2e.helpers import (
+    OPS,
+    approval_message,
+    images_of_job,
+    parents,
+    policy_file,
+    thread_texts,
+)
 
 APIS = pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
 
@@ -218,3 +227,37 @@ async def test_protect_and_verify_only_images_of_servers_the_channel_may_touch(
         assert "Looking up" in missing.text
         await system.wait_for(lambda: any("no-such-image" in a and "No image" in a
                                           for a in answers(system)))
+
+
+async def test_a_schedule_with_verify_restore_tests_each_run(tmp_path: Path) -> None:
+    policy = policy_file(tmp_path, '[channels.C0OPS]\napprovers = ["U0BOB"]\n')
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
+        await system.command("alice", "#ops", "schedule web-1 daily at 03:00 --verify")
+        await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        request = await system.runtime.store.run(Store.get_change_request, "R1")
+        assert request.new_spec is not None and request.new_spec["verify"] is True
+        await system.command("bob", "#ops", "approve R1")
+        store = system.runtime.store
+        await system.wait_for(lambda: store.run(Store.list_schedules))
+        [schedule] = await store.run(Store.list_schedules)
+        assert schedule.verify
+        slot = next_run(ScheduleSpec("daily", None, time(3, 0), "UTC", 7), system.clock())
+        system.clock.shift(slot - system.clock() + timedelta(minutes=1))
+        system.runtime.poke()
+
+        async def tested() -> bool:
+            runs = await store.run(Store.runs_for_schedule, "S1")
+            if not runs or not runs[0].job_id:
+                return False
+            done = await store.run(Store.verifications_of_job, runs[0].job_id)
+            return bool(done) and done[0].state == verify.PASSED
+        await system.wait_for(tested, within=30)
+        [run] = await store.run(Store.runs_for_schedule, "S1")
+        job = await store.run(Store.get_job, str(run.job_id))
+        assert job.verify and job.schedule_id == "S1"
+        assert system.world.images[str(job.image_id)].properties[
+            verify.VERIFIED_PROPERTY] == "passed"
+        assert not verify_servers(system)
+        # The same schedule asked again without --verify is a change, not "exactly that".
+        await system.command("alice", "#ops", "schedule web-1 daily at 03:00")
+        await system.wait_for(lambda: approval_message(system, "R2"), within=15)
