@@ -261,3 +261,20 @@ async def test_a_schedule_with_verify_restore_tests_each_run(tmp_path: Path) -> 
         # The same schedule asked again without --verify is a change, not "exactly that".
         await system.command("alice", "#ops", "schedule web-1 daily at 03:00")
         await system.wait_for(lambda: approval_message(system, "R2"), within=15)
+
+
+async def test_verifying_an_image_the_bot_did_not_make_reports_in_the_channel() -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        world = system.world
+        web2 = world.find_server("web-2")
+        image = world.create_image(web2.id, "web-2-by-hand", {})
+        await system.wait_for(lambda: world.get_image(image.id).status == "active")
+        await system.command("alice", "#ops", "verify web-2-by-hand")
+        await system.wait_for(lambda: any("the result comes in this channel" in a
+                                          for a in answers(system)))
+        await system.settle()
+        said = [m.text or "" for m in parents(system)]
+        assert any("Restore test of image `web-2-by-hand` (V1): booting "
+                   "`imagebot-verify-V1`" in t for t in said), said
+        assert any("Restore test passed for image `web-2-by-hand` (V1)" in t for t in said)
+        assert not verify_servers(system)
