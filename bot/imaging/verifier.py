@@ -19,7 +19,14 @@ from bot.blocks import user_text
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Server
 from bot.cloud.pool import CloudPool
-from bot.errors import AuthFailed, CloudError, CloudUnavailable, ConflictingUpdate, NotFound
+from bot.errors import (
+    AuthFailed,
+    CloudError,
+    CloudUnavailable,
+    ConfigError,
+    ConflictingUpdate,
+    NotFound,
+)
 from bot.imaging import messages as render
 from bot.imaging import verify
 from bot.imaging.jobs import Job
@@ -60,6 +67,11 @@ class Verifier:
                 log.info("verification %s waits for the cloud: %s", item.id, exc)
             except ConflictingUpdate:
                 log.info("verification %s changed under us; skipping", item.id)
+            except (CloudError, ConfigError) as exc:  # refused for good: say so, clean up
+                log.warning("verification %s: %s", item.id, exc)
+                message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
+                await self._apply(item, verify.rejected(item, message, self.clock(),
+                                                        self.limits))
         if self.ticks % SWEEP_TICKS == 1:
             owed = await self.store.run(Store.undeleted_verifications)
             if owed:  # only once the bot has made test servers that may still be there

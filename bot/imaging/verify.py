@@ -5,10 +5,10 @@ when asked, for a marker in its console log), deletes it and reports. `bot.imagi
 is the shell: it makes the cloud calls this module asks for and commits what `advance` says,
 as `Engine` does for `jobs.advance`.
 
-States: `waiting` (for its job's image) -> `queued` -> `booting` -> [`console`] -> `deleting`
--> `passed` | `failed` (or `cancelled` when the job it waited for made no image). The verdict
+States: `queued` -> `booting` -> [`console`] -> `deleting` -> `passed` | `failed`. The verdict
 is decided before the server is deleted (`outcome`), so a crash while deleting neither loses
-it nor leaves the server behind.
+it nor leaves the server behind. A `--verify` job's verification is queued once the job has
+succeeded (the store's `start_job_verifications`).
 """
 
 from __future__ import annotations
@@ -25,18 +25,16 @@ from bot.cloud.models import Flavor, Image, Server
 class VerifyState(StrEnum):
     """Where a verification stands."""
 
-    WAITING = "waiting"
     QUEUED = "queued"
     BOOTING = "booting"
     CONSOLE = "console"
     DELETING = "deleting"
     PASSED = "passed"
     FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
-WAITING, QUEUED, BOOTING, CONSOLE, DELETING, PASSED, FAILED, CANCELLED = tuple(VerifyState)
-TERMINAL = frozenset({PASSED, FAILED, CANCELLED})
+QUEUED, BOOTING, CONSOLE, DELETING, PASSED, FAILED = tuple(VerifyState)
+TERMINAL = frozenset({PASSED, FAILED})
 OPEN = frozenset(VerifyState) - TERMINAL
 # Metadata on every verify server: how the bot finds its own after a crash.
 SERVER_METADATA_KEY = "imagebot_verify_id"
@@ -176,7 +174,7 @@ def plan_boot(verification: Verification, image: Image, flavors: Sequence[Flavor
 def fail(verification: Verification, message: str, now: datetime,
          limits: VerifyLimits) -> VStep:
     """The verdict is `failed`: delete the server if there is one, else end here."""
-    if verification.server_id is None and verification.state in (QUEUED, WAITING):
+    if verification.server_id is None and verification.state == QUEUED:
         return VStep(target=FAILED, fields={"outcome": "failed", "error": message,
                                             "finished_at": now, "deadline_at": None},
                      events=("result",))
@@ -249,6 +247,19 @@ def _deleting(verification: Verification, server: Server | None, now: datetime,
             f"The test server {verification.server_name} could not be deleted within "
             f"{_human(limits.delete)}; I keep trying."}, events=("result",))
     return VStep()
+
+
+def rejected(verification: Verification, message: str, now: datetime,
+             limits: VerifyLimits) -> VStep:
+    """The cloud refused a call of this verification for good (403, 400 ...): before the
+    delete that fails the test (and deletes the server, if any); while deleting, the test
+    ends at the delete deadline saying so (the sweep goes on trying)."""
+    if verification.state == DELETING:
+        return _deleting(verification, _STILL_THERE, now, limits)
+    return fail(verification, f"The cloud refused: {message}", now, limits)
+
+
+_STILL_THERE = Server(id="", name="", status="UNKNOWN", vm_state=None, task_state=None)
 
 
 def should_delete(verification: Verification, now: datetime, limits: VerifyLimits) -> bool:

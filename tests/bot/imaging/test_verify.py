@@ -215,6 +215,15 @@ def test_leftovers_are_our_servers_no_open_test_owns() -> None:
 
 
 def test_only_booting_console_and_deleting_are_advanced() -> None:
-    for state in (verify.QUEUED, verify.WAITING, verify.PASSED, verify.FAILED):
+    for state in (verify.QUEUED, verify.PASSED, verify.FAILED):
         assert verify.advance(item(state=state), server=None, console=None, now=NOW,
                               limits=LIMITS).target is None
+
+
+def test_a_refusal_fails_the_test_or_ends_the_delete_at_its_deadline() -> None:
+    step = verify.rejected(booting(), "HTTP 403", NOW, LIMITS)
+    assert step.target == verify.DELETING and "HTTP 403" in step.fields["error"]
+    assert verify.rejected(item(), "HTTP 400", NOW, LIMITS).target == verify.FAILED
+    assert verify.rejected(deleting(), "HTTP 403", NOW, LIMITS).target is None
+    late = verify.rejected(deleting(), "HTTP 403", NOW + LIMITS.delete * 2, LIMITS)
+    assert late.target == verify.PASSED and "could not be deleted" in late.fields["error"]
