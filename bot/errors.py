@@ -105,6 +105,18 @@ class Forbidden(CloudRejected):
         return f"The cloud denied permission: {self}"
 
 
+class ImageProtected(CloudRejected):
+    """The bot was asked to delete a protected image: refused before Glance is called."""
+
+    def __init__(self, image_id: str, name: str = "") -> None:
+        self.image_id = image_id
+        super().__init__(f"image {name or image_id} is protected; `/image unprotect` it "
+                         "first if it really should go")
+
+    def user_message(self) -> str:
+        return f"I never delete a protected image: {self}."
+
+
 class QuotaExceeded(CloudRejected):
     """An image quota (Glance 413 without Retry-After) or similar."""
 

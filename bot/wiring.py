@@ -125,6 +125,7 @@ class Runtime:
         count = self.lazy.pending if self.lazy is not None else 0
         if self.schedule_commands is not None:
             count += len(await self.store.run(Store.dirty_requests))
+        count += await self.store.run(Store.verify_work)  # restore tests
         return count
 
     def poke(self) -> None:

@@ -18,6 +18,7 @@ from commands.requests import (
     Help,
     Images,
     ListJobs,
+    Protect,
     Reject,
     Request,
     Schedule,
@@ -25,6 +26,8 @@ from commands.requests import (
     Schedules,
     ServerRef,
     Status,
+    Unprotect,
+    Verify,
 )
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "Help",
     "Images",
     "ListJobs",
+    "Protect",
     "ParseError",
     "Reject",
     "Request",
@@ -43,6 +47,8 @@ __all__ = [
     "Schedules",
     "ServerRef",
     "Status",
+    "Unprotect",
+    "Verify",
     "help_text",
     "parse",
     "reference_markdown",

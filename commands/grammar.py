@@ -31,6 +31,7 @@ from commands.requests import (
     Images,
     JobState,
     ListJobs,
+    Protect,
     Reject,
     Request,
     Schedule,
@@ -38,6 +39,8 @@ from commands.requests import (
     Schedules,
     ServerRef,
     Status,
+    Unprotect,
+    Verify,
 )
 from commands.text import (
     MAX_LENGTH,
@@ -356,7 +359,8 @@ def _build_create(spec: Spec, args: Args) -> Request:
     return Create(server=server,
                   image_name=image_name(spec, name) if name is not None else None,
                   now=bool(args.options.get("--now", False)),
-                  note=note_text(spec, note) if note is not None else None)
+                  note=note_text(spec, note) if note is not None else None,
+                  verify=bool(args.options.get("--verify", False)))
 
 
 def _all(args: Args) -> bool:
@@ -458,7 +462,39 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
             if raw_keep is not None else DEFAULT_KEEP)
     raw_tz = args.value("--tz")
     tz = time_zone(spec, raw_tz) if raw_tz is not None else DEFAULT_TZ
-    return Schedule(server=server, frequency=frequency, day=day, at=at, keep=keep, tz=tz)
+    return Schedule(server=server, frequency=frequency, day=day, at=at, keep=keep, tz=tz,
+                    verify=bool(args.options.get("--verify", False)))
+
+
+def _image_first(spec: Spec, args: Args) -> str:
+    """The image a command is about: a name (quoted if it has spaces) or an id."""
+    if not args.positionals:
+        raise spec.fail(f"`{spec.name}` needs an image name or id (see `{PREFIX} images "
+                        "<server>`).")
+    no_extra(spec, args.positionals[1:])
+    text = args.positionals[0].text
+    if not text.strip() or has_control(text) or \
+            len(text.encode("utf-8", "surrogatepass")) > MAX_IMAGE_NAME_BYTES:
+        raise spec.fail(f"{show(text)} is not an image name or id.")
+    return text.strip()
+
+
+def _build_verify(spec: Spec, args: Args) -> Request:
+    image = _image_first(spec, args)
+    marker = args.value("--console")
+    if marker is not None and (not marker.strip() or has_control(marker)
+                               or len(marker) > MAX_NOTE):
+        raise spec.fail(f"--console needs the text to wait for, at most {MAX_NOTE} "
+                        "characters on one line (quote it if it has spaces).")
+    return Verify(image=image, console=marker)
+
+
+def _build_protect(spec: Spec, args: Args) -> Request:
+    return Protect(image=_image_first(spec, args))
+
+
+def _build_unprotect(spec: Spec, args: Args) -> Request:
+    return Unprotect(image=_image_first(spec, args))
 
 
 def _build_schedules(spec: Spec, args: Args) -> Request:
@@ -526,13 +562,15 @@ _KEEP = Option("--keep", "N", f"How many scheduled images to keep, 1–{MAX_KEEP
                f"(default {DEFAULT_KEEP}); older ones are deleted.")
 _ALL = Option("--all", None, "Every channel, not only this one (for the admins the channel "
               "policy names).")
+_VERIFY = Option("--verify", None, "Restore-test each new image: boot a throw-away server "
+                 "from it, then delete it.")
 _TZ = Option("--tz", "ZONE", f"IANA time zone of the `at` time (default {DEFAULT_TZ}), "
              "e.g. Europe/Berlin.")
 
 TABLE: tuple[Spec, ...] = (
     Spec(
         name="create",
-        forms=("<server> [--name NAME] [--now] [--note TEXT]",),
+        forms=("<server> [--name NAME] [--now] [--note TEXT] [--verify]",),
         summary="Make an image of a server now.",
         details=("Without --now I first ask you to confirm that the server's applications are "
                  "quiesced (databases flushed) and wait for your click. The server is a name or "
@@ -543,8 +581,9 @@ TABLE: tuple[Spec, ...] = (
             Option("--now", None, "Skip the quiesce confirmation and start at once."),
             Option("--note", "TEXT", "A note stored with the image (quote it if it has "
                    "spaces)."),
+            _VERIFY,
         ),
-        examples=("create web-1", "create web-1 --now",
+        examples=("create web-1", "create web-1 --now", "create web-1 --now --verify",
                   'create db-2 --name db-2-pre-upgrade --note "before upgrade"'),
         build=_build_create,
     ),
@@ -590,9 +629,40 @@ TABLE: tuple[Spec, ...] = (
         build=_build_images,
     ),
     Spec(
+        name="verify",
+        forms=('<image> [--console "TEXT"]',),
+        summary="Restore-test an image: boot a throw-away server from it, then delete it.",
+        details=("The image is a name or an id. I boot `imagebot-verify-…` with the smallest "
+                 "flavor that fits the image, on the original server's network where known, "
+                 "wait until it is ACTIVE (and, with --console, until TEXT shows in its "
+                 "console log), delete it and say in the thread how it went. Only images of "
+                 "servers this channel may touch."),
+        options=(Option("--console", "TEXT", "Also wait for this text in the console log, "
+                        'e.g. "login:".'),),
+        examples=("verify web-1-20260101-020000", 'verify web-1-pre-upgrade --console "login:"'),
+        build=_build_verify,
+    ),
+    Spec(
+        name="protect",
+        forms=("<image>",),
+        summary="Protect an image: no one (retention, the bot, people) can delete it.",
+        details=("Sets the image's `protected` flag in the cloud. Only images of servers "
+                 "this channel may touch; answered to you alone."),
+        examples=("protect web-1-pre-upgrade",),
+        build=_build_protect,
+    ),
+    Spec(
+        name="unprotect",
+        forms=("<image>",),
+        summary="Lift an image's protection, so it can be deleted again.",
+        details="The reverse of `protect`; retention may then delete the image.",
+        examples=("unprotect web-1-pre-upgrade",),
+        build=_build_unprotect,
+    ),
+    Spec(
         name="schedule",
-        forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE]",
-               "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE]",
+        forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
+               "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
                "<server> off"),
         summary="Image a server every day or every week, or stop doing so.",
         form_summaries=("Image a server every day.", "Image a server once a week.",
@@ -601,7 +671,7 @@ TABLE: tuple[Spec, ...] = (
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
                  "schedule replaces the old one; `off` removes it. Changing a schedule may "
                  "need an approval."),
-        options=(_KEEP, _TZ),
+        options=(_KEEP, _TZ, _VERIFY),
         examples=("schedule web-1 daily at 02:30 --tz Europe/Berlin",
                   "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off"),
         build=_build_schedule,

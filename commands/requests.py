@@ -44,6 +44,7 @@ class Create:
     image_name: str | None = None  # `--name`; None: the engine's default name
     now: bool = False
     note: str | None = None
+    verify: bool = False  # `--verify`: boot a throw-away server from the new image
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,38 @@ class Schedule:
     at: time = DEFAULT_AT
     keep: int = DEFAULT_KEEP
     tz: str = DEFAULT_TZ
+    verify: bool = False  # `--verify`: each run's image is restore-tested
+
+
+@dataclass(frozen=True)
+class Verify:
+    """`/image verify <image> [--console TEXT]`: boot a throw-away server from an image."""
+
+    name: ClassVar[str] = "verify"
+    command: ClassVar[str] = "verify"
+
+    image: str  # a name or an id
+    console: str | None = None  # wait for this text in the console log
+
+
+@dataclass(frozen=True)
+class Protect:
+    """`/image protect <image>`: set Glance's `protected` flag (no one can delete it)."""
+
+    name: ClassVar[str] = "protect"
+    command: ClassVar[str] = "protect"
+
+    image: str
+
+
+@dataclass(frozen=True)
+class Unprotect:
+    """`/image unprotect <image>`: clear Glance's `protected` flag."""
+
+    name: ClassVar[str] = "unprotect"
+    command: ClassVar[str] = "unprotect"
+
+    image: str
 
 
 @dataclass(frozen=True)
@@ -174,5 +207,5 @@ class Help:
 
 Request: TypeAlias = (
     Create | Status | ListJobs | Cancel | Images | Schedule | ScheduleOff | Schedules
-    | Approvals | Approve | Reject | Help
+    | Approvals | Approve | Reject | Help | Verify | Protect | Unprotect
 )

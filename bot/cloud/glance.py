@@ -15,7 +15,7 @@ import httpx
 
 from bot.cloud.edge import CloudEdge, error_for, reads_cloud
 from bot.cloud.models import Image
-from bot.errors import NotFound
+from bot.errors import Ambiguous, ImageProtected, NotFound
 
 log = logging.getLogger("bot.cloud")
 
@@ -41,13 +41,16 @@ def parse_image(doc: Mapping[str, Any]) -> Image:
             continue
         props[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     size = doc.get("size")
+    floors = {k: v for k in ("min_disk", "min_ram")
+              if isinstance(v := doc.get(k), int) and not isinstance(v, bool) and v > 0}
     return Image(id=str(doc["id"]), name=str(doc.get("name") or ""),
                  status=str(doc.get("status") or "").lower(),
                  size=size if isinstance(size, int) else None,
                  created_at=str(doc.get("created_at") or ""),
                  updated_at=str(doc.get("updated_at") or ""),
                  protected=bool(doc.get("protected")),
-                 visibility=str(doc.get("visibility") or "private"), properties=props)
+                 visibility=str(doc.get("visibility") or "private"), properties=props,
+                 **floors)
 
 
 class GlanceCalls(CloudEdge):
@@ -164,10 +167,57 @@ class GlanceCalls(CloudEdge):
 
     @reads_cloud
     async def delete_image(self, image_id: str) -> None:
-        """Delete an image; a protected one is `Forbidden`, a missing one `NotFound`."""
+        """Delete an image; a missing one is `NotFound`. A protected image is refused here,
+        before Glance is asked (`ImageProtected`): the bot never deletes one, whoever asks
+        (Glance itself answers 403 for it, which is `Forbidden`)."""
+        image = await self.get_image(image_id)
+        if image.protected:
+            raise ImageProtected(image_id, image.name)
         resp = await self._call("image", "DELETE", f"/images/{quote(image_id, safe='')}")
         if resp.status_code not in (200, 204):
             raise error_for(resp, "image", image_id)
+
+    @reads_cloud
+    async def patch_image(self, image_id: str, ops: list[dict[str, Any]]) -> Image:
+        """Apply JSON-patch operations to an image (`PATCH /v2/images/{id}` with media type
+        `application/openstack-images-v2.1-json-patch`, Glance v2 api-ref "Update image":
+        `add`/`replace`/`remove` on `/<attribute>`); the updated image."""
+        resp = await self._call(
+            "image", "PATCH", f"/images/{quote(image_id, safe='')}", json=ops,
+            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+        if resp.status_code != 200:
+            raise error_for(resp, "image", image_id)
+        return parse_image(resp.json())
+
+    async def set_protected(self, image_id: str, protected: bool) -> Image:
+        """Protect an image from deletion, or lift that (`replace /protected`: a protected
+        image cannot be deleted, Glance answers 403, until it is unprotected)."""
+        return await self.patch_image(image_id, [{"op": "replace", "path": "/protected",
+                                                  "value": protected}])
+
+    async def set_image_property(self, image_id: str, key: str, value: str) -> Image:
+        """Set an extra property (`add` replaces an existing one, RFC 6902 4.1)."""
+        return await self.patch_image(image_id, [{"op": "add", "path": f"/{key}",
+                                                  "value": value}])
+
+    @reads_cloud
+    async def find_image(self, ref: str) -> Image:
+        """An image by id, else by exact name among the project's images (`NotFound`,
+        `Ambiguous` when several share the name)."""
+        ref = ref.strip()
+        try:
+            return await self.get_image(ref)
+        except NotFound:
+            pass
+        owner = (await self._auth.session()).project_id
+        found = [im for im in await self._image_pages(
+            {**NEWEST_FIRST, "name": ref, **({"owner": owner} if owner else {})})
+            if im.name == ref]
+        if len(found) > 1:
+            raise Ambiguous("image", ref, [(im.id, im.name) for im in found])
+        if not found:
+            raise NotFound("image", ref)
+        return found[0]
 
     def _chunks(self, ids: list[str], base_len: int) -> list[list[str]]:
         budget = MAX_URL - base_len - 200  # room for the path and the other parameters

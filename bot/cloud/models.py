@@ -21,6 +21,19 @@ class Server:
     data_disks: tuple[str, ...] = ()  # human descriptions of disks the image will NOT include
     flavor: str = ""
     updated: str = ""  # ISO 8601 from Nova, used as the next changes-since cursor
+    metadata: Mapping[str, str] = field(default_factory=dict)  # server metadata (verify servers)
+    fault: str | None = None  # Nova's `fault.message` of an ERROR server
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """A compute flavor: what a throw-away verify server is sized by."""
+
+    id: str
+    name: str
+    ram: int  # MiB
+    disk: int  # GiB; 0 means "as large as the image" (Nova sizes the root disk to it)
+    vcpus: int = 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class Image:
     protected: bool = False
     visibility: str = "private"
     properties: Mapping[str, str] = field(default_factory=dict)
+    min_disk: int = 0  # GiB a flavor's root disk needs to boot it
+    min_ram: int = 0  # MiB
 
     @property
     def server_id(self) -> str | None:

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from bot.cloud.edge import CloudEdge, error_for, fault_message, reads_cloud, request_id_of
-from bot.cloud.models import Server
+from bot.cloud.models import Flavor, Server
 from bot.errors import Ambiguous, CloudRejected, CloudUnavailable, NotFound, ServerBusy
 
 log = logging.getLogger("bot.cloud")
@@ -53,6 +53,8 @@ def parse_server(doc: Mapping[str, Any]) -> Server:
     if isinstance(ephemeral, int) and not isinstance(ephemeral, bool) and ephemeral > 0:
         disks.append(f"ephemeral disk {ephemeral} GB")
     power = doc.get("OS-EXT-STS:power_state")
+    meta = doc.get("metadata")
+    fault = doc.get("fault")
     return Server(
         id=str(doc["id"]), name=str(doc.get("name") or ""), status=str(doc.get("status") or ""),
         vm_state=doc.get("OS-EXT-STS:vm_state"), task_state=doc.get("OS-EXT-STS:task_state"),
@@ -60,7 +62,9 @@ def parse_server(doc: Mapping[str, Any]) -> Server:
         volume_backed=volume_backed, data_disks=tuple(disks),
         flavor=str(flavor.get("original_name") or flavor.get("id") or "")
         if isinstance(flavor, Mapping) else "",
-        updated=str(doc.get("updated") or ""))
+        updated=str(doc.get("updated") or ""),
+        metadata={str(k): str(v) for k, v in meta.items()} if isinstance(meta, Mapping) else {},
+        fault=str(fault.get("message") or "") or None if isinstance(fault, Mapping) else None)
 
 
 def reports_volumes(doc: Mapping[str, Any]) -> bool:
@@ -268,3 +272,77 @@ class NovaCalls(CloudEdge):
         raise CloudUnavailable("createImage was accepted but named no image id",
                                request_id=rid)
 
+
+    # --- throw-away servers (restore tests, bot.imaging.verify) ---------------------------
+
+    @reads_cloud
+    async def list_flavors(self) -> list[Flavor]:
+        """Every flavor with its RAM and disk (`GET /flavors/detail`, Nova api-ref "List
+        Flavors With Details")."""
+        resp = await self._call("compute", "GET", "/flavors/detail")
+        if resp.status_code != 200:
+            raise error_for(resp, "flavor", "list")
+        return [Flavor(id=str(d["id"]), name=str(d.get("name") or d["id"]),
+                       ram=int(d.get("ram") or 0), disk=int(d.get("disk") or 0),
+                       vcpus=int(d.get("vcpus") or 1))
+                for d in resp.json()["flavors"]]
+
+    @reads_cloud
+    async def server_networks(self, server_id: str) -> list[str] | None:
+        """The network ids a server is plugged into (`GET /servers/{id}/os-interface`, Nova
+        api-ref "List Port Interfaces": `interfaceAttachments[].net_id`); None when unknown
+        (the server is gone, or the cloud has no such extension, as Rackspace's Cloud
+        Servers, which has os-virtual-interfacesv2 instead)."""
+        resp = await self._call("compute", "GET",
+                                f"/servers/{quote(server_id, safe='')}/os-interface")
+        if resp.status_code in (404, 501):
+            return None
+        if resp.status_code != 200:
+            raise error_for(resp, "server", server_id)
+        ids = [str(a["net_id"]) for a in resp.json()["interfaceAttachments"]
+               if isinstance(a, Mapping) and a.get("net_id")]
+        return list(dict.fromkeys(ids)) or None
+
+    @reads_cloud
+    async def boot_server(self, name: str, image_id: str, flavor_id: str, *,
+                          networks: Sequence[str] | None,
+                          metadata: Mapping[str, str]) -> str:
+        """Boot a server from an image; its id (`POST /servers` answers 202 with the id,
+        Nova api-ref "Create Server"). Asked without a microversion (2.1): `networks` may
+        then be left out (None: the cloud's default network), where 2.37+ requires it. Never
+        retried blindly (a lost answer may have booted a server: the caller finds it by
+        metadata)."""
+        server: dict[str, Any] = {"name": name, "imageRef": image_id, "flavorRef": flavor_id,
+                                  "metadata": dict(metadata)}
+        if networks:
+            server["networks"] = [{"uuid": n} for n in networks]
+        resp = await self._call("compute", "POST", "/servers", json={"server": server},
+                                idempotent=False)
+        if resp.status_code != 202:
+            raise error_for(resp, "image", image_id)
+        return str(resp.json()["server"]["id"])
+
+    @reads_cloud
+    async def delete_server(self, server_id: str) -> None:
+        """Delete a server (`DELETE /servers/{id}`: 204, the server goes away shortly after);
+        `NotFound` when it is already gone."""
+        resp = await self._call("compute", "DELETE", f"/servers/{quote(server_id, safe='')}")
+        if resp.status_code not in (202, 204):
+            raise error_for(resp, "server", server_id)
+
+    @reads_cloud
+    async def console_output(self, server_id: str, length: int = 200) -> str | None:
+        """The tail of a server's console log (`os-getConsoleOutput`, Nova api-ref "Show
+        Console Output": 200 `{"output": ...}`; nova console_output.py answers 409 while the
+        instance has no host yet and 501 where the driver keeps no console log). "" while it
+        is not ready; None when the cloud has no console log (Rackspace answers 501)."""
+        resp = await self._call("compute", "POST",
+                                f"/servers/{quote(server_id, safe='')}/action",
+                                json={"os-getConsoleOutput": {"length": length}})
+        if resp.status_code == 501:
+            return None
+        if resp.status_code == 409:
+            return ""
+        if resp.status_code != 200:
+            raise error_for(resp, "server", server_id)
+        return str(resp.json()["output"] or "")

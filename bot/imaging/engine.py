@@ -36,6 +36,8 @@ from bot.imaging import jobs
 from bot.imaging import messages as render
 from bot.imaging.health import CloudHealth
 from bot.imaging.jobs import Job, PhaseDeadlines
+from bot.imaging.verifier import Verifier
+from bot.imaging.verify import VerifyLimits
 from bot.logs import job_context
 from bot.loops import run_until
 from bot.metrics import Metrics
@@ -106,8 +108,8 @@ class Engine:
                  tick_scale: float = 1.0,
                  on_change: Callable[[], None] | None = None,
                  metrics: Metrics | None = None,
-                 alerts_for: Callable[[Job], tuple[str | None, str | None]] | None = None
-                 ) -> None:
+                 alerts_for: Callable[[Job], tuple[str | None, str | None]] | None = None,
+                 verify_limits: VerifyLimits | None = None) -> None:
         self.store = store
         self.clouds = CloudPool.of(cloud)
         self.clock = clock
@@ -122,6 +124,8 @@ class Engine:
         self._observed_at: dict[str | None, datetime] = {}  # per cloud, for rate pacing
         self.health = CloudHealth(store, clock=clock, alerts_for=self.alerts_for,
                                   on_change=lambda: self.on_change())
+        self.verifier = Verifier(store, self.clouds, clock=clock, limits=verify_limits,
+                                 alerts_for=self.alerts_for, on_change=lambda: self.on_change())
 
     # --- service loop ---------------------------------------------------------------------
 
@@ -154,7 +158,8 @@ class Engine:
             if isinstance(result, BaseException):
                 raise result
             floor = max(floor, result)
-        return max(jobs.poll_interval(in_flight), floor)
+        verifying = await self.verifier.tick()  # restore tests, after the jobs they wait on
+        return min(max(jobs.poll_interval(in_flight), floor), verifying)
 
     async def _paced_observe(self, cloud: str | None, group: list[Job]) -> float:
         """Observe unless the cloud's published rate limits (Nova `/limits`, read once; e.g.

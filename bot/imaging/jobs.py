@@ -128,6 +128,8 @@ class Job:
     # When the job's public card was queued. A typed create stays private (no card) until its
     # server is resolved; a job that fails before that is answered to the requester alone.
     announced_at: datetime | None = None
+    # `--verify`: once the image is made, boot a throw-away server from it (bot.imaging.verify).
+    verify: bool = False
 
     @property
     def number(self) -> int:

@@ -93,7 +93,7 @@ class ChangeRequests:
                 raise ImagebotError(f"{server.name} has no schedule to turn off.")
         else:
             new = spec_of(request)
-            if new == old:
+            if new == old and request.verify == bool(existing and existing.verify):
                 raise ImagebotError(f"{server.name} already has exactly that schedule.")
         doomed: list[RetainableImage] = []
         if new is not None and existing is not None:
@@ -117,7 +117,7 @@ class ChangeRequests:
                     "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
                     "server_name": server.name,
                     "old_spec": spec_to_dict(old) if old else None,
-                    "new_spec": spec_to_dict(new) if new else None,
+                    "new_spec": (spec_to_dict(new) | _verify_flag(request)) if new else None,
                     "requested_by": user, "channel": channel, "channel_name": channel_name,
                     "expires_at": req.expires_at, "status": RequestStatus.PENDING,
                 }
@@ -238,6 +238,11 @@ class ChangeRequests:
         raise ImagebotError(f"{request_id} keeps changing; try again.")
 
 
+def _verify_flag(request: commands.Schedule | commands.ScheduleOff) -> dict[str, Any]:
+    """`--verify` as the stored spec carries it (absent when not asked: older specs match)."""
+    return {"verify": True} if getattr(request, "verify", False) else {}
+
+
 def schedule_values(row: RequestRow, done: ChangeRequest, now: datetime) -> dict[str, Any]:
     """The schedule row an approved request writes (the server's one row, replaced in place)."""
     at = done.decided_at or now
@@ -248,6 +253,7 @@ def schedule_values(row: RequestRow, done: ChangeRequest, now: datetime) -> dict
     return {"server_id": row.server_id, "server_ref": row.server_ref,
             "server_name": row.server_name, "frequency": spec["frequency"],
             "day": spec.get("day"), "at": spec["at"], "tz": spec["tz"], "keep": spec["keep"],
+            "verify": int(bool(spec.get("verify"))),
             "channel": row.channel, "channel_name": row.channel_name,
             "created_by": row.requested_by, "approved_by": done.decided_by,
             "request_id": row.id, "effective_at": at, "last_slot": None,

@@ -90,7 +90,7 @@ def job_values(schedule: ScheduleRow, route: Route, spec: ScheduleSpec, slot: da
         "channel": route.notify, "state": JobState.QUEUED, "schedule_id": schedule.id,
         "channel_name": route.notify_name,
         "server_id": schedule.server_id, "server_name": schedule.server_name,
-        "cloud": route.cloud,
+        "cloud": route.cloud, "verify": schedule.verify,  # restore-test the image when made
         "note": run_note(schedule.id, spec, slot, missed, attempt),
         "confirmed_by": who, "confirmed_at": now, "actor": who,
         # The job's parent message in the notification channel is the run's thread.

@@ -18,12 +18,14 @@ from slack_bolt.async_app import AsyncApp
 import commands
 from bot.blocks import escape
 from bot.cloud.client import CloudClient
+from bot.cloud.models import Image
 from bot.cloud.pool import CloudPool
-from bot.errors import ConflictingUpdate, JobError, ServerInUse
+from bot.errors import ConflictingUpdate, JobError, NotFound, ServerInUse
 from bot.imaging import jobs
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
 from bot.imaging.messages import CANCEL_ACTION, START_ACTION
+from bot.imaging.verify import QUEUED as VERIFY_QUEUED
 from bot.policy import (
     DISABLED_TEXT,
     ChannelPolicy,
@@ -53,6 +55,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> ImagingListeners:
     router.on(commands.Cancel, listeners.cancel_command)
     router.on(commands.Images, listeners.images, later=listeners.images_answer,
               failed=":warning: Something went wrong while listing images; it has been logged.")
+    router.on(commands.Verify, listeners.verify, later=listeners.verify_answer,
+              failed=":warning: Something went wrong while starting the restore test; it has "
+                     "been logged.")
+    protection = (":warning: Something went wrong while changing the image's protection; it "
+                  "has been logged.")
+    router.on(commands.Protect, listeners.protect, later=listeners.protect_answer,
+              failed=protection)
+    router.on(commands.Unprotect, listeners.protect, later=listeners.protect_answer,
+              failed=protection)
     app.action(BUTTONS)(button_listener(listeners.click))
     return listeners
 
@@ -108,7 +119,7 @@ class ImagingListeners:
                 state=state, image_name=request.image_name, note=request.note,
                 dedupe_key=f"trigger:{who.trigger_id}" if who.trigger_id else None,
                 response_url=who.response_url, channel_name=who.channel_name,
-                refuse_if_in_flight=True, **extra)
+                refuse_if_in_flight=True, verify=request.verify, **extra)
         except ServerInUse as exc:
             return Reply(":no_entry: " + escape(render.busy_here(
                 exc.job, self.clock(), server=request.server.text, channel=who.channel)))
@@ -242,6 +253,86 @@ class ImagingListeners:
         if refusal:
             return refusal
         return render.images_table(server.name, await cloud.list_images(server_id=server.id))
+
+    # --- restore tests and protection (images) -------------------------------------------
+
+    async def verify(self, request: commands.Verify, who: Invocation) -> Reply:
+        """`/image verify <image>`: the image's server is checked against the channel's policy
+        after the ack (`verify_answer`), which then queues the test for the engine."""
+        return Reply(f"Looking up image {escape(request.image)}…",
+                     follow_up=FollowUp(request, who))
+
+    async def protect(self, request: commands.Protect | commands.Unprotect,
+                      who: Invocation) -> Reply:
+        """`/image protect|unprotect <image>`: done after the ack (`protect_answer`)."""
+        return Reply(f"Looking up image {escape(request.image)}…",
+                     follow_up=FollowUp(request, who))
+
+    async def _image_here(self, ref: str, who: Invocation, *, doing: str
+                          ) -> tuple[Image, str | None, str | None]:
+        """The image, the job that made it (if ours) and why `who` may not `doing` it (None
+        when allowed): only images of servers the channel may touch. The server is the
+        image's `instance_uuid` (Nova sets it), by its name in the cloud, else as the job
+        that made the image knew it."""
+        policy = self._policy(who)
+        cloud = CloudPool.of(self.cloud).get(policy.cloud)
+        image = await cloud.find_image(ref)
+        job: Job | None = None
+        job_id = image.properties.get("imagebot_job_id")
+        if job_id:
+            try:
+                job = await self.store.run(Store.get_job, job_id)
+            except JobError:
+                job = None
+        name = job.server_name if job is not None else None
+        if image.server_id:
+            try:
+                name = (await cloud.get_server(image.server_id, disks=False)).name
+            except NotFound:
+                pass  # the server is gone: the job's record of it, if any
+        if name is None:
+            return image, None, (f"I cannot tell which server image {escape(image.name)} was "
+                                 f"taken of, so I will not {doing} it here.")
+        refusal = await refuse(policy, who.user, name, self.channels.member_groups,
+                               doing=f"{doing} images")
+        here = job is not None and same_channel(job.channel, who.channel, who.channel_name)
+        return image, job.id if here and job is not None else None, refusal
+
+    async def verify_answer(self, request: commands.Verify, who: Invocation) -> str:
+        """Queue the restore test (the engine boots and deletes the server) and say where the
+        result will be told: the thread of the job that made the image, else the channel."""
+        image, job_id, refusal = await self._image_here(request.image, who,
+                                                        doing="restore-test")
+        if refusal:
+            return refusal
+        made = await self.store.run(
+            Store.create_verification, image_ref=request.image, requested_by=who.user,
+            channel=who.channel, state=VERIFY_QUEUED, channel_name=who.channel_name,
+            cloud=self._policy(who).cloud, job_id=job_id, image_id=image.id,
+            image_name=image.name, console_marker=request.console)
+        self.on_new_work()
+        where = f"in the thread of job {job_id}" if job_id else "in this channel"
+        return (f"Restore test {made.id} of image {escape(image.name)} queued: I boot a "
+                f"throw-away server from it and delete it afterwards; the result comes {where}.")
+
+    async def protect_answer(self, request: commands.Protect | commands.Unprotect,
+                             who: Invocation) -> str:
+        """Set or clear the image's `protected` flag, answered to the requester alone."""
+        protect = isinstance(request, commands.Protect)
+        image, _, refusal = await self._image_here(
+            request.image, who, doing="protect" if protect else "unprotect")
+        if refusal:
+            return refusal
+        if image.protected == protect:
+            return (f"Image {escape(image.name)} is already "
+                    f"{'protected' if protect else 'unprotected'}.")
+        cloud = CloudPool.of(self.cloud).get(self._policy(who).cloud)
+        await cloud.set_protected(image.id, protect)
+        if protect:
+            return (f":lock: Image {escape(image.name)} is protected: no one can delete it "
+                    "(retention and I skip it) until it is unprotected.")
+        return (f":unlock: Image {escape(image.name)} is no longer protected; retention may "
+                "delete it again.")
 
     # --- buttons ------------------------------------------------------------------------------
 

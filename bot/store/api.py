@@ -15,17 +15,18 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from bot.errors import StoreError
 from bot.store.scheduling import ScheduleTables
+from bot.store.verify import VerifyTables
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Store(ScheduleTables):
+class Store(ScheduleTables, VerifyTables):
     """Synchronous SQLite store; one connection, used from one thread.
 
     Its table groups: the connection, ids, meta and health (`db.StoreBase`), the outbox and
     delivery dedupe (`outbox`), jobs and their events (`jobs`), schedules, change requests,
-    runs and audit (`scheduling`)."""
+    runs and audit (`scheduling`), restore tests (`verify`)."""
 
 
 class AsyncStore:

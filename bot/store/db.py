@@ -24,7 +24,7 @@ from bot.store.migrations import migrations
 from bot.store.rows import dt_out, utc
 from commands import ids
 
-ID_TABLES = ("jobs", "change_requests", "schedules")  # J<n>, R<n>, S<n>
+ID_TABLES = ("jobs", "change_requests", "schedules", "verifications")  # J, R, S, V<n>
 
 R = TypeVar("R")
 

@@ -243,3 +243,46 @@ def m007_job_announced(db: Database) -> None:
     if not _has_column(db, "jobs", "announced_at"):
         db.execute("ALTER TABLE jobs ADD COLUMN announced_at TEXT")
         db.execute("UPDATE jobs SET announced_at = created_at")
+
+
+@migrations()
+def m008_verify(db: Database) -> None:
+    """Restore tests: whether a job's image (and each image of a schedule) is to be verified
+    once it is made, and one row per verification (a throw-away server booted from the image, then deleted)."""
+    if not _has_column(db, "jobs", "verify"):
+        db.execute("ALTER TABLE jobs ADD COLUMN verify INTEGER NOT NULL DEFAULT 0")
+    if not _has_column(db, "schedules", "verify"):
+        db.execute("ALTER TABLE schedules ADD COLUMN verify INTEGER NOT NULL DEFAULT 0")
+    db.execute("""
+        CREATE TABLE verifications (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            image_ref TEXT NOT NULL,
+            requested_by TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            channel_name TEXT,
+            cloud TEXT,
+            job_id TEXT,
+            image_id TEXT,
+            image_name TEXT,
+            console_marker TEXT,
+            server_name TEXT,
+            server_id TEXT,
+            flavor TEXT,
+            networks TEXT,
+            boot_attempts INTEGER NOT NULL DEFAULT 0,
+            boot_started_at TEXT,
+            active_at TEXT,
+            deadline_at TEXT,
+            console_seen INTEGER,
+            outcome TEXT,
+            error TEXT,
+            delete_requested_at TEXT,
+            deleted_at TEXT,
+            finished_at TEXT
+        )""")
+    db.execute("CREATE INDEX verifications_state ON verifications(state)")
+    db.execute("CREATE INDEX verifications_job ON verifications(job_id)")

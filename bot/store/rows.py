@@ -149,6 +149,7 @@ class ScheduleRow:
     status: str
     created_at: datetime
     updated_at: datetime
+    verify: bool = False  # `--verify`: each run's image is restore-tested
 
 
 @dataclass(frozen=True)
@@ -192,13 +193,16 @@ def _dt_req(value: str | None) -> datetime:
     return dt_in(value) or datetime.min.replace(tzinfo=UTC)
 
 
+_BOOL_FIELDS = frozenset({"volume_backed", "verify"})
+
+
 def job_value(name: str, value: Any) -> Any:
     """A `Job` field's value as stored."""
     if name in DATETIME_FIELDS:
         return dt_out(value)
     if name == "data_disks":
         return json.dumps(list(value or ()))
-    if name == "volume_backed":
+    if name in _BOOL_FIELDS:
         return int(bool(value))
     return value
 
@@ -235,7 +239,7 @@ def job_row(row: Mapping[str, Any]) -> Job:
             value = dt_in(value)
         elif name == "data_disks":
             value = tuple(json.loads(value or "[]"))
-        elif name == "volume_backed":
+        elif name in _BOOL_FIELDS:
             value = bool(value)
         values[name] = value
     return Job(**values)
@@ -297,7 +301,8 @@ def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         request_id=row["request_id"], effective_at=_dt_req(row["effective_at"]),
         last_slot=dt_in(row["last_slot"]), last_result=row["last_result"],
         last_run_at=dt_in(row["last_run_at"]), status=row["status"],
-        created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]))
+        created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]),
+        verify=bool(row["verify"]))
 
 
 def run_row(row: Mapping[str, Any]) -> RunRow:

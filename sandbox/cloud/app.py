@@ -968,6 +968,21 @@ class _Api:
     async def image_show(self, request: Request) -> Response:
         return JSONResponse(_image_view(self.world.get_image(request.path_params["image_id"])))
 
+    async def image_update(self, request: Request) -> Response:
+        """`PATCH /v2/images/{id}`: only the JSON-patch media types are accepted (415
+        otherwise, glance/api/v2/images.py RequestDeserializer._get_change_operation)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind not in ("application/openstack-images-v2.1-json-patch",
+                        "application/openstack-images-v2.0-json-patch"):
+            raise SimError(415, "unsupportedMediaType", f"Unsupported Content-Type: {kind}")
+        image = self.world.update_image(request.path_params["image_id"],
+                                        await _json_body(request))
+        return JSONResponse(_image_view(image))
+
+    async def server_interfaces(self, request: Request, mv: tuple[int, int]) -> Response:
+        items = self.world.server_interfaces(request.path_params["server_id"])
+        return JSONResponse({"interfaceAttachments": items})
+
     async def image_delete(self, request: Request) -> Response:
         self.world.delete_image(request.path_params["image_id"])
         return Response(status_code=204)
@@ -1262,6 +1277,9 @@ def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
         ("POST", "/servers", api.server_create),
         ("DELETE", "/servers/{server_id}", api.server_delete),
         ("GET", "/servers/{server_id}/os-volume_attachments", api.volume_attachments),
+        # Neutron ports: Rackspace's Cloud Servers has os-virtual-interfacesv2 instead.
+        ("GET", "/servers/{server_id}/os-interface",
+         api.no_route if world.legacy else api.server_interfaces),
         ("GET", "/limits", api.limits),
         ("GET", "/flavors", api.flavors),
         ("GET", "/flavors/detail", api.flavors),
@@ -1283,6 +1301,7 @@ def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
     add("GET", "/image/v2/images", api.image(api.images_list))
     add("GET", "/image/v2/images/{image_id}", api.image(api.image_show))
     add("DELETE", "/image/v2/images/{image_id}", api.image(api.image_delete))
+    add("PATCH", "/image/v2/images/{image_id}", api.image(api.image_update))
     add("GET", "/image/v2/schemas/image", api.image(api.image_schema))
     add("GET", "/image/v2/schemas/images", api.image(api.images_schema))
     add("GET", "/_sim/state", api.sim_state)

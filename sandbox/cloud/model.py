@@ -921,6 +921,78 @@ class World:
                                "be deleted.")
             self._drop_image(image)
 
+    def update_image(self, image_id: str, ops: Any) -> Image:
+        """`PATCH /v2/images/{id}` (glance/api/v2/images.py: RequestDeserializer.update and
+        ImagesController.update): a list of `add`/`replace`/`remove` on `/<attribute>`;
+        read-only attributes are 403, `replace`/`remove` of a missing property 409, a
+        non-boolean `protected` or a non-string property 400. The sim changes `name`,
+        `protected`, `min_disk`, `min_ram` and extra properties; other attributes are 400."""
+        with self.lock:
+            image = self.get_image(image_id)
+            if not isinstance(ops, list) or not all(isinstance(o, dict) for o in ops):
+                raise SimError(400, "badRequest", "Request body must be a JSON array of "
+                               "operation objects.")
+            changed = Image(**{**image.__dict__, "properties": dict(image.properties)})
+            for op in ops:
+                kind, path = op.get("op"), op.get("path")
+                if kind not in ("add", "replace", "remove"):
+                    raise SimError(400, "badRequest", "Unable to find `op` in JSON Schema "
+                                   "change. It must be one of the following: add, remove, "
+                                   "replace.")
+                if not isinstance(path, str) or not path.startswith("/") or "/" in path[1:]:
+                    raise SimError(400, "badRequest", f"Invalid JSON pointer for this "
+                                   f"resource: '{path}'")
+                key = path[1:]
+                if key in _READ_ONLY:
+                    raise SimError(403, "forbidden", f"Attribute '{key}' is read-only.")
+                if kind != "remove" and "value" not in op:
+                    raise SimError(400, "badRequest", "Operation objects must contain "
+                                   "exactly one member named \"value\".")
+                value = op.get("value")
+                if key == "protected":
+                    if kind == "remove" or not isinstance(value, bool):
+                        raise SimError(400, "badRequest", "Invalid value for 'protected': "
+                                       "must be a boolean.")
+                    changed.protected = value
+                elif key == "name":
+                    if kind == "remove" or not isinstance(value, str) or len(value) > 255:
+                        raise SimError(400, "badRequest", "Invalid value for 'name'.")
+                    changed.name = value
+                elif key in ("min_disk", "min_ram"):
+                    if kind == "remove" or not isinstance(value, int) or value < 0:
+                        raise SimError(400, "badRequest", f"Invalid value for '{key}'.")
+                    setattr(changed, key, value)
+                elif key in _CORE_FIELDS or key in ("tags", "visibility"):
+                    raise SimError(400, "badRequest", f"The sim does not change '{key}'.")
+                elif kind == "remove":
+                    if key not in changed.properties:
+                        raise SimError(409, "conflict", f"Property {key} does not exist.")
+                    del changed.properties[key]
+                else:
+                    if kind == "replace" and key not in changed.properties:
+                        raise SimError(409, "conflict", f"Property {key} does not exist.")
+                    if not isinstance(value, str) or len(value) > 255:
+                        raise SimError(400, "badRequest", f"Invalid value for '{key}': must "
+                                       "be a string of at most 255 characters.")
+                    changed.properties[key] = value
+            for name in ("name", "protected", "min_disk", "min_ram", "properties"):
+                setattr(image, name, getattr(changed, name))
+            image.updated_at = self.clock()
+            return image
+
+    def server_interfaces(self, server_id: str) -> list[dict[str, Any]]:
+        """`GET /servers/{id}/os-interface` (Nova api-ref "List Port Interfaces"): one
+        attachment per network the server is on."""
+        with self.lock:
+            server = self.get_server(server_id)
+            ids = self.networks()
+            return [{"net_id": ids.get(label, str(uuid.uuid5(NAMESPACE, f"network:{label}"))),
+                     "port_id": str(uuid.uuid5(NAMESPACE, f"port:{server.id}:{label}")),
+                     "port_state": "ACTIVE", "mac_addr": "fa:16:3e:00:00:01",
+                     "fixed_ips": [{"ip_address": server.address,
+                                    "subnet_id": str(uuid.uuid5(NAMESPACE, f"subnet:{label}"))}]}
+                    for label in server.networks]
+
     def query_images(self, filters: dict[str, str], *, sort: list[tuple[str, str]],
                      marker: str | None, limit: int,
                      literal: bool = False) -> tuple[list[Image], bool]:
@@ -1335,6 +1407,11 @@ class World:
 
 # ---- Glance filter helpers ----------------------------------------------------------------
 
+# Glance's read-only image attributes (glance/api/v2/images.py _readonly_properties plus
+# the reserved ones).
+_READ_ONLY = frozenset({"id", "status", "created_at", "updated_at", "size", "virtual_size",
+                        "checksum", "os_hash_algo", "os_hash_value", "self", "file", "schema",
+                        "direct_url", "owner", "locations"})
 _CORE_FIELDS = {"name", "status", "visibility", "owner", "protected", "container_format",
                 "disk_format", "size", "min_disk", "min_ram", "checksum", "os_hidden"}
 

@@ -81,6 +81,23 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     second = _section(out, "bob@#ops-alerts> clock +1d\n")
     assert "deleted 1 old image this schedule made" in second  # a proper plural (issue 19)
     assert "J4 web-1 succeeded" in out
+
+    # 7. Restore tests: --verify boots a throw-away server from the new image and deletes it;
+    #    `/image verify` by name also waits for the console's login prompt.
+    verified = _section(out, "alice@#ops> /image create web-1 --now --name web-1-golden "
+                             "--verify\n")
+    assert "booting `imagebot-verify-J5` (flavor `m1.small`" in verified
+    assert ":white_check_mark: Restore test passed for image `web-1-golden` (V1)" in verified
+    assert "test server `imagebot-verify-J5` deleted" in verified
+    again = _section(out, 'alice@#ops> /image verify web-1-golden --console "login:"\n')
+    assert "Restore test V2 of image web-1-golden queued" in again
+    assert "console showed `login:`, test server `imagebot-verify-J5` deleted" in again
+
+    # 8. A protected image, marked in the image list.
+    assert ":lock: Image web-1-golden is protected" in _section(
+        out, "alice@#ops> /image protect web-1-golden\n")
+    listed = _section(out, "alice@#ops> /image images web-1\n")
+    assert re.search(r"`web-1-golden` · active .* · :lock: protected", listed), listed
     assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
 
 

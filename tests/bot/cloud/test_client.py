@@ -82,6 +82,8 @@ async def test_credentials_refused_is_auth_failed(fake: FakeCloud, cloud: CloudC
 
 
 async def test_403_protected_image_is_forbidden(fake: FakeCloud, cloud: CloudClient) -> None:
+    # Protected after our look (the client refuses an image it sees protected itself).
+    fake.on("GET", rf"/images/{IMAGE_ID}$", httpx.Response(200, json=image_doc()))
     fake.on("DELETE", rf"/images/{IMAGE_ID}$",
             glance_text(403, f"Image {IMAGE_ID} is protected and cannot be deleted."))
     with pytest.raises(Forbidden, match="protected"):
