@@ -64,11 +64,12 @@ async def test_create_and_start_snapshot_from_the_web_view() -> None:
                 await done.first.wait_for(timeout=30_000)
 
                 text = await messages.inner_text()
-                # Always said, in this order (the packaging and uploading replies only for a
-                # phase the engine saw: tests/e2e/helpers.py PHASES).
-                copy, writes = text.find("Copying the disk now"), text.find(
-                    "Writes may resume now")
-                assert 0 <= copy < writes < text.find("✅ Image"), text
+                # Alice pressed Start (the card told her to stop writes): the thread says
+                # "writes may resume", then the result; the phases are card edits.
+                writes = text.find("Writes may resume now")
+                # (The edited card above the thread shows the outcome too.)
+                assert 0 <= writes < text.find("✅ Image", writes), text
+                assert "Copying the disk now" not in text and "Packaging the image" not in text
                 job = await system.runtime.store.run(Store.get_job, "J1")
                 assert job.state == "succeeded" and job.confirmed_by == "U0ALICE"
 
