@@ -12,7 +12,7 @@ token holds back only itself. Among the items that can go now, the most urgent t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,14 +129,18 @@ class OutboxLanes:
                 continue  # the card is not posted yet; posting it renders the newest state
             yield urgency(item), item
 
-    def choose(self, now: datetime, pace_delay: Callable[[Lane], float]) -> Choice:
-        """The most urgent item that can go now; `pace_delay(lane)` is the pacer's wait."""
+    def choose(self, now: datetime, pace_delay: Callable[[Lane], float],
+               busy: Collection[Lane] = ()) -> Choice:
+        """The most urgent item that can go now; `pace_delay(lane)` is the pacer's wait;
+        `busy` lanes have a call in flight (their items, still queued, wait for it)."""
         best: tuple[int, int, OutboxMessage] | None = None
         choice = Choice()
         for rank, item in self._candidates():
             if best is not None and (rank, item.id) >= best[:2]:
                 continue
             item_lane = lane(item)
+            if item_lane in busy:
+                continue
             wait = max((at - now).total_seconds() for at in (
                 item.next_attempt_at or now, self.held.get(item_lane, now)))
             if wait > 0:

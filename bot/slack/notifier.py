@@ -26,7 +26,7 @@ from bot.errors import JobError, SlackRejected, SlackUnavailable
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
 from bot.loops import run_until
-from bot.slack.lanes import Choice, OutboxLanes, lane
+from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
 from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage, Store
@@ -123,18 +123,39 @@ class Notifier:
             await self.store.run(Store.mark_superseded, superseded)
 
     async def _drain(self) -> Choice:
-        """Send what may go now, most urgent first; a commit during a send (`wake`) is read
-        before the next choice, so a new urgent reply never waits behind older work."""
+        """Send what may go now, most urgent first, one call at a time per lane (a channel's
+        posts, card edits, ...) and lanes side by side: a slow or waiting channel holds back
+        no other. A commit during a send (`wake`) is read before the next choice, so a new
+        urgent reply never waits behind older work."""
         await self._refresh()
-        while True:
-            choice = self.lanes.choose(
-                self.clock(), lambda key: self.pacer.delay(key[0], key[1], self.pace_clock()))
-            if choice.item is None:
-                break
-            await self._send(choice.item)
-            if self.wake.is_set():
-                self.wake.clear()
-                await self._refresh()
+        sending: dict[Lane, asyncio.Task[None]] = {}
+        woken: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                choice = self.lanes.choose(
+                    self.clock(), lambda key: self.pacer.delay(key[0], key[1], self.pace_clock()),
+                    busy=set(sending))
+                if choice.item is not None:
+                    sending[lane(choice.item)] = asyncio.create_task(self._send(choice.item))
+                    continue
+                if not sending:
+                    break
+                woken = woken or asyncio.create_task(self.wake.wait())
+                await asyncio.wait([*sending.values(), woken],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for key, task in list(sending.items()):
+                    if task.done():
+                        del sending[key]
+                        task.result()  # a bug in _send is not swallowed
+                if woken.done():
+                    woken = None
+                    self.wake.clear()
+                    await self._refresh()
+        finally:
+            if woken is not None:
+                woken.cancel()
+            if sending:  # cancelled mid-send: let the sends finish their bookkeeping
+                await asyncio.gather(*sending.values(), return_exceptions=True)
         if self.web.metrics:
             self.web.metrics.outbox_depth.set(len(self.lanes))
         return choice
