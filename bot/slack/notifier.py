@@ -111,10 +111,10 @@ class Notifier:
                 return sent
             await self.sleep(choice.pace)
 
-    async def _refresh(self) -> None:
-        """Read only what is new (ids grow in commit order); now and then, everything again,
-        which also picks up items changed outside the notifier (a requeue from the CLI)."""
-        if self.pace_clock() >= self._resync_at:
+    async def _refresh(self, *, resync: bool = False) -> None:
+        """Read only what is new (ids grow in commit order); now and then (`resync`, between
+        sends), everything again, which also picks up items changed outside the notifier."""
+        if resync and self.pace_clock() >= self._resync_at:
             self.lanes = OutboxLanes(held=self.lanes.held)  # Retry-After still counts
             self._resync_at = self.pace_clock() + RESYNC_SECONDS
         items = await self.store.run(Store.outbox_after, self.lanes.cursor)
@@ -127,7 +127,7 @@ class Notifier:
         posts, card edits, ...) and lanes side by side: a slow or waiting channel holds back
         no other. A commit during a send (`wake`) is read before the next choice, so a new
         urgent reply never waits behind older work."""
-        await self._refresh()
+        await self._refresh(resync=True)
         sending: dict[Lane, asyncio.Task[None]] = {}
         woken: asyncio.Task[bool] | None = None
         try:
@@ -139,7 +139,11 @@ class Notifier:
                     sending[lane(choice.item)] = asyncio.create_task(self._send(choice.item))
                     continue
                 if not sending:
-                    break
+                    if not self.wake.is_set():
+                        break  # (no await between here and run_until's clear: no lost wake)
+                    self.wake.clear()
+                    await self._refresh()
+                    continue
                 woken = woken or asyncio.create_task(self.wake.wait())
                 await asyncio.wait([*sending.values(), woken],
                                    return_when=asyncio.FIRST_COMPLETED)
