@@ -25,11 +25,14 @@ class Post:
 
 def ideal_times(posts: Sequence[Post], rate: float, burst: float) -> dict[tuple[str, str], float]:
     """When the ideal notifier delivers each post of one channel: {(thread, label): time}."""
+    # Times relative to the first post: epoch seconds (1.7e9) cannot hold the small steps of
+    # a refill, and a step that rounds away would never end.
+    origin = min((p.ready for p in posts), default=0.0)
     queues: dict[str, list[Post]] = {}
     for post in sorted(posts, key=lambda p: p.ready):
-        queues.setdefault(post.thread, []).append(post)
-    tokens, updated, now = burst, 0.0, min((p.ready for p in posts), default=0.0)
-    updated = now
+        queues.setdefault(post.thread, []).append(
+            Post(post.thread, post.ready - origin, post.urgent, post.label))
+    tokens, updated, now = burst, 0.0, 0.0
     sent: dict[tuple[str, str], float] = {}
     while queues:
         ready = [(not any(p.urgent and p.ready <= now for p in q), q[0].ready, key)
@@ -39,7 +42,7 @@ def ideal_times(posts: Sequence[Post], rate: float, burst: float) -> dict[tuple[
             continue
         tokens = min(burst, tokens + (now - updated) * rate)
         updated = now
-        if tokens < 1.0:
+        if tokens < 1.0 - 1e-9:
             now += (1.0 - tokens) / rate
             continue
         _, _, key = min(ready)
@@ -47,5 +50,5 @@ def ideal_times(posts: Sequence[Post], rate: float, burst: float) -> dict[tuple[
         if not queues[key]:
             del queues[key]
         tokens -= 1.0
-        sent[(post.thread, post.label)] = now
+        sent[(post.thread, post.label)] = origin + now
     return sent

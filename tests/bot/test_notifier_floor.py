@@ -27,3 +27,12 @@ def test_an_idle_channel_refills_its_burst() -> None:
              Post("J3", 10.0, True, "b")]
     times = ideal_times(posts, rate=0.5, burst=2.0)
     assert times[("J2", "a")] == 10.0 and times[("J3", "b")] == 10.0
+
+
+def test_epoch_times_end() -> None:
+    # Ready times are epoch seconds in the benchmarks: a refill step must not round away.
+    start = 1_764_662_400.123
+    posts = [Post(f"J{i}", start, i % 2 == 0, "card") for i in range(50)]
+    times = ideal_times(posts, rate=20.0, burst=3.0)
+    assert len(times) == 50
+    assert abs(max(times.values()) - start - (50 - 3) / 20.0) < 1e-6
