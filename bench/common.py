@@ -22,6 +22,7 @@ class Row:
     anchor_label: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    id: str = ""  # a stable name for the row (issue #17), e.g. "writes_p95_s_10x10"
 
     @property
     def ratio(self) -> float | None:

@@ -52,6 +52,9 @@ CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
 QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
 IMAGE_SWEEP_TICKS = 5
+# The events that get a thread reply: where a person must or may act (issue #17). Packaging and
+# uploading are card edits; the result is the final reply.
+THREAD_EVENTS = frozenset({"phase:snapshotting", "writes_may_resume"})
 
 
 def default_image_name(job: Job, now: datetime) -> str:
@@ -261,6 +264,8 @@ class Engine:
                                     thread_key=after.id, payload=payload))
 
         for event in events:
+            if event not in THREAD_EVENTS:
+                continue  # other phases show on the card (its timeline), not as replies
             reply = render.phase_reply(after, event, now)
             if reply:
                 # Without a thread (bot not in the channel) only what a person must act on goes
@@ -416,7 +421,12 @@ class Engine:
         now = self.clock()
         fields = {"image_id": image_id, "task_state": task_state, "snapshot_started_at": now,
                   "deadline_at": now + self.deadlines.snapshot}
-        await self._move(job, jobs.SNAPSHOTTING, fields, ("phase:snapshotting",), "image_created")
+        # Whoever pressed Start snapshot read "stop writes" on the card; a `--now` (or
+        # scheduled) job's thread says it when the copy starts.
+        clicked = any(e.event == "confirmed" for e in await self.store.run(Store.job_events,
+                                                                          job.id))
+        events = () if clicked else ("phase:snapshotting",)
+        await self._move(job, jobs.SNAPSHOTTING, fields, events, "image_created")
 
     async def _reconcile(self, job: Job) -> None:
         """A job in `submitting`: find its image by metadata, or try createImage again."""

@@ -6,18 +6,17 @@ and a retryable failure holds back the rest of its thread, so later items never 
 ones. A permanent refusal falls back once (a shorter message, the response_url, the channel
 policy's notification channel) and is logged once; a job whose parent cannot be posted goes on
 without a thread instead of waiting for it forever.
-Parent messages are re-rendered from the job's current row when sent, which coalesces several
-state changes into one `chat.update`.
+Parent messages are re-rendered from the job's current row when sent, so of several card
+edits waiting for the same card only the newest goes (`lanes`: one queue per thread for posts,
+one edit per card, a pacer per Slack method and channel, the most urgent thread first).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from bot.errors import JobError, SlackRejected, SlackUnavailable
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
 from bot.loops import run_until
+from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
 from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage, Store
@@ -45,25 +45,8 @@ CONTENT_REFUSALS = frozenset({"msg_too_long", "invalid_blocks", "invalid_blocks_
                               "metadata_too_large", "no_text", "markdown_text_conflict"})
 SHORT_TEXT = 3000
 MAX_BACKOFF = 300.0
-UNSENT_HORIZON = timedelta(days=36500)  # "due by then" = every unsent item
-
-
-def order_key(item: OutboxMessage) -> str:
-    """Items with the same key are delivered in the order they were written."""
-    if item.job_id or item.thread_key:
-        return f"job:{item.job_id or item.thread_key}"
-    return f"channel:{item.channel}"
-
-
-def urgency(item: OutboxMessage) -> int:
-    """0 is most urgent: what a person waits on to act (writes may resume, the result)."""
-    if item.kind == "reply" and (item.payload.get("final") or item.payload.get("must_reach")):
-        return 0
-    if item.kind in ("post_parent", "ephemeral", "respond"):
-        return 1
-    if item.kind in ("reply", "channel_post"):
-        return 2
-    return 3  # update_parent: the parent is re-rendered from the row whenever it goes
+OUTAGE_PROBE = 2.0  # seconds a lane waits after Slack failed without a Retry-After
+RESYNC_SECONDS = 60.0  # how often the whole unsent outbox is read again
 
 
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
@@ -97,75 +80,121 @@ class Notifier:
         # Slack's limits run on real time, not on the (shiftable) business clock.
         self.pace_clock = pace_clock
         self.wake = asyncio.Event()
+        self.lanes = OutboxLanes()
+        self.sent = 0  # items delivered since start (for flush's count and the benchmarks)
+        self._resync_at = 0.0
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
-        """Flush until `stop` is set; wakes early when `wake` is set."""
+        """Deliver until `stop` is set. Each iteration first reads what was committed since
+        the last one, sends whatever may go now, and then sleeps until the next token or
+        retry time, `idle` at most; `wake` (set on every commit) ends the sleep early."""
 
         async def step() -> float:
-            await self.flush()
-            return idle
+            choice = await self._drain()
+            waits = [w for w in (choice.pace, choice.due) if w is not None]
+            return min([idle, *waits])
 
         await run_until(stop, self.wake, step, name="notifier", fallback=idle)
 
-    async def flush(self, limit: int = 500) -> int:
-        """One pass over unsent outbox items; returns how many were delivered.
-
-        Order is kept within each job's thread (parent first, phases in order) and among
-        messages that belong to no job in a channel. Threads need no order among themselves,
-        so under a backlog the thread with the most urgent message waiting (writes may resume,
-        a final result) goes first. An item not due yet holds back the rest of its thread; a
-        retryable failure also holds back its channel for this pass (Slack limits per channel).
-        """
-        now = self.clock()
-        items = await self.store.run(Store.pending_outbox, now + UNSENT_HORIZON, limit=limit)
-        queues: dict[str, deque[OutboxMessage]] = {}
-        for item in items:
-            queues.setdefault(order_key(item), deque()).append(item)
-        ready = [(min(urgency(i) for i in queue), queue[0].id, key)
-                 for key, queue in queues.items()]
-        heapq.heapify(ready)
-        held_channels: set[str] = set()
+    async def flush(self) -> int:
+        """Deliver everything due now, waiting for pacing tokens as needed (retries due later
+        stay queued); returns how many items were delivered."""
         sent = 0
-        while ready:
-            rank, _, key = heapq.heappop(ready)
-            queue = queues[key]
-            item = queue[0]
-            if item.channel in held_channels or (
-                    item.next_attempt_at is not None and item.next_attempt_at > now):
-                continue  # the rest of this thread waits for the next pass
-            queue.popleft()
-            if item.kind == "update_parent" and any(o.kind == "update_parent" for o in queue):
-                await self.store.run(Store.mark_sent, item.id)  # a later refresh renders the same row
-            else:
-                try:
-                    await self._deliver(item)
-                except SlackUnavailable as exc:
-                    delay = backoff_delay(item.attempts, exc.retry_after)
-                    await self.store.run(Store.mark_failed,
-                        item.id, retry_at=self.clock() + timedelta(seconds=delay),
-                        error=str(exc))
-                    # Said once per item; the retries that follow are routine.
-                    level = (logging.DEBUG if isinstance(exc, _ParentPending)
-                             else logging.WARNING if item.attempts == 0 else logging.INFO)
-                    log.log(level, "slack unavailable, retrying outbox item %s in %.1fs: %s",
-                            item.id, delay, exc)
-                    held_channels.add(item.channel)
+        while True:
+            before = self.sent
+            choice = await self._drain()
+            sent += self.sent - before
+            if choice.pace is None:
+                return sent
+            await self.sleep(choice.pace)
+
+    async def _refresh(self, *, resync: bool = False) -> None:
+        """Read only what is new (ids grow in commit order); now and then (`resync`, between
+        sends), everything again, which also picks up items changed outside the notifier."""
+        if resync and self.pace_clock() >= self._resync_at:
+            self.lanes = OutboxLanes(held=self.lanes.held)  # Retry-After still counts
+            self._resync_at = self.pace_clock() + RESYNC_SECONDS
+        items = await self.store.run(Store.outbox_after, self.lanes.cursor)
+        superseded = self.lanes.add(items)
+        if superseded:
+            await self.store.run(Store.mark_superseded, superseded)
+
+    async def _drain(self) -> Choice:
+        """Send what may go now, most urgent first, one call at a time per lane (a channel's
+        posts, card edits, ...) and lanes side by side: a slow or waiting channel holds back
+        no other. A commit during a send (`wake`) is read before the next choice, so a new
+        urgent reply never waits behind older work."""
+        await self._refresh(resync=True)
+        sending: dict[Lane, asyncio.Task[None]] = {}
+        woken: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                choice = self.lanes.choose(
+                    self.clock(), lambda key: self.pacer.delay(key[0], key[1], self.pace_clock()),
+                    busy=set(sending))
+                if choice.item is not None:
+                    sending[lane(choice.item)] = asyncio.create_task(self._send(choice.item))
                     continue
-                except (SlackRejected, JobError) as exc:
-                    log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
-                    await self.store.run(Store.mark_failed, item.id, retry_at=None, error=str(exc))
-                    if item.kind == "post_parent" and item.job_id:
-                        await self._no_thread(str(item.job_id))
-                else:
-                    sent += 1
-            if queue:
-                heapq.heappush(ready, (min(urgency(i) for i in queue), queue[0].id, key))
+                if not sending:
+                    if not self.wake.is_set():
+                        break  # (no await between here and run_until's clear: no lost wake)
+                    self.wake.clear()
+                    await self._refresh()
+                    continue
+                woken = woken or asyncio.create_task(self.wake.wait())
+                await asyncio.wait([*sending.values(), woken],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for key, task in list(sending.items()):
+                    if task.done():
+                        del sending[key]
+                        task.result()  # a bug in _send is not swallowed
+                if woken.done():
+                    woken = None
+                    self.wake.clear()
+                    await self._refresh()
+        finally:
+            if woken is not None:
+                woken.cancel()
+            if sending:  # cancelled mid-send: let the sends finish their bookkeeping
+                await asyncio.gather(*sending.values(), return_exceptions=True)
         if self.web.metrics:
-            self.web.metrics.outbox_depth.set(await self.store.run(Store.outbox_depth))
-        return sent
+            self.web.metrics.outbox_depth.set(len(self.lanes))
+        return choice
+
+    async def _send(self, item: OutboxMessage) -> None:
+        """Deliver one item and record the outcome, in the store and in the lanes."""
+        try:
+            await self._deliver(item)
+        except SlackUnavailable as exc:
+            delay = backoff_delay(item.attempts, exc.retry_after)
+            retry_at = self.clock() + timedelta(seconds=delay)
+            await self.store.run(Store.mark_failed, item.id, retry_at=retry_at, error=str(exc))
+            # The stored row is the truth for the next try (e.g. `posting_at`: look first).
+            self.lanes.retry(await self.store.run(Store.outbox_item, item.id))
+            if not isinstance(exc, _ParentPending):
+                # Slack's limit (or Slack itself) is what failed, not this thread: the lane
+                # waits for Retry-After, or briefly while Slack is away (one probe, not one
+                # failing call per thread).
+                hold = delay if exc.retry_after is not None else min(delay, OUTAGE_PROBE)
+                self.lanes.hold(lane(item), self.clock() + timedelta(seconds=hold))
+            # Said once per item; the retries that follow are routine.
+            level = (logging.DEBUG if isinstance(exc, _ParentPending)
+                     else logging.WARNING if item.attempts == 0 else logging.INFO)
+            log.log(level, "slack unavailable, retrying outbox item %s in %.1fs: %s",
+                    item.id, delay, exc)
+            return
+        except (SlackRejected, JobError) as exc:
+            log.error("dropping outbox item %s (%s): %s", item.id, item.kind, exc)
+            await self.store.run(Store.mark_failed, item.id, retry_at=None, error=str(exc))
+            self.lanes.done(item)
+            if item.kind == "post_parent" and item.job_id:
+                await self._no_thread(str(item.job_id))
+            return
+        self.lanes.done(item)
+        self.sent += 1
 
     async def _paced(self, method: str, channel: str) -> None:
         delay = self.pacer.delay(method, channel, self.pace_clock())

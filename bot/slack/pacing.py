@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+EPSILON = 1e-9
+
 
 @dataclass
 class TokenBucket:
@@ -21,7 +23,9 @@ class TokenBucket:
     def delay(self, now: float) -> float:
         """Seconds to wait before one more call would be within the limit."""
         self._refill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+        # A rounding error short of a token is a token: a wait of 1e-15 s would never end on a
+        # clock that cannot advance by that little.
+        return 0.0 if self.tokens >= 1.0 - EPSILON else (1.0 - self.tokens) / self.rate
 
     def take(self, now: float) -> None:
         """Record one call made at `now`."""

@@ -39,6 +39,24 @@ class OutboxTables(StoreBase):
                       [dt_out(now)])
         return self._select("outbox", outbox_row, where, order="id", limit=limit)
 
+    def outbox_after(self, after_id: int) -> list[OutboxMessage]:
+        """Every unsent, not given-up item with an id above `after_id`, in id order (ids grow
+        in commit order: SQLite has one writer and the table is AUTOINCREMENT), so a reader
+        that remembers the last id it saw reads only what is new."""
+        where = Where(["sent_at IS NULL", "next_attempt_at IS NOT NULL", "id > ?"], [after_id])
+        return self._select("outbox", outbox_row, where, order="id")
+
+    def mark_superseded(self, outbox_ids: Sequence[int]) -> None:
+        """Card edits made pointless by a newer edit of the same card (which renders the
+        card's current state) are closed without a call to Slack."""
+        if not outbox_ids:
+            return
+        with self._tx():
+            self.db.conn.executemany(
+                "UPDATE outbox SET sent_at = ?, error = 'superseded' WHERE id = ? "
+                "AND sent_at IS NULL AND kind = 'update_parent'",
+                [(dt_out(self._now()), i) for i in outbox_ids])
+
     def mark_sent(self, outbox_id: int, result_ts: str | None = None) -> None:
         """The item was delivered (Slack's `ts` when it made a message)."""
         self._update("outbox", {"sent_at": dt_out(self._now()), "result_ts": result_ts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class FakeWeb:
         ts = f"{len(self.calls) + 1}.0"
         self.posted[outbox_id] = ts  # Slack keeps the message even if the answer is lost
         self._record("post", channel, text)
-        return "C0OPS", ts
+        return channel, ts
 
     async def find_posted(self, channel: str, outbox_id: int, **_: Any) -> tuple[str, str] | None:
         self.lookups += 1
@@ -71,12 +72,12 @@ def reply(job: str, text: str, **flags: Any) -> OutboxItem:
                       payload={"text": text, **flags})
 
 
-async def new_job(store: AsyncStore, *items: OutboxItem) -> str:
-    job, _ = await store.run(Store.create_job, server_ref="web-1", requested_by="U0ALICE", channel="C0OPS",
+async def new_job(store: AsyncStore, *items: OutboxItem, channel: str = "C0OPS") -> str:
+    job, _ = await store.run(Store.create_job, server_ref="web-1", requested_by="U0ALICE", channel=channel,
                                     state=jobs.QUEUED,
-                                    outbox=[OutboxItem(kind="post_parent", channel="C0OPS")])
+                                    outbox=[OutboxItem(kind="post_parent", channel=channel)])
     await store.run(Store.update_job, job.id, fields={}, outbox=[
-        OutboxItem(kind=i.kind, channel=i.channel, job_id=job.id, thread_key=job.id,
+        OutboxItem(kind=i.kind, channel=channel, job_id=job.id, thread_key=job.id,
                    payload=i.payload) for i in items])
     return job.id
 
@@ -221,5 +222,124 @@ async def test_the_fallback_card_keeps_its_buttons_and_is_sent_once(tmp_path: Pa
         before = len(web.calls)
         await notifier.flush()
         assert len(web.calls) == before and await store.run(Store.outbox_depth) == 0
+    finally:
+        await store.close()
+
+
+def edit(job: str) -> OutboxItem:
+    return OutboxItem(kind="update_parent", channel="C0OPS", job_id=job, thread_key=job,
+                      payload={})
+
+
+async def test_only_the_newest_edit_of_a_card_goes_and_no_reply_is_dropped(tmp_path: Path) -> None:
+    web = FakeWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        job_id = await new_job(store)
+        assert await notifier.flush() == 1
+        await store.run(Store.update_job, job_id, fields={}, outbox=[
+            edit(job_id), reply(job_id, "one"), edit(job_id), reply(job_id, "two"),
+            edit(job_id)])
+        assert await notifier.flush() == 3  # two replies and one edit; two edits superseded
+        # (Edits have their own lane: the one edit may go between the replies.)
+        assert sorted(m for m, _, _ in web.calls) == ["post", "post", "post", "update"]
+        assert [t for m, _, t in web.calls if m == "post"][1:] == ["one", "two"]
+        assert await store.run(Store.outbox_depth) == 0
+        errors = [(await store.run(Store.outbox_item, i)).error for i in range(2, 7)]
+        assert errors == ["superseded", None, "superseded", None, None]
+    finally:
+        await store.close()
+
+
+async def test_a_new_urgent_reply_goes_next_not_after_the_backlog(tmp_path: Path) -> None:
+    store: AsyncStore | None = None
+
+    class CommittingWeb(FakeWeb):
+        """While the first backlog reply is being sent, the engine commits "writes may
+        resume" for another job and wakes the notifier (as `on_change` does)."""
+
+        async def post(self, channel: str, text: str, *args: Any, **kw: Any) -> tuple[str, str]:
+            if text == "backlog-0":
+                assert store is not None
+                await store.run(Store.update_job, "J2", fields={},
+                                outbox=[reply("J2", "resume", must_reach=True)])
+                notifier.wake.set()
+            return await super().post(channel, text, *args, **kw)
+
+    web = CommittingWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store)
+        await new_job(store)
+        assert await notifier.flush() == 2  # both cards
+        await store.run(Store.update_job, "J1", fields={}, outbox=[
+            reply("J1", f"backlog-{i}") for i in range(5)])
+        assert await notifier.flush() == 6
+        texts = [t for _, _, t in web.calls][2:]
+        assert texts[:2] == ["backlog-0", "resume"], texts
+    finally:
+        await store.close()
+
+
+async def test_a_channel_out_of_tokens_does_not_hold_back_another(tmp_path: Path) -> None:
+    pace_now = [100.0]
+
+    class TimedWeb(FakeWeb):
+        def __init__(self) -> None:
+            super().__init__()
+            self.at: dict[str, float] = {}
+
+        def _record(self, method: str, channel: str, text: str) -> None:
+            self.at[text] = pace_now[0]
+            super()._record(method, channel, text)
+
+    async def sleep(seconds: float) -> None:
+        pace_now[0] += seconds
+
+    web = TimedWeb()
+    store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
+    notifier = Notifier(store, web, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
+                        pacer=SlackPacer(), pace_clock=lambda: pace_now[0])
+    try:
+        await new_job(store, *(reply("", f"busy-{i}") for i in range(4)), channel="C0BUSY")
+        await new_job(store, reply("", "quiet"), channel="C0QUIET")
+        assert await notifier.flush() == 7
+        # C0BUSY spends its burst (card + one reply) and waits for tokens; meanwhile C0QUIET's
+        # card and reply go at once instead of queueing behind it.
+        assert web.at["quiet"] == 100.0
+        assert web.at["busy-0"] == 100.0 < web.at["busy-1"] < web.at["busy-2"]
+        assert [c for _, c, t in web.calls if t.startswith("busy")] == ["C0BUSY"] * 4
+        pacer = SlackPacer()
+        assert web.at["busy-3"] - 100.0 >= (5 - pacer.post_burst) / pacer.post_rate - 1e-6
+    finally:
+        await store.close()
+
+
+async def test_a_slow_call_in_one_channel_does_not_hold_back_another(tmp_path: Path) -> None:
+    class SlowWeb(FakeWeb):
+        """Slack takes its time answering the post in C0SLOW: it answers only once the post
+        in C0FAST went out (a notifier calling Slack one channel after another would wait
+        forever here, and fail on the timeout)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fast_done = asyncio.Event()
+
+        async def post(self, channel: str, text: str, *args: Any, **kw: Any) -> tuple[str, str]:
+            if text == "slow":
+                await asyncio.wait_for(self.fast_done.wait(), timeout=5)
+            answer = await super().post(channel, text, *args, **kw)
+            if text == "fast":
+                self.fast_done.set()
+            return answer
+
+    web = SlowWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "slow"), channel="C0SLOW")
+        await new_job(store, reply("", "fast"), channel="C0FAST")
+        assert await notifier.flush() == 4
+        texts = [t for _, _, t in web.calls]
+        assert texts.index("fast") < texts.index("slow")
     finally:
         await store.close()

@@ -36,3 +36,14 @@ def test_scale_speeds_up_every_rate() -> None:
         slow.take("chat.update", "", 0.0)
         fast.take("chat.update", "", 0.0)
     assert fast.delay("chat.update", "", 0.0) * 20 == slow.delay("chat.update", "", 0.0)
+
+
+def test_after_waiting_the_delay_a_call_may_go_despite_rounding() -> None:
+    # Waiting exactly `delay` must leave a whole token: a float a hair short of one would ask
+    # for a 1e-15 s wait that a clock cannot advance by (the notifier would spin).
+    bucket = TokenBucket(rate=0.9, burst=2.0)
+    now = 100.0
+    for _ in range(50):
+        now += bucket.delay(now)
+        assert bucket.delay(now) == 0.0
+        bucket.take(now)

@@ -39,21 +39,15 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     created = _section(out, "alice@#ops> /image create web-1\n")
     assert "Before you press Start snapshot" in created
     assert "[1 Start snapshot] [2 Cancel]" in created
-    # The thread (the card above it states the result too).
-    started = _section(out, "alice@#ops> click 1\n").split("\n    ↳ ", 1)[1]
-    # The copy, "writes may resume" and the result are always said, in that order; packaging
-    # and uploading only when the engine saw that phase (at the tour's speed one can pass
-    # between two polls on a busy machine), and then in their place.
-    # (The card, printed above the thread, shows the final line too: search in thread order.)
-    at = started.find("Copying the disk now")
-    assert at >= 0, started
-    for phase, always in (("Writes may resume now", True), ("Packaging the image", False),
-                          ("Uploading the image", False),
-                          (":white_check_mark: Image `web-1-", True)):
-        found = started.find(phase, at)
-        assert found > at or not always, (phase, started)
-        if found > at:
-            at = found
+    started = _section(out, "alice@#ops> click 1\n")
+    # Whoever pressed Start read "stop writes" on the card: the thread says "writes may
+    # resume" and the result, in that order; the copy, packaging and uploading are card edits.
+    # (The edited card shows the outcome too, above its thread: look for the reply after.)
+    writes = started.find("Writes may resume now")
+    assert writes >= 0 and "(also sent to the channel): :white_check_mark: Image `web-1-" in \
+        started[writes:], started
+    for phase in ("Copying the disk now", "Packaging the image", "Uploading the image"):
+        assert phase not in started, phase
 
     # 2. The killed upload fails and says why.
     failed = _section(out, "alice@#ops> /image create web-2 --now\n")
@@ -72,32 +66,13 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
 
     # 5. A day later the scheduled run images web-1; results go to #ops-alerts.
     alerts = _section(out, "bob@#ops> in #ops-alerts\n")
-    # The card names the run and its schedule (issue 19: not "Requested by schedule:S1").
-    assert "Scheduled run of S1 (daily at 03:00 UTC)" in alerts
-    assert ":white_check_mark: Image `web-1-" in alerts
+    assert "schedule S1" in alerts and ":white_check_mark: Image `web-1-" in alerts
     assert "Retention: nothing to delete" in alerts
 
     # 6. The second run's retention deletes the first run's image.
     second = _section(out, "bob@#ops-alerts> clock +1d\n")
-    assert "deleted 1 old image this schedule made" in second  # a proper plural (issue 19)
+    assert "deleted 1 old image(s)" in second
     assert "J4 web-1 succeeded" in out
-
-    # 7. Restore tests: --verify boots a throw-away server from the new image and deletes it;
-    #    `/image verify` by name also waits for the console's login prompt.
-    verified = _section(out, "alice@#ops> /image create web-1 --now --name web-1-golden "
-                             "--verify\n")
-    assert "booting `imagebot-verify-J5` (flavor `m1.small`" in verified
-    assert ":white_check_mark: Restore test passed for image `web-1-golden` (V1)" in verified
-    assert "test server `imagebot-verify-J5` deleted" in verified
-    again = _section(out, 'alice@#ops> /image verify web-1-golden --console "login:"\n')
-    assert "Restore test V2 of image web-1-golden queued" in again
-    assert "console showed `login:`, test server `imagebot-verify-J5` deleted" in again
-
-    # 8. A protected image, marked in the image list.
-    assert ":lock: Image web-1-golden is protected" in _section(
-        out, "alice@#ops> /image protect web-1-golden\n")
-    listed = _section(out, "alice@#ops> /image images web-1\n")
-    assert re.search(r"`web-1-golden` · active .* · :lock: protected", listed), listed
     assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
 
 
@@ -123,11 +98,9 @@ def test_a_refusal_without_bang_fails_the_script(capsys: pytest.CaptureFixture[s
 
 def test_a_job_still_running_after_the_timeout_fails_the_script(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    # A real-time cloud (the image takes minutes). A `fault stuck` job no longer counts: it
-    # waits on the cloud until `clock` passes its deadline (tests/sandbox/test_console.py).
-    script = tmp_path / "slow.txt"
-    script.write_text("/image create web-1 --now\n", encoding="utf-8")
-    code = main(["sandbox", "--script", str(script), "--speed", "1", "--slack-rate", "20",
+    script = tmp_path / "stuck.txt"
+    script.write_text("fault stuck web-1\n/image create web-1 --now\n", encoding="utf-8")
+    code = main(["sandbox", "--script", str(script), "--speed", "200", "--slack-rate", "20",
                  "--timeout", "1.5"])
     err = capsys.readouterr().err
     assert code == 1

@@ -1,0 +1,156 @@
+"""What the notifier sends next: the unsent outbox in memory, as queues, decided purely.
+
+Posts (card, replies, channel posts, private answers) queue per thread: within one thread they
+go in the order they were written. Card edits are a queue of their own with at most one edit
+per card: the card is re-rendered from the job's row when it goes, so an older edit waiting
+behind a newer one says nothing new and is dropped (superseded). Every item goes through a
+lane (a Slack method and, for posts, a channel) with its own pacing: a channel waiting for its
+token holds back only itself. Among the items that can go now, the most urgent thread wins
+("writes may resume", the result), then the oldest item.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.store import OutboxMessage
+from bot.vocabulary import OutboxKind
+
+Lane = tuple[str, str]  # (Slack method, channel or "" for workspace-wide limits)
+EDIT = OutboxKind.UPDATE_PARENT
+
+
+def order_key(item: OutboxMessage) -> str:
+    """Items with the same key are delivered in the order they were written."""
+    if item.job_id or item.thread_key:
+        return f"job:{item.job_id or item.thread_key}"
+    return f"channel:{item.channel}"
+
+
+def urgency(item: OutboxMessage) -> int:
+    """0 is most urgent: what a person waits on to act (writes may resume, the result)."""
+    if item.kind == OutboxKind.REPLY and (item.payload.get("final")
+                                          or item.payload.get("must_reach")):
+        return 0
+    if item.kind in (OutboxKind.POST_PARENT, OutboxKind.EPHEMERAL, OutboxKind.RESPOND):
+        return 1
+    if item.kind in (OutboxKind.REPLY, OutboxKind.CHANNEL_POST):
+        return 2
+    return 3  # a card edit: the card already shows the state it had when it was last sent
+
+
+def lane(item: OutboxMessage) -> Lane:
+    """The Slack limit an item is paced by (Slack counts per method; posts also per channel)."""
+    if item.kind == EDIT:
+        return ("chat.update", "")
+    if item.kind == OutboxKind.EPHEMERAL:
+        return ("chat.postEphemeral", "")
+    if item.kind == OutboxKind.RESPOND:
+        return ("respond", "")  # response_url: counted per message (5 uses), not paced
+    return ("chat.postMessage", item.channel)
+
+
+@dataclass
+class Choice:
+    """The item to send now (if any), else how long until one may go: `pace` seconds of
+    Slack's clock (a token refills), `due` seconds of the business clock (a retry time)."""
+
+    item: OutboxMessage | None = None
+    pace: float | None = None
+    due: float | None = None
+
+
+@dataclass
+class OutboxLanes:
+    """The unsent outbox, fed by `add` in id order; `choose` says what goes next."""
+
+    threads: dict[str, deque[OutboxMessage]] = field(default_factory=dict)
+    edits: dict[str, OutboxMessage] = field(default_factory=dict)  # card key -> newest edit
+    held: dict[Lane, datetime] = field(default_factory=dict)  # Retry-After per lane
+    cursor: int = 0  # the highest outbox id seen
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.threads.values()) + len(self.edits)
+
+    def add(self, items: Iterable[OutboxMessage]) -> list[int]:
+        """Take in newly read items; returns the ids of edits superseded by a newer one."""
+        superseded: list[int] = []
+        for item in sorted(items, key=lambda i: i.id):
+            if item.id <= self.cursor:
+                continue  # already known
+            self.cursor = item.id
+            if item.kind != EDIT:
+                self.threads.setdefault(order_key(item), deque()).append(item)
+                continue
+            older = self.edits.get(order_key(item))
+            if older is not None:
+                superseded.append(older.id)
+            self.edits[order_key(item)] = item
+        return superseded
+
+    def done(self, item: OutboxMessage) -> None:
+        """The item was delivered or given up: it leaves its queue."""
+        key = order_key(item)
+        if item.kind == EDIT:
+            if key in self.edits and self.edits[key].id == item.id:
+                del self.edits[key]
+            return
+        queue = self.threads.get(key)
+        if queue and queue[0].id == item.id:
+            queue.popleft()
+            if not queue:
+                del self.threads[key]
+
+    def retry(self, item: OutboxMessage) -> None:
+        """The item failed for now: `item` is its row as stored after the failure (its retry
+        time, and whether a post was attempted); it, and the rest of its thread, wait."""
+        key = order_key(item)
+        if item.kind == EDIT:
+            if key in self.edits and self.edits[key].id == item.id:
+                self.edits[key] = item
+            return
+        queue = self.threads.get(key)
+        if queue and queue[0].id == item.id:
+            queue[0] = item
+
+    def hold(self, item_lane: Lane, until: datetime) -> None:
+        """Slack asked us to wait (Retry-After) before calling this lane again."""
+        self.held[item_lane] = max(until, self.held.get(item_lane, until))
+
+    def _candidates(self) -> Iterable[tuple[int, OutboxMessage]]:
+        for queue in self.threads.values():
+            yield min(urgency(i) for i in queue), queue[0]
+        for key, item in self.edits.items():
+            waiting = self.threads.get(key)
+            if waiting and waiting[0].kind == OutboxKind.POST_PARENT:
+                continue  # the card is not posted yet; posting it renders the newest state
+            yield urgency(item), item
+
+    def choose(self, now: datetime, pace_delay: Callable[[Lane], float],
+               busy: Collection[Lane] = ()) -> Choice:
+        """The most urgent item that can go now; `pace_delay(lane)` is the pacer's wait;
+        `busy` lanes have a call in flight (their items, still queued, wait for it)."""
+        best: tuple[int, int, OutboxMessage] | None = None
+        choice = Choice()
+        for rank, item in self._candidates():
+            if best is not None and (rank, item.id) >= best[:2]:
+                continue
+            item_lane = lane(item)
+            if item_lane in busy:
+                continue
+            wait = max((at - now).total_seconds() for at in (
+                item.next_attempt_at or now, self.held.get(item_lane, now)))
+            if wait > 0:
+                choice.due = wait if choice.due is None else min(choice.due, wait)
+                continue
+            pace = pace_delay(item_lane)
+            if pace > 0:
+                choice.pace = pace if choice.pace is None else min(choice.pace, pace)
+                continue
+            best = (rank, item.id, item)
+        if best is not None:
+            choice.item = best[2]
+        return choice

@@ -1,0 +1,115 @@
+"""What the notifier sends next (`bot.slack.lanes`): pure, over items and passed-in waits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.slack.lanes import Lane, OutboxLanes, lane
+from bot.store import OutboxMessage
+from bot.vocabulary import OutboxKind
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def item(id_: int, kind: OutboxKind, job: str | None = "J1", channel: str = "C1",
+         due: datetime = NOW, **payload: Any) -> OutboxMessage:
+    return OutboxMessage(id=id_, kind=kind, channel=channel, payload=payload, thread_key=job,
+                         job_id=job, created_at=NOW, attempts=0, next_attempt_at=due,
+                         sent_at=None, error=None, result_ts=None)
+
+
+def free(_: Lane) -> float:
+    return 0.0
+
+
+def drain(lanes: OutboxLanes, pace: Any = free) -> list[int]:
+    """Ids in the order `choose` hands them out while everything may go."""
+    sent = []
+    while (choice := lanes.choose(NOW, pace)).item is not None:
+        sent.append(choice.item.id)
+        lanes.done(choice.item)
+    return sent
+
+
+def test_only_the_newest_edit_of_a_card_is_kept_and_no_post_is_dropped() -> None:
+    lanes = OutboxLanes()
+    superseded = lanes.add([item(1, OutboxKind.POST_PARENT), item(2, OutboxKind.UPDATE_PARENT),
+                            item(3, OutboxKind.REPLY, text="a"),
+                            item(4, OutboxKind.UPDATE_PARENT),
+                            item(5, OutboxKind.REPLY, text="b")])
+    superseded += lanes.add([item(6, OutboxKind.UPDATE_PARENT), item(7, OutboxKind.REPLY)])
+    assert superseded == [2, 4]
+    assert len(lanes) == 5
+    # The edit waits for the card to be posted, then goes after the replies (least urgent).
+    assert drain(lanes) == [1, 3, 5, 7, 6]
+
+
+def test_items_already_seen_are_not_taken_twice() -> None:
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.POST_PARENT), item(2, OutboxKind.REPLY)])
+    lanes.add([item(2, OutboxKind.REPLY), item(3, OutboxKind.REPLY)])
+    assert lanes.cursor == 3 and drain(lanes) == [1, 2, 3]
+
+
+def test_the_most_urgent_thread_goes_first_but_a_thread_keeps_its_order() -> None:
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.REPLY, job="J1", text="packaging"),
+               item(2, OutboxKind.REPLY, job="J2", text="copying"),
+               item(3, OutboxKind.REPLY, job="J2", must_reach=True),
+               item(4, OutboxKind.REPLY, job="J1", final=True),
+               item(5, OutboxKind.CHANNEL_POST, job=None)])
+    # Both threads hold an urgent reply: the older head wins each time; each thread stays in
+    # order; the channel post (nothing a person waits on) comes after both, though older.
+    assert drain(lanes) == [1, 2, 3, 4, 5]
+    lanes.add([item(6, OutboxKind.CHANNEL_POST, job=None),
+               item(7, OutboxKind.REPLY, job="J5", final=True)])
+    assert drain(lanes) == [7, 6]
+    lanes.add([item(8, OutboxKind.REPLY, job="J3", text="copying"),
+               item(9, OutboxKind.REPLY, job="J4", text="copying"),
+               item(10, OutboxKind.REPLY, job="J4", final=True)])
+    assert drain(lanes) == [9, 10, 8]  # J4 holds the result: its whole thread goes first
+
+
+def test_a_channel_waiting_for_its_token_does_not_hold_back_another() -> None:
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.REPLY, job="J1", channel="C1", final=True),
+               item(2, OutboxKind.REPLY, job="J2", channel="C2"),
+               item(3, OutboxKind.UPDATE_PARENT, job="J1", channel="C1")])
+
+    def pace(key: Lane) -> float:
+        return 0.7 if key == ("chat.postMessage", "C1") else 0.0
+
+    choice = lanes.choose(NOW, pace)
+    assert choice.item is not None and choice.item.id == 2
+    lanes.done(choice.item)
+    # Card edits have their own limit: C1's card is edited while C1's post waits.
+    choice = lanes.choose(NOW, pace)
+    assert choice.item is not None and choice.item.id == 3
+    lanes.done(choice.item)
+    choice = lanes.choose(NOW, pace)
+    assert choice.item is None and choice.pace == 0.7 and choice.due is None
+
+
+def test_retry_after_holds_its_lane_only() -> None:
+    lanes = OutboxLanes()
+    first = item(1, OutboxKind.REPLY, job="J1", channel="C1")
+    lanes.add([first, item(2, OutboxKind.REPLY, job="J2", channel="C1"),
+               item(3, OutboxKind.REPLY, job="J3", channel="C2")])
+    later = NOW + timedelta(seconds=30)
+    lanes.hold(lane(first), later)
+    lanes.retry(item(1, OutboxKind.REPLY, job="J1", channel="C1", due=later))
+    choice = lanes.choose(NOW, free)
+    assert choice.item is not None and choice.item.id == 3
+    lanes.done(choice.item)
+    choice = lanes.choose(NOW, free)
+    assert choice.item is None and choice.due == 30.0
+    assert drain_at(lanes, later) == [1, 2]
+
+
+def drain_at(lanes: OutboxLanes, now: datetime) -> list[int]:
+    sent = []
+    while (choice := lanes.choose(now, free)).item is not None:
+        sent.append(choice.item.id)
+        lanes.done(choice.item)
+    return sent
