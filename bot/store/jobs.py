@@ -70,9 +70,9 @@ class JobTables(OutboxTables):
             if refuse_if_in_flight:
                 # One read answers both "asked before?" and "is the server busy?".
                 found = self._dedupe_or_busy(server_ref, extra.get("cloud"), dedupe_key)
-                for job in found:
-                    if dedupe_key is not None and job.dedupe_key == dedupe_key:
-                        return job, False
+                for old in found:
+                    if dedupe_key is not None and old.dedupe_key == dedupe_key:
+                        return old, False
                 if found:
                     raise ServerInUse(found[0])
             values: dict[str, Any] = dict(extra)
