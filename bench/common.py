@@ -22,6 +22,7 @@ class Row:
     anchor_label: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    id: str = ""  # stable key of the row in results.json (e.g. `ack_p99_ms`)
 
     @property
     def ratio(self) -> float | None:
