@@ -242,3 +242,19 @@ def test_a_killed_process_loses_no_acked_create(tmp_path: Path) -> None:
     assert set(acked) <= rows
     numbers = sorted(int(job_id[1:]) for job_id, _ in rows)
     assert numbers == list(range(1, len(numbers) + 1))  # no id handed out twice or skipped
+
+
+async def test_a_locked_database_fails_the_batch_and_the_next_one_commits(
+        astore: AsyncStore) -> None:
+    await astore._run(astore.store.db.execute, "PRAGMA busy_timeout = 20")
+    other = sqlite3.connect(astore.store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (the CLI) holds the write lock
+    try:
+        outcomes = await asyncio.gather(*(create(astore, n) for n in (1, 2)),
+                                        return_exceptions=True)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(o, StoreError) and "locked" in str(o) for o in outcomes), outcomes
+    assert [job.id for job, _ in await asyncio.gather(create(astore, 1), create(astore, 2))] \
+        == ["J1", "J2"]
