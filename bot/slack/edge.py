@@ -5,10 +5,11 @@
   Content-Length, and while streaming for chunked bodies); the whole body must arrive within a
   deadline (408); the signature is checked with slack_sdk's verifier before Bolt parses anything,
   so nothing from an unverified request (its `response_url` above all) is ever used or logged.
-- `GuardedH11Protocol` (uvicorn protocol): a connection must finish its request headers within
-  the same deadline, and connections beyond a bound are closed at once, so slow sockets cannot
-  hold descriptors for ever. uvicorn has neither (its keep-alive timeout covers idle connections
-  only). A reverse proxy in front remains the real defence (README).
+- `guarded_protocol` (a uvicorn protocol, httptools' or h11's): a connection must finish its
+  request headers within the same deadline and within 16 KB, and connections beyond a bound are
+  closed at once, so slow sockets cannot hold descriptors for ever. uvicorn has neither (its
+  keep-alive timeout covers idle connections only). A reverse proxy in front remains the real
+  defence (README).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 256 * 1024
 RECEIVE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256
+MAX_HEADER_BYTES = 16 * 1024  # a request line and headers; Slack's are well under 2 KB
 
 # Slack's headers: a Unix time in decimal and `v0=` + hex HMAC-SHA256
 # (https://docs.slack.dev/authentication/verifying-requests-from-slack/).
@@ -139,22 +141,46 @@ class EdgeGuard:
                 return b"".join(chunks)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for request headers and a connection bound.
+class _Guard:
+    """A deadline for request headers, a bound on their size and on connections, for a uvicorn
+    HTTP protocol: h11's or httptools'. Both keep `connections` (the server's), `loop`,
+    `transport` and `cycle` (the request in progress, None before the first) and call
+    `on_response_complete`; this is mixed in before either (`guarded_protocol`).
 
     Configured through class attributes (uvicorn builds one protocol per connection from the
-    class it is given); `guarded_protocol(...)` makes a subclass with the numbers."""
+    class it is given)."""
 
     header_timeout: float = RECEIVE_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    max_header_bytes: int = MAX_HEADER_BYTES
+    connections: set[Any]
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
         if len(self.connections) > self.max_connections:
             transport.close()
             return
         self._arm()
+
+    def _waiting_for_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._waiting_for_headers()
+        super().data_received(data)  # type: ignore[misc]
+        # Bytes that have not completed a request's headers yet are counted; h11 has its own
+        # bound (h11_max_incomplete_event_size), httptools keeps every header it is sent.
+        if waiting and self._waiting_for_headers():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
+                self.transport.close()
+        else:
+            self._header_bytes = 0
 
     def _arm(self) -> None:
         if self._header_timer is not None:
@@ -163,11 +189,12 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_overdue(self) -> None:
         # A request in progress (headers complete) is the app's to time out (EdgeGuard).
-        if self.cycle is None or self.cycle.response_complete:
+        if self._waiting_for_headers():
             self.transport.close()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
+        self._header_bytes = 0
         if not self.transport.is_closing():
             self._arm()  # the next request's headers get the same deadline
 
@@ -175,10 +202,28 @@ class GuardedH11Protocol(H11Protocol):
         if getattr(self, "_header_timer", None) is not None:
             assert self._header_timer is not None
             self._header_timer.cancel()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[GuardedH11Protocol]:
-    """A `GuardedH11Protocol` subclass with these bounds, for `uvicorn.Config(http=...)`."""
-    return type("GuardedH11", (GuardedH11Protocol,),
+def http_protocol_base(parser: str = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol for `parser`: 'httptools' (the C parser of uvicorn[standard],
+    several times less CPU per request), 'h11' (pure Python), or 'auto': httptools when it is
+    installed, else h11, as uvicorn's own "auto" chooses."""
+    if parser in ("auto", "httptools"):
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        except ImportError:
+            if parser == "httptools":
+                raise
+        else:
+            return HttpToolsProtocol
+    return H11Protocol
+
+
+def guarded_protocol(header_timeout: float, max_connections: int, *,
+                     parser: str = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's protocol for `parser` (`http_protocol_base`) with the guard's bounds, for
+    `uvicorn.Config(http=...)`."""
+    base = http_protocol_base(parser)
+    return type(f"Guarded{base.__name__}", (_Guard, base),
                 {"header_timeout": header_timeout, "max_connections": max_connections})

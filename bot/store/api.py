@@ -1,17 +1,27 @@
 """`Store`, the synchronous API of the job database composed from its table groups, and
 `AsyncStore`, which runs that API on one dedicated worker thread so the event loop never blocks
-on SQLite."""
+on SQLite.
+
+Group commit: `AsyncStore.run` sends the calls in `GROUPED` (creates: what a Slack ack waits
+for) to a queue; the store thread takes every call queued while it was busy and runs them in
+ONE transaction, each in its own savepoint. A caller is answered only after that COMMIT (its row
+is durable before it is acked); a call that raises fails alone (its savepoint rolled back); a
+failed COMMIT fails every call of that batch with a `StoreError` (nothing of it was saved, so a
+retry with the same trigger_id dedupes against nothing and creates the job once)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.errors import StoreError
 from bot.store.scheduling import ScheduleTables
@@ -19,6 +29,17 @@ from bot.store.verify import VerifyTables
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+NOT_SAVED = ("The job database could not save this request ({}); nothing was saved. "
+             "Please try again.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call of a batch came to: its value, or the exception it is to raise."""
+
+    value: Any = None
+    error: BaseException | None = None
 
 
 class Store(ScheduleTables, VerifyTables):
@@ -28,6 +49,80 @@ class Store(ScheduleTables, VerifyTables):
     delivery dedupe (`outbox`), jobs and their events (`jobs`), schedules, change requests,
     runs and audit (`scheduling`), restore tests (`verify`)."""
 
+    def run_batch(self, calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
+        """Run `calls` in one write transaction, each in its own savepoint, and commit once.
+
+        A call that raises has its savepoint rolled back and gets its own error; the others
+        are kept. A failure that ends the whole transaction (SQLite may roll back everything on
+        SQLITE_FULL or an I/O error) or a failed COMMIT turns every call kept so far into a
+        `StoreError`: an outcome with a value means its writes are committed."""
+        outcomes: list[Outcome] = []
+        kept: list[int] = []  # calls whose writes sit in the open transaction
+
+        def lose(reason: BaseException) -> None:
+            for i in kept:
+                outcomes[i] = Outcome(error=_not_saved(reason))
+            kept.clear()
+
+        conn = self.db.conn
+        for call in calls:
+            if not conn.in_transaction:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    outcomes.append(Outcome(error=_not_saved(exc)))
+                    continue
+            try:
+                with self.db.atomic():  # in a transaction: a savepoint of this call alone
+                    value = call()
+            except Exception as exc:
+                outcomes.append(Outcome(error=_translated(exc)))
+                if not conn.in_transaction:  # the error took the whole transaction with it
+                    lose(exc)
+                continue
+            outcomes.append(Outcome(value))
+            kept.append(len(outcomes) - 1)
+        if conn.in_transaction:
+            try:
+                self._commit()
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.rollback()
+                lose(exc)
+        return outcomes
+
+    def _commit(self) -> None:
+        self.db.conn.execute("COMMIT")
+
+
+def _translated(exc: Exception) -> BaseException:
+    # The edge: callers only see our error tree.
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"job database error: {exc}")
+    return exc
+
+
+def _not_saved(reason: BaseException) -> StoreError:
+    error = StoreError(NOT_SAVED.format(str(reason)[:200] or type(reason).__name__))
+    error.__cause__ = reason
+    return error
+
+
+def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:
+    if future.done():  # the caller gave up (cancelled); the outcome stands in the database
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+    else:
+        future.set_result(outcome.value)
+
+
+@dataclass
+class _Queued:
+    call: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
 
 class AsyncStore:
     """The Store's methods as coroutines, all run on one dedicated worker thread."""
@@ -36,6 +131,11 @@ class AsyncStore:
         self.store = store
         self._executor = executor or ThreadPoolExecutor(max_workers=1,
                                                         thread_name_prefix="imagebot-store")
+        self._lock = threading.Lock()  # the queue is filled on the loop, drained on the thread
+        self._queue: list[_Queued] = []
+        self._drain_submitted = False
+        self.batches = 0  # group-commit transactions run, and the calls they carried
+        self.batched_calls = 0
 
     @classmethod
     async def open(cls, path: str | Path, *,
@@ -62,10 +162,47 @@ class AsyncStore:
         """Run one `Store` method on the store's thread: `await store.run(Store.get_job, "J1")`.
 
         Every call of the service goes through here, so the store's API is declared once (on
-        `Store`) and the arguments are type-checked against it."""
+        `Store`) and the arguments are type-checked against it. The methods in `GROUPED` are
+        group-committed (`run_grouped`)."""
+        if fn in GROUPED:
+            return await self.run_grouped(fn, *args, **kwargs)
         return await self._run(fn, self.store, *args, **kwargs)
+
+    async def run_grouped(self, fn: Callable[Concatenate[Store, P], T], *args: P.args,
+                          **kwargs: P.kwargs) -> T:
+        """Run a writing `Store` method in the next group commit (see the module docstring);
+        returns once its transaction is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._queue.append(_Queued(partial(fn, self.store, *args, **kwargs), future, loop))
+            submit, self._drain_submitted = not self._drain_submitted, True
+        if submit:
+            self._executor.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        """On the store thread: one transaction for everything queued until now."""
+        with self._lock:
+            queued, self._queue = self._queue, []
+            self._drain_submitted = False
+        if not queued:
+            return
+        try:
+            outcomes = self.store.run_batch([q.call for q in queued])
+        except BaseException as exc:  # not one caller may be left waiting
+            outcomes = [Outcome(error=_not_saved(exc)) for _ in queued]
+        self.batches += 1
+        self.batched_calls += len(queued)
+        for q, outcome in zip(queued, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # that caller's loop is closed
+                q.loop.call_soon_threadsafe(_settle, q.future, outcome)
 
     async def close(self) -> None:
         """Close the connection on its thread and stop the worker."""
         await self._run(self.store.close)
         self._executor.shutdown(wait=True)
+
+
+# What a Slack ack waits for: group-committed (AsyncStore.run_grouped).
+GROUPED: frozenset[Callable[..., Any]] = frozenset({Store.create_job})

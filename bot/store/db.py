@@ -122,6 +122,16 @@ class Where:
         return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
 
 
+def last_id_sql(table: str) -> str:
+    """An SQL expression for the highest number ever handed out for `table` (see
+    `StoreBase._last_id`), so a statement can allocate the next id itself."""
+    if table not in ID_TABLES:
+        raise ValueError(f"no id sequence for {table!r}")
+    return (f"MAX(COALESCE((SELECT MAX(seq) FROM {table}), 0), "
+            f"COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), "
+            f"COALESCE((SELECT last FROM id_sequences WHERE name = '{table}'), 0))")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -216,14 +226,7 @@ class StoreBase:
     def _last_id(self, table: str) -> int:
         """The highest number ever handed out for `table` (J, R or S ids): the durable
         sequence, the AUTOINCREMENT counter and the rows, whichever is highest."""
-        if table not in ID_TABLES:
-            raise ValueError(f"no id sequence for {table!r}")
-        found = [self.db.execute(f"SELECT MAX(seq) FROM {table}").fetchone()[0] or 0]
-        for sql in ("SELECT seq FROM sqlite_sequence WHERE name = ?",
-                    "SELECT last FROM id_sequences WHERE name = ?"):
-            row = self.db.execute(sql, [table]).fetchone()
-            found.append(int(row[0]) if row else 0)
-        return max(found)
+        return int(self.db.execute(f"SELECT {last_id_sql(table)}").fetchone()[0])
 
     def _set_last_id(self, table: str, number: int) -> None:
         self.db.execute("INSERT INTO id_sequences (name, last) VALUES (?, ?) ON CONFLICT(name) "

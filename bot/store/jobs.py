@@ -13,7 +13,7 @@ from typing import Any
 from bot.errors import ConflictingUpdate, InvalidTransition, JobError, ServerInUse
 from bot.imaging import jobs
 from bot.imaging.jobs import JOB_FIELDS, Job
-from bot.store.db import Where, normalize_id
+from bot.store.db import Where, last_id_sql, normalize_id
 from bot.store.outbox import OutboxTables
 from bot.store.rows import (
     JobEvent,
@@ -67,14 +67,14 @@ class JobTables(OutboxTables):
             raise TypeError(f"unknown job fields: {sorted(unknown)}")
         now = self._now()
         with self._tx():
-            if dedupe_key is not None:
-                existing = self._first("jobs", job_row, Where().eq("dedupe_key", dedupe_key))
-                if existing is not None:
-                    return existing, False
             if refuse_if_in_flight:
-                busy = self.in_flight_for_server([server_ref], extra.get("cloud"))
-                if busy:
-                    raise ServerInUse(busy[0])
+                # One read answers both "asked before?" and "is the server busy?".
+                found = self._dedupe_or_busy(server_ref, extra.get("cloud"), dedupe_key)
+                for old in found:
+                    if dedupe_key is not None and old.dedupe_key == dedupe_key:
+                        return old, False
+                if found:
+                    raise ServerInUse(found[0])
             values: dict[str, Any] = dict(extra)
             if "announced_at" not in values and any(i.kind == OutboxKind.POST_PARENT
                                                     for i in outbox):
@@ -82,15 +82,47 @@ class JobTables(OutboxTables):
             values.update(server_ref=server_ref, requested_by=requested_by, channel=channel,
                           image_name=image_name, note=note, dedupe_key=dedupe_key,
                           response_url=response_url, schedule_id=schedule_id,
-                          created_at=now, updated_at=now)
-            row = {name: job_value(name, value) for name, value in values.items()}
-            seq, job_id = self.next_id("jobs", "J")
-            self._insert("jobs", {**row, "seq": seq, "id": job_id, "state": state})
-            self._event(job_id, now, "created", None, state, actor or requested_by,
+                          created_at=now, updated_at=now, state=state)
+            job = self._insert_job({name: job_value(name, value)
+                                    for name, value in values.items()})
+            if job is None:  # the dedupe key was used before: that job is the answer
+                existing = self._first("jobs", job_row, Where().eq("dedupe_key", dedupe_key))
+                assert existing is not None
+                return existing, False
+            self._set_last_id("jobs", job.number)
+            self._event(job.id, now, "created", None, state, actor or requested_by,
                         {"server_ref": server_ref})
-            self._enqueue(now, outbox, job_id)
-            job = self._job(job_id)
+            self._enqueue(now, outbox, job.id)
         return job, True
+
+    def _dedupe_or_busy(self, server_ref: str, cloud: str | None,
+                        dedupe_key: str | None) -> list[Job]:
+        """The job already made under `dedupe_key` and the in-flight jobs on `server_ref`
+        (its ref, name or id, on `cloud`), oldest first, in one statement."""
+        busy = Where().any_of("state", sorted(jobs.IN_FLIGHT)).same("cloud", cloud)
+        busy.server([server_ref])
+        sql = (f"SELECT * FROM jobs WHERE ({' AND '.join(busy.clauses)}) OR dedupe_key = ? "
+               "ORDER BY seq")
+        return [job_row(row) for row in self.db.query(sql, [*busy.params, dedupe_key])]
+
+    def _insert_job(self, row: Mapping[str, Any]) -> Job | None:
+        """INSERT the job under the next J<n>, allocated by the statement itself; the row as
+        stored comes back (RETURNING), so nothing is read again. None (nothing written) when
+        its dedupe key is taken."""
+        names = [*row, "seq", "id"]
+        marks = ", ".join("?" for _ in row)
+        # `WHERE true`: SQLite's documented fix for the parse ambiguity of INSERT ... SELECT
+        # with an upsert clause (lang_upsert.html, "Parsing Ambiguity").
+        cursor = self.db.execute(
+            f"INSERT INTO jobs ({', '.join(names)}) SELECT {marks}, n, 'J' || n "
+            f"FROM (SELECT {last_id_sql('jobs')} + 1 AS n) WHERE true "
+            "ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *",
+            list(row.values()))
+        found = cursor.fetchall()
+        if not found:
+            return None
+        columns = [d[0] for d in cursor.description]
+        return job_row(dict(zip(columns, found[0], strict=True)))
 
     def next_job_number(self) -> int:
         """The number the next job will get (J<n>)."""
