@@ -27,8 +27,7 @@ from bot.errors import (
     ConflictingUpdate,
     NotFound,
 )
-from bot.imaging import messages as render
-from bot.imaging import verify
+from bot.imaging import verify, verify_messages
 from bot.imaging.jobs import Job
 from bot.imaging.verify import Verification, VerifyLimits, VerifyState, VStep
 from bot.scheduling.messages import alert
@@ -201,10 +200,10 @@ class Verifier:
         items: list[OutboxItem] = []
         for event in events:
             if event == "booting":
-                items.append(self._say(after, render.verify_started(after), final=False))
+                items.append(self._say(after, verify_messages.verify_started(after), final=False))
             elif event == "result":
                 failed = after.outcome != "passed"
-                items.append(self._say(after, render.verify_result(after), final=failed))
+                items.append(self._say(after, verify_messages.verify_result(after), final=failed))
                 if failed:
                     items.extend(await self._alert(after))
         return items
