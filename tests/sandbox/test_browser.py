@@ -107,8 +107,7 @@ async def test_home_tab_and_dms_in_the_web_view() -> None:
                 await page.locator("#apps").get_by_text("imagebot").click()
                 await messages.get_by_text("has not published a Home tab").wait_for(
                     timeout=10_000)
-                await page.wait_for_function(
-                    "document.getElementById('title').innerText.includes('Home')")
+                await page.locator("#title", has_text="Home").wait_for()
                 assert await page.locator("#command-form").is_hidden()
                 assert ws.events and ws.events[-1]["event"]["user"] == "U0ALICE"
 
@@ -137,8 +136,7 @@ async def test_home_tab_and_dms_in_the_web_view() -> None:
 
                 # Bob: no Home tab published for him, no DM in his sidebar.
                 await page.select_option("#user", "bob")
-                await page.wait_for_function(
-                    "!document.getElementById('messages').innerText.includes('waits for you')")
+                await messages.get_by_text("waits for you").first.wait_for(state="hidden")
                 assert await dms.locator("a").count() == 0
                 await page.locator("#apps").get_by_text("imagebot").click()
                 await messages.get_by_text("has not published a Home tab").wait_for(
