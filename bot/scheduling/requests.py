@@ -170,7 +170,8 @@ class ChangeRequests:
         return row
 
     async def decide(self, request_id: str, *, actor: str, action: str,
-                     reason: str | None = None, channel: str | None = None) -> Outcome:
+                     reason: str | None = None, channel: str | None = None,
+                     direct: bool = False) -> Outcome:
         """Approve or reject a request as `actor`; the first valid decision wins.
 
         Permission is checked against the policy as it is now (not as it was when the message
@@ -178,12 +179,18 @@ class ChangeRequests:
         only in its own channel (another channel is told it does not exist there:
         `NoSuchRequest`), never in a disabled one. With no approvers listed, only the channel's
         members decide. Refusals are audited too.
+
+        `direct`: the click came from a surface of the actor's own (their DM copy of the
+        request, their App Home), where "its own channel" cannot hold. The actor must then be
+        an approver by the channel's policy as it is now: a named approver, or, with none
+        named, a member of the request's channel (an unknown membership admits no one).
         """
         if action not in ("approve", "reject"):
             raise ValueError(f"unknown action {action!r}")
         ctx = self.ctx
         for _ in range(DECIDE_TRIES):
-            row = await self._request_here(request_id, actor, action, channel)
+            row = await self._request_here(request_id, actor, action,
+                                           None if direct else channel)
             request = to_request(row)
             policy = ctx.channel_policy(row.channel, row.channel_name)
             if not policy.enabled:
@@ -192,9 +199,12 @@ class ChangeRequests:
                 return Outcome(False, DISABLED_TEXT, row)
             rules = policy.approval_rules()
             groups = await ctx.groups(actor, rules)
-            members = None
-            if ctx.directory is not None and not rules.restricted:
-                members = await ctx.directory.members(row.channel)
+            members: frozenset[str] | None = None
+            if not rules.restricted:
+                if ctx.directory is not None:
+                    members = await ctx.directory.members(row.channel)
+                elif direct:  # nobody is known to be in the channel: admit no one
+                    members = frozenset()
             current = active_spec(await ctx.store.run(Store.schedule_for_server, row.server_id))
             now = ctx.clock()
             decision: Decision = decide_request(

@@ -91,10 +91,11 @@ class ScheduleService:
                                            channel_name=channel_name)
 
     async def decide(self, request_id: str, *, actor: str, action: str,
-                     reason: str | None = None, channel: str | None = None) -> Outcome:
+                     reason: str | None = None, channel: str | None = None,
+                     direct: bool = False) -> Outcome:
         """See `ChangeRequests.decide`."""
         return await self.requests.decide(request_id, actor=actor, action=action,
-                                          reason=reason, channel=channel)
+                                          reason=reason, channel=channel, direct=direct)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; `wake` starts the next tick early."""

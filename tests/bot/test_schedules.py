@@ -493,3 +493,42 @@ async def test_answers_list_schedules_and_pending_requests(service: ScheduleServ
     assert "S1" in text and "next:" in text and "UTC" in text and "R2" in text
     assert "R2" in await service.approvals_answer()
     assert "No schedules" in await service.schedules_answer("web-2")
+
+
+class Members:
+    """A channel directory that knows who is in which channel."""
+
+    def __init__(self, members: Mapping[str, frozenset[str]]) -> None:
+        self.by_channel = members
+
+    async def members(self, channel: str) -> frozenset[str]:
+        return self.by_channel.get(channel, frozenset())
+
+
+async def test_a_direct_decision_needs_no_channel_but_an_approver(
+        store: AsyncStore, cloud: FakeCloud, clock: Clock, web: FakeWeb) -> None:
+    """From a DM copy or the App Home (`direct=True`) the request's own channel cannot hold; the
+    actor must be an approver by the policy: named, or with none named a member of the channel."""
+    service = make_service(store, cloud, clock, web)
+    rid = await propose(service, "schedule web-1 daily at 03:00")
+    refused = await service.decide(rid, actor="U0DAVE", action="approve", channel="D0DAVE",
+                                   direct=True)
+    assert not refused.accepted and "not an approver" in refused.message
+    with pytest.raises(NoSuchRequest):  # typed in someone's DM without `direct`: not there
+        await service.decide(rid, actor="U0CAROL", action="approve", channel="D0CAROL")
+    ok = await service.decide(rid, actor="U0CAROL", action="approve", channel="D0CAROL",
+                              direct=True)
+    assert ok.accepted and ok.request.decided_by == "U0CAROL"
+
+    open_policy = POLICY.replace('approvers = ["U0BOB", "U0CAROL"]\n', "")
+    anyone = make_service(store, cloud, clock, web, policy=open_policy)
+    rid2 = await propose(anyone, "schedule web-1 daily at 04:00")
+    nobody_known = await anyone.decide(rid2, actor="U0BOB", action="approve", direct=True)
+    assert not nobody_known.accepted  # no directory: membership unknown admits no one
+    members = Members({"C0OPS": frozenset({"U0ALICE", "U0BOB"})})
+    listed = ScheduleService(store, cloud, Policy.loads(open_policy), clock=clock, web=web,
+                             directory=members)
+    outsider = await listed.decide(rid2, actor="U0EVE", action="approve", direct=True)
+    assert not outsider.accepted
+    member = await listed.decide(rid2, actor="U0BOB", action="approve", direct=True)
+    assert member.accepted
