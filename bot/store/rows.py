@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from bot.imaging.jobs import DATETIME_FIELDS, JOB_FIELDS, Job
@@ -193,18 +194,52 @@ def _dt_req(value: str | None) -> datetime:
     return dt_in(value) or datetime.min.replace(tzinfo=UTC)
 
 
-_BOOL_FIELDS = frozenset({"volume_backed", "verify"})
+@dataclass(frozen=True)
+class RowCodec:
+    """How one row dataclass is stored in its table: datetimes as fixed-width UTC text, tuples
+    as JSON lists, flags as 0/1 (a flag that may be unknown stays NULL), enums as their value.
+    `jobs` and `verifications` are both read and written through one of these."""
+
+    fields: tuple[str, ...]
+    datetimes: frozenset[str]
+    tuples: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()
+    enums: Mapping[str, type[StrEnum]] = field(default_factory=dict)
+
+    def column(self, name: str, value: Any) -> Any:
+        """A field's value as stored."""
+        if name in self.datetimes:
+            return dt_out(value)
+        if name in self.tuples:
+            return json.dumps(list(value or ()))
+        if name in self.flags:
+            return None if value is None else int(bool(value))
+        return value
+
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored row's columns as the dataclass's field values."""
+        values: dict[str, Any] = {}
+        for name in self.fields:
+            value = row[name]
+            if name in self.datetimes:
+                value = dt_in(value)
+            elif name in self.tuples:
+                value = tuple(json.loads(value or "[]"))
+            elif name in self.flags:
+                value = None if value is None else bool(value)
+            elif name in self.enums and value is not None:
+                value = self.enums[name](value)
+            values[name] = value
+        return values
+
+
+JOB_CODEC = RowCodec(JOB_FIELDS, DATETIME_FIELDS, tuples=frozenset({"data_disks"}),
+                     flags=frozenset({"volume_backed", "verify"}))
 
 
 def job_value(name: str, value: Any) -> Any:
     """A `Job` field's value as stored."""
-    if name in DATETIME_FIELDS:
-        return dt_out(value)
-    if name == "data_disks":
-        return json.dumps(list(value or ()))
-    if name in _BOOL_FIELDS:
-        return int(bool(value))
-    return value
+    return JOB_CODEC.column(name, value)
 
 
 _SPEC_COLUMNS = frozenset({"old_spec", "new_spec"})
@@ -232,17 +267,7 @@ def to_json(detail: Mapping[str, Any]) -> str:
 
 def job_row(row: Mapping[str, Any]) -> Job:
     """A `jobs` row read back."""
-    values: dict[str, Any] = {}
-    for name in JOB_FIELDS:
-        value = row[name]
-        if name in DATETIME_FIELDS:
-            value = dt_in(value)
-        elif name == "data_disks":
-            value = tuple(json.loads(value or "[]"))
-        elif name in _BOOL_FIELDS:
-            value = bool(value)
-        values[name] = value
-    return Job(**values)
+    return Job(**JOB_CODEC.values(row))
 
 
 def _state(value: str | None) -> JobState | None:

@@ -5,7 +5,6 @@ Slack about it, in one transaction (as for jobs)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from bot.imaging import verify
 from bot.imaging.verify import DATETIME_FIELDS, VERIFY_FIELDS, Verification, VerifyState
 from bot.store.db import Where, normalize_id
 from bot.store.jobs import JobTables
-from bot.store.rows import OutboxItem, dt_in, dt_out
+from bot.store.rows import OutboxItem, RowCodec, dt_out
 from bot.vocabulary import JobState
 
 _SETTABLE = frozenset(VERIFY_FIELDS) - {"id", "state", "created_at", "updated_at"}
@@ -25,32 +24,18 @@ def normalize_verification_id(value: str) -> str:
     return normalize_id(value, "V", f"{value!r} is not a verification id (they look like V3).")
 
 
+VERIFY_CODEC = RowCodec(VERIFY_FIELDS, DATETIME_FIELDS, tuples=frozenset({"networks"}),
+                        flags=frozenset({"console_seen"}), enums={"state": VerifyState})
+
+
 def verify_value(name: str, value: Any) -> Any:
     """A `Verification` field's value as stored."""
-    if name in DATETIME_FIELDS:
-        return dt_out(value)
-    if name == "networks":
-        return json.dumps(list(value or ()))
-    if name == "console_seen":
-        return None if value is None else int(bool(value))
-    return value
+    return VERIFY_CODEC.column(name, value)
 
 
 def verification_row(row: Mapping[str, Any]) -> Verification:
     """A `verifications` row read back."""
-    values: dict[str, Any] = {}
-    for name in VERIFY_FIELDS:
-        value = row[name]
-        if name in DATETIME_FIELDS:
-            value = dt_in(value)
-        elif name == "networks":
-            value = tuple(json.loads(value or "[]"))
-        elif name == "console_seen":
-            value = None if value is None else bool(value)
-        elif name == "state":
-            value = VerifyState(value)
-        values[name] = value
-    return Verification(**values)
+    return Verification(**VERIFY_CODEC.values(row))
 
 
 class VerifyTables(JobTables):
