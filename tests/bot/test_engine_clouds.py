@@ -8,19 +8,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from bot.cloud.client import CloudClient
-from bot.cloud.pool import CloudPool
 from bot.imaging import jobs
 from bot.imaging.engine import Engine
 from bot.store import AsyncStore, Store
-from sandbox.cloud.app import create_app
 from sandbox.cloud.model import ManualClock, World
-from tests.bot.cloud.conftest import Sleeps, config
-
-START = 1_700_000_000.0
+from tests.bot.two_clouds import START, two_clouds
 
 
 class Rig:
@@ -40,30 +34,14 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    mclock = ManualClock(START)
-
-    def now() -> datetime:
-        return datetime.fromtimestamp(mclock(), UTC)
-
-    worlds = {"main": World(clock=mclock), "lab": World(clock=mclock)}
-
-    def client(world: World, **kw: object) -> CloudClient:
-        timeout = float(kw.pop("timeout", 5.0))  # type: ignore[arg-type]
-        return CloudClient(config(auth_url="http://cloud.test/identity/v3", username="demo",
-                                  password="secret", project_name="demo", **kw),
-                           transport=httpx.ASGITransport(app=create_app(world)), clock=now,
-                           sleep=Sleeps(), timeout=timeout)
-
-    # The lab's total deadline is short so the dripping case costs seconds, not minutes.
-    pool = CloudPool(client(worlds["main"]),
-                     lambda name: client(worlds[name], name=name, timeout=1.0),
-                     default_name="main")
-    store = await AsyncStore.open(tmp_path / "e.db", clock=now)
-    engine = Engine(store, pool, clock=now, alerts_for=lambda job: ("C0ALERTS", "<!here>"))
+    clouds = two_clouds({"main": 5.0, "lab": 1.0})
+    store = await AsyncStore.open(tmp_path / "e.db", clock=clouds.now)
+    engine = Engine(store, clouds.pool, clock=clouds.now,
+                    alerts_for=lambda job: ("C0ALERTS", "<!here>"))
     try:
-        yield Rig(store, engine, worlds, mclock)
+        yield Rig(store, engine, clouds.worlds, clouds.mclock)
     finally:
-        await pool.aclose()
+        await clouds.pool.aclose()
         await store.close()
 
 

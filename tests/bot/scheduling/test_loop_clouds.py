@@ -12,21 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import commands
-from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.policy import Policy
 from bot.scheduling.service import ScheduleService
 from bot.store import AsyncStore, Store
 from bot.vocabulary import JobState, RunResult
-from sandbox.cloud.app import create_app
 from sandbox.cloud.model import Image, ManualClock, World
-from tests.bot.cloud.conftest import Sleeps, config
+from tests.bot.two_clouds import two_clouds
 
-START = 1_700_000_000.0  # 2023-11-14 22:13 UTC
 SLOT = datetime(2023, 11, 15, 3, 0, tzinfo=UTC).timestamp()  # the first 03:00 UTC after START
 DAY = 86_400.0
 POLICY = """
@@ -85,30 +81,18 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    mclock = ManualClock(START)
-
-    def now() -> datetime:
-        return datetime.fromtimestamp(mclock(), UTC)
-
-    worlds = {"main": World(clock=mclock), "lab": World(clock=mclock)}
+    clouds = two_clouds({"main": 2.0, "lab": 2.0})
+    worlds = clouds.worlds
     # The worlds come with the same seeded servers (same ids): each schedule takes a server
     # of its own, as the store keeps one schedule per server id.
     servers = {"main": worlds["main"].find_server("web-1").id,
                "lab": worlds["lab"].add_server("lab-1").id}
-
-    def client(world: str) -> CloudClient:
-        return CloudClient(config(auth_url="http://cloud.test/identity/v3", username="demo",
-                                  password="secret", project_name="demo", name=world),
-                           transport=httpx.ASGITransport(app=create_app(worlds[world])),
-                           clock=now, sleep=Sleeps(), timeout=2.0)
-
-    pool = CloudPool(client("main"), client, default_name="main")
-    store = await AsyncStore.open(tmp_path / "s.db", clock=now)
-    service = ScheduleService(store, pool, Policy.loads(POLICY), clock=now)
+    store = await AsyncStore.open(tmp_path / "s.db", clock=clouds.now)
+    service = ScheduleService(store, clouds.pool, Policy.loads(POLICY), clock=clouds.now)
     try:
-        yield Rig(service, store, worlds, mclock, servers)
+        yield Rig(service, store, worlds, clouds.mclock, servers)
     finally:
-        await pool.aclose()
+        await clouds.pool.aclose()
         await store.close()
 
 
