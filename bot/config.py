@@ -129,9 +129,9 @@ def _check_prefix(key: str, token: str) -> None:
     prefix, where = EXPECTED_TOKEN[key]
     if token.startswith(prefix):
         return
-    kind = next((name for p, name in TOKEN_KINDS.items() if token.startswith(p)),
-                "not a Slack token")
-    raise ConfigError(f"must start with {prefix} but holds {kind}; find the right one in your "
+    kind = next((f"holds {name}" for p, name in TOKEN_KINDS.items() if token.startswith(p)),
+                "does not hold a Slack token")
+    raise ConfigError(f"must start with {prefix} but {kind}; find the right one in your "
                       f"app's settings at https://api.slack.com/apps: {where}", key=key)
 
 

@@ -59,7 +59,7 @@ def test_imagebot_run_without_an_app_token_is_one_line_and_exit_1(
 @pytest.mark.parametrize(("key", "value", "said"), [
     ("SLACK_BOT_TOKEN", APP, "must start with xoxb- but holds an app-level token"),
     ("SLACK_BOT_TOKEN", "xoxp-1-2", "must start with xoxb- but holds a user token"),
-    ("SLACK_BOT_TOKEN", "hunter2", "must start with xoxb- but holds not a Slack token"),
+    ("SLACK_BOT_TOKEN", "hunter2", "must start with xoxb- but does not hold a Slack token"),
     ("SLACK_APP_TOKEN", BOT, "must start with xapp- but holds a bot token"),
 ])
 def test_a_token_of_the_wrong_kind_is_named_with_where_the_right_one_is(
