@@ -21,7 +21,7 @@ from typing import Literal
 
 from bot.errors import ApprovalError
 from bot.scheduling.due import ScheduleSpec
-from bot.scheduling.operations import ScheduleOp
+from bot.scheduling.operations import ScheduleOp, conflicts
 from bot.vocabulary import RequestStatus
 from commands import ids
 
@@ -248,15 +248,14 @@ def supersede(requests: Iterable[ChangeRequest], newer: ChangeRequest,
     """Older pending requests for `newer.server`, marked superseded by `newer` (to persist).
 
     Whoever proposes again for the same server replaces the pending proposal, so two conflicting
-    proposals can never both be approved. Expired ones are left to `expire_due`. A schedule
-    operation (pause, skip-next, ...) supersedes only older operations, and a schedule change
-    only older changes: the two do not conflict (an operation is stale once the schedule
-    changed under it).
+    proposals can never both be approved. Expired ones are left to `expire_due`. Schedule
+    operations (pause, skip-next, ...) and changes supersede only what they conflict with
+    (`operations.conflicts`); the others stay pending and are re-checked when approved.
     """
     return [
         dataclasses.replace(r, status=RequestStatus.SUPERSEDED, decided_by=newer.requested_by,
                             decided_at=now, reason=f"superseded by {newer.id}")
         for r in requests
         if r.pending and r.id != newer.id and r.server == newer.server and now < r.expires_at
-        and (r.operation is None) == (newer.operation is None)
+        and conflicts(r.operation, newer.operation)
     ]

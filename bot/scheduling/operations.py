@@ -64,6 +64,16 @@ class ScheduleOp:
         return cls(kind, str(data.get("schedule_id", "")), slot)  # type: ignore[arg-type]
 
 
+def conflicts(older: ScheduleOp | None, newer: ScheduleOp | None) -> bool:
+    """Does a newer pending request for a server replace an older one? Schedule changes
+    replace changes; an operation replaces the same operation, and pause and resume replace
+    each other (the latest word wins); a change and an operation, or two different operations
+    (a run-now and a skip-next), stand side by side: each is re-checked when approved."""
+    if older is None or newer is None:
+        return older is None and newer is None
+    return older.kind == newer.kind or {older.kind, newer.kind} == {"pause", "resume"}
+
+
 @dataclass(frozen=True)
 class OpState:
     """The operation columns of one schedule (see `OP_COLUMNS`)."""

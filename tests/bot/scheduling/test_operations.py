@@ -20,6 +20,7 @@ from bot.scheduling.operations import (
     Timing,
     after_change,
     approved_fields,
+    conflicts,
     next_run_slot,
     next_slot,
     refusal,
@@ -133,6 +134,15 @@ def test_approved_fields_and_what_a_schedule_change_resets() -> None:
     assert after_change("off", "active") == dict.fromkeys(OP_COLUMNS)
     assert after_change("set", "off") == dict.fromkeys(OP_COLUMNS)  # starts anew
     assert after_change("set", "active") == {"skip_slot": None, "skip_request": None}
+
+
+def test_which_pending_requests_a_newer_one_supersedes() -> None:
+    pause, resume = ScheduleOp("pause", "S1"), ScheduleOp("resume", "S1")
+    run_now, skip = ScheduleOp("run-now", "S1"), ScheduleOp("skip-next", "S1", SLOT1)
+    assert conflicts(None, None)  # schedule changes, as before
+    assert not conflicts(None, pause) and not conflicts(pause, None)
+    assert conflicts(pause, resume) and conflicts(resume, pause) and conflicts(skip, skip)
+    assert not conflicts(run_now, skip) and not conflicts(pause, run_now)
 
 
 def test_an_operation_is_stored_and_read_back() -> None:
