@@ -22,6 +22,7 @@ from commands.requests import (
     DEFAULT_KEEP,
     DEFAULT_LIMIT,
     DEFAULT_TZ,
+    OPERATIONS,
     Approvals,
     Approve,
     Cancel,
@@ -36,6 +37,7 @@ from commands.requests import (
     Request,
     Schedule,
     ScheduleOff,
+    ScheduleOperation,
     Schedules,
     ServerRef,
     Status,
@@ -416,7 +418,7 @@ def _build_images(spec: Spec, args: Args) -> Request:
     return Images(server=server)
 
 
-_MODES = ("daily", "weekly", "off")
+_MODES = ("daily", "weekly", "off", *OPERATIONS)
 
 
 def _build_schedule(spec: Spec, args: Args) -> Request:
@@ -427,9 +429,11 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
                         "schedule.")
     mode = rest[0].text.lower()
     if mode not in _MODES:
-        raise spec.fail(f"{show(rest[0].text)} is not daily, weekly or off"
-                        f"{did_you_mean(mode, _MODES)}.")
+        raise spec.fail(f"{show(rest[0].text)} is not daily, weekly or off, nor pause, "
+                        f"resume, run-now or skip-next{did_you_mean(mode, _MODES)}.")
     rest = rest[1:]
+    if mode in OPERATIONS:
+        return _schedule_operation(spec, server, mode, rest, args)
     if mode == "off":
         no_extra(spec, rest)
         if args.options:
@@ -464,6 +468,16 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
     tz = time_zone(spec, raw_tz) if raw_tz is not None else DEFAULT_TZ
     return Schedule(server=server, frequency=frequency, day=day, at=at, keep=keep, tz=tz,
                     verify=bool(args.options.get("--verify", False)))
+
+
+def _schedule_operation(spec: Spec, server: ServerRef, mode: str, rest: Sequence[Token],
+                        args: Args) -> Request:
+    """`schedule <server> pause|resume|run-now|skip-next`: no more words, no options."""
+    no_extra(spec, list(rest))
+    if args.options:
+        raise spec.fail(f"`{mode}` takes no options (the schedule keeps its own).")
+    operation = next(op for op in OPERATIONS if op == mode)
+    return ScheduleOperation(server=server, operation=operation)
 
 
 def _image_first(spec: Spec, args: Args) -> str:
@@ -663,17 +677,23 @@ TABLE: tuple[Spec, ...] = (
         name="schedule",
         forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
                "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
-               "<server> off"),
+               "<server> off",
+               "<server> pause|resume|run-now|skip-next"),
         summary="Image a server every day or every week, or stop doing so.",
         form_summaries=("Image a server every day.", "Image a server once a week.",
-                        "Stop imaging a server on a schedule."),
+                        "Stop imaging a server on a schedule.",
+                        "Pause or resume a schedule, run it once now, or skip its next slot."),
         details=("Times are 24-hour wall times in the zone given by --tz (default "
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
-                 "schedule replaces the old one; `off` removes it. Changing a schedule may "
+                 "schedule replaces the old one; `off` removes it. `pause` stops the runs "
+                 "until `resume` (slots missed while paused are not caught up); `run-now` "
+                 "takes one image now without moving the regular slots; `skip-next` skips "
+                 "only the next slot. Each is a change request, like a new schedule: it may "
                  "need an approval."),
         options=(_KEEP, _TZ, _VERIFY),
         examples=("schedule web-1 daily at 02:30 --tz Europe/Berlin",
-                  "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off"),
+                  "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off",
+                  "schedule web-1 pause", "schedule web-1 skip-next"),
         build=_build_schedule,
     ),
     Spec(

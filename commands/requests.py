@@ -153,6 +153,22 @@ class ScheduleOff:
     server: ServerRef
 
 
+Operation: TypeAlias = Literal["pause", "resume", "run-now", "skip-next"]
+OPERATIONS: tuple[Operation, ...] = ("pause", "resume", "run-now", "skip-next")
+
+
+@dataclass(frozen=True)
+class ScheduleOperation:
+    """`schedule <server> pause|resume|run-now|skip-next`: an operation on a server's schedule
+    (pause its runs, resume them, one extra run now, skip only the next slot)."""
+
+    name: ClassVar[str] = "schedule"
+    command: ClassVar[str] = "schedule"
+
+    server: ServerRef
+    operation: Operation
+
+
 @dataclass(frozen=True)
 class Schedules:
     """List schedules, optionally only the one of `server`."""
@@ -206,6 +222,7 @@ class Help:
 
 
 Request: TypeAlias = (
-    Create | Status | ListJobs | Cancel | Images | Schedule | ScheduleOff | Schedules
+    Create | Status | ListJobs | Cancel | Images | Schedule | ScheduleOff | ScheduleOperation
+    | Schedules
     | Approvals | Approve | Reject | Help | Verify | Protect | Unprotect
 )

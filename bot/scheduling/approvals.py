@@ -21,6 +21,7 @@ from typing import Literal
 
 from bot.errors import ApprovalError
 from bot.scheduling.due import ScheduleSpec
+from bot.scheduling.operations import ScheduleOp, conflicts
 from bot.vocabulary import RequestStatus
 from commands import ids
 
@@ -47,6 +48,8 @@ class ChangeRequest:
     decided_by: str | None = None
     decided_at: datetime | None = None
     reason: str | None = None
+    # A schedule operation (pause, resume, run-now, skip-next): kind "set" with new == old.
+    operation: ScheduleOp | None = None
 
     def __post_init__(self) -> None:
         if not ids.is_canonical(ids.REQUEST, self.id):
@@ -66,11 +69,11 @@ class ChangeRequest:
 
 def new_request(*, id: str, kind: Kind, server: str, old: ScheduleSpec | None,
                 new: ScheduleSpec | None, requested_by: str, channel: str, now: datetime,
-                rules: ApprovalRules) -> ChangeRequest:
+                rules: ApprovalRules, operation: ScheduleOp | None = None) -> ChangeRequest:
     """A fresh pending request whose expiry follows `rules`."""
     return ChangeRequest(id=id, kind=kind, server=server, old=old, new=new,
                          requested_by=requested_by, channel=channel, created_at=now,
-                         expires_at=now + rules.expiry)
+                         expires_at=now + rules.expiry, operation=operation)
 
 
 @dataclass(frozen=True)
@@ -245,11 +248,14 @@ def supersede(requests: Iterable[ChangeRequest], newer: ChangeRequest,
     """Older pending requests for `newer.server`, marked superseded by `newer` (to persist).
 
     Whoever proposes again for the same server replaces the pending proposal, so two conflicting
-    proposals can never both be approved. Expired ones are left to `expire_due`.
+    proposals can never both be approved. Expired ones are left to `expire_due`. Schedule
+    operations (pause, skip-next, ...) and changes supersede only what they conflict with
+    (`operations.conflicts`); the others stay pending and are re-checked when approved.
     """
     return [
         dataclasses.replace(r, status=RequestStatus.SUPERSEDED, decided_by=newer.requested_by,
                             decided_at=now, reason=f"superseded by {newer.id}")
         for r in requests
         if r.pending and r.id != newer.id and r.server == newer.server and now < r.expires_at
+        and conflicts(r.operation, newer.operation)
     ]

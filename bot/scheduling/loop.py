@@ -29,11 +29,21 @@ from bot.errors import (
 )
 from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
-from bot.scheduling.due import DEFAULT_WINDOW, DueQueue, due
+from bot.scheduling.due import DEFAULT_WINDOW, DueQueue
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
+from bot.scheduling.op_loop import skip_on_request, start_runs_now
+from bot.scheduling.operations import slot_decision
 from bot.scheduling.ports import Context
 from bot.scheduling.retention import RetainableImage, retainable_from_image
-from bot.scheduling.rows import approval_view, decision_fields, label, schedule_spec, to_request
+from bot.scheduling.rows import (
+    approval_view,
+    decision_fields,
+    label,
+    op_state,
+    schedule_spec,
+    timing,
+    to_request,
+)
 from bot.scheduling.runs import (
     BUSY_SPACING,
     BUSY_TRIES,
@@ -145,12 +155,13 @@ class ScheduleLoop:
         self._due.forget([s.id for s in schedules])
         for schedule in schedules:
             await self._claim_due(schedule, wake_at)
+        await start_runs_now(self.ctx, schedules, self.route)
 
     async def _claim_due(self, schedule: ScheduleRow, wake_at: list[datetime]) -> None:
         ctx = self.ctx
         now = ctx.clock()
         version = (schedule.frequency, schedule.day, schedule.at, schedule.tz,
-                   schedule.effective_at, schedule.last_slot)
+                   schedule.effective_at, schedule.last_slot, op_state(schedule))
         if not self._due.needs_look(schedule.id, version, now):
             return  # its next slot has not come: no need to ask due()
         try:
@@ -158,19 +169,23 @@ class ScheduleLoop:
         except ImagebotError as exc:  # e.g. a zone that tzdata no longer knows
             log.error("schedule %s cannot run: %s", schedule.id, exc)
             return
-        decision = due(spec, created_at=schedule.effective_at, last_slot=schedule.last_slot,
-                       now=now, window=self.window)
+        # Pause, resume and skip-next applied to the catch-up policy (bot.scheduling.operations).
+        decision = slot_decision(spec, op_state(schedule), timing(schedule, self.window),
+                                 now=now)
         wake_at.append(decision.next_at)
-        if decision.action == "wait" or decision.slot is None:
+        if decision.action in ("wait", "paused") or decision.slot is None:
             self._due.set(schedule.id, decision.next_at, version)
             return
         slot = decision.slot
         who = actor(schedule.id)
         route = self.route(schedule)
+        if decision.action == "skip_requested":
+            await skip_on_request(ctx, schedule, decision, route)
+            return
         if decision.action == "skip":
             claimed = await ctx.store.run(Store.claim_slot,
                 schedule.id, slot, missed=decision.missed, result=RunResult.SKIPPED, job=None,
-                schedule_fields={"last_slot": slot,
+                schedule_fields={"last_slot": slot, **decision.fields,
                                  "last_result": f"skipped {plural(decision.missed, 'slot')}"},
                 audit=[AuditEntry("run_skipped", schedule.id, who,
                                   {"slot": slot.isoformat(), "missed": decision.missed})])
@@ -184,7 +199,7 @@ class ScheduleLoop:
         claimed = await ctx.store.run(Store.claim_slot,
             schedule.id, slot, missed=decision.missed, result=RunResult.RUNNING,
             job=job_values(schedule, route, spec, slot, decision.missed, 1, now),
-            schedule_fields={"last_slot": slot, "last_run_at": now,
+            schedule_fields={"last_slot": slot, "last_run_at": now, **decision.fields,
                              "last_result": RunResult.RUNNING},
             audit=[AuditEntry("run_started", schedule.id, who,
                               {"slot": slot.isoformat(), "missed": decision.missed})])

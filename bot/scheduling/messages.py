@@ -60,6 +60,11 @@ class ApprovalView:
     dst_notes: Sequence[str] = ()
     would_delete: Sequence[RetainableImage] = ()
     notify_channel: str | None = None
+    # Schedule operations (bot.scheduling.op_messages): what it will do, and once approved.
+    operation_line: str | None = None
+    operation_done: str | None = None
+    # The schedule's own images retention would count but never deletes: protected ones.
+    kept_protected: Sequence[RetainableImage] = ()
 
 
 def _change_line(request: ChangeRequest) -> str:
@@ -70,14 +75,14 @@ def _change_line(request: ChangeRequest) -> str:
             f"*{escape(spec_text(request.new))}*")
 
 
-def _outcome(request: ChangeRequest, now: datetime) -> str:
+def _outcome(request: ChangeRequest, now: datetime, done: str | None = None) -> str:
     """What happened to a decided request, by whom and when (in place of who may approve and
     the expiry, which no longer matter)."""
     at = when(request.decided_at, now) if request.decided_at else "an unknown time"
     reason = f" — “{user_text(request.reason)}”" if request.reason else ""
     if request.status == RequestStatus.APPROVED:
         return (f":white_check_mark: *Approved* by {user(request.decided_by)} at {at}{reason}. "
-                "The new schedule is in effect.")
+                + (done or "The new schedule is in effect."))
     if request.status == RequestStatus.REJECTED:
         verb = "Withdrawn" if request.decided_by == request.requested_by else "Rejected"
         return (f":x: *{verb}* by {user(request.decided_by)} at {at}{reason}. The schedule "
@@ -96,10 +101,11 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
     with DST warnings, what retention would delete, who asked, who may approve, the expiry, and
     Approve / Reject buttons while pending (the outcome instead once decided)."""
     r = view.request
-    head = (f"*Schedule change {r.id} for {code(view.server_label)}*\n{_change_line(r)}\n"
-            f"Requested by {user(r.requested_by)}")
+    head = (f"*Schedule change {r.id} for {code(view.server_label)}*\n"
+            f"{view.operation_line or _change_line(r)}\nRequested by {user(r.requested_by)}")
     if not r.pending:  # decided: what happened replaces who may approve, expiry and buttons
-        blocks: list[dict[str, Any]] = [section(head), section(_outcome(r, now)),
+        blocks: list[dict[str, Any]] = [section(head),
+                                        section(_outcome(r, now, view.operation_done)),
                                         context("Every decision is recorded in the audit log.")]
         return payload(f"Schedule change {r.id} for {user_text(view.server_label)}: {r.status}",
                        blocks)
@@ -113,7 +119,8 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
         blocks.append(section(f"*Next runs:*\n{runs}"))
     for note in view.dst_notes[:3]:
         blocks.append(context(f":warning: {escape(note)}"))
-    if r.kind == "set" and r.new is not None:
+    previews_retention = r.operation is None or r.operation.kind == "run-now"
+    if r.kind == "set" and r.new is not None and previews_retention:
         if view.would_delete:
             names = "\n".join(f"• {code(img.name or img.id)} ({img.created_at:%Y-%m-%d %H:%M} "
                               "UTC)" for img in view.would_delete[:MAX_LISTED_IMAGES])
@@ -129,6 +136,8 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
             blocks.append(context(f"Retention keeps the newest {keep} this schedule makes; "
                                   "the next run would delete none. Images the bot did not make "
                                   "and protected images are never deleted."))
+        if view.kept_protected:
+            blocks.append(section(_kept_protected(view.kept_protected)))
     if view.notify_channel:
         blocks.append(context(f"Run results go to {user_text(view.notify_channel)}."))
     blocks.append({
@@ -139,6 +148,17 @@ def approval_message(view: ApprovalView, now: datetime) -> dict[str, Any]:
     })
     return payload(f"Schedule change {r.id} for {user_text(view.server_label)} waits for approval",
                    blocks)
+
+
+def _kept_protected(images: Sequence[RetainableImage]) -> str:
+    """The schedule's protected images: counted by nothing, deleted by nothing."""
+    names = "\n".join(f"• {code(img.name or img.id)} ({img.created_at:%Y-%m-%d %H:%M} UTC)"
+                      for img in images[:MAX_LISTED_IMAGES])
+    more = len(images) - MAX_LISTED_IMAGES
+    if more > 0:
+        names += f"\n• … and {more} more"
+    return (f":lock: *Kept because protected:* {plural(len(images), 'image')} this schedule "
+            f"made, never deleted while protected:\n{names}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,7 @@ class ScheduleLine:
     last_result: str | None
     last_run_at: datetime | None
     approved_by: str | None
+    notes: Sequence[str] = ()  # mrkdwn lines: paused, skip-next pending, run-now queued
 
 
 def schedules_text(lines: Sequence[ScheduleLine],
@@ -165,6 +186,8 @@ def schedules_text(lines: Sequence[ScheduleLine],
         text = f"*{line.id}* {code(line.server_label)}: {escape(describe(line.spec, with_keep=True))}"
         if line.next_run:
             text += f"\n    next: {local_and_utc(*line.next_run)}"
+        for note in line.notes:
+            text += f"\n    {note}"
         last = user_text(_done(line.last_result)) if line.last_result else "no run yet"
         if line.last_run_at:
             last += f" ({when(line.last_run_at, now)})"
@@ -186,6 +209,8 @@ def _done(result: str) -> str:
 
 def _pending_line(request: ChangeRequest, label: str, now: datetime) -> str:
     change = "off" if request.kind == "off" else spec_text(request.new)
+    if request.operation is not None:
+        change = f"{request.operation.kind} {request.operation.schedule_id}"
     return (f"• *{request.id}* {code(label)}: {escape(change)} — asked by "
             f"{user(request.requested_by)}, expires {when(request.expires_at, now)}")
 

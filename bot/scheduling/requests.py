@@ -18,7 +18,6 @@ from typing import Any
 
 import commands
 from bot.errors import (
-    CloudError,
     ConflictingUpdate,
     ImagebotError,
     NoSuchRequest,
@@ -30,12 +29,14 @@ from bot.scheduling.approvals import decide as decide_request
 from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.messages import approval_message
-from bot.scheduling.ports import CloudPort, Context
-from bot.scheduling.retention import (
-    RetainableImage,
-    retainable_from_image,
-    would_delete_at_next_success,
+from bot.scheduling.op_requests import (
+    operation_refused_at_approval,
+    operation_values,
+    retention_preview,
 )
+from bot.scheduling.operations import after_change
+from bot.scheduling.ports import Context
+from bot.scheduling.retention import RetainableImage
 from bot.scheduling.rows import (
     active_spec,
     approval_view,
@@ -96,8 +97,9 @@ class ChangeRequests:
             if new == old and request.verify == bool(existing and existing.verify):
                 raise ImagebotError(f"{server.name} already has exactly that schedule.")
         doomed: list[RetainableImage] = []
+        kept: list[RetainableImage] = []
         if new is not None and existing is not None:
-            doomed = await self._would_delete(cloud, server.id, new.keep, existing.id)
+            doomed, kept = await retention_preview(cloud, server.id, new.keep, existing.id)
         rules = pol.approval_rules()
         notify = pol.notify_channel
         for _ in range(PROPOSE_TRIES):
@@ -112,7 +114,7 @@ class ChangeRequests:
                                   server=server.id, old=old, new=new, requested_by=user,
                                   channel=channel, now=now, rules=rules)
                 replaced = supersede_requests(pending, req, now)
-                view = approval_view(req, server.name, rules, notify, now, doomed)
+                view = approval_view(req, server.name, rules, notify, now, doomed, kept)
                 values = {
                     "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
                     "server_name": server.name,
@@ -142,16 +144,6 @@ class ChangeRequests:
             ctx.on_new_work()
             return row
         raise ImagebotError("Too many concurrent changes for this server; try again.")
-
-    async def _would_delete(self, cloud: CloudPort, server_id: str, keep: int,
-                            schedule_id: str) -> list[RetainableImage]:
-        try:
-            images = await cloud.list_images(server_id=server_id)
-        except CloudError as exc:  # the message just shows less; the decision is unaffected
-            log.warning("could not list images for the approval message: %s", exc)
-            return []
-        found = [r for r in map(retainable_from_image, images) if r is not None]
-        return would_delete_at_next_success(found, keep, schedule_id)
 
     async def _request_here(self, request_id: str, actor: str, action: str,
                             channel: str | None) -> RequestRow:
@@ -205,7 +197,8 @@ class ChangeRequests:
                     members = await ctx.directory.members(row.channel)
                 elif direct:  # nobody is known to be in the channel: admit no one
                     members = frozenset()
-            current = active_spec(await ctx.store.run(Store.schedule_for_server, row.server_id))
+            existing = await ctx.store.run(Store.schedule_for_server, row.server_id)
+            current = active_spec(existing)
             now = ctx.clock()
             decision: Decision = decide_request(
                 request, actor=actor, action=action, now=now,  # type: ignore[arg-type]
@@ -227,14 +220,23 @@ class ChangeRequests:
                     await ctx.store.run(Store.add_audit, audit)
                 return Outcome(False, decision.message, row)
             done = decision.request
-            schedule = (schedule_values(row, done, now)
-                        if done.status == RequestStatus.APPROVED else None)
+            stale = (operation_refused_at_approval(done, existing, now)
+                     if done.status == RequestStatus.APPROVED else None)
+            if stale:  # an operation whose moment passed (the slot to skip, ...)
+                await ctx.store.run(Store.add_audit, [AuditEntry("decision_refused", row.id,
+                    actor, {"action": action, "refusal": "stale"})])
+                return Outcome(False, stale, row)
+            schedule = None
+            if done.status == RequestStatus.APPROVED:
+                schedule = (operation_values(row, done, now) if done.operation else
+                            schedule_values(row, done, now)
+                            | after_change(row.kind, existing.status if existing else None))
             audit = [AuditEntry(f"request_{done.status}", row.id, actor,
                                 {"reason": done.reason, "kind": row.kind,
                                  "server_id": row.server_id})]
             if schedule is not None:
-                audit.append(AuditEntry("schedule_" + ("off" if row.kind == "off" else "set"),
-                                        row.server_id, actor,
+                what = done.operation.kind if done.operation else row.kind
+                audit.append(AuditEntry(f"schedule_{what}", row.server_id, actor,
                                         {"request": row.id, "spec": row.new_spec}))
             try:
                 row = await ctx.store.run(Store.update_change_request,

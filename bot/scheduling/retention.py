@@ -82,3 +82,15 @@ def would_delete_at_next_success(images: Sequence[RetainableImage], keep: int,
                               created_at=newest + timedelta(seconds=1), schedule_id=schedule_id)
     return [img for img in select_for_deletion([*images, phantom], keep, schedule_id)
             if img is not phantom]
+
+
+def kept_because_protected(images: Sequence[RetainableImage],
+                           schedule_id: str) -> list[RetainableImage]:
+    """The schedule's own ACTIVE images that retention would count were they not protected
+    (Glance `protected`): never counted, never deleted; the approval message lists them as kept
+    because protected. Oldest first."""
+    kept = [img for img in images
+            if img.schedule_id == schedule_id and img.status.lower() == "active"
+            and img.protected]
+    kept.sort(key=lambda img: (as_utc(img.created_at, "created_at"), img.id))
+    return kept

@@ -6,13 +6,15 @@ Pure: no I/O. The shells (`requests`, `loop`, `service`) and the tests use these
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import commands
 from bot.scheduling.approvals import ApprovalRules, ChangeRequest
-from bot.scheduling.due import ScheduleSpec, ambiguous_or_missing, preview
+from bot.scheduling.due import DEFAULT_WINDOW, ScheduleSpec, ambiguous_or_missing, preview
 from bot.scheduling.messages import ApprovalView
+from bot.scheduling.op_messages import operation_done, operation_line, operation_runs
+from bot.scheduling.operations import OpState, ScheduleOp, Timing
 from bot.scheduling.retention import RetainableImage
 from bot.store import RequestRow, ScheduleRow
 from bot.vocabulary import RequestStatus
@@ -56,7 +58,22 @@ def to_request(row: RequestRow) -> ChangeRequest:
         new=spec_from_dict(row.new_spec) if row.new_spec else None,
         requested_by=row.requested_by, channel=row.channel, created_at=row.created_at,
         expires_at=row.expires_at, status=RequestStatus(row.status),
-        decided_by=row.decided_by, decided_at=row.decided_at, reason=row.reason)
+        decided_by=row.decided_by, decided_at=row.decided_at, reason=row.reason,
+        operation=(ScheduleOp.from_stored(row.operation, row.operation_detail)
+                   if row.operation else None))
+
+
+def op_state(row: ScheduleRow) -> OpState:
+    """The operation columns of a stored schedule (pause, skip-next, run-now)."""
+    return OpState(paused_at=row.paused_at, pause_request=row.pause_request,
+                   resumed_at=row.resumed_at, skip_slot=row.skip_slot,
+                   skip_request=row.skip_request, run_now_at=row.run_now_at,
+                   run_now_request=row.run_now_request)
+
+
+def timing(row: ScheduleRow, window: timedelta = DEFAULT_WINDOW) -> Timing:
+    """What the catch-up policy reads off a stored schedule besides its spec."""
+    return Timing(effective_at=row.effective_at, last_slot=row.last_slot, window=window)
 
 
 def label(row: RequestRow | ScheduleRow) -> str:
@@ -72,15 +89,24 @@ def decision_fields(request: ChangeRequest) -> dict[str, Any]:
 
 def approval_view(request: ChangeRequest, server_label: str, rules: ApprovalRules,
                   notify: str | None, now: datetime,
-                  doomed: Iterable[RetainableImage] = ()) -> ApprovalView:
-    """What the approval message shows: the next runs, DST notes, who may approve and the
-    images the change would delete."""
+                  doomed: Iterable[RetainableImage] = (),
+                  kept: Iterable[RetainableImage] = ()) -> ApprovalView:
+    """What the approval message shows: the next runs, DST notes, who may approve, the images
+    the change would delete and the protected ones it keeps (`kept`); for an operation, what it
+    will do."""
     runs: list[tuple[datetime, datetime]] = []
     notes: list[str] = []
-    if request.new is not None:
+    op = request.operation
+    if op is not None:
+        runs = operation_runs(op, request.old, now)
+    elif request.new is not None:
         runs = preview(request.new, now, 3)
         notes = [n.text for n in ambiguous_or_missing(request.new, 366, now=now)]
     return ApprovalView(request=request, server_label=server_label,
                         who_may_approve=rules.who_may_approve(request.requested_by),
                         next_runs=runs, dst_notes=notes, would_delete=tuple(doomed),
-                        notify_channel=notify)
+                        notify_channel=notify,
+                        operation_line=(operation_line(op, server_label, request.old)
+                                        if op else None),
+                        operation_done=operation_done(op, request.old) if op else None,
+                        kept_protected=tuple(kept))

@@ -17,12 +17,15 @@ from datetime import datetime, timedelta
 import commands
 from bot.cloud.pool import CloudPool
 from bot.policy import ChannelPolicy, GroupResolver, Policy
-from bot.scheduling.due import DEFAULT_WINDOW, due, zone
+from bot.scheduling.due import DEFAULT_WINDOW, zone
 from bot.scheduling.loop import WARN_BEFORE, ScheduleLoop
 from bot.scheduling.messages import ScheduleLine, approvals_text, schedules_text
+from bot.scheduling.op_messages import schedule_notes
+from bot.scheduling.op_requests import OperationRequests
+from bot.scheduling.operations import next_run_slot
 from bot.scheduling.ports import ChannelMembers, CloudPort, Context, MessagePort
 from bot.scheduling.requests import ChangeRequests, Outcome
-from bot.scheduling.rows import label, schedule_spec, to_request
+from bot.scheduling.rows import label, op_state, schedule_spec, timing, to_request
 from bot.scheduling.runs import BUSY_SPACING, BUSY_TRIES
 from bot.store import AsyncStore, RequestRow, Store
 from bot.vocabulary import RequestStatus
@@ -45,6 +48,7 @@ class ScheduleService:
                            on_new_work=on_new_work, member_groups=member_groups,
                            directory=directory)
         self.requests = ChangeRequests(self.ctx)
+        self.operations = OperationRequests(self.ctx, window)
         self.loop = ScheduleLoop(self.ctx, window=window, warn_before=warn_before,
                                  busy_tries=busy_tries, busy_spacing=busy_spacing, tick=tick,
                                  tick_scale=tick_scale)
@@ -90,6 +94,12 @@ class ScheduleService:
         return await self.requests.propose(request, user=user, channel=channel,
                                            channel_name=channel_name)
 
+    async def propose_operation(self, request: commands.ScheduleOperation, *, user: str,
+                                channel: str, channel_name: str | None = None) -> RequestRow:
+        """See `OperationRequests.propose` (pause, resume, run-now, skip-next)."""
+        return await self.operations.propose(request, user=user, channel=channel,
+                                             channel_name=channel_name)
+
     async def decide(self, request_id: str, *, actor: str, action: str,
                      reason: str | None = None, channel: str | None = None,
                      direct: bool = False) -> Outcome:
@@ -117,14 +127,13 @@ class ScheduleService:
                                     channel=channel)
         for row in rows:
             spec = schedule_spec(row)
-            decision = due(spec, created_at=row.effective_at, last_slot=row.last_slot, now=now,
-                           window=self.loop.window)
-            nxt = decision.slot if decision.action == "run" else decision.next_at
+            # The next slot that makes an image: none while paused, past a skip-next.
+            nxt = next_run_slot(spec, op_state(row), timing(row, self.loop.window), now=now)
             lines.append(ScheduleLine(
                 id=row.id, server_label=label(row), spec=spec,
                 next_run=(nxt.astimezone(zone(spec.tz)), nxt) if nxt else None,
                 last_result=row.last_result, last_run_at=row.last_run_at,
-                approved_by=row.approved_by))
+                approved_by=row.approved_by, notes=schedule_notes(op_state(row), spec, now)))
         pending = await self._pending(channel)
         if server is not None:
             pending = [r for r in pending if server in (r.server_ref, r.server_name, r.server_id)]

@@ -32,6 +32,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> ScheduleCommands:
     router = deps.router
     router.on(commands.Schedule, handlers.schedule, later=handlers.propose)
     router.on(commands.ScheduleOff, handlers.schedule, later=handlers.propose)
+    router.on(commands.ScheduleOperation, handlers.operation, later=handlers.propose_operation)
     router.on(commands.Schedules, handlers.schedules)
     router.on(commands.Approvals, handlers.approvals)
     router.on(commands.Approve, handlers.approve)
@@ -67,6 +68,27 @@ class ScheduleCommands:
         rules = self.service._policy(who.channel, who.channel_name).approval_rules()
         return (f"Change request {row.id} is posted; it may be approved by "
                 f"{rules.who_may_approve(who.user)}.")
+
+    async def operation(self, request: commands.ScheduleOperation, who: Invocation) -> Reply:
+        """`/image schedule <server> pause|resume|run-now|skip-next`: refused at once, or
+        proposed after the ack (`propose_operation`), like a schedule change."""
+        pol = self.service._policy(who.channel, who.channel_name)
+        refusal = await refuse(pol, who.user, request.server.text, self.service.member_groups,
+                               doing="change schedules")
+        if refusal:
+            return Reply(refusal)
+        return Reply(f"Preparing the {request.operation} request; it will appear in the "
+                     "channel for approval.", follow_up=FollowUp(request, who))
+
+    async def propose_operation(self, request: commands.ScheduleOperation,
+                                who: Invocation) -> str:
+        """Write the operation's change request (the service posts it); the requester's
+        answer. A refusal (already paused, ...) is an `ImagebotError`: a private answer."""
+        row = await self.service.propose_operation(request, user=who.user, channel=who.channel,
+                                                   channel_name=who.channel_name)
+        rules = self.service._policy(who.channel, who.channel_name).approval_rules()
+        return (f"Change request {row.id} ({request.operation}) is posted; it may be approved "
+                f"by {rules.who_may_approve(who.user)}.")
 
     async def schedules(self, request: commands.Schedules, who: Invocation) -> Reply:
         """`/image schedules [server]`."""

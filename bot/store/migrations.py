@@ -286,3 +286,20 @@ def m008_verify(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX verifications_state ON verifications(state)")
     db.execute("CREATE INDEX verifications_job ON verifications(job_id)")
+
+
+@migrations()
+def m010_schedule_ops(db: Database) -> None:
+    """Schedule operations (issue 18): a schedule's pause (since when, by which request), when
+    it was last resumed (slots before that never count), the one slot `skip-next` skips, a
+    queued `run-now`; and which operation a change request asks for (NULL: a schedule
+    change), with its detail (JSON: schedule id, the slot skipped)."""
+    db.execute("ALTER TABLE schedules ADD COLUMN paused_at TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN pause_request TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN resumed_at TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN skip_slot TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN skip_request TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN run_now_at TEXT")
+    db.execute("ALTER TABLE schedules ADD COLUMN run_now_request TEXT")
+    db.execute("ALTER TABLE change_requests ADD COLUMN operation TEXT")
+    db.execute("ALTER TABLE change_requests ADD COLUMN operation_detail TEXT")

@@ -123,6 +123,10 @@ class RequestRow:
     warned_at: datetime | None
     message_dirty: int
     updated_at: datetime
+    # A schedule operation (issue 18): "pause", "resume", "run-now", "skip-next"; None for a
+    # schedule change. Its detail: {"schedule_id": "S3", "slot": "<iso>"} (the slot skipped).
+    operation: str | None = None
+    operation_detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,14 @@ class ScheduleRow:
     created_at: datetime
     updated_at: datetime
     verify: bool = False  # `--verify`: each run's image is restore-tested
+    # Schedule operations (issue 18, m010).
+    paused_at: datetime | None = None  # paused since (None: running)
+    pause_request: str | None = None
+    resumed_at: datetime | None = None  # slots before the last resume never count
+    skip_slot: datetime | None = None  # the one slot `skip-next` skips
+    skip_request: str | None = None
+    run_now_at: datetime | None = None  # a `run-now` approved and not yet started
+    run_now_request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +254,7 @@ def job_value(name: str, value: Any) -> Any:
     return JOB_CODEC.column(name, value)
 
 
-_SPEC_COLUMNS = frozenset({"old_spec", "new_spec"})
+_SPEC_COLUMNS = frozenset({"old_spec", "new_spec", "operation_detail"})
 
 
 def column_value(name: str, value: Any) -> Any:
@@ -312,7 +324,10 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         status=RequestStatus(row["status"]), decided_by=row["decided_by"],
         decided_at=dt_in(row["decided_at"]), reason=row["reason"],
         warned_at=dt_in(row["warned_at"]),
-        message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]))
+        message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]),
+        operation=row["operation"],
+        operation_detail=(json.loads(row["operation_detail"]) if row["operation_detail"]
+                          else None))
 
 
 def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
@@ -327,7 +342,11 @@ def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         last_slot=dt_in(row["last_slot"]), last_result=row["last_result"],
         last_run_at=dt_in(row["last_run_at"]), status=row["status"],
         created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]),
-        verify=bool(row["verify"]))
+        verify=bool(row["verify"]),
+        paused_at=dt_in(row["paused_at"]), pause_request=row["pause_request"],
+        resumed_at=dt_in(row["resumed_at"]), skip_slot=dt_in(row["skip_slot"]),
+        skip_request=row["skip_request"], run_now_at=dt_in(row["run_now_at"]),
+        run_now_request=row["run_now_request"])
 
 
 def run_row(row: Mapping[str, Any]) -> RunRow:

@@ -75,6 +75,20 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     assert "J4 web-1 succeeded" in out
     assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
 
+    # 9. A pause approved by Bob; `schedules` says so; a night passes without a run (no J6);
+    #    the resume, approved by Bob, says the missed night is not caught up.
+    ops = out[out.index("alice@#ops> /image schedule web-1 pause\n"):]
+    paused = _section(ops, "alice@#ops> /image schedule web-1 pause\n")
+    assert "*Pause* S1 (`web-1`, daily at 03:00 UTC): no runs until resumed" in paused
+    assert "S1 is paused" in _section(ops, "bob@#ops> click 1\n")
+    assert "paused since" in _section(ops, "bob@#ops> /image schedules\n")
+    resumed = ops[ops.index("alice@#ops> /image schedule web-1 resume\n"):]
+    assert "not caught up" in _section(resumed, "alice@#ops> /image schedule web-1 resume\n")
+    assert "S1 runs again" in _section(resumed, "bob@#ops> click 1\n")
+    listing = _section(resumed, "bob@#ops> /image schedules\n")
+    assert "paused" not in listing and "next: " in listing
+    assert "J6" not in out
+
 
 def test_unknown_console_command_fails_before_anything_runs(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
