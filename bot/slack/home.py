@@ -202,7 +202,7 @@ class HomeTabs:
             try:
                 await self._refresh(user, shared)
             except SlackUnavailable as exc:
-                self._dirty.setdefault(user, None)
+                self._dirty = {user: None, **self._dirty}  # first again, not starved
                 pause = exc.retry_after or RETRY
                 self._paused_until = asyncio.get_running_loop().time() + pause
                 log.warning("could not publish a Home tab (%s); again in %.0f s", exc, pause)
