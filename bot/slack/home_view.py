@@ -144,13 +144,17 @@ def _at(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%H:%M:%S} UTC"
 
 
-def _writes(job: Job) -> str:
-    """The "writes may resume" state, said once."""
-    if job.snapshot_ended_at is not None:
-        return f" · writes may resume since {_at(job.snapshot_ended_at)}"
+_COPIED = {jobs.PENDING_UPLOAD: ":package: packaging the image",
+           jobs.UPLOADING: ":arrow_up: uploading the image"}
+
+
+def phase(job: Job) -> str:
+    """The job's phase with the "writes may resume" state, said once and with its time."""
+    if job.snapshot_ended_at is not None and job.state in _COPIED:
+        return f"{_COPIED[job.state]} · writes may resume since {_at(job.snapshot_ended_at)}"
     if job.state == jobs.SNAPSHOTTING and job.submitted_at is not None:
-        return f" · copy window since {_at(job.submitted_at)}"
-    return ""
+        return f"{state_label(job)} since {_at(job.submitted_at)}"
+    return state_label(job)
 
 
 def _where(job: Job, workspace_url: str | None) -> str:
@@ -161,7 +165,7 @@ def _where(job: Job, workspace_url: str | None) -> str:
 def running_line(job: Job, workspace_url: str | None) -> str:
     """One running job: id, server, phase (with the writes state), channel and thread."""
     who = (user_text(job.schedule_id) if job.schedule_id else user(job.requested_by))
-    return truncate(f"*{job.id}* {code(job.server_label)} · {state_label(job)}{_writes(job)}\n"
+    return truncate(f"*{job.id}* {code(job.server_label)} · {phase(job)}\n"
                     f"{_where(job, workspace_url)} · by {who}", SECTION_LIMIT)
 
 

@@ -144,8 +144,9 @@ def test_running_jobs_say_their_phase_and_when_writes_may_resume() -> None:
                   requests=[], schedules=[], visible={OPS}, decidable=set(), workspace_url=URL)
     lines = [b["text"]["text"] for b in home_view(data)["blocks"]
              if b["type"] == "section"]
-    assert "keep writes stopped" in lines[0] and "copy window since 09:00:01 UTC" in lines[0]
-    assert "writes may resume since 09:00:09 UTC" in lines[1]
+    assert "(keep writes stopped) since 09:00:01 UTC" in lines[0]
+    assert "uploading the image · writes may resume since 09:00:09 UTC" in lines[1]
+    assert lines[1].count("writes may resume") == 1
     assert f"<{URL}archives/C0OPS/p1764666000000100|thread>" in lines[1]
     assert "thread>" not in lines[2]  # a response_url card has no thread to link
     assert thread_link(uploading, None) is None
