@@ -33,7 +33,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -72,6 +72,8 @@ HOME_TTL = timedelta(hours=24)  # a tab not opened for a day is not refreshed an
 MAX_VIEWERS = 1000
 NOTICE_TTL = timedelta(minutes=10)
 GROUPS_TTL = timedelta(seconds=60)
+UNKNOWN_TTL = timedelta(seconds=60)  # a channel whose members Slack would not tell
+_NEVER = datetime.min.replace(tzinfo=UTC)
 # A tenth under Tier 4's 100 a minute, with a small burst (as bot.slack.pacing does).
 PUBLISH_RATE = 0.9 * 100 / 60
 PUBLISH_BURST = 5.0
@@ -116,6 +118,7 @@ class HomeTabs:
     _notices: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     _groups: dict[tuple[str, frozenset[str]], tuple[datetime, frozenset[str]]] = \
         field(default_factory=dict)
+    _unknown: dict[str, datetime] = field(default_factory=dict)  # channel -> when refused
     _bucket: TokenBucket | None = None
     _paused_until: float = 0.0
     _last_sweep: float = 0.0
@@ -292,9 +295,15 @@ class HomeTabs:
         directory = self.channels.directory
         if directory is None:
             return False
+        now = self.clock()
+        if now - self._unknown.get(channel, _NEVER) < UNKNOWN_TTL:
+            return False
         try:
             return user in await directory.members(channel)
         except MembershipUnknown:
+            # Not asked again for a while: a channel the bot is not in answers the same for
+            # every tab of every pass (the directory caches only answers).
+            self._unknown[channel] = now
             return False
 
     async def _user_groups(self, user: str, rules: ApprovalRules) -> frozenset[str]:

@@ -14,9 +14,12 @@ import pytest
 from bot.errors import SlackRejected, SlackUnavailable
 from bot.imaging import jobs
 from bot.policy import Policy
+from bot.scheduling.messages import APPROVE_ACTION as CARD_APPROVE
 from bot.slack.directory import ChannelDirectory
 from bot.slack.home import PUBLISH_BURST, HomeTabs
+from bot.slack.home_view import APPROVE_ACTION, REJECT_ACTION
 from bot.slack.routing import Channels
+from bot.slack.types import Reply
 from bot.store import AsyncStore, Store
 from tests.helpers import Clock, Sleeps
 
@@ -137,3 +140,49 @@ async def test_a_refused_publish_is_logged_and_the_loop_goes_on(store: AsyncStor
     home.opened("U0BOB")
     await home.step()
     assert web.users() == ["U0ALICE"]  # Bob's was refused; Alice's still went out
+
+
+async def test_home_clicks_take_the_card_buttons_path_with_direct(store: AsyncStore) -> None:
+    web = Web()
+    home = tabs(store, web)
+    calls: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    async def decide(action_id: str, value: str, user: str, **kw: Any) -> Reply | None:
+        calls.append((action_id, value, user, kw))
+        return None if value == "R1" else Reply(":no_entry: R2 was already approved by <@U0X>.")
+
+    home.decide = decide
+    home.opened("U0BOB")
+    await home.step()
+    assert await home.on_click(APPROVE_ACTION, "R1", "U0BOB", channel="") is None
+    assert calls[0][:3] == (CARD_APPROVE, "R1", "U0BOB") and calls[0][3]["direct"] is True
+    await home.step()
+    assert "You approved R1" in str(web.published[-1][1])
+    await home.on_click(REJECT_ACTION, "R2", "U0BOB")  # refused: said on the tab
+    await home.step()
+    assert "R2 was already approved" in str(web.published[-1][1])
+    home.opened("U0BOB")  # a fresh look drops the last click's outcome
+    await home.step()
+    assert "already approved" not in str(web.published[-1][1])
+
+
+async def test_a_channel_slack_will_not_describe_is_not_asked_for_every_tab(
+        store: AsyncStore) -> None:
+    web = Web()
+    home = tabs(store, web)
+    asked: list[str] = []
+    original = web._call
+
+    async def counting(method: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "conversations.members":
+            asked.append(kwargs["channel"])
+        return await original(method, **kwargs)
+
+    web._call = counting  # type: ignore[method-assign]
+    await add_job(store, "C0NOBOT")
+    for user in ("U0ALICE", "U0BOB", "U0CAROL"):
+        home.opened(user)
+    await home.step()
+    home.changed()
+    await home.step()
+    assert asked.count("C0NOBOT") == 1
