@@ -164,9 +164,10 @@ def _where(job: Job, workspace_url: str | None) -> str:
 
 def running_line(job: Job, workspace_url: str | None) -> str:
     """One running job: id, server, phase (with the writes state), channel and thread."""
-    who = (user_text(job.schedule_id) if job.schedule_id else user(job.requested_by))
+    who = (f"scheduled run of {user_text(job.schedule_id)}" if job.schedule_id
+           else f"by {user(job.requested_by)}")
     return truncate(f"*{job.id}* {code(job.server_label)} · {phase(job)}\n"
-                    f"{_where(job, workspace_url)} · by {who}", SECTION_LIMIT)
+                    f"{_where(job, workspace_url)} · {who}", SECTION_LIMIT)
 
 
 def _change(request: RequestRow) -> str:
@@ -189,7 +190,10 @@ def mine_line(request: RequestRow, now: datetime) -> str:
         return f"{head} — waiting for a decision (expires {when(request.expires_at, now)})"
     at = f" at {when(request.decided_at, now)}" if request.decided_at else ""
     by = f" by {user(request.decided_by)}" if request.decided_by else ""
-    return f"{head} — {escape(request.status.value)}{by}{at}"
+    status = request.status.value
+    if request.status == RequestStatus.REJECTED and request.decided_by == request.requested_by:
+        status, by = "withdrawn", ""
+    return f"{head} — {escape(status)}{by}{at}"
 
 
 def schedule_line(item: HomeSchedule) -> str:

@@ -150,6 +150,23 @@ def test_running_jobs_say_their_phase_and_when_writes_may_resume() -> None:
     assert f"<{URL}archives/C0OPS/p1764666000000100|thread>" in lines[1]
     assert "thread>" not in lines[2]  # a response_url card has no thread to link
     assert thread_link(uploading, None) is None
+    scheduled = job(4, jobs.QUEUED, schedule_id="S1", requested_by="schedule:S1")
+    data = select("U0ALICE", NOW, running=[scheduled], failures=[], requests=[], schedules=[],
+                  visible={OPS}, decidable=set())
+    assert "scheduled run of S1" in text_of(home_view(data))
+
+
+def test_my_requests_say_what_became_of_them() -> None:
+    mine = [request(1, by="U0ALICE"),
+            request(2, by="U0ALICE", status=RequestStatus.REJECTED, decided_by="U0ALICE",
+                    decided_at=T0),
+            request(3, by="U0ALICE", status=RequestStatus.APPROVED, decided_by="U0BOB",
+                    decided_at=T0)]
+    data = select("U0ALICE", NOW, running=[], failures=[], requests=mine, schedules=[],
+                  visible={OPS}, decidable=set())
+    assert [r.id for r in data.mine] == ["R1", "R2", "R3"]  # pending first
+    shown = text_of(home_view(data))
+    assert "withdrawn at 09:00 UTC" in shown and "approved by <@U0BOB> at 09:00 UTC" in shown
 
 
 def test_empty_home_says_so() -> None:
