@@ -30,11 +30,13 @@ from bot.logs import LearnedSecrets
 from bot.metrics import CountingTransport, Metrics
 from bot.policy import Policy
 from bot.scheduling.service import ScheduleService
+from bot.slack import home as home_slack
 from bot.slack import imaging as imaging_slack
 from bot.slack import schedules as schedules_slack
 from bot.slack.app import SlackDeps, bolt_logger, build_app
 from bot.slack.directory import ChannelDirectory
 from bot.slack.edge import EdgeGuard
+from bot.slack.home import HomeTabs
 from bot.slack.identity import Identity
 from bot.slack.imaging import ImagingListeners
 from bot.slack.notifier import Notifier
@@ -80,6 +82,7 @@ class Runtime:
     lazy: LazyWork | None = None
     # Cloud tokens the clients learned at login, masked in logs by value (bot.logs).
     learned: LearnedSecrets = field(default_factory=LearnedSecrets)
+    home: HomeTabs | None = None  # the App Home tabs (bot.slack.home)
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -93,6 +96,8 @@ class Runtime:
         if self.schedules is not None:
             self.tasks.append(asyncio.create_task(self.schedules.run(self.stop_event),
                                                   name="schedules"))
+        if self.home is not None:
+            self.tasks.append(asyncio.create_task(self.home.run(self.stop_event), name="home"))
 
     async def stop(self) -> None:
         """Stop loops and close clients and the store."""
@@ -114,6 +119,7 @@ class Runtime:
         await self.cloud.aclose()
         await self.store.close()
         await self.listeners.store.close()
+        await home_slack.close(self.home)
         with contextlib.suppress(Exception):
             session = getattr(self.web.client, "session", None)
             if session is not None:
@@ -134,6 +140,8 @@ class Runtime:
         self.notifier.wake.set()
         if self.schedules is not None:
             self.schedules.wake.set()
+        if self.home is not None:
+            self.home.changed()
 
 
 def policy_clouds(cloud: CloudPool, policy: Policy) -> list[CloudClient]:
@@ -214,6 +222,18 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     deps.schedules = schedules
     runtime.schedule_commands = schedules_slack.register(app, deps)
     runtime.schedules = schedules
+    # The App Home tab: its own read connection (it never queues behind the engine's writes
+    # or an ack's), refreshed by every change the engine or a listener reports.
+    home = HomeTabs(await AsyncStore.open(settings.db_path, clock=clock), web, router.channels,
+                    clock, schedules=schedules, identity=identity,
+                    decide=runtime.schedule_commands.on_click, scale=slack_rate_scale)
+    runtime.home = home_slack.register(app, home)
+
+    def on_engine_change() -> None:
+        notifier.wake.set()
+        home.changed()
+
+    engine.on_change = on_engine_change
     return runtime
 
 

@@ -42,6 +42,8 @@ class BotIdentity:
     # For the start-up banner and log line only (auth.test's `team` and `user`).
     team_name: str | None = None
     bot_user_name: str | None = None
+    # auth.test's `url` ("https://team.slack.com/"): thread links on the App Home.
+    workspace_url: str | None = None
 
     def refusal(self, *, team_id: str | None, enterprise_id: str | None,
                 api_app_id: str | None) -> str | None:
@@ -139,7 +141,8 @@ class Identity:
                            bot_user_id=_field(auth, "user_id"), app_id=app_id,
                            enterprise_id=_field(auth, "enterprise_id"),
                            is_enterprise_install=bool(_field(auth, "is_enterprise_install")),
-                           team_name=_field(auth, "team"), bot_user_name=_field(auth, "user"))
+                           team_name=_field(auth, "team"), bot_user_name=_field(auth, "user"),
+                           workspace_url=_field(auth, "url"))
 
 
 def _describe(exc: Exception) -> str:

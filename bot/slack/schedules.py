@@ -113,13 +113,15 @@ class ScheduleCommands:
 
     async def on_click(self, action_id: str, value: str, user: str, *, channel: str = "",
                        channel_name: str | None = None,
-                       response_url: str | None = None) -> Reply | None:
+                       response_url: str | None = None, direct: bool = False) -> Reply | None:
         """An Approve / Reject button clicked in `channel` (from the payload); None when
         accepted (the message itself is rewritten, so the click's response_url is unused).
-        The same checks as the text commands."""
+        The same checks as the text commands. `direct`: clicked on a surface of the user's
+        own (the App Home: `bot.slack.home`), see `ChangeRequests.decide`."""
         action = "approve" if action_id == APPROVE_ACTION else "reject"
         try:
-            outcome = await self.service.decide(value, actor=user, action=action, channel=channel)
+            outcome = await self.service.decide(value, actor=user, action=action, channel=channel,
+                                                direct=direct)
         except ImagebotError as exc:
             return Reply(f":warning: {exc.user_message()}")
         return None if outcome.accepted else Reply(f":no_entry: {outcome.message}")

@@ -77,14 +77,20 @@ class ScheduleTables(JobTables):
 
     def list_change_requests(self, *, statuses: Collection[str] | None = None,
                              server_id: str | None = None, limit: int = 100,
-                             channel: str | Collection[str] | None = None) -> list[RequestRow]:
-        """Change requests, oldest first, filtered by status, server and channel (id)."""
+                             channel: str | Collection[str] | None = None,
+                             requested_by: str | None = None,
+                             newest_first: bool = False) -> list[RequestRow]:
+        """Change requests, oldest first (or newest first), filtered by status, server,
+        channel (id) and requester."""
         where = Where().channel(channel)
         if statuses is not None:
             where.any_of("status", statuses)
         if server_id is not None:
             where.eq("server_id", server_id)
-        return self._select("change_requests", request_row, where, order="seq", limit=limit)
+        if requested_by is not None:
+            where.eq("requested_by", requested_by)
+        return self._select("change_requests", request_row, where,
+                            order="seq DESC" if newest_first else "seq", limit=limit)
 
     def add_change_request(self, build: Callable[[str], RequestPlan]) -> RequestRow:
         """Insert a change request whose id ('R<n>') is allocated inside the transaction.

@@ -137,7 +137,7 @@ def create_web_app(system: System) -> Starlette:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         except ApiError as exc:
             return JSONResponse({"ok": False, "error": exc.code}, status_code=404)
-        # What the bot answered to the event: 404 while it has no app_home_opened listener.
+        # What the bot answered to the event (a bot without an app_home_opened listener: 404).
         response = await system.deliverer.open_home(user)
         return JSONResponse({"ok": response.status_code == 200, "status": response.status_code})
 

@@ -17,6 +17,7 @@ from bot.store import Store
 from sandbox.console.run import POLICY
 from sandbox.system import running_system
 from sandbox.web.app import running_web
+from tests.e2e.helpers import approval_message, state_is
 
 CHROMIUM = Path(os.environ.get("IMAGEBOT_CHROMIUM", "/usr/bin/chromium"))
 # Screenshots to look at after a run (IMAGEBOT_SHOTS, else the temp dir).
@@ -82,8 +83,9 @@ async def test_create_and_start_snapshot_from_the_web_view() -> None:
 
 
 async def test_home_tab_and_dms_in_the_web_view() -> None:
-    """The Apps entry opens the Home tab (app_home_opened goes to the bot); what is published
-    for the user shows there with working buttons; a DM from the bot has its own entry, read
+    """The Apps entry opens the Home tab (app_home_opened goes to the bot), and the bot's
+    published view shows there: the running job with its phase, the change request waiting
+    for the user with Approve, which decides it; a DM from the bot has its own entry, read
     only; another user sees neither."""
     playwright_api = pytest.importorskip(
         "playwright.async_api", reason="the playwright package is not installed "
@@ -96,6 +98,12 @@ async def test_home_tab_and_dms_in_the_web_view() -> None:
         ws = system.workspace
         ws.bot_scopes.add("im:write")
         slack = AsyncWebClient(token=BOT_TOKEN, base_url=system.slack_url + "/api/")
+        # Bob's job stays in its upload; his change request waits for anyone else in #ops.
+        system.world.inject("stuck", server="web-1", task_state="image_uploading")
+        await system.command("bob", "#ops", "create web-1 --now")
+        await system.command("bob", "#ops", "schedule web-2 daily at 03:00")
+        await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        await system.wait_for(lambda: state_is(system, "J1", "uploading"), within=15)
         async with running_web(system, port=0) as url, \
                 playwright_api.async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
@@ -105,26 +113,20 @@ async def test_home_tab_and_dms_in_the_web_view() -> None:
                 await page.goto(url)
                 messages = page.locator("#messages")
                 await page.locator("#apps").get_by_text("imagebot").click()
-                await messages.get_by_text("has not published a Home tab").wait_for(
-                    timeout=10_000)
                 await page.locator("#title", has_text="Home").wait_for()
                 assert await page.locator("#command-form").is_hidden()
-                assert ws.events and ws.events[-1]["event"]["user"] == "U0ALICE"
-
-                await slack.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": [
-                    {"type": "header", "text": {"type": "plain_text", "text": "Running now"}},
-                    {"type": "section", "text": {"type": "mrkdwn", "text": "*J7* web-1"}},
-                    {"type": "actions", "elements": [
-                        {"type": "button", "action_id": "approve", "value": "R1",
-                         "text": {"type": "plain_text", "text": "Approve"}}]}]})
+                # The bot's own view, published for Alice on app_home_opened.
                 await messages.get_by_text("Running now").wait_for(timeout=10_000)
-                assert await messages.locator("b", has_text="J7").count() == 1
+                assert ws.events and ws.events[-1]["event"]["user"] == "U0ALICE"
+                await messages.get_by_text("uploading the image").wait_for(timeout=10_000)
+                assert await messages.locator("b", has_text="J1").count() == 1
+                await messages.get_by_text("Waiting for your decision").wait_for()
                 await page.screenshot(path=str(SHOTS / "home-tab.png"))
-                before = len(system.deliverer.deliveries)
                 await page.get_by_role("button", name="Approve").click()
-                await system.wait_for(lambda: len(system.deliverer.deliveries) > before,
-                                      within=10)
-                assert system.deliverer.last.kind == "block_actions"
+                await messages.get_by_text("You approved R1").wait_for(timeout=10_000)
+                row = await system.runtime.store.run(Store.get_change_request, "R1")
+                assert row.status == "approved" and row.decided_by == "U0ALICE"
+                assert await page.get_by_role("button", name="Approve").count() == 0
 
                 dm = (await slack.conversations_open(users="U0ALICE"))["channel"]["id"]
                 await slack.chat_postMessage(channel=dm, text="Request R1 waits for you")
@@ -134,12 +136,13 @@ async def test_home_tab_and_dms_in_the_web_view() -> None:
                 assert await page.locator("#command-form").is_hidden()
                 await page.screenshot(path=str(SHOTS / "home-and-dm.png"))
 
-                # Bob: no Home tab published for him, no DM in his sidebar.
+                # Bob: no DM in his sidebar; his Home shows his request, decided, no buttons.
                 await page.select_option("#user", "bob")
                 await messages.get_by_text("waits for you").first.wait_for(state="hidden")
                 assert await dms.locator("a").count() == 0
                 await page.locator("#apps").get_by_text("imagebot").click()
-                await messages.get_by_text("has not published a Home tab").wait_for(
-                    timeout=10_000)
+                await messages.get_by_text("Your change requests").wait_for(timeout=10_000)
+                await messages.get_by_text("approved by").wait_for(timeout=10_000)
+                assert await page.get_by_role("button", name="Approve").count() == 0
             finally:
                 await browser.close()
