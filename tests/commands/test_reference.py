@@ -80,7 +80,7 @@ def test_dashdash_help_is_the_overview() -> None:
 
 def test_help_for_one_command() -> None:
     text = commands.help_text("Schedule")
-    assert text.count("• `/image schedule &lt;server&gt;") == 3
+    assert text.count("• `/image schedule &lt;server&gt;") == 5  # 3 forms + 2 with --native
     assert "`--tz ZONE`" in text and "Examples:" in text
     assert "/image schedule db-2 weekly sat at 23:00 --keep 4" in text
     assert "create" not in text.split("Examples:")[0].lower().replace("changing", "")
