@@ -23,8 +23,11 @@ _PATTERN = re.compile(r"[*?\[\]]")
 
 
 class _Args(Protocol):
-    positionals: list[Token]
-    options: dict[str, str | bool]
+    @property
+    def positionals(self) -> list[Token]: ...
+
+    @property
+    def options(self) -> dict[str, str | bool]: ...
 
 
 class _Spec(Protocol):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from bot.cloud.config import RACKSPACE_AUTH_TYPES
 from bot.cloud.edge import CloudEdge, error_for, fault_message, reads_cloud
 from bot.errors import NoScheduledImages
 from commands.ids import MAX_KEEP as MAX_RETENTION
@@ -86,6 +87,11 @@ class RaxSchedules(CloudEdge):
             else:
                 raise error_for(resp, "extension", EXTENSION)
         return self._rax_si
+
+    def may_have_rax_schedules(self) -> bool:
+        """Without a call: whether asking is worth it (a Rackspace login, and the extension
+        not already found missing). `has_rax_schedules` is the answer."""
+        return self.config.auth_type in RACKSPACE_AUTH_TYPES and self._rax_si is not False
 
     async def _require_extension(self) -> None:
         if not await self.has_rax_schedules():

@@ -104,7 +104,7 @@ class ChangeRequests:
             now = ctx.clock()
             pending = [to_request(r) for r in await ctx.store.run(
                 Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id)]
+                server_id=server.id) if not r.native]  # --native ones: bot/scheduling/native.py
 
             def build(request_id: str, now: datetime = now,
                       pending: list[ChangeRequest] = pending) -> RequestPlan:
@@ -200,7 +200,10 @@ class ChangeRequests:
             decision: Decision = decide_request(
                 request, actor=actor, action=action, now=now,  # type: ignore[arg-type]
                 rules=rules, actor_groups=groups, reason=reason,
-                current=current if action == "approve" else UNSET, members=members)
+                # A native request changes the cloud's schedule, not ours: nothing to be stale
+                # against here (the listener does not read the cloud; the loop applies it).
+                current=current if action == "approve" and not row.native else UNSET,
+                members=members)
             if not decision.accepted:
                 audit = [AuditEntry("decision_refused", row.id, actor,
                                     {"action": action, "refusal": decision.refusal})]
@@ -218,7 +221,7 @@ class ChangeRequests:
                 return Outcome(False, decision.message, row)
             done = decision.request
             schedule = (schedule_values(row, done, now)
-                        if done.status == RequestStatus.APPROVED else None)
+                        if done.status == RequestStatus.APPROVED and not row.native else None)
             audit = [AuditEntry(f"request_{done.status}", row.id, actor,
                                 {"reason": done.reason, "kind": row.kind,
                                  "server_id": row.server_id})]

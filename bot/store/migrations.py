@@ -286,3 +286,15 @@ def m008_verify(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX verifications_state ON verifications(state)")
     db.execute("CREATE INDEX verifications_job ON verifications(job_id)")
+
+
+@migrations()
+def m011_native(db: Database) -> None:
+    """Rackspace Scheduled Images (`schedule ... --native`): a change request that sets the
+    cloud's own schedule instead of ours, and when (and how) the scheduler loop carried it out
+    after the approval."""
+    db.execute("ALTER TABLE change_requests ADD COLUMN native INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE change_requests ADD COLUMN applied_at TEXT")
+    db.execute("ALTER TABLE change_requests ADD COLUMN apply_result TEXT")
+    db.execute("CREATE INDEX change_requests_native ON change_requests(native, status, "
+               "applied_at)")

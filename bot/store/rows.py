@@ -122,6 +122,11 @@ class RequestRow:
     warned_at: datetime | None
     message_dirty: int
     updated_at: datetime
+    # Rackspace Scheduled Images (m011): the request sets the cloud's schedule, not ours;
+    # `applied_at`/`apply_result` say when and how the loop carried it out.
+    native: bool = False
+    applied_at: datetime | None = None
+    apply_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,9 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         status=RequestStatus(row["status"]), decided_by=row["decided_by"],
         decided_at=dt_in(row["decided_at"]), reason=row["reason"],
         warned_at=dt_in(row["warned_at"]),
-        message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]))
+        message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]),
+        native=bool(row["native"]), applied_at=dt_in(row["applied_at"]),
+        apply_result=row["apply_result"])
 
 
 def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
