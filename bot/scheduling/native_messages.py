@@ -125,7 +125,7 @@ def native_listing(lines: Sequence[NativeLine], *, unreadable: str | None = None
     enabled = [line for line in lines if line.spec is not None]
     out = [f"*{SERVICE}* (read from the cloud; the cloud picks the hour):"]
     if not enabled:
-        out.append("• none on the servers this channel may touch.")
+        out.append("• none set on the servers this channel may touch.")
     for line in enabled:
         out.append(f"• {code(line.server_label)}: {escape(spec_text(line.spec))}")
     if unchecked:
