@@ -692,7 +692,8 @@ TABLE: tuple[Spec, ...] = (
         forms=("[<server>] [--all]",),
         summary="List image schedules.",
         details=("This channel's schedules, or the one of a server, with the next run in "
-                 "UTC."),
+                 "UTC; on Rackspace also the cloud's own Scheduled Images, read from the "
+                 "cloud."),
         options=(_ALL,),
         examples=("schedules", "schedules web-1", "schedules --all"),
         build=_build_schedules,

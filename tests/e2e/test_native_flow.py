@@ -183,3 +183,36 @@ async def test_native_on_openstack_is_a_clear_answer(tmp_path: Path) -> None:
         # And `/image schedules` there reads nothing from the cloud (an OpenStack login).
         resp = await system.command("alice", "#ops", "schedules")
         assert "No schedules." in resp.text
+
+
+async def test_a_refusal_is_said_in_the_thread_and_an_outage_waits(tmp_path: Path) -> None:
+    policy = policy_file(tmp_path, POLICY)
+    async with running_system(speed=200, policy_path=policy, api="rackspace-legacy") as system:
+        # The cloud refuses the change (403 on the POST): recorded once, said in the thread.
+        system.world.inject("http", path="/rax-si-image-schedule$", method="POST", status=403,
+                            count=1)
+        await system.command("alice", "#ops", "schedule web-1 daily --keep 2 --native")
+        await approve(system, "R1")
+
+        async def refused() -> bool:
+            row = await system.runtime.store.run(Store.get_change_request, "R1")
+            return row.applied_at is not None
+
+        await system.wait_for(refused, within=15)
+        await system.settle()
+        message = approval_message(system, "R1")
+        assert message is not None and "did not take the change" in str(message.blocks)
+        assert any("did not take the change" in t for t in thread_texts(system, message.ts))
+        assert await cloud_schedule(system, WEB1) is None
+        audit = [a.action for a in await system.runtime.store.run(Store.audit_rows)]
+        assert "native_failed" in audit and "native_set" not in audit
+
+        # The cloud is down for a while: the change waits (nothing recorded), then is made.
+        system.world.inject("http", path="/rax-si-image-schedule$", method="POST", status=503,
+                            count=8)
+        await system.command("alice", "#ops", "schedule web-1 daily --keep 2 --native")
+        await approve(system, "R2")
+        assert await system.wait_for(lambda: cloud_schedule(system, WEB1), within=30) == {
+            "image_schedule": {"retention": 2}}
+        row = await system.runtime.store.run(Store.get_change_request, "R2")
+        assert row.apply_result is not None and row.apply_result.startswith("ok")
