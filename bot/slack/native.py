@@ -14,13 +14,11 @@ from bot.slack.routing import Router
 from bot.slack.types import FollowUp, Invocation, Reply
 
 
-def register(router: Router, service: ScheduleService) -> NativeCommands:
+def register(router: Router, handlers: NativeCommands) -> None:
     """Route the `--native` schedule requests (the Approve / Reject buttons and `/image
     approve` are the bot's own: bot/slack/schedules.py)."""
-    handlers = NativeCommands(service)
     router.on(commands.NativeSchedule, handlers.schedule, later=handlers.propose)
     router.on(commands.NativeScheduleOff, handlers.schedule, later=handlers.propose)
-    return handlers
 
 
 class NativeCommands:

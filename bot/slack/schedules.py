@@ -34,7 +34,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> ScheduleCommands:
     router = deps.router
     router.on(commands.Schedule, handlers.schedule, later=handlers.propose)
     router.on(commands.ScheduleOff, handlers.schedule, later=handlers.propose)
-    handlers.native = native.register(router, deps.schedules)  # --native: bot/slack/native.py
+    native.register(router, handlers.native)  # --native: bot/slack/native.py
     router.on(commands.Schedules, handlers.schedules, later=handlers.native.listing)
     router.on(commands.Approvals, handlers.approvals)
     router.on(commands.Approve, handlers.approve)
