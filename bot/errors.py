@@ -259,3 +259,12 @@ class NoSuchRequest(ScheduleError):
 
 class AlreadyRunning(ImagebotError):
     """Another imagebot process holds this database; a second one must not start."""
+
+
+class NoScheduledImages(CloudRejected):
+    """The cloud has no Rackspace Scheduled Images (`GET /extensions/rax-si-image-schedule`
+    answered 404): `--native` needs a Rackspace cloud."""
+
+    def user_message(self) -> str:
+        return (f"{self} `--native` manages Rackspace Scheduled Images, a service of Rackspace "
+                "Cloud Servers; without `--native` I image the server on this cloud myself.")

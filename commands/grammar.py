@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import time
 from typing import cast
 
+from commands import native
 from commands.errors import ParseError
 from commands.ids import JOB, MAX_KEEP, REQUEST, WEEKDAYS, job_id, looks_like, request_id
 from commands.requests import (
@@ -422,6 +423,8 @@ _MODES = ("daily", "weekly", "off", *OPERATIONS)
 
 
 def _build_schedule(spec: Spec, args: Args) -> Request:
+    if native.is_native(args):  # Rackspace Scheduled Images: commands/native.py
+        return native.build(spec, args, _build_schedule)  # type: ignore[arg-type]
     server = _server_first(spec, args)
     rest = args.positionals[1:]
     if not rest:
@@ -578,6 +581,8 @@ _ALL = Option("--all", None, "Every channel, not only this one (for the admins t
               "policy names).")
 _VERIFY = Option("--verify", None, "Restore-test each new image: boot a throw-away server "
                  "from it, then delete it.")
+_NATIVE = Option("--native", None, "Rackspace only: set the cloud's own Scheduled Images "
+                 "instead (daily or weekly, --keep N; the cloud picks the hour).")
 _TZ = Option("--tz", "ZONE", f"IANA time zone of the `at` time (default {DEFAULT_TZ}), "
              "e.g. Europe/Berlin.")
 
@@ -678,22 +683,28 @@ TABLE: tuple[Spec, ...] = (
         forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
                "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
                "<server> off",
-               "<server> pause|resume|run-now|skip-next"),
+               "<server> pause|resume|run-now|skip-next",
+               "<server> (daily | weekly <day>) [--keep N] --native",
+               "<server> off --native"),
         summary="Image a server every day or every week, or stop doing so.",
         form_summaries=("Image a server every day.", "Image a server once a week.",
                         "Stop imaging a server on a schedule.",
-                        "Pause or resume a schedule, run it once now, or skip its next slot."),
+                        "Pause or resume a schedule, run it once now, or skip its next slot.",
+                        "Set Rackspace's own Scheduled Images of a server.",
+                        "Turn off Rackspace's Scheduled Images of a server."),
         details=("Times are 24-hour wall times in the zone given by --tz (default "
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
                  "schedule replaces the old one; `off` removes it. `pause` stops the runs "
                  "until `resume` (slots missed while paused are not caught up); `run-now` "
                  "takes one image now without moving the regular slots; `skip-next` skips "
                  "only the next slot. Each is a change request, like a new schedule: it may "
-                 "need an approval."),
-        options=(_KEEP, _TZ, _VERIFY),
+                 "need an approval. With --native (Rackspace clouds) the cloud's own "
+                 "Scheduled Images are set instead: no time of day, retention by count only."),
+        options=(_KEEP, _TZ, _VERIFY, _NATIVE),
         examples=("schedule web-1 daily at 02:30 --tz Europe/Berlin",
                   "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off",
-                  "schedule web-1 pause", "schedule web-1 skip-next"),
+                  "schedule web-1 pause", "schedule web-1 skip-next",
+                  "schedule web-1 weekly sat --keep 4 --native"),
         build=_build_schedule,
     ),
     Spec(
@@ -701,7 +712,8 @@ TABLE: tuple[Spec, ...] = (
         forms=("[<server>] [--all]",),
         summary="List image schedules.",
         details=("This channel's schedules, or the one of a server, with the next run in "
-                 "UTC."),
+                 "UTC; on Rackspace also the cloud's own Scheduled Images, read from the "
+                 "cloud."),
         options=(_ALL,),
         examples=("schedules", "schedules web-1", "schedules --all"),
         build=_build_schedules,

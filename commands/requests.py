@@ -221,8 +221,33 @@ class Help:
     topic: str | None = None
 
 
+@dataclass(frozen=True)
+class NativeSchedule:
+    """`schedule <server> daily|weekly <day> [--keep N] --native`: set the cloud's own
+    Rackspace Scheduled Images (retention `keep`, weekly on `day`; no time of day)."""
+
+    name: ClassVar[str] = "schedule"
+    command: ClassVar[str] = "schedule"
+
+    server: ServerRef
+    frequency: Frequency
+    day: str | None = None
+    keep: int = DEFAULT_KEEP
+
+
+@dataclass(frozen=True)
+class NativeScheduleOff:
+    """`schedule <server> off --native`: disable the server's Rackspace Scheduled Images."""
+
+    name: ClassVar[str] = "schedule"
+    command: ClassVar[str] = "schedule"
+
+    server: ServerRef
+
+
 Request: TypeAlias = (
     Create | Status | ListJobs | Cancel | Images | Schedule | ScheduleOff | ScheduleOperation
     | Schedules
     | Approvals | Approve | Reject | Help | Verify | Protect | Unprotect
+    | NativeSchedule | NativeScheduleOff
 )

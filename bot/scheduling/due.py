@@ -55,6 +55,10 @@ class ScheduleSpec:
     at: time
     tz: str
     keep: int
+    # Rackspace Scheduled Images (`--native`): the cloud's own schedule, which has no time of
+    # day (`at`/`tz` are placeholders, 00:00 UTC) and never goes through due(); see
+    # bot/scheduling/native.py.
+    native: bool = False
     # Derived once so hot paths (due() over 100k schedules) avoid recomputing them.
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _step: timedelta = field(init=False, repr=False, compare=False)
@@ -267,6 +271,8 @@ def describe(spec: ScheduleSpec, *, with_keep: bool = False) -> str:
     """Human text: "daily at 03:00 Europe/Berlin", "weekly on Monday at 03:00 UTC"."""
     when = "daily" if spec.frequency == "daily" else f"weekly on {(spec.day or '').title()}"
     text = f"{when} at {spec.at.strftime('%H:%M')} {spec.tz}"
+    if spec.native:  # the cloud picks the hour
+        text = f"{when} by Rackspace Scheduled Images"
     if with_keep:
         text += f", keeping {spec.keep} image{'s' if spec.keep != 1 else ''}"
     return text

@@ -31,6 +31,7 @@ from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
 from bot.scheduling.due import DEFAULT_WINDOW, DueQueue
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
+from bot.scheduling.native import NativeDesk, request_message
 from bot.scheduling.op_loop import skip_on_request, start_runs_now
 from bot.scheduling.operations import slot_decision
 from bot.scheduling.ports import Context
@@ -86,6 +87,7 @@ class ScheduleLoop:
         self._due = DueQueue()
         # Clouds whose last call failed, with the reason: said once per outage, not per tick.
         self.clouds_down: dict[str | None, str] = {}
+        self.native = NativeDesk(ctx)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; `wake` starts the next tick early."""
@@ -103,6 +105,7 @@ class ScheduleLoop:
         await self._sweep_requests(wake_at)
         await self._run_due(wake_at)
         await self._follow_runs(wake_at)
+        await self.native.apply()  # approved --native changes, set on the cloud
         await self._rewrite_messages()
         now = self.ctx.clock()
         until = min(((w - now).total_seconds() for w in wake_at), default=self.tick_seconds)
@@ -309,10 +312,14 @@ class ScheduleLoop:
                 continue  # not delivered yet; the notifier posts it first
             channel, ts = posted
             pol = ctx.channel_policy(row.channel, row.channel_name)
-            message = approval_message(
-                approval_view(to_request(row), label(row), pol.approval_rules(),
-                              pol.notify_channel, ctx.clock()),
-                ctx.clock())
+            if row.native:
+                message = request_message(
+                    row, pol.approval_rules().who_may_approve(row.requested_by), ctx.clock())
+            else:
+                message = approval_message(
+                    approval_view(to_request(row), label(row), pol.approval_rules(),
+                                  pol.notify_channel, ctx.clock()),
+                    ctx.clock())
             try:
                 await ctx.web.update_message(channel, ts, message["text"], message["blocks"])
             except SlackUnavailable as exc:

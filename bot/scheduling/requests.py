@@ -106,7 +106,7 @@ class ChangeRequests:
             now = ctx.clock()
             pending = [to_request(r) for r in await ctx.store.run(
                 Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id)]
+                server_id=server.id) if not r.native]  # --native ones: bot/scheduling/native.py
 
             def build(request_id: str, now: datetime = now,
                       pending: list[ChangeRequest] = pending) -> RequestPlan:
@@ -203,7 +203,10 @@ class ChangeRequests:
             decision: Decision = decide_request(
                 request, actor=actor, action=action, now=now,  # type: ignore[arg-type]
                 rules=rules, actor_groups=groups, reason=reason,
-                current=current if action == "approve" else UNSET, members=members)
+                # A native request changes the cloud's schedule, not ours: nothing to be stale
+                # against here (the listener does not read the cloud; the loop applies it).
+                current=current if action == "approve" and not row.native else UNSET,
+                members=members)
             if not decision.accepted:
                 audit = [AuditEntry("decision_refused", row.id, actor,
                                     {"action": action, "refusal": decision.refusal})]
@@ -227,7 +230,7 @@ class ChangeRequests:
                     actor, {"action": action, "refusal": "stale"})])
                 return Outcome(False, stale, row)
             schedule = None
-            if done.status == RequestStatus.APPROVED:
+            if done.status == RequestStatus.APPROVED and not row.native:
                 schedule = (operation_values(row, done, now) if done.operation else
                             schedule_values(row, done, now)
                             | after_change(row.kind, existing.status if existing else None))

@@ -27,15 +27,16 @@ def spec_of(request: commands.Schedule) -> ScheduleSpec:
 
 def spec_to_dict(spec: ScheduleSpec) -> dict[str, Any]:
     """A spec as stored: frequency, day, at 'HH:MM', tz, keep."""
-    return {"frequency": spec.frequency, "day": spec.day, "at": spec.at.strftime("%H:%M"),
-            "tz": spec.tz, "keep": spec.keep}
+    stored: dict[str, Any] = {"frequency": spec.frequency, "day": spec.day,
+                              "at": spec.at.strftime("%H:%M"), "tz": spec.tz, "keep": spec.keep}
+    return stored | ({"native": True} if spec.native else {})
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> ScheduleSpec:
     """The inverse of `spec_to_dict`."""
     hh, mm = str(data["at"]).split(":")
     return ScheduleSpec(data["frequency"], data.get("day"), time(int(hh), int(mm)),
-                        str(data["tz"]), int(data["keep"]))
+                        str(data["tz"]), int(data["keep"]), bool(data.get("native", False)))
 
 
 def schedule_spec(row: ScheduleRow) -> ScheduleSpec:

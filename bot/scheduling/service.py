@@ -52,6 +52,9 @@ class ScheduleService:
         self.loop = ScheduleLoop(self.ctx, window=window, warn_before=warn_before,
                                  busy_tries=busy_tries, busy_spacing=busy_spacing, tick=tick,
                                  tick_scale=tick_scale)
+        # Rackspace Scheduled Images (`--native`): proposals, the cloud-read listing; the loop
+        # applies approved ones.
+        self.native = self.loop.native
 
     # What callers read off the service (wiring, the Slack adapter, tests).
 

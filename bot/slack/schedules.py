@@ -14,7 +14,9 @@ from bot.errors import ImagebotError
 from bot.policy import GroupResolver, refuse
 from bot.scheduling.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.scheduling.service import ScheduleService
+from bot.slack import native
 from bot.slack.app import SlackDeps
+from bot.slack.native import NativeCommands
 from bot.slack.routing import button_listener
 from bot.slack.types import FollowUp, Invocation, Reply
 
@@ -33,7 +35,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> ScheduleCommands:
     router.on(commands.Schedule, handlers.schedule, later=handlers.propose)
     router.on(commands.ScheduleOff, handlers.schedule, later=handlers.propose)
     router.on(commands.ScheduleOperation, handlers.operation, later=handlers.propose_operation)
-    router.on(commands.Schedules, handlers.schedules)
+    native.register(router, handlers.native)  # --native: bot/slack/native.py
+    router.on(commands.Schedules, handlers.schedules, later=handlers.native.listing)
     router.on(commands.Approvals, handlers.approvals)
     router.on(commands.Approve, handlers.approve)
     router.on(commands.Reject, handlers.reject)
@@ -47,6 +50,7 @@ class ScheduleCommands:
 
     def __init__(self, service: ScheduleService) -> None:
         self.service = service
+        self.native = NativeCommands(service)
 
     async def schedule(self, request: commands.Schedule | commands.ScheduleOff,
                        who: Invocation) -> Reply:
@@ -91,9 +95,9 @@ class ScheduleCommands:
                 f"by {rules.who_may_approve(who.user)}.")
 
     async def schedules(self, request: commands.Schedules, who: Invocation) -> Reply:
-        """`/image schedules [server]`."""
-        return Reply(await self.service.schedules_answer(
-            request.server.text if request.server else None, channel=who.scope))
+        """`/image schedules [server]` (Rackspace Scheduled Images follow the ack)."""
+        return self.native.with_listing(Reply(await self.service.schedules_answer(
+            request.server.text if request.server else None, channel=who.scope)), request, who)
 
     async def approvals(self, request: commands.Approvals, who: Invocation) -> Reply:
         """`/image approvals`."""

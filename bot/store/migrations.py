@@ -289,7 +289,7 @@ def m008_verify(db: Database) -> None:
 
 
 @migrations()
-def m010_schedule_ops(db: Database) -> None:
+def m009_schedule_ops(db: Database) -> None:
     """Schedule operations (issue 18): a schedule's pause (since when, by which request), when
     it was last resumed (slots before that never count), the one slot `skip-next` skips, a
     queued `run-now`; and which operation a change request asks for (NULL: a schedule
@@ -303,3 +303,15 @@ def m010_schedule_ops(db: Database) -> None:
     db.execute("ALTER TABLE schedules ADD COLUMN run_now_request TEXT")
     db.execute("ALTER TABLE change_requests ADD COLUMN operation TEXT")
     db.execute("ALTER TABLE change_requests ADD COLUMN operation_detail TEXT")
+
+
+@migrations()
+def m010_native(db: Database) -> None:
+    """Rackspace Scheduled Images (`schedule ... --native`): a change request that sets the
+    cloud's own schedule instead of ours, and when (and how) the scheduler loop carried it out
+    after the approval."""
+    db.execute("ALTER TABLE change_requests ADD COLUMN native INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE change_requests ADD COLUMN applied_at TEXT")
+    db.execute("ALTER TABLE change_requests ADD COLUMN apply_result TEXT")
+    db.execute("CREATE INDEX change_requests_native ON change_requests(native, status, "
+               "applied_at)")

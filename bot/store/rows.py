@@ -127,6 +127,11 @@ class RequestRow:
     # schedule change. Its detail: {"schedule_id": "S3", "slot": "<iso>"} (the slot skipped).
     operation: str | None = None
     operation_detail: Mapping[str, Any] | None = None
+    # Rackspace Scheduled Images (m011): the request sets the cloud's schedule, not ours;
+    # `applied_at`/`apply_result` say when and how the loop carried it out.
+    native: bool = False
+    applied_at: datetime | None = None
+    apply_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +332,9 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         message_dirty=row["message_dirty"], updated_at=_dt_req(row["updated_at"]),
         operation=row["operation"],
         operation_detail=(json.loads(row["operation_detail"]) if row["operation_detail"]
-                          else None))
+                          else None),
+        native=bool(row["native"]), applied_at=dt_in(row["applied_at"]),
+        apply_result=row["apply_result"])
 
 
 def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:

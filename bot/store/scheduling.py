@@ -266,3 +266,28 @@ class ScheduleTables(JobTables):
             self._audit(now, audit)
             self._enqueue(now, outbox, created.id if created else current.job_id)
             return self._run(run_id), created
+
+    # --- Rackspace Scheduled Images (native change requests) ---------------------------------
+
+    def native_to_apply(self) -> list[RequestRow]:
+        """Approved `--native` requests whose cloud call has not been recorded yet."""
+        where = Where(["applied_at IS NULL"]).eq("native", 1).eq("status",
+                                                                  RequestStatus.APPROVED)
+        return self._select("change_requests", request_row, where, order="seq")
+
+    def record_native_applied(self, request_id: str, *, result: str,
+                              audit: Sequence[AuditEntry] = (),
+                              outbox: Sequence[OutboxItem] = ()) -> bool:
+        """Record how the cloud answered a native request, once (False when it already was),
+        with its audit rows and the thread reply; its message is rewritten."""
+        now = self._now()
+        with self._tx():
+            changed = self._update(
+                "change_requests", _stored({"applied_at": now, "apply_result": result}, now),
+                Where(["applied_at IS NULL"]).eq("id", request_id),
+                also="message_dirty = message_dirty + 1")
+            if changed != 1:
+                return False
+            self._audit(now, audit)
+            self._enqueue(now, outbox, None)
+            return True

@@ -1058,9 +1058,10 @@ class World:
             sched = body.get("image_schedule") if isinstance(body, dict) else None
             if not isinstance(sched, dict):
                 raise SimError(400, "badRequest", "Missing image_schedule")
+            # Strictly as documented (post-enable-scheduled-images-servers-server-id-rax-si-
+            # scheduled-image.rst): retention an Int 1..65535 (not "7"), day_of_week one of
+            # the upper-case SUNDAY..SATURDAY (not "saturday").
             retention = sched.get("retention")
-            if isinstance(retention, str) and retention.isdigit():
-                retention = int(retention)
             if (not isinstance(retention, int) or isinstance(retention, bool)
                     or not 1 <= retention <= 65535):
                 raise SimError(400, "badRequest",
@@ -1071,10 +1072,10 @@ class World:
             day: str | None = None
             if "day_of_week" in sched:
                 raw = sched["day_of_week"]
-                if not isinstance(raw, str) or raw.upper() not in DAYS:
+                if not isinstance(raw, str) or raw not in DAYS:
                     raise SimError(400, "badRequest",
                                    "day_of_week must be one of " + ", ".join(DAYS))
-                day = raw.upper()
+                day = raw
             server.schedule = ImageSchedule(retention, day, next(self._schedule_seq))
             self._arm_slot(server, server.schedule, self.clock())
             return server.schedule.body()

@@ -80,7 +80,8 @@ def test_dashdash_help_is_the_overview() -> None:
 
 def test_help_for_one_command() -> None:
     text = commands.help_text("Schedule")
-    assert text.count("• `/image schedule &lt;server&gt;") == 4  # daily, weekly, off, operations
+    assert text.count("• `/image schedule &lt;server&gt;") == 6  # daily, weekly, off, operations,
+    # and the 2 forms with --native
     assert "`--tz ZONE`" in text and "Examples:" in text
     assert "/image schedule db-2 weekly sat at 23:00 --keep 4" in text
     assert "create" not in text.split("Examples:")[0].lower().replace("changing", "")

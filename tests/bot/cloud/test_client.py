@@ -16,9 +16,12 @@ from bot.cloud.rax import RaxSchedule
 from bot.errors import (
     Ambiguous,
     AuthFailed,
+    CloudBadResponse,
+    CloudError,
     CloudRejected,
     CloudUnavailable,
     Forbidden,
+    NoScheduledImages,
     NotFound,
     QuotaExceeded,
     RateLimited,
@@ -549,35 +552,103 @@ async def test_observe_pages_changed_servers(fake: FakeCloud, cloud: CloudClient
 
 
 # ---- Rackspace scheduled images -------------------------------------------------------------
+# rackerlabs/docs-cloud-servers api-docs/api-operations/methods/*rax-si-scheduled-image.rst and
+# get-retrieve-details-for-the-specified-extension-extensions-alias.rst.
+
+SI = "rackspace/cloud-servers/scheduled-images"
+EXTENSION = {"extension": {"name": "ScheduledImages", "alias": "rax-si-image-schedule",
+                           "namespace": "http://docs.openstack.org/servers/api/ext/"
+                                        "scheduled_images/v1.0",
+                           "updated": "2013-01-01T00:00:00Z", "links": [],
+                           "description": "Enables automatic scheduled images."}}
 
 
-async def test_rax_schedule_lifecycle(fake: FakeCloud, cloud: CloudClient) -> None:
+def with_extension(fake: FakeCloud) -> None:
+    fake.on("GET", r"/extensions/rax-si-image-schedule$", httpx.Response(200, json=EXTENSION))
+
+
+async def test_rax_schedule_lifecycle_in_the_documented_shapes(fake: FakeCloud,
+                                                               cloud: CloudClient) -> None:
+    with_extension(fake)
     path = rf"/servers/{SERVER_ID}/rax-si-image-schedule$"
     fake.on("GET", path, httpx.Response(404, json=sample(
-        "rackspace/cloud-servers/scheduled-images/show-scheduled-images-not-found-resp.json")))
+        f"{SI}/show-scheduled-images-not-found-resp.json")))
     assert await cloud.get_rax_schedule(SERVER_ID) is None
-    fake.on("POST", path, lambda r: httpx.Response(200, content=r.content))
+    fake.on("POST", path, httpx.Response(200, json=sample(
+        f"{SI}/enable-scheduled-images-weekly-resp.json")))
     weekly = await cloud.set_rax_schedule(SERVER_ID, 5, "saturday")
     assert weekly == RaxSchedule(5, "SATURDAY")
     assert json.loads(fake.hits("POST", path)[0].content) == sample(
-        "rackspace/cloud-servers/scheduled-images/enable-scheduled-images-weekly-req.json")
+        f"{SI}/enable-scheduled-images-weekly-req.json")
     fake.on("GET", path, httpx.Response(200, json=sample(
-        "rackspace/cloud-servers/scheduled-images/show-scheduled-images-daily-resp.json")))
+        f"{SI}/show-scheduled-images-daily-resp.json")))
     daily = await cloud.get_rax_schedule(SERVER_ID)
-    assert daily is not None and daily.day_of_week is None
-    fake.on("DELETE", path, httpx.Response(202))
+    assert daily == RaxSchedule(7)
+    fake.on("GET", path, httpx.Response(203, json=sample(  # "200 203 Success"
+        f"{SI}/show-scheduled-images-weekly-resp.json")))
+    assert await cloud.get_rax_schedule(SERVER_ID) == RaxSchedule(5, "SATURDAY")
+    fake.on("DELETE", path, httpx.Response(202))  # "202 Delete Successful", no body
     await cloud.delete_rax_schedule(SERVER_ID)
     with pytest.raises(ValueError):
         await cloud.set_rax_schedule(SERVER_ID, 0)
+    # The extension is asked about once per client.
+    assert len(fake.hits("GET", r"/extensions/rax-si-image-schedule$")) == 1
+
+
+async def test_rax_disable_when_already_disabled_is_fine(fake: FakeCloud,
+                                                         cloud: CloudClient) -> None:
+    with_extension(fake)
+    fake.on("DELETE", r"/servers/.+/rax-si-image-schedule$", httpx.Response(404, json=sample(
+        f"{SI}/show-scheduled-images-not-found-resp.json")))
+    await cloud.delete_rax_schedule(SERVER_ID)
+
+
+@pytest.mark.parametrize("body", [
+    {"image_schedule": {"retention": "7"}},  # docs: retention is an Int
+    {"image_schedule": {"retention": 7, "day_of_week": "saturday"}},  # docs: SUNDAY..SATURDAY
+    {"image_schedule": {"retention": 0}}, {"image_schedule": {}}, {"retention": 7}])
+async def test_rax_answers_unlike_the_docs_are_bad_responses(fake: FakeCloud,
+                                                             cloud: CloudClient,
+                                                             body: object) -> None:
+    with_extension(fake)
+    fake.on("GET", r"/servers/.+/rax-si-image-schedule$", httpx.Response(200, json=body))
+    with pytest.raises(CloudBadResponse):
+        await cloud.get_rax_schedule(SERVER_ID)
+
+
+async def test_rax_enable_is_200_and_echoes_what_was_asked(fake: FakeCloud,
+                                                           cloud: CloudClient) -> None:
+    with_extension(fake)
+    fake.on("POST", r"/servers/.+/rax-si-image-schedule$", httpx.Response(202))  # docs: 200 with a body
+    with pytest.raises(CloudError):
+        await cloud.set_rax_schedule(SERVER_ID, 7)
+    fake.on("POST", r"/servers/.+/rax-si-image-schedule$", httpx.Response(200, json=sample(
+        f"{SI}/enable-scheduled-images-daily-resp.json")))
+    with pytest.raises(CloudBadResponse):  # asked for 3, the cloud says 7
+        await cloud.set_rax_schedule(SERVER_ID, 3)
 
 
 async def test_rax_schedule_missing_server_is_not_found(fake: FakeCloud,
                                                         cloud: CloudClient) -> None:
-    fake.on("GET", r"/rax-si-image-schedule$", nova_fault(
+    with_extension(fake)
+    fake.on("GET", r"/servers/.+/rax-si-image-schedule$", nova_fault(
         404, "Instance could not be found.", "itemNotFound"))
     with pytest.raises(NotFound):
         await cloud.get_rax_schedule(SERVER_ID)
 
+
+async def test_a_cloud_without_the_extension_is_told_apart(fake: FakeCloud,
+                                                           cloud: CloudClient) -> None:
+    # "An unavailable extension issues an itemNotFound (404) response."
+    fake.on("GET", r"/extensions/rax-si-image-schedule$", nova_fault(
+        404, "Extension rax-si-image-schedule could not be found.", "itemNotFound"))
+    assert await cloud.has_rax_schedules() is False
+    for call in (cloud.get_rax_schedule(SERVER_ID), cloud.set_rax_schedule(SERVER_ID, 7),
+                 cloud.delete_rax_schedule(SERVER_ID)):
+        with pytest.raises(NoScheduledImages) as caught:
+            await call
+        assert "--native" in caught.value.user_message()
+    assert not fake.hits("GET", r"/servers/.*/rax-si-image-schedule$")
 
 
 def test_the_package_face_names_the_objects_of_the_modules() -> None:

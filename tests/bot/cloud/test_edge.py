@@ -26,6 +26,8 @@ async def test_a_200_that_is_not_json_is_a_bad_response(fake: FakeCloud, cloud: 
                                                          call: str) -> None:
     fake.on("GET", r"/servers", HTML)
     fake.on("GET", r"/images", HTML)
+    fake.on("GET", r"/extensions/", httpx.Response(200, json={"extension": {
+        "alias": "rax-si-image-schedule", "name": "ScheduledImages"}}))
     args: dict[str, tuple[object, ...]] = {
         "get_server": (SERVER_ID,), "list_servers": (), "find_server": ("web-1",),
         "get_image": (IMAGE_ID,), "list_images": (), "observe": ({SERVER_ID}, {IMAGE_ID}, None),

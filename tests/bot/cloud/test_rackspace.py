@@ -149,3 +149,22 @@ def test_rackspace_limits_sample_parses() -> None:
     assert by[("GET", "changes-since")].matches("GET", "/servers/detail?changes-since=x")
     assert not by[("POST", "^/servers")].matches("GET", "/servers")
     assert parse_limits(sample("nova/limits/limit-get-resp.json")) == []
+
+
+async def test_scheduled_images_are_discovered_from_the_extension(
+        cloud: CloudClient, mclock: ManualClock) -> None:
+    # get-retrieve-details-for-the-specified-extension-extensions-alias.rst: 200 where the
+    # extension runs, itemNotFound (404) where it does not.
+    assert cloud.may_have_rax_schedules()  # a Rackspace login: worth asking
+    assert await cloud.has_rax_schedules() is True
+    openstack = World(clock=mclock)
+    async with CloudClient(
+            CloudConfig(name="os", auth_type="password",
+                        auth={"auth_url": "http://cloud.test/identity/v3", "username": "demo",
+                              "password": "secret", "project_name": "demo",
+                              "user_domain_name": "Default",
+                              "project_domain_name": "Default"}),
+            transport=httpx.ASGITransport(app=create_app(openstack)), sleep=Sleeps(),
+            clock=lambda: datetime.fromtimestamp(mclock(), UTC)) as other:
+        assert not other.may_have_rax_schedules()
+        assert await other.has_rax_schedules() is False

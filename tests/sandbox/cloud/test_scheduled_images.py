@@ -63,7 +63,11 @@ async def test_enable_show_disable_match_the_documented_samples(rc: httpx.AsyncC
         assert (await rc.get(url)).json() == r.json()
     # Retention is 1..65535, days SUNDAY..SATURDAY (ext-scheduled-images.rst).
     for bad in ({"retention": 0}, {"retention": 65536}, {"retention": 3, "day_of_week": "FUNDAY"},
-                {}, {"retention": 3, "hour": 4}):
+                {}, {"retention": 3, "hour": 4},
+                # As strict as the docs: an Int, and the days as the enumeration spells them.
+                {"retention": "7"}, {"retention": 7.0}, {"retention": True},
+                {"retention": 3, "day_of_week": "saturday"},
+                {"retention": 3, "day_of_week": "Sat"}, {"retention": 3, "day_of_week": None}):
         r = await rc.post(url, json={"image_schedule": bad})
         assert r.status_code == 400, bad
     assert (await rc.post(url, json={"image_schedule": {"retention": 65535}})).status_code == 200
