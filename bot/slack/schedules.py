@@ -15,8 +15,10 @@ from bot.policy import GroupResolver, refuse
 from bot.scheduling.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.scheduling.service import ScheduleService
 from bot.slack.app import SlackDeps
+from bot.slack.direct import group_users
 from bot.slack.routing import button_listener
 from bot.slack.types import FollowUp, Invocation, Reply
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,11 @@ class ScheduleCommands:
         The same checks as the text commands."""
         action = "approve" if action_id == APPROVE_ACTION else "reject"
         try:
-            outcome = await self.service.decide(value, actor=user, action=action, channel=channel)
+            # A click on the clicker's own DM copy (bot.slack.direct) is decided as from a
+            # surface of theirs: approver by policy, no channel needed.
+            direct = await self.service.store.run(Store.is_copy_in, value, user, channel)
+            outcome = await self.service.decide(value, actor=user, action=action, channel=channel,
+                                                direct=direct)
         except ImagebotError as exc:
             return Reply(f":warning: {exc.user_message()}")
         return None if outcome.accepted else Reply(f":no_entry: {outcome.message}")
@@ -113,11 +119,11 @@ def slack_group_resolver(web: Any) -> GroupResolver:
         member: set[str] = set()
         for group in sorted(groups):
             try:
-                data = await web._call("usergroups.users.list", usergroup=group)
+                users = await group_users(web, group)
             except ImagebotError as exc:
                 log.warning("cannot read user group %s: %s", group, exc)
                 continue
-            if user in (data.get("users") or []):
+            if user in users:
                 member.add(group)
         return frozenset(member)
 

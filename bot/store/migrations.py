@@ -286,3 +286,22 @@ def m008_verify(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX verifications_state ON verifications(state)")
     db.execute("CREATE INDEX verifications_job ON verifications(job_id)")
+
+
+@migrations()
+def m012_request_copies(db: Database) -> None:
+    """A change request's copies sent as DMs to its approvers: one row per (request, user),
+    written with the request; the DM channel once `conversations.open` named it, the message
+    ts once posted, and the request status the copy last showed (so a decision made while the
+    copy was being posted still rewrites it)."""
+    db.execute("""
+        CREATE TABLE request_copies (
+            request_id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            dm_channel TEXT,
+            ts TEXT,
+            posted_at TEXT,
+            shown_status TEXT,
+            PRIMARY KEY (request_id, user)
+        )""")
