@@ -182,3 +182,17 @@ async def test_expiry_rewrites_the_copies_too(store: AsyncStore, clock: Clock) -
     await service.tick()
     assert [(c, ts) for c, ts, *_ in web.updates] == [("D0BOB", "2.2")]
     assert "expired" in web.updates[0][2]
+
+
+async def test_a_superseded_request_rewrites_its_copies(store: AsyncStore, clock: Clock) -> None:
+    web = FakeWeb()
+    service = service_for(store, clock, web)
+    rid = await propose(service, "schedule web-1 daily at 03:00")
+    await store.run(Store.set_copy_channel, rid, "U0CAROL", "D0CAROL")
+    await store.run(Store.record_copy_posted, rid, "U0CAROL", "3.3", "pending")
+    assert await propose(service, "schedule web-1 daily at 04:00") == "R2"
+    await service.tick()
+    assert [(c, ts) for c, ts, *_ in web.updates] == [("D0CAROL", "3.3")]
+    assert "superseded" in web.updates[0][2]
+    # R2's copies are queued as R1's were; R1's are not sent any more if still unsent.
+    assert ("U0CAROL", "U0CAROL") in await copies_queued(store)
