@@ -6,7 +6,8 @@
   is harmless) and is stored on the copy's row before the post. The post itself keeps the
   notifier's crash rules: `mark_posting` before it, and an attempt that may have gone through
   is looked up by its metadata in the DM's history (`im:history`) instead of posted again.
-  A request decided, expired or superseded before its copy went is not sent at all.
+  A request decided, expired or superseded before its copy went is not sent at all (an earlier
+  attempt that went through is still found and recorded, so it is rewritten).
 - `group_users`: the members of a user group (`usergroups.users.list`), the one reading that
   the approver-group check (`schedules.slack_group_resolver`) and the DM copies share.
 """
@@ -61,17 +62,37 @@ async def post_copy(notifier: Notifier, item: OutboxMessage) -> None:
         await store.run(Store.mark_sent, item.id, result_ts=copy.ts if copy else None)
         return
     row = await store.run(Store.get_change_request, request_id)
-    if row.status != RequestStatus.PENDING and item.posting_at is None:
-        # Nothing to ask any more, and no earlier attempt to account for.
-        log.info("not sending %s's copy of %s: the request is %s", user, request_id, row.status)
-        await store.run(Store.mark_sent, item.id)
-        return
-    channel = copy.dm_channel
-    if channel is None:
-        await notifier._paced("conversations.open", "")
-        channel = await open_dm(notifier.web, user)
-        await store.run(Store.set_copy_channel, request_id, user, channel)
-    _, ts = await notifier._post_item(item, channel, str(payload["text"]), payload.get("blocks"))
+    if row.status != RequestStatus.PENDING:
+        # Nothing to ask any more: send nothing, but account for an earlier attempt that may
+        # have gone through (it is rewritten like any copy once its ts is known).
+        found = await _posted_before(notifier, item, copy.dm_channel)
+        if found is None:
+            log.info("not sending %s's copy of %s: the request is %s", user, request_id,
+                     row.status)
+            await store.run(Store.mark_sent, item.id)
+            return
+        ts = found
+    else:
+        channel = copy.dm_channel
+        if channel is None:
+            await notifier._paced("conversations.open", "")
+            channel = await open_dm(notifier.web, user)
+            await store.run(Store.set_copy_channel, request_id, user, channel)
+        _, ts = await notifier._post_item(item, channel, str(payload["text"]),
+                                          payload.get("blocks"))
     # The copy showed the request pending; if it moved on meanwhile, the loop rewrites it.
     await store.run(Store.record_copy_posted, request_id, user, ts, RequestStatus.PENDING)
     await store.run(Store.mark_sent, item.id, result_ts=ts)
+
+
+async def _posted_before(notifier: Notifier, item: OutboxMessage,
+                         channel: str | None) -> str | None:
+    """The ts of an earlier attempt of `item` that reached the DM `channel`, if any."""
+    if item.posting_at is None or channel is None:
+        return None  # never attempted (the DM channel is stored before any attempt)
+    try:
+        found = await notifier.web.find_posted(channel, item.id)
+    except SlackRejected as exc:
+        log.warning("cannot check whether outbox item %s was posted (%s)", item.id, exc.code)
+        return None
+    return found[1] if found else None

@@ -96,7 +96,8 @@ class ScheduleCommands:
                        response_url: str | None = None) -> Reply | None:
         """An Approve / Reject button clicked in `channel` (from the payload); None when
         accepted (the message itself is rewritten, so the click's response_url is unused).
-        The same checks as the text commands."""
+        The same checks as the text commands; a click on the clicker's own DM copy of the
+        request is decided with `direct=True`."""
         action = "approve" if action_id == APPROVE_ACTION else "reject"
         try:
             # A click on the clicker's own DM copy (bot.slack.direct) is decided as from a

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.errors import SlackUnavailable
 from bot.slack.notifier import Notifier
 from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb, make_web_client
@@ -128,3 +130,38 @@ async def test_a_user_slack_cannot_dm_is_dropped_once(
             if c.params.get("users") == "U0NOBODY"] == ["user_not_found"]
     assert len(ws.channel_messages("D0BOB")) == 1  # the others' copies are not held back
     assert await store.run(Store.outbox_depth) == 0
+
+
+async def test_decided_after_a_post_whose_answer_was_lost(
+        rig: tuple[SlackWorkspace, AsyncStore, Notifier], clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob's copy reached Slack but the answer did not reach us; then the request was decided.
+    The copy is not posted again, but found and recorded (so the loop rewrites it); Carol's,
+    never attempted, is not sent at all."""
+    ws, store, notifier = rig
+    await request_with_copies(store, ["U0BOB", "U0CAROL"])
+    real_post = notifier.web.post
+    calls: list[str] = []
+
+    async def post_then_lose(channel: str, text: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(channel)
+        await real_post(channel, text, *args, **kwargs)
+        raise SlackUnavailable("answer lost", retry_after=60, answered=False)
+
+    monkeypatch.setattr(notifier.web, "post", post_then_lose)
+    # Bob's item is tried alone first.
+    [bob_item, carol_item] = await store.run(Store.pending_outbox, START)
+    await notifier._send(bob_item)
+    assert calls == ["D0BOB"] and len(ws.channel_messages("D0BOB")) == 1
+    await store.run(Store.update_change_request, "R1", expected=RequestStatus.PENDING,
+                    fields={"status": RequestStatus.APPROVED, "decided_by": "U0CAROL",
+                            "decided_at": START})
+    version = (await store.run(Store.get_change_request, "R1")).message_dirty
+    assert await store.run(Store.mark_request_clean, "R1", version)  # the loop ran meanwhile
+    monkeypatch.undo()
+    await drain(notifier, clock, store)
+    assert len(ws.channel_messages("D0BOB")) == 1 and "D0CAROL" not in ws.channels
+    bob = await store.run(Store.request_copy, "R1", "U0BOB")
+    assert bob is not None and bob.ts == ws.channel_messages("D0BOB")[0].ts
+    assert [r.id for r in await store.run(Store.dirty_requests)] == ["R1"]  # to be rewritten
+    assert carol_item.thread_key == "R1:dm:U0CAROL"
