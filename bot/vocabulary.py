@@ -46,6 +46,7 @@ class OutboxKind(StrEnum):
     EPHEMERAL = "ephemeral"
     RESPOND = "respond"
     CHANNEL_POST = "channel_post"
+    DM_COPY = "dm_copy"  # a change request's copy to one approver (bot.slack.direct)
 
 
 class RequestStatus(StrEnum):

@@ -34,6 +34,7 @@ from bot.slack import home as home_slack
 from bot.slack import imaging as imaging_slack
 from bot.slack import schedules as schedules_slack
 from bot.slack.app import SlackDeps, bolt_logger, build_app
+from bot.slack.direct import slack_group_members
 from bot.slack.directory import ChannelDirectory
 from bot.slack.edge import EdgeGuard
 from bot.slack.home import HomeTabs
@@ -218,7 +219,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
                                 on_new_work=runtime.poke,
                                 member_groups=router.channels.member_groups, directory=directory,
-                                tick_scale=tick_scale)
+                                group_members=slack_group_members(web), tick_scale=tick_scale)
     deps.schedules = schedules
     runtime.schedule_commands = schedules_slack.register(app, deps)
     runtime.schedules = schedules

@@ -29,17 +29,21 @@ FEATURE_SCOPES = {
 # channel a command came from) without joining them (docs.slack.dev/reference/scopes/
 # chat.write.public).
 POSTS_WHERE_NOT_ADDED = frozenset({"chat:write.public"})
+# Conversation methods the bot also calls in DMs: the notifier's crash lookup of a change
+# request's DM copy reads the DM's history (bot.slack.direct), which needs `im:history`.
+CALLED_IN_DMS = frozenset({"conversations.history"})
 
 
 def scopes_for(method: str) -> frozenset[str]:
-    """What `method` needs where the bot works (public and private channels), by the
-    emulator's table of Slack's required scopes (sandbox.slack.scopes)."""
+    """What `method` needs where the bot works (public and private channels, and DMs for
+    `CALLED_IN_DMS`), by the emulator's table of Slack's required scopes (sandbox.slack.scopes)."""
     rule = METHOD_SCOPES[method]
     if rule is None:
         return frozenset()
     if isinstance(rule, str):
         return frozenset({rule})
-    return frozenset({rule["public"], rule["private"]})
+    return frozenset({rule["public"], rule["private"],
+                      *([rule["im"]] if method in CALLED_IN_DMS else [])})
 
 
 _CALL = re.compile(r"""_call\(\s*["']([a-z]+(?:\.[A-Za-z]+)+)["']""")

@@ -7,8 +7,8 @@
    alerts, retention). Cloud calls are isolated per cloud: a cloud that is down, refuses the
    bot's credentials or answers garbage only delays the runs on that cloud; it is asked once per
    tick, said in the log once per outage, and the other clouds' runs go on;
-4. message rewrites: approval messages whose row changed are rewritten from the row
-   (`chat.update`, like job parents).
+4. message rewrites: approval messages (and their DM copies) whose row changed are rewritten
+   from the row (`chat.update`, like job parents).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.blocks import plural
 from bot.errors import (
@@ -29,6 +30,7 @@ from bot.errors import (
 )
 from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
+from bot.scheduling.direct import copy_message
 from bot.scheduling.due import DEFAULT_WINDOW, DueQueue
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
 from bot.scheduling.native import NativeDesk, request_message
@@ -57,7 +59,7 @@ from bot.scheduling.runs import (
     route_for,
     run_step,
 )
-from bot.store import AuditEntry, OutboxItem, RunRow, ScheduleRow, Store
+from bot.store import AuditEntry, OutboxItem, RequestRow, RunRow, ScheduleRow, Store
 from bot.vocabulary import OutboxKind, RequestStatus, RunResult
 
 log = logging.getLogger(__name__)
@@ -307,10 +309,6 @@ class ScheduleLoop:
         if ctx.web is None:
             return
         for row in await ctx.store.run(Store.dirty_requests):
-            posted = await ctx.store.run(Store.posted_message, row.id)
-            if posted is None:
-                continue  # not delivered yet; the notifier posts it first
-            channel, ts = posted
             pol = ctx.channel_policy(row.channel, row.channel_name)
             if row.native:
                 message = request_message(
@@ -320,6 +318,12 @@ class ScheduleLoop:
                     approval_view(to_request(row), label(row), pol.approval_rules(),
                                   pol.notify_channel, ctx.clock()),
                     ctx.clock())
+            if not await self._rewrite_copies(row, message):
+                return  # Slack is away: the next tick tries again
+            posted = await ctx.store.run(Store.posted_message, row.id)
+            if posted is None:
+                continue  # not delivered yet; the notifier posts it first
+            channel, ts = posted
             try:
                 await ctx.web.update_message(channel, ts, message["text"], message["blocks"])
             except SlackUnavailable as exc:
@@ -328,3 +332,25 @@ class ScheduleLoop:
             except SlackRejected as exc:
                 log.error("giving up rewriting the message of %s: %s", row.id, exc)
             await ctx.store.run(Store.mark_request_clean, row.id, row.message_dirty)
+
+    async def _rewrite_copies(self, row: RequestRow, card: dict[str, Any]) -> bool:
+        """Rewrite each posted DM copy of `row` that shows another status than the row's (the
+        same card as the channel's, headed by its channel: `direct.copy_message`). A copy
+        still being posted is rewritten once its ts is known (`record_copy_posted` dirties
+        the row again). False when Slack is away."""
+        ctx = self.ctx
+        assert ctx.web is not None
+        message = copy_message(card, row.channel)
+        for copy in await ctx.store.run(Store.request_copies, row.id):
+            if not copy.posted or copy.shown_status == row.status:
+                continue
+            try:
+                await ctx.web.update_message(str(copy.dm_channel), str(copy.ts),
+                                             message["text"], message["blocks"])
+            except SlackUnavailable as exc:
+                log.warning("could not rewrite %s's copy of %s yet: %s", copy.user, row.id, exc)
+                return False
+            except SlackRejected as exc:  # e.g. the DM was closed: said once, not retried
+                log.error("giving up rewriting %s's copy of %s: %s", copy.user, row.id, exc)
+            await ctx.store.run(Store.record_copy_shown, row.id, copy.user, row.status)
+        return True

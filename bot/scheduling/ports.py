@@ -8,7 +8,7 @@ channel membership it asks for (`ChannelMembers`) are Protocols that the Slack a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +49,11 @@ class ChannelMembers(Protocol):
     async def members(self, channel: str) -> frozenset[str]: ...
 
 
+# The members of one Slack user group (`usergroups.users.list`), for the DM copies of a
+# change request; raises an `ImagebotError` when the group cannot be read.
+GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+
+
 @dataclass
 class Context:
     """What the request desk and the loop share: the store, the clouds, the policy, the clock,
@@ -63,6 +68,8 @@ class Context:
     member_groups: GroupResolver | None = None
     # Who is in a request's channel ("any member" approves); None = not checked.
     directory: ChannelMembers | None = None
+    # Who is in an approver user group (DM copies; None: groups get none).
+    group_members: GroupMembers | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def channel_policy(self, channel: str, channel_name: str | None) -> ChannelPolicy:

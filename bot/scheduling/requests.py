@@ -24,9 +24,16 @@ from bot.errors import (
     PermissionDenied,
 )
 from bot.policy import DISABLED_TEXT, not_here, refuse
-from bot.scheduling.approvals import UNSET, ChangeRequest, Decision, new_request
+from bot.scheduling.approvals import (
+    UNSET,
+    ApprovalRules,
+    ChangeRequest,
+    Decision,
+    new_request,
+)
 from bot.scheduling.approvals import decide as decide_request
 from bot.scheduling.approvals import supersede as supersede_requests
+from bot.scheduling.direct import copy_key, copy_message, recipients
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.messages import approval_message
 from bot.scheduling.op_requests import (
@@ -102,6 +109,7 @@ class ChangeRequests:
             doomed, kept = await retention_preview(cloud, server.id, new.keep, existing.id)
         rules = pol.approval_rules()
         notify = pol.notify_channel
+        copies = await self._copy_recipients(rules, user)
         for _ in range(PROPOSE_TRIES):
             now = ctx.clock()
             pending = [to_request(r) for r in await ctx.store.run(
@@ -129,13 +137,20 @@ class ChangeRequests:
                     "expires_at": req.expires_at.isoformat()})]
                 audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
                           for r in replaced]
+                card = approval_message(view, now)
+                # Each approver's DM copy: the same card, said for which channel (m012).
+                dms = [OutboxItem(kind=OutboxKind.DM_COPY, channel=approver,
+                                  payload={"request_id": request_id, "user": approver,
+                                           **copy_message(card, channel)},
+                                  thread_key=copy_key(request_id, approver))
+                       for approver in copies]
                 return RequestPlan(
                     values=values,
                     updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
                     audit=audit,
                     outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
-                                       payload=approval_message(view, now),
-                                       thread_key=request_id)])
+                                       payload=card, thread_key=request_id), *dms],
+                    copies=copies)
 
             try:
                 row = await ctx.store.run(Store.add_change_request, build)
@@ -144,6 +159,25 @@ class ChangeRequests:
             ctx.on_new_work()
             return row
         raise ImagebotError("Too many concurrent changes for this server; try again.")
+
+    async def _copy_recipients(self, rules: ApprovalRules, requester: str) -> tuple[str, ...]:
+        """Who gets a DM copy of the request (`direct.recipients`): user groups are read from
+        Slack here, before the transaction; one that cannot be read gets no copies (the
+        channel message still asks its members)."""
+        groups: dict[str, frozenset[str] | None] = {}
+        for group in sorted(rules.approver_groups):
+            if self.ctx.group_members is None:
+                groups[group] = None
+                continue
+            try:
+                groups[group] = await self.ctx.group_members(group)
+            except ImagebotError as exc:
+                log.warning("cannot read user group %s for DM copies: %s", group, exc)
+                groups[group] = None
+        chosen = recipients(rules, requester, groups)
+        for note in chosen.notes:
+            log.info("DM copies: %s", note)
+        return chosen.users
 
     async def _request_here(self, request_id: str, actor: str, action: str,
                             channel: str | None) -> RequestRow:

@@ -23,7 +23,7 @@ from bot.scheduling.messages import ScheduleLine, approvals_text, schedules_text
 from bot.scheduling.op_messages import schedule_notes
 from bot.scheduling.op_requests import OperationRequests
 from bot.scheduling.operations import next_run_slot
-from bot.scheduling.ports import ChannelMembers, CloudPort, Context, MessagePort
+from bot.scheduling.ports import ChannelMembers, CloudPort, Context, GroupMembers, MessagePort
 from bot.scheduling.requests import ChangeRequests, Outcome
 from bot.scheduling.rows import label, op_state, schedule_spec, timing, to_request
 from bot.scheduling.runs import BUSY_SPACING, BUSY_TRIES
@@ -41,12 +41,13 @@ class ScheduleService:
                  on_new_work: Callable[[], None] = lambda: None,
                  member_groups: GroupResolver | None = None,
                  directory: ChannelMembers | None = None,
+                 group_members: GroupMembers | None = None,
                  window: timedelta = DEFAULT_WINDOW, warn_before: timedelta = WARN_BEFORE,
                  busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING,
                  tick: float = 30.0, tick_scale: float = 1.0) -> None:
         self.ctx = Context(store=store, clouds=cloud, policy=policy, clock=clock, web=web,
                            on_new_work=on_new_work, member_groups=member_groups,
-                           directory=directory)
+                           directory=directory, group_members=group_members)
         self.requests = ChangeRequests(self.ctx)
         self.operations = OperationRequests(self.ctx, window)
         self.loop = ScheduleLoop(self.ctx, window=window, warn_before=warn_before,

@@ -37,7 +37,7 @@ def urgency(item: OutboxMessage) -> int:
         return 0
     if item.kind in (OutboxKind.POST_PARENT, OutboxKind.EPHEMERAL, OutboxKind.RESPOND):
         return 1
-    if item.kind in (OutboxKind.REPLY, OutboxKind.CHANNEL_POST):
+    if item.kind in (OutboxKind.REPLY, OutboxKind.CHANNEL_POST, OutboxKind.DM_COPY):
         return 2
     return 3  # a card edit: the card already shows the state it had when it was last sent
 

@@ -26,6 +26,7 @@ from bot.errors import JobError, SlackRejected, SlackUnavailable
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
 from bot.loops import run_until
+from bot.slack.direct import post_copy
 from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
 from bot.slack.pacing import SlackPacer
 from bot.slack.web import SlackWeb
@@ -219,6 +220,8 @@ class Notifier:
                                           payload.get("blocks"),
                                           thread_ts=payload.get("thread_ts"))
             await self.store.run(Store.mark_sent, item.id, result_ts=ts)
+        elif item.kind == "dm_copy":  # a change request's copy to one approver
+            await post_copy(self, item)
         else:
             raise SlackRejected(f"unknown outbox kind {item.kind}")
 

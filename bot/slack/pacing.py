@@ -58,7 +58,7 @@ class SlackPacer:
     def _bucket(self, method: str, channel: str) -> TokenBucket:
         if method == "chat.postMessage":
             key, rate, burst = (method, channel), self.post_rate, self.post_burst
-        elif method == "chat.update":
+        elif method in ("chat.update", "conversations.open"):  # both tier 3 (50+/min)
             key, rate, burst = (method, ""), self.update_rate, self.update_burst
         else:
             key, rate, burst = (method, ""), self.ephemeral_rate, 5.0

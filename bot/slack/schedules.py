@@ -16,9 +16,11 @@ from bot.scheduling.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.scheduling.service import ScheduleService
 from bot.slack import native
 from bot.slack.app import SlackDeps
+from bot.slack.direct import group_users
 from bot.slack.native import NativeCommands
 from bot.slack.routing import button_listener
 from bot.slack.types import FollowUp, Invocation, Reply
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,12 @@ class ScheduleCommands:
         """An Approve / Reject button clicked in `channel` (from the payload); None when
         accepted (the message itself is rewritten, so the click's response_url is unused).
         The same checks as the text commands. `direct`: clicked on a surface of the user's
-        own (the App Home: `bot.slack.home`), see `ChangeRequests.decide`."""
+        own (the App Home: `bot.slack.home`, or their DM copy of the request:
+        `bot.slack.direct`), see `ChangeRequests.decide`."""
         action = "approve" if action_id == APPROVE_ACTION else "reject"
         try:
+            direct = direct or await self.service.store.run(Store.is_copy_in, value, user,
+                                                            channel)
             outcome = await self.service.decide(value, actor=user, action=action, channel=channel,
                                                 direct=direct)
         except ImagebotError as exc:
@@ -141,11 +146,11 @@ def slack_group_resolver(web: Any) -> GroupResolver:
         member: set[str] = set()
         for group in sorted(groups):
             try:
-                data = await web._call("usergroups.users.list", usergroup=group)
+                users = await group_users(web, group)
             except ImagebotError as exc:
                 log.warning("cannot read user group %s: %s", group, exc)
                 continue
-            if user in (data.get("users") or []):
+            if user in users:
                 member.add(group)
         return frozenset(member)
 

@@ -3,6 +3,7 @@
 
 from bot.errors import StoreError
 from bot.store.api import AsyncStore, Store
+from bot.store.copies import RequestCopy
 from bot.store.db import ID_TABLES, open_database
 from bot.store.jobs import normalize_job_id
 from bot.store.rows import (
@@ -28,6 +29,7 @@ __all__ = [
     "OUTBOX_KINDS",
     "OutboxItem",
     "OutboxMessage",
+    "RequestCopy",
     "RequestPlan",
     "RequestRow",
     "RunRow",

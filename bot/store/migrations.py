@@ -315,3 +315,22 @@ def m010_native(db: Database) -> None:
     db.execute("ALTER TABLE change_requests ADD COLUMN apply_result TEXT")
     db.execute("CREATE INDEX change_requests_native ON change_requests(native, status, "
                "applied_at)")
+
+
+@migrations()
+def m011_request_copies(db: Database) -> None:
+    """A change request's copies sent as DMs to its approvers: one row per (request, user),
+    written with the request; the DM channel once `conversations.open` named it, the message
+    ts once posted, and the request status the copy last showed (so a decision made while the
+    copy was being posted still rewrites it)."""
+    db.execute("""
+        CREATE TABLE request_copies (
+            request_id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            dm_channel TEXT,
+            ts TEXT,
+            posted_at TEXT,
+            shown_status TEXT,
+            PRIMARY KEY (request_id, user)
+        )""")

@@ -92,12 +92,14 @@ class AuditRow:
 @dataclass(frozen=True)
 class RequestPlan:
     """What `add_change_request` writes: the new row's values, CAS updates of other requests
-    as (id, expected status, fields), audit entries and outbox items."""
+    as (id, expected status, fields), audit entries, outbox items and the users who get a DM
+    copy (`request_copies`)."""
 
     values: Mapping[str, Any]
     updates: Sequence[tuple[str, str, Mapping[str, Any]]] = ()
     audit: Sequence[AuditEntry] = ()
     outbox: Sequence[OutboxItem] = ()
+    copies: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.errors import ConflictingUpdate, NoSuchRequest, NoSuchSchedule
 from bot.imaging.jobs import Job
+from bot.store.copies import CopyTables
 from bot.store.db import Where, normalize_id
 from bot.store.jobs import JobTables
 from bot.store.rows import (
@@ -44,7 +45,7 @@ def _stored(fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     return {k: column_value(k, v) for k, v in fields.items()} | {"updated_at": dt_out(now)}
 
 
-class ScheduleTables(JobTables):
+class ScheduleTables(JobTables, CopyTables):
     """The `audit`, `change_requests`, `schedules` and `schedule_runs` tables."""
 
     # --- audit -----------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class ScheduleTables(JobTables):
             self._insert("change_requests", _stored(plan.values, now) | {
                 "seq": seq, "id": request_id, "created_at": dt_out(now)})
             self._audit(now, plan.audit)
+            self._add_copies(request_id, plan.copies, now)  # the DM copies' rows (m012)
             self._enqueue(now, plan.outbox, None)
             return self._request(request_id)
 

@@ -48,7 +48,7 @@ MAX_ID_LEN = 255
 # (sandbox.slack.scopes says which method needs which).
 DEFAULT_BOT_SCOPES = ("commands", "chat:write", "chat:write.public", "channels:history",
                       "groups:history", "channels:read", "groups:read", "users:read",
-                      "usergroups:read")
+                      "usergroups:read", "im:write", "im:history")
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 TRIGGER_TTL = 3.0

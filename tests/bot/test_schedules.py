@@ -183,8 +183,11 @@ async def test_proposal_is_a_pending_request_with_an_approval_message(
                             "tz": "Europe/Berlin", "keep": 7}
     assert row.expires_at == T0 + timedelta(hours=24)
     assert await store.run(Store.list_schedules) == []  # a request, not a schedule
-    [item] = await store.run(Store.pending_outbox, T0)
+    [item, *dms] = await store.run(Store.pending_outbox, T0)
     assert item.kind == "channel_post" and item.channel == "C0OPS" and item.thread_key == "R1"
+    # Each named approver is also asked directly (a DM copy each; issue 19).
+    assert [(d.kind, d.channel, d.thread_key) for d in dms] == [
+        ("dm_copy", "U0BOB", "R1:dm:U0BOB"), ("dm_copy", "U0CAROL", "R1:dm:U0CAROL")]
     elements = [e["action_id"] for b in item.payload["blocks"] if b["type"] == "actions"
                 for e in b["elements"]]
     assert elements == ["cr_approve", "cr_reject"]
@@ -340,7 +343,7 @@ async def test_off_request_turns_the_schedule_off(service: ScheduleService, stor
 async def test_decided_message_is_rewritten_without_buttons(
         service: ScheduleService, store: AsyncStore, web: FakeWeb) -> None:
     rid = await propose(service, "schedule web-1 daily at 03:00")
-    [item] = await store.run(Store.pending_outbox, T0)
+    [item, *_] = await store.run(Store.pending_outbox, T0)  # the channel card, then DM copies
     await store.run(Store.mark_sent, item.id, result_ts="111.222")  # as the notifier would
     await service.decide(rid, actor="U0BOB", action="approve", reason="ok")
     await service.tick()

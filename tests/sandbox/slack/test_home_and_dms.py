@@ -105,7 +105,8 @@ async def test_conversations_open_gives_the_dm_and_messages_land_there(
     assert again["channel"]["id"] == dm and again["channel"]["is_im"] is True
     assert again["channel"]["user"] == "U0CAROL"
     posted = await client.chat_postMessage(channel=dm, text="Request R1 waits for you")
-    # Reading a DM takes the im: scopes, which the app does not request (yet).
+    # Reading a DM takes the im: scopes (the app requests im:history for its crash lookup).
+    ws.bot_scopes.discard("im:history")
     assert await error_of(client.conversations_history(channel=dm)) == "missing_scope"
     ws.bot_scopes |= {"im:history", "im:read"}
     history = await client.conversations_history(channel=dm)
@@ -121,6 +122,7 @@ async def test_conversations_open_gives_the_dm_and_messages_land_there(
 
 async def test_conversations_open_refuses_what_slack_refuses(ws: SlackWorkspace,
                                                             client: AsyncWebClient) -> None:
+    ws.bot_scopes.discard("im:write")  # an app installed without it
     with pytest.raises(SlackApiError) as err:
         await client.conversations_open(users="U0CAROL")
     assert err.value.response["error"] == "missing_scope"

@@ -7,16 +7,16 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:20:31.884212+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:20:31.884957+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:20:31.885538+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:20:31.886009+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:20:31.886309+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:20:31.887107+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:20:31.887602+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:20:31.888435+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:20:31.890549+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:20:31.891314+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:22:31.994276+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:22:31.995910+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:22:31.997308+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:22:31.998592+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:22:31.999780+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:22:32.001226+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:22:32.002342+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:22:32.003815+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:22:32.006080+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:22:32.007881+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,
