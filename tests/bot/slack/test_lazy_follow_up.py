@@ -11,13 +11,16 @@ listener starts the task itself, only for a command that has a later step."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+import commands
 from bot.serve import connect_socket_mode
 from sandbox.slack.deliver import SOCKET_MODE, Deliverer
 from sandbox.system import SIGNING_SECRET, System, running_system
@@ -96,3 +99,45 @@ async def test_a_command_refused_in_its_ack_gets_nothing_after_it(tmp_path: Path
         # the requester saw the three acks and no more.
         assert answers(system) == acks
         assert not system.workspace.calls("chat.postMessage")
+
+
+async def test_a_follow_up_that_breaks_tells_the_requester_and_no_traceback() -> None:
+    # The later step raises something unexpected: the ack already answered, the requester
+    # then gets the route's "went wrong" line through the response_url, never the traceback.
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        router = system.runtime.router
+        route = router.routes[commands.Images]
+
+        async def boom(request: Any, who: Any) -> str:
+            raise RuntimeError("internal detail /srv/secret.py line 3")
+
+        router.routes[commands.Images] = dataclasses.replace(route, later=boom)
+        ack = await system.command("alice", "#ops", "images web-1")
+        assert "Looking up the images of web-1" in said(ack)
+        [told] = await system.wait_for(lambda: [t for t in answers(system)
+                                                if "Looking up" not in t])
+        assert told == route.failed
+        assert "Traceback" not in told and "secret" not in told
+        await system.settle()
+        assert system.runtime.lazy is not None and system.runtime.lazy.pending == 0
+
+
+async def test_creates_start_no_work_after_their_ack() -> None:
+    # Only commands with a later step start a task (a create is answered by its ack alone).
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        lazy = system.runtime.lazy
+        assert lazy is not None
+        started: list[Any] = []
+        spawn = lazy.spawn
+
+        def counting(work: Any) -> None:
+            started.append(work)
+            spawn(work)
+
+        lazy.spawn = counting  # type: ignore[method-assign]
+        ack = await system.command("alice", "#ops", "create web-1 --now")
+        assert "Job J1" in said(ack)
+        assert started == []
+        await system.command("alice", "#ops", "images web-1")
+        assert len(started) == 1
+        await system.settle()
