@@ -29,6 +29,7 @@ from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.logs import LearnedSecrets
 from bot.metrics import CountingTransport, Metrics
 from bot.policy import Policy
+from bot.priority import AcksFirst, TakingTurns
 from bot.scheduling.service import ScheduleService
 from bot.slack import home as home_slack
 from bot.slack import imaging as imaging_slack
@@ -84,6 +85,8 @@ class Runtime:
     # Cloud tokens the clients learned at login, masked in logs by value (bot.logs).
     learned: LearnedSecrets = field(default_factory=LearnedSecrets)
     home: HomeTabs | None = None  # the App Home tabs (bot.slack.home)
+    # Requests in flight; the background loops' store, cloud and Slack calls wait for them.
+    acks_first: AcksFirst = field(default_factory=AcksFirst)
 
     def start(self) -> None:
         """Start the engine and notifier loops on the running event loop."""
@@ -175,12 +178,16 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     config = cloud_config or load_cloud_config(settings.cloud_name)
     store = await AsyncStore.open(settings.db_path, clock=clock)
     metrics = Metrics()
+    # The engine, notifier and scheduler work through `store`, the cloud clients and `web`:
+    # each of their calls first lets the acks in flight finish (bot/priority.py).
+    acks_first = AcksFirst()
+    store.before_call = acks_first.turn
 
     def client_for(cloud_config: CloudConfig) -> CloudClient:
         # The transport carries the cloud's resolved TLS settings (cacert, insecure, cert+key).
-        return CloudClient(cloud_config, transport=CountingTransport(
+        return CloudClient(cloud_config, transport=TakingTurns(CountingTransport(
             cloud_transport or httpx.AsyncHTTPTransport(verify=cloud_config.ssl_verify()),
-            metrics), on_token=learned.add)
+            metrics), acks_first.turn), on_token=learned.add)
 
     # Channel policies may name other clouds.yaml entries; each gets a client on first use.
     cloud = CloudPool(client_for(config), lambda name: client_for(load_cloud_config(name)),
@@ -189,6 +196,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     await skip_past_cloud_job_ids(store, policy_clouds(cloud, policy))
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client, metrics)
+    web.before_call = acks_first.turn
     notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     def alerts_for(job: Job) -> tuple[str | None, str | None]:
         # The same lookup as commands and clicks: by id, then by the name stored with the job.
@@ -213,7 +221,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     listeners = imaging_slack.register(app, deps)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web, app=app,
                       router=router, listeners=listeners, engine=engine, notifier=notifier,
-                      clock=clock, metrics=metrics, identity=identity, lazy=lazy, learned=learned)
+                      clock=clock, metrics=metrics, identity=identity, lazy=lazy, learned=learned,
+                      acks_first=acks_first)
     listeners.on_new_work = runtime.poke
     # Schedules and approvals: their commands and buttons, the loop in start().
     schedules = ScheduleService(store, cloud, policy, clock=clock, web=web,
@@ -306,5 +315,6 @@ def http_app(runtime: Runtime) -> Starlette:
                              *ops_routes(runtime, details=settings.health_details)],
                      middleware=[Middleware(EdgeGuard, signing_secret=settings.signing_secret,
                                             max_body=settings.http_max_body,
-                                            receive_timeout=settings.http_timeout)],
+                                            receive_timeout=settings.http_timeout,
+                                            serving=runtime.acks_first.serving)],
                      lifespan=lifespan)

@@ -29,14 +29,10 @@ from bot.cloud.pool import CloudPool
 from bot.scheduling.service import ScheduleService
 from bot.slack.identity import FOREIGN, STARTING_UP, Identity
 from bot.slack.routing import LazyWork, Router
-from bot.slack.types import FollowUp, Invocation
+from bot.slack.types import Invocation
 from bot.store import AsyncStore
 
 log = logging.getLogger(__name__)
-
-# Context key: the command's `FollowUp`, set by the ack listener for the lazy one.
-FOLLOW_UP = "imagebot_follow_up"
-
 
 @dataclass
 class SlackDeps:
@@ -129,39 +125,40 @@ def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | N
     the emulator). `lazy` runs the work that follows an ack (kept countable for shutdown)."""
     identity = identity or Identity(client)
     # Listeners only parse and write a row, so they finish well inside Slack's 3 s; work that
-    # takes longer is a lazy listener. Running them before the response skips Bolt's 10 ms
-    # polling for ack(), the same in HTTP and Socket Mode (both go through async_dispatch).
+    # takes longer runs after the ack (`LazyWork.spawn`). Running listeners before the response
+    # skips Bolt's 10 ms polling for ack(), the same in HTTP and Socket Mode (both go through
+    # async_dispatch).
     app = AsyncApp(client=client, signing_secret=signing_secret,
                    request_verification_enabled=signing_secret is not None,
                    authorize=identity_authorize(identity, client.token),
                    process_before_response=True, logger=bolt_logger())
     # Bolt's AsyncApp takes no lazy runner; `listener_runner` is its public handle on the one
-    # that starts them (slack_bolt.listener.asyncio_runner: lazy_listener_runner.start).
-    app.listener_runner.lazy_listener_runner = lazy or LazyWork(bolt_logger())
+    # that starts them (slack_bolt.listener.asyncio_runner: lazy_listener_runner.start): a
+    # feature's lazy listener, if one is ever added, is counted and drained like `spawn`.
+    runner = lazy or LazyWork(bolt_logger())
+    app.listener_runner.lazy_listener_runner = runner
     app.middleware(identity_gate(identity))
 
-    async def on_image(ack: Any, command: dict[str, Any], context: Any) -> None:
+    async def on_image(ack: Any, command: dict[str, Any], respond: Any = None) -> None:
         who = Invocation(user=command.get("user_id", ""), channel=command.get("channel_id", ""),
                          channel_name=command.get("channel_name"),
                          trigger_id=command.get("trigger_id"),
                          response_url=command.get("response_url"))
         reply = await router.command(command.get("text", "") or "", who)
-        # With process_before_response, Bolt starts the lazy listeners after this function
-        # returns, each with a deep copy of the request (and so of this context entry).
-        context[FOLLOW_UP] = reply.follow_up
         await ack(**reply.as_kwargs())
-
-    async def follow_up(context: Any, respond: Any) -> None:
-        work: FollowUp | None = context.get(FOLLOW_UP)
+        work = reply.follow_up
         if work is None or respond is None:
-            return
+            return  # most commands (create, status, ...) are answered by the ack alone
 
         async def deliver(text: str) -> None:
             await respond(text=text, response_type="ephemeral", replace_original=False)
 
-        await router.answer_follow_up(work, deliver)
+        # Our own task rather than a Bolt lazy listener (see `LazyWork.spawn`); it starts
+        # after this function returns, when Bolt has the ack's response, and `answer_after_ack`
+        # turns any failure into a message to the requester.
+        runner.spawn(router.answer_follow_up(work, deliver))
 
-    app.command("/image")(ack=on_image, lazy=[follow_up])
+    app.command("/image")(on_image)
 
     @app.error
     async def on_error(error: Exception, context: Any, respond: Any = None) -> None:

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from slack_sdk.signature import SignatureVerifier
@@ -64,8 +65,13 @@ class EdgeGuard:
 
     def __init__(self, app: ASGIApp, *, signing_secret: str | None,
                  slack_path: str = "/slack/events", max_body: int = MAX_BODY,
-                 receive_timeout: float = RECEIVE_TIMEOUT) -> None:
+                 receive_timeout: float = RECEIVE_TIMEOUT,
+                 serving: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self.app = app
+        # Around each admitted request's answer (wiring: `AcksFirst.serving`, so background
+        # work waits while acks are in flight). Only after the signature check: a slow or
+        # forged body must not hold the background back.
+        self.serving = serving
         self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.slack_path = slack_path
         self.max_body = max_body
@@ -94,7 +100,11 @@ class EdgeGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        if self.serving is None:
+            await self.app(scope, replay, send)
+            return
+        with self.serving():
+            await self.app(scope, replay, send)
 
     async def _admit(self, scope: Scope, receive: Receive) -> bytes:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")

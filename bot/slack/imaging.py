@@ -1,7 +1,7 @@
 """The Slack side of image jobs: `/image create|status|list|cancel|images` and the Start
 snapshot / Cancel buttons. Listeners only ack, parse, check permission and write a row; the
 engine does the cloud work. The one exception is the read-only `images` answer, which runs
-after the ack (a Bolt lazy listener, through the router's follow-up).
+after the ack (the router's follow-up, in a task of `LazyWork`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 class Reply:
     """An ephemeral answer to the person who typed the command.
 
-    `follow_up`: the command continues after this ack (a Bolt lazy listener runs the route's
+    `follow_up`: the command continues after this ack (`LazyWork.spawn` runs the route's
     `later` step and sends its answer through the response_url)."""
 
     text: str
@@ -46,8 +46,8 @@ class Invocation:
 
 @dataclass(frozen=True)
 class FollowUp:
-    """What a command's later step works on: plain data, because Bolt deep-copies the request
-    context (which carries it) for each lazy listener."""
+    """What a command's later step works on: plain data (the request and who asked), handed
+    from the ack to the task that runs after it."""
 
     request: Any  # a `commands` request dataclass
     who: Invocation

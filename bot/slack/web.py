@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -62,12 +62,17 @@ class SlackWeb:
     def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None) -> None:
         self.client = client
         self.metrics = metrics
+        # Awaited before each call (wiring: `bot.priority.AcksFirst.turn`, so the notifier's
+        # posts wait for the acks in flight); None = never wait.
+        self.before_call: Callable[[], Awaitable[None]] | None = None
 
     def _count(self, method: str, outcome: str) -> None:
         if self.metrics:
             self.metrics.slack_calls.labels(method, outcome).inc()
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        if self.before_call is not None:
+            await self.before_call()
         try:
             response = await self.client.api_call(method, json=kwargs)
         except SlackApiError as exc:
@@ -162,6 +167,8 @@ class SlackWeb:
                       blocks: list[dict[str, Any]] | None = None, *,
                       in_channel: bool = False, replace_original: bool = False) -> None:
         """Post to a slash command's or click's response_url (works where the bot is no member)."""
+        if self.before_call is not None:
+            await self.before_call()
         hook = AsyncWebhookClient(response_url, timeout=15)
         try:
             response = await hook.send(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,6 +136,9 @@ class AsyncStore:
         self._drain_submitted = False
         self.batches = 0  # group-commit transactions run, and the calls they carried
         self.batched_calls = 0
+        # Awaited before each `run` (wiring: the background connection waits for the acks in
+        # flight, `bot.priority.AcksFirst.turn`); None = never wait.
+        self.before_call: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *,
@@ -164,6 +167,8 @@ class AsyncStore:
         Every call of the service goes through here, so the store's API is declared once (on
         `Store`) and the arguments are type-checked against it. The methods in `GROUPED` are
         group-committed (`run_grouped`)."""
+        if self.before_call is not None:
+            await self.before_call()
         if fn in GROUPED:
             return await self.run_grouped(fn, *args, **kwargs)
         return await self._run(fn, self.store, *args, **kwargs)

@@ -149,6 +149,34 @@ async def test_lazy_work_is_counted_while_it_runs_and_drained_or_cancelled_on_st
     assert ran == ["quick"] and work.pending == 0
 
 
+async def test_spawned_work_is_counted_and_drained_or_cancelled_on_stop() -> None:
+    # `/image`'s answers after the ack are spawned (no Bolt lazy listener, no request copy):
+    # the same counting and draining as lazy listeners.
+    work = LazyWork(logging.getLogger("test"))
+    release = asyncio.Event()
+    ran: list[str] = []
+    cancelled: list[str] = []
+
+    async def quick() -> None:
+        await release.wait()
+        ran.append("quick")
+
+    async def hung() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append("hung")
+            raise
+
+    work.spawn(quick())
+    work.spawn(hung())
+    await asyncio.sleep(0)
+    assert work.pending == 2
+    release.set()
+    await work.drain(0.2)
+    assert ran == ["quick"] and cancelled == ["hung"] and work.pending == 0
+
+
 async def test_a_button_acks_then_answers_the_clicker_alone() -> None:
     calls: list[tuple[Any, ...]] = []
 
