@@ -10,6 +10,7 @@ from __future__ import annotations
 from commands.errors import ParseError
 from commands.grammar import parse
 from commands.help import help_text, reference_markdown
+from commands.targets import FleetTarget
 from commands.requests import (
     Approvals,
     Approve,
@@ -35,6 +36,7 @@ __all__ = [
     "Approve",
     "Cancel",
     "Create",
+    "FleetTarget",
     "Help",
     "Images",
     "ListJobs",

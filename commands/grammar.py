@@ -42,6 +42,7 @@ from commands.requests import (
     Unprotect,
     Verify,
 )
+from commands.targets import BadTarget, FleetTarget, is_fleet_word, parse_target
 from commands.text import (
     MAX_LENGTH,
     Token,
@@ -419,8 +420,40 @@ def _build_images(spec: Spec, args: Args) -> Request:
 _MODES = ("daily", "weekly", "off")
 
 
+MAX_KEEP_DAYS = 3650
+
+
+def _schedule_target(spec: Spec, args: Args) -> tuple[ServerRef, FleetTarget | None]:
+    """A schedule's first word: a server, or a fleet (`web-*`, `meta:role=web`)."""
+    if not args.positionals:
+        raise spec.fail("`schedule` needs a server, a pattern such as `web-*` or a metadata "
+                        "match such as `meta:role=web`.")
+    word = args.positionals[0].text
+    if not is_fleet_word(word):
+        return server_ref(spec, word), None
+    if len(word) > MAX_SERVER_NAME or has_control(word) or any(c.isspace() for c in word):
+        raise spec.fail(f"{show(word)} is not a target: at most {MAX_SERVER_NAME} characters, "
+                        "no spaces or control characters.")
+    try:
+        target = parse_target(word)
+    except BadTarget as exc:
+        raise spec.fail(str(exc)) from None
+    return ServerRef(target.text, False), target
+
+
+def _retention(spec: Spec, args: Args) -> tuple[int, int | None]:
+    """(keep, keep_days): the default count when neither is given; `--keep-days` alone keeps
+    any number of images younger than D days (the count is then the largest there is)."""
+    raw_keep, raw_days = args.value("--keep"), args.value("--keep-days")
+    days = (bounded_int(spec, "--keep-days", raw_days, 1, MAX_KEEP_DAYS)
+            if raw_days is not None else None)
+    if raw_keep is not None:
+        return bounded_int(spec, "--keep", raw_keep, 1, MAX_KEEP), days
+    return (DEFAULT_KEEP if days is None else MAX_KEEP), days
+
+
 def _build_schedule(spec: Spec, args: Args) -> Request:
-    server = _server_first(spec, args)
+    server, target = _schedule_target(spec, args)
     rest = args.positionals[1:]
     if not rest:
         raise spec.fail("Say how often: `daily`, `weekly <day>`, or `off` to remove the "
@@ -434,7 +467,7 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
         no_extra(spec, rest)
         if args.options:
             raise spec.fail("`schedule <server> off` takes no options.")
-        return ScheduleOff(server=server)
+        return ScheduleOff(server=server, target=target)
     frequency: Frequency = "weekly" if mode == "weekly" else "daily"
     day: str | None = None
     if frequency == "weekly":
@@ -457,13 +490,12 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
         raise spec.fail("`at` is repeated; a schedule runs at one time of day, so give "
                         "`at HH:MM` once.")
     no_extra(spec, rest)
-    raw_keep = args.value("--keep")
-    keep = (bounded_int(spec, "--keep", raw_keep, 1, MAX_KEEP)
-            if raw_keep is not None else DEFAULT_KEEP)
+    keep, keep_days = _retention(spec, args)
     raw_tz = args.value("--tz")
     tz = time_zone(spec, raw_tz) if raw_tz is not None else DEFAULT_TZ
     return Schedule(server=server, frequency=frequency, day=day, at=at, keep=keep, tz=tz,
-                    verify=bool(args.options.get("--verify", False)))
+                    verify=bool(args.options.get("--verify", False)), target=target,
+                    keep_days=keep_days)
 
 
 def _image_first(spec: Spec, args: Args) -> str:
@@ -560,6 +592,8 @@ def _build_help(spec: Spec, args: Args) -> Request:
 
 _KEEP = Option("--keep", "N", f"How many scheduled images to keep, 1–{MAX_KEEP} "
                f"(default {DEFAULT_KEEP}); older ones are deleted.")
+_KEEP_DAYS = Option("--keep-days", "D", "Also delete scheduled images older than D days "
+                    "(with --keep: both apply; the newest good image always stays).")
 _ALL = Option("--all", None, "Every channel, not only this one (for the admins the channel "
               "policy names).")
 _VERIFY = Option("--verify", None, "Restore-test each new image: boot a throw-away server "
@@ -661,19 +695,26 @@ TABLE: tuple[Spec, ...] = (
     ),
     Spec(
         name="schedule",
-        forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
-               "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
-               "<server> off"),
-        summary="Image a server every day or every week, or stop doing so.",
-        form_summaries=("Image a server every day.", "Image a server once a week.",
-                        "Stop imaging a server on a schedule."),
-        details=("Times are 24-hour wall times in the zone given by --tz (default "
+        forms=("<target> daily [at HH:MM] [--keep N] [--keep-days D] [--tz ZONE] [--verify]",
+               "<target> weekly <day> [at HH:MM] [--keep N] [--keep-days D] [--tz ZONE] "
+               "[--verify]",
+               "<target> off"),
+        summary="Image a server or a fleet every day or every week, or stop doing so.",
+        form_summaries=("Image a server or a fleet every day.",
+                        "Image a server or a fleet once a week.",
+                        "Stop imaging a server or a fleet on a schedule."),
+        details=("The target is a server (name or UUID), a pattern over server names such as "
+                 "`web-*`, or a metadata match such as `meta:role=web` (Nova server metadata); "
+                 "a fleet is resolved again at each run and each run is one digest message. "
+                 "Times are 24-hour wall times in the zone given by --tz (default "
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
                  "schedule replaces the old one; `off` removes it. Changing a schedule may "
                  "need an approval."),
-        options=(_KEEP, _TZ, _VERIFY),
+        options=(_KEEP, _KEEP_DAYS, _TZ, _VERIFY),
         examples=("schedule web-1 daily at 02:30 --tz Europe/Berlin",
-                  "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off"),
+                  "schedule db-2 weekly sat at 23:00 --keep 4",
+                  "schedule web-* daily at 03:00 --keep 7 --keep-days 30",
+                  "schedule meta:role=web weekly sun --keep-days 14", "schedule web-1 off"),
         build=_build_schedule,
     ),
     Spec(

@@ -150,6 +150,8 @@ class ScheduleRow:
     created_at: datetime
     updated_at: datetime
     verify: bool = False  # `--verify`: each run's image is restore-tested
+    target: str | None = None  # a fleet's target (`web-*`, `meta:role=web`); None: one server
+    keep_days: int | None = None  # `--keep-days`: age retention
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,8 @@ def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         last_slot=dt_in(row["last_slot"]), last_result=row["last_result"],
         last_run_at=dt_in(row["last_run_at"]), status=row["status"],
         created_at=_dt_req(row["created_at"]), updated_at=_dt_req(row["updated_at"]),
-        verify=bool(row["verify"]))
+        verify=bool(row["verify"]), target=row["target"],
+        keep_days=None if row["keep_days"] is None else int(row["keep_days"]))
 
 
 def run_row(row: Mapping[str, Any]) -> RunRow:
