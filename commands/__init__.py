@@ -10,7 +10,6 @@ from __future__ import annotations
 from commands.errors import ParseError
 from commands.grammar import parse
 from commands.help import help_text, reference_markdown
-from commands.targets import FleetTarget
 from commands.requests import (
     Approvals,
     Approve,
@@ -30,6 +29,7 @@ from commands.requests import (
     Unprotect,
     Verify,
 )
+from commands.targets import FleetTarget
 
 __all__ = [
     "Approvals",

@@ -46,6 +46,7 @@ class FleetRun:
     skipped: tuple[str, ...]  # matched, but the channel policy may not touch them
     digest: str | None  # the card text last sent to Slack (rewritten when it changes)
     summarized_at: datetime | None
+    card_done: bool = False  # the card shows the summarized run: nothing more to rewrite
 
 
 def _member(row: Mapping[str, Any]) -> FleetMember:
@@ -60,7 +61,7 @@ def _fleet_run(row: Mapping[str, Any]) -> FleetRun:
     return FleetRun(run_id=row["run_id"], schedule_id=row["schedule_id"], target=row["target"],
                     dropped=tuple(json.loads(row["dropped"])),
                     skipped=tuple(json.loads(row["skipped"])), digest=row["digest"],
-                    summarized_at=dt_in(row["summarized_at"]))
+                    summarized_at=dt_in(row["summarized_at"]), card_done=bool(row["card_done"]))
 
 
 # (server_id, server_name, the job's values)
@@ -108,9 +109,23 @@ class FleetTables(ScheduleTables):
                             order="server_name")
 
     def open_fleet_runs(self) -> list[FleetRun]:
-        """Fleet runs not summarized yet (a member still working, or the summary not out)."""
-        return self._select("fleet_runs", _fleet_run, Where(["summarized_at IS NULL"]),
-                            order="run_id")
+        """Fleet runs not summarized yet, or whose card does not show the summary yet."""
+        return self._select("fleet_runs", _fleet_run,
+                            Where(["(summarized_at IS NULL OR card_done = 0)"]), order="run_id")
+
+    def schedule_run(self, run_id: int) -> RunRow:
+        """One run row by id."""
+        return self._run(run_id)
+
+    def failed_verification_images(self, image_ids: Sequence[str]) -> set[str]:
+        """Of these images, the ones a restore test failed (retention does not count them as
+        good)."""
+        if not image_ids:
+            return set()
+        marks = ", ".join("?" for _ in image_ids)
+        rows = self.db.execute(f"SELECT image_id FROM verifications WHERE outcome = 'failed' "
+                               f"AND image_id IN ({marks})", list(image_ids)).fetchall()
+        return {str(r[0]) for r in rows}
 
     def previous_fleet_members(self, schedule_id: str) -> list[FleetMember]:
         """The members of the schedule's latest fleet run (to say who was dropped since)."""

@@ -305,7 +305,8 @@ def m009_fleet(db: Database) -> None:
             dropped TEXT NOT NULL DEFAULT '[]',
             skipped TEXT NOT NULL DEFAULT '[]',
             digest TEXT,
-            summarized_at TEXT
+            summarized_at TEXT,
+            card_done INTEGER NOT NULL DEFAULT 0
         )""")
     db.execute("""
         CREATE TABLE fleet_members (

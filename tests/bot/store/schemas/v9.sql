@@ -8,15 +8,15 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 10:00:14.511447+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 10:00:14.512021+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 10:00:14.512427+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 10:00:14.512764+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 10:00:14.512979+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 10:00:14.513400+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 10:00:14.513796+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 10:00:14.514293+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_fleet','2026-12-02 10:00:14.514922+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 10:04:15.268501+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 10:04:15.269122+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 10:04:15.269534+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 10:04:15.269979+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 10:04:15.270215+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 10:04:15.275377+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 10:04:15.275947+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 10:04:15.276709+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_fleet','2026-12-02 10:04:15.277289+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,
@@ -73,7 +73,8 @@ CREATE TABLE fleet_runs (
             dropped TEXT NOT NULL DEFAULT '[]',
             skipped TEXT NOT NULL DEFAULT '[]',
             digest TEXT,
-            summarized_at TEXT
+            summarized_at TEXT,
+            card_done INTEGER NOT NULL DEFAULT 0
         );
 CREATE TABLE id_sequences (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
 INSERT INTO "id_sequences" VALUES('jobs',0);
