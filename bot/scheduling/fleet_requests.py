@@ -15,7 +15,7 @@ from typing import Any
 import commands
 from bot.cloud.models import Server
 from bot.errors import CloudError, ConflictingUpdate, ImagebotError, PermissionDenied
-from bot.policy import allowed_to_create
+from bot.policy import ChannelPolicy, GroupResolver, allowed_to_create
 from bot.scheduling.age_retention import preview_by_count_and_age
 from bot.scheduling.approvals import ChangeRequest, new_request
 from bot.scheduling.approvals import supersede as supersede_requests
@@ -84,15 +84,25 @@ async def _previews(cloud: CloudPort, servers: Sequence[Server], spec: ScheduleS
     return doomed, protected
 
 
+async def refuse_fleet(policy: ChannelPolicy, user: str,
+                       member_groups: GroupResolver | None) -> str | None:
+    """Why `user` may not propose a fleet schedule here, or None. The channel's server
+    patterns are applied to each matched server instead (a server it may not touch is
+    skipped, and said so), since a target such as `meta:role=web` is not a server name."""
+    if not await allowed_to_create(policy, user, member_groups):
+        return f"You may not propose schedules in this channel ({policy.who_may_create()} may)."
+    return None
+
+
 async def propose_fleet(ctx: Context, request: commands.Schedule | commands.ScheduleOff, *,
                         user: str, channel: str, channel_name: str | None) -> RequestRow:
     """The change request of a fleet schedule (see the module docstring)."""
     assert request.target is not None
     target = request.target
     pol = ctx.channel_policy(channel, channel_name)
-    if not await allowed_to_create(pol, user, ctx.member_groups):
-        raise PermissionDenied(f"You may not propose schedules in this channel "
-                               f"({pol.who_may_create()} may).")
+    refusal = await refuse_fleet(pol, user, ctx.member_groups)
+    if refusal:
+        raise PermissionDenied(refusal)
     cloud = ctx.cloud(pol.cloud)
     found = resolve(target, await cloud.list_servers(), pol.may_touch)
     key = fleet_key(target)
