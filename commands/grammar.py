@@ -680,9 +680,10 @@ TABLE: tuple[Spec, ...] = (
         name="protect",
         forms=("<image>",),
         summary="Protect an image: no one (retention, the bot, people) can delete it.",
-        details=("Sets the image's `protected` flag in the cloud. Only images of servers "
-                 "this channel may touch; answered to you alone."),
-        examples=("protect web-1-pre-upgrade",),
+        details=("Sets the image's `protected` flag in the cloud. The image is a name, an id, "
+                 "or the job that made it (`J7`). Only images of servers this channel may "
+                 "touch; answered to you alone."),
+        examples=("protect web-1-pre-upgrade", "protect J7"),
         build=_build_protect,
     ),
     Spec(

@@ -113,6 +113,18 @@ class FleetTables(ScheduleTables):
         return self._select("fleet_runs", _fleet_run,
                             Where(["(summarized_at IS NULL OR card_done = 0)"]), order="run_id")
 
+    def fleet_work(self) -> int:
+        """Fleet runs owing a step now: no member's job is working and none waits to retry a
+        busy server, but the summary is not written, or the card does not show it yet (what
+        `wait` and `settle` wait for, like jobs in flight)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM fleet_runs f WHERE (f.summarized_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM fleet_members m WHERE m.run_id = f.run_id AND (m.result = "
+            "'retry_wait' OR (m.result = 'running' AND m.job_id IN (SELECT id FROM jobs "
+            "WHERE state NOT IN ('succeeded', 'failed', 'cancelled')))))) "
+            "OR (f.summarized_at IS NOT NULL AND f.card_done = 0)").fetchone()
+        return int(row[0])
+
     def schedule_run(self, run_id: int) -> RunRow:
         """One run row by id."""
         return self._run(run_id)

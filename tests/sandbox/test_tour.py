@@ -75,6 +75,25 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     assert "J4 web-1 succeeded" in out
     assert re.search(r"J1 web-1 succeeded, J2 web-2 failed, J3 web-1 succeeded", out)
 
+    # 9. A fleet schedule (web-*): the approval lists the servers it matches today; its run
+    #    is one digest card in #ops-alerts with one combined "writes may resume" reply and a
+    #    summary, not one thread per server.
+    fleet = _section(out, "alice@#ops> /image schedule web-* daily at 04:00 --keep 1\n")
+    assert "Schedule change R2 for `web-*`" in fleet
+    assert "*Matches today (2):* `web-1`, `web-2`" in fleet
+    digest = out[out.index("*Scheduled images S2 of `web-*`*"):]
+    assert digest.startswith("*Scheduled images S2 of `web-*`* for ")
+    assert "2 of 2 servers ready" in digest.splitlines()[0]
+    assert "Writes may resume on `web-1`, `web-2`" in digest
+    assert ":white_check_mark: 2 of 2 images ready." in digest
+    assert "Image of `web-2` · job J8" not in out  # no card of its own
+
+    # 10. The protected image of the first fleet run survives the next run's retention
+    #     (keep 1), next to the new image.
+    assert "is protected" in _section(out, "alice@#ops> /image protect J8\n")
+    images = _section(out, "alice@#ops> /image images web-2\n")
+    assert images.count("· active ·") == 2 and ":lock: protected" in images
+
 
 def test_unknown_console_command_fails_before_anything_runs(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
