@@ -55,6 +55,7 @@ class ScheduleSpec:
     at: time
     tz: str
     keep: int
+    keep_days: int | None = None  # `--keep-days`: images older than this may go too
     # Derived once so hot paths (due() over 100k schedules) avoid recomputing them.
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _step: timedelta = field(init=False, repr=False, compare=False)
@@ -267,8 +268,12 @@ def describe(spec: ScheduleSpec, *, with_keep: bool = False) -> str:
     """Human text: "daily at 03:00 Europe/Berlin", "weekly on Monday at 03:00 UTC"."""
     when = "daily" if spec.frequency == "daily" else f"weekly on {(spec.day or '').title()}"
     text = f"{when} at {spec.at.strftime('%H:%M')} {spec.tz}"
-    if with_keep:
+    if with_keep and spec.keep < MAX_KEEP:  # MAX_KEEP: no count, age only (`--keep-days`)
         text += f", keeping {spec.keep} image{'s' if spec.keep != 1 else ''}"
+        if spec.keep_days is not None:
+            text += f" and none older than {spec.keep_days} days"
+    elif with_keep and spec.keep_days is not None:
+        text += f", keeping images for {spec.keep_days} days"
     return text
 
 

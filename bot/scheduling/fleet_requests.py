@@ -43,20 +43,21 @@ PROPOSE_TRIES = 3
 
 def fleet_spec_extra(request: commands.Schedule) -> dict[str, Any]:
     """What a stored spec carries besides `spec_to_dict` (absent when not asked, so older
-    specs compare equal): `verify`, `keep_days`, the fleet `target`."""
+    specs compare equal): `verify` and the fleet `target`."""
     extra: dict[str, Any] = {}
     if request.verify:
         extra["verify"] = True
-    if request.keep_days is not None:
-        extra["keep_days"] = request.keep_days
     if request.target is not None:
         extra["target"] = request.target.text
     return extra
 
 
 def with_actions_last(message: dict[str, Any], extra: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """`message` with `extra` blocks inserted before its buttons (or at the end)."""
-    blocks = list(message.get("blocks") or [])
+    """`message` with `extra` blocks inserted before its buttons (or at the end). The one-server
+    retention line goes: the fleet blocks say retention per server."""
+    blocks = [b for b in message.get("blocks") or []
+              if not (extra and b.get("type") == "context"
+                      and "Retention keeps the newest" in str(b))]
     at = next((i for i, b in enumerate(blocks) if b.get("type") == "actions"), len(blocks))
     return message | {"blocks": blocks[:at] + list(extra) + blocks[at:]}
 
