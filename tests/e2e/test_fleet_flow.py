@@ -170,3 +170,46 @@ async def test_metadata_target_policy_skip_and_retention_preview(tmp_path: Path)
         assert stable_id("image", "web-1-a") not in world.images  # older than 30 days
         assert stable_id("image", "web-1-b") in world.images
         assert stable_id("image", "web-1-keep") in world.images  # protected
+
+
+async def test_a_restart_mid_run_repeats_nothing_and_finishes_the_digest(tmp_path: Path) -> None:
+    # Crash rules: the card, the "writes may resume" replies and the summary come from
+    # committed rows through the outbox, so a bot stopped mid-run and started again on the
+    # same database posts no second card and names no server twice.
+    db = tmp_path / "bot.db"
+    policy = policy_file(tmp_path, POLICY)
+    spec = ScheduleSpec("daily", None, time(3, 0), "UTC", 7)
+    async with running_system(speed=20, db_path=db, policy_path=policy) as first:
+        world, workspace, clock = first.world, first.workspace, first.clock
+        await first.command("alice", "#ops", "schedule web-* daily at 03:00")
+        message = await first.wait_for(lambda: approval_message(first, "R1"), within=15)
+        await first.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", "R1")
+        await first.wait_for(lambda: "approved" in (approval_message(first, "R1").text or ""))
+        slot = next_run(spec, first.clock())
+        first.clock.shift(slot - first.clock() + timedelta(minutes=1))
+        first.runtime.poke()
+
+        async def uploading() -> bool:
+            jobs = await first.runtime.store.run(Store.list_jobs)
+            return len(jobs) == 2 and all(j.state == "uploading" for j in jobs)
+
+        await first.wait_for(uploading, within=30)
+    async with running_system(speed=20, db_path=db, policy_path=policy, world=world,
+                              workspace=workspace, clock=clock) as second:
+        store = second.runtime.store
+
+        async def summarized() -> bool:
+            runs = await store.run(Store.runs_for_schedule, "S1")
+            return bool(runs) and runs[0].result == "succeeded"
+
+        await second.wait_for(summarized, within=60)
+        await second.settle()
+        [card] = parents(second, "C0ALERTS")
+        replies = thread_texts(second, card.ts, "C0ALERTS")
+        resumed = [r for r in replies if r.startswith(":arrow_forward: Writes may resume")]
+        assert all(sum(f"`{n}`" in r for r in resumed) == 1 for n in ("web-1", "web-2"))
+        assert sum("images ready" in r for r in replies) == 1
+        assert "2 of 2 servers ready" in blocks_text(card)
+        assert len(second.world.images) - len(
+            [i for i in second.world.images.values()
+             if "imagebot_schedule_id" not in i.properties]) == 2  # one image per server
