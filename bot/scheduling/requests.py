@@ -25,6 +25,7 @@ from bot.errors import (
     PermissionDenied,
 )
 from bot.policy import DISABLED_TEXT, not_here, refuse
+from bot.scheduling.age_retention import preview_by_count_and_age
 from bot.scheduling.approvals import UNSET, ChangeRequest, Decision, new_request
 from bot.scheduling.approvals import decide as decide_request
 from bot.scheduling.approvals import supersede as supersede_requests
@@ -102,7 +103,8 @@ class ChangeRequests:
                 raise ImagebotError(f"{server.name} already has exactly that schedule.")
         doomed: list[RetainableImage] = []
         if new is not None and existing is not None:
-            doomed = await self._would_delete(cloud, server.id, new.keep, existing.id)
+            doomed = await self._would_delete(cloud, server.id, new.keep, existing.id,
+                                              new.keep_days)
         rules = pol.approval_rules()
         notify = pol.notify_channel
         for _ in range(PROPOSE_TRIES):
@@ -149,13 +151,17 @@ class ChangeRequests:
         raise ImagebotError("Too many concurrent changes for this server; try again.")
 
     async def _would_delete(self, cloud: CloudPort, server_id: str, keep: int,
-                            schedule_id: str) -> list[RetainableImage]:
+                            schedule_id: str, keep_days: int | None = None
+                            ) -> list[RetainableImage]:
         try:
             images = await cloud.list_images(server_id=server_id)
         except CloudError as exc:  # the message just shows less; the decision is unaffected
             log.warning("could not list images for the approval message: %s", exc)
             return []
         found = [r for r in map(retainable_from_image, images) if r is not None]
+        if keep_days is not None:  # `--keep-days`: age too (see age_retention)
+            return preview_by_count_and_age(found, keep=keep, keep_days=keep_days,
+                                            schedule_id=schedule_id, now=self.ctx.clock())
         return would_delete_at_next_success(found, keep, schedule_id)
 
     async def _request_here(self, request_id: str, actor: str, action: str,
