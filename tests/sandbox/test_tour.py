@@ -84,7 +84,11 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     digest = out[out.index("*Scheduled images S2 of `web-*`*"):]
     assert digest.startswith("*Scheduled images S2 of `web-*`* for ")
     assert "2 of 2 servers ready" in digest.splitlines()[0]
-    assert "Writes may resume on `web-1`, `web-2`" in digest
+    # One combined reply per scheduler tick: both servers usually end their copy in the
+    # same tick, but under load they may not, and then each is named in its own tick's reply.
+    resumed = [line for line in digest.splitlines() if "Writes may resume on " in line]
+    assert 1 <= len(resumed) <= 2, digest
+    assert all(sum(f"`{n}`" in line for line in resumed) == 1 for n in ("web-1", "web-2"))
     assert ":white_check_mark: 2 of 2 images ready." in digest
     assert "Image of `web-2` · job J8" not in out  # no card of its own
 
