@@ -136,6 +136,7 @@ class Runtime:
         if self.schedule_commands is not None:
             count += len(await self.store.run(Store.dirty_requests))
         count += await self.store.run(Store.verify_work)  # restore tests
+        count += await self.store.run(Store.fleet_work)  # fleet runs' summaries and cards
         return count
 
     def poke(self) -> None:

@@ -32,12 +32,14 @@ from commands.requests import (
     Unprotect,
     Verify,
 )
+from commands.targets import FleetTarget
 
 __all__ = [
     "Approvals",
     "Approve",
     "Cancel",
     "Create",
+    "FleetTarget",
     "Help",
     "Images",
     "ListJobs",

@@ -45,6 +45,7 @@ from commands.requests import (
     Unprotect,
     Verify,
 )
+from commands.targets import BadTarget, FleetTarget, is_fleet_word, parse_target
 from commands.text import (
     MAX_LENGTH,
     Token,
@@ -422,10 +423,42 @@ def _build_images(spec: Spec, args: Args) -> Request:
 _MODES = ("daily", "weekly", "off", *OPERATIONS)
 
 
+MAX_KEEP_DAYS = 3650
+
+
+def _schedule_target(spec: Spec, args: Args) -> tuple[ServerRef, FleetTarget | None]:
+    """A schedule's first word: a server, or a fleet (`web-*`, `meta:role=web`)."""
+    if not args.positionals:
+        raise spec.fail("`schedule` needs a server, a pattern such as `web-*` or a metadata "
+                        "match such as `meta:role=web`.")
+    word = args.positionals[0].text
+    if not is_fleet_word(word):
+        return server_ref(spec, word), None
+    if len(word) > MAX_SERVER_NAME or has_control(word) or any(c.isspace() for c in word):
+        raise spec.fail(f"{show(word)} is not a target: at most {MAX_SERVER_NAME} characters, "
+                        "no spaces or control characters.")
+    try:
+        target = parse_target(word)
+    except BadTarget as exc:
+        raise spec.fail(str(exc)) from None
+    return ServerRef(target.text, False), target
+
+
+def _retention(spec: Spec, args: Args) -> tuple[int, int | None]:
+    """(keep, keep_days): the default count when neither is given; `--keep-days` alone keeps
+    any number of images younger than D days (the count is then the largest there is)."""
+    raw_keep, raw_days = args.value("--keep"), args.value("--keep-days")
+    days = (bounded_int(spec, "--keep-days", raw_days, 1, MAX_KEEP_DAYS)
+            if raw_days is not None else None)
+    if raw_keep is not None:
+        return bounded_int(spec, "--keep", raw_keep, 1, MAX_KEEP), days
+    return (DEFAULT_KEEP if days is None else MAX_KEEP), days
+
+
 def _build_schedule(spec: Spec, args: Args) -> Request:
     if native.is_native(args):  # Rackspace Scheduled Images: commands/native.py
         return native.build(spec, args, _build_schedule)  # type: ignore[arg-type]
-    server = _server_first(spec, args)
+    server, target = _schedule_target(spec, args)
     rest = args.positionals[1:]
     if not rest:
         raise spec.fail("Say how often: `daily`, `weekly <day>`, or `off` to remove the "
@@ -436,12 +469,15 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
                         f"resume, run-now or skip-next{did_you_mean(mode, _MODES)}.")
     rest = rest[1:]
     if mode in OPERATIONS:
+        if target is not None:
+            raise spec.fail(f"`{mode}` works on one server's schedule for now, not on a fleet's "
+                            f"(`{target.text}`); `schedule {target.text} off` stops it.")
         return _schedule_operation(spec, server, mode, rest, args)
     if mode == "off":
         no_extra(spec, rest)
         if args.options:
             raise spec.fail("`schedule <server> off` takes no options.")
-        return ScheduleOff(server=server)
+        return ScheduleOff(server=server, target=target)
     frequency: Frequency = "weekly" if mode == "weekly" else "daily"
     day: str | None = None
     if frequency == "weekly":
@@ -464,13 +500,12 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
         raise spec.fail("`at` is repeated; a schedule runs at one time of day, so give "
                         "`at HH:MM` once.")
     no_extra(spec, rest)
-    raw_keep = args.value("--keep")
-    keep = (bounded_int(spec, "--keep", raw_keep, 1, MAX_KEEP)
-            if raw_keep is not None else DEFAULT_KEEP)
+    keep, keep_days = _retention(spec, args)
     raw_tz = args.value("--tz")
     tz = time_zone(spec, raw_tz) if raw_tz is not None else DEFAULT_TZ
     return Schedule(server=server, frequency=frequency, day=day, at=at, keep=keep, tz=tz,
-                    verify=bool(args.options.get("--verify", False)))
+                    verify=bool(args.options.get("--verify", False)), target=target,
+                    keep_days=keep_days)
 
 
 def _schedule_operation(spec: Spec, server: ServerRef, mode: str, rest: Sequence[Token],
@@ -577,6 +612,8 @@ def _build_help(spec: Spec, args: Args) -> Request:
 
 _KEEP = Option("--keep", "N", f"How many scheduled images to keep, 1–{MAX_KEEP} "
                f"(default {DEFAULT_KEEP}); older ones are deleted.")
+_KEEP_DAYS = Option("--keep-days", "D", "Also delete scheduled images older than D days "
+                    "(with --keep: both apply; the newest good image always stays).")
 _ALL = Option("--all", None, "Every channel, not only this one (for the admins the channel "
               "policy names).")
 _VERIFY = Option("--verify", None, "Restore-test each new image: boot a throw-away server "
@@ -665,9 +702,10 @@ TABLE: tuple[Spec, ...] = (
         name="protect",
         forms=("<image>",),
         summary="Protect an image: no one (retention, the bot, people) can delete it.",
-        details=("Sets the image's `protected` flag in the cloud. Only images of servers "
-                 "this channel may touch; answered to you alone."),
-        examples=("protect web-1-pre-upgrade",),
+        details=("Sets the image's `protected` flag in the cloud. The image is a name, an id, "
+                 "or the job that made it (`J7`). Only images of servers this channel may "
+                 "touch; answered to you alone."),
+        examples=("protect web-1-pre-upgrade", "protect J7"),
         build=_build_protect,
     ),
     Spec(
@@ -680,19 +718,24 @@ TABLE: tuple[Spec, ...] = (
     ),
     Spec(
         name="schedule",
-        forms=("<server> daily [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
-               "<server> weekly <day> [at HH:MM] [--keep N] [--tz ZONE] [--verify]",
-               "<server> off",
-               "<server> pause|resume|run-now|skip-next",
+        forms=("<target> daily [at HH:MM] [--keep N] [--keep-days D] [--tz ZONE] [--verify]",
+               "<target> weekly <day> [at HH:MM] [--keep N] [--keep-days D] [--tz ZONE] "
+               "[--verify]",
+               "<target> off",
+               "<target> pause|resume|run-now|skip-next",
                "<server> (daily | weekly <day>) [--keep N] --native",
                "<server> off --native"),
-        summary="Image a server every day or every week, or stop doing so.",
-        form_summaries=("Image a server every day.", "Image a server once a week.",
-                        "Stop imaging a server on a schedule.",
+        summary="Image a server or a fleet every day or every week, or stop doing so.",
+        form_summaries=("Image a server or a fleet every day.",
+                        "Image a server or a fleet once a week.",
+                        "Stop imaging a server or a fleet on a schedule.",
                         "Pause or resume a schedule, run it once now, or skip its next slot.",
                         "Set Rackspace's own Scheduled Images of a server.",
                         "Turn off Rackspace's Scheduled Images of a server."),
-        details=("Times are 24-hour wall times in the zone given by --tz (default "
+        details=("The target is a server (name or UUID), a pattern over server names such as "
+                 "`web-*`, or a metadata match such as `meta:role=web` (Nova server metadata); "
+                 "a fleet is resolved again at each run and each run is one digest message. "
+                 "Times are 24-hour wall times in the zone given by --tz (default "
                  f"{DEFAULT_TZ}, time 00:00). Days may be written `sat` or `saturday`. A new "
                  "schedule replaces the old one; `off` removes it. `pause` stops the runs "
                  "until `resume` (slots missed while paused are not caught up); `run-now` "
@@ -700,9 +743,11 @@ TABLE: tuple[Spec, ...] = (
                  "only the next slot. Each is a change request, like a new schedule: it may "
                  "need an approval. With --native (Rackspace clouds) the cloud's own "
                  "Scheduled Images are set instead: no time of day, retention by count only."),
-        options=(_KEEP, _TZ, _VERIFY, _NATIVE),
+        options=(_KEEP, _KEEP_DAYS, _TZ, _VERIFY, _NATIVE),
         examples=("schedule web-1 daily at 02:30 --tz Europe/Berlin",
-                  "schedule db-2 weekly sat at 23:00 --keep 4", "schedule web-1 off",
+                  "schedule db-2 weekly sat at 23:00 --keep 4",
+                  "schedule web-* daily at 03:00 --keep 7 --keep-days 30",
+                  "schedule meta:role=web weekly sun --keep-days 14", "schedule web-1 off",
                   "schedule web-1 pause", "schedule web-1 skip-next",
                   "schedule web-1 weekly sat --keep 4 --native"),
         build=_build_schedule,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import time
 from typing import ClassVar, Literal, TypeAlias
 
+from commands.targets import FleetTarget
+
 Frequency: TypeAlias = Literal["daily", "weekly"]
 JobState: TypeAlias = Literal["running", "done", "failed", "cancelled"]
 
@@ -110,6 +112,10 @@ class Schedule:
     keep: int = DEFAULT_KEEP
     tz: str = DEFAULT_TZ
     verify: bool = False  # `--verify`: each run's image is restore-tested
+    # A fleet (`web-*`, `meta:role=web`), resolved at each run; None: the one server `server`
+    # (for a fleet, `server` holds the target's text).
+    target: FleetTarget | None = None
+    keep_days: int | None = None  # `--keep-days D`: images older than D days may go too
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ class ScheduleOff:
     command: ClassVar[str] = "schedule"
 
     server: ServerRef
+    target: FleetTarget | None = None  # a fleet schedule's target (see `Schedule.target`)
 
 
 Operation: TypeAlias = Literal["pause", "resume", "run-now", "skip-next"]

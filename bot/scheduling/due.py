@@ -55,6 +55,7 @@ class ScheduleSpec:
     at: time
     tz: str
     keep: int
+    keep_days: int | None = None  # `--keep-days`: images older than this may go too
     # Rackspace Scheduled Images (`--native`): the cloud's own schedule, which has no time of
     # day (`at`/`tz` are placeholders, 00:00 UTC) and never goes through due(); see
     # bot/scheduling/native.py.
@@ -273,8 +274,12 @@ def describe(spec: ScheduleSpec, *, with_keep: bool = False) -> str:
     text = f"{when} at {spec.at.strftime('%H:%M')} {spec.tz}"
     if spec.native:  # the cloud picks the hour
         text = f"{when} by Rackspace Scheduled Images"
-    if with_keep:
+    if with_keep and spec.keep < MAX_KEEP:  # MAX_KEEP: no count, age only (`--keep-days`)
         text += f", keeping {spec.keep} image{'s' if spec.keep != 1 else ''}"
+        if spec.keep_days is not None:
+            text += f" and none older than {spec.keep_days} days"
+    elif with_keep and spec.keep_days is not None:
+        text += f", keeping images for {spec.keep_days} days"
     return text
 
 

@@ -32,6 +32,7 @@ from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
 from bot.scheduling.direct import copy_message
 from bot.scheduling.due import DEFAULT_WINDOW, DueQueue
+from bot.scheduling.fleet import FleetRuns
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
 from bot.scheduling.native import NativeDesk, request_message
 from bot.scheduling.op_loop import skip_on_request, start_runs_now
@@ -87,6 +88,8 @@ class ScheduleLoop:
         self.tick_scale = tick_scale
         self.ticks = 0
         self._due = DueQueue()
+        self.fleet = FleetRuns(ctx, self.route, busy_tries=busy_tries,
+                               busy_spacing=busy_spacing)
         # Clouds whose last call failed, with the reason: said once per outage, not per tick.
         self.clouds_down: dict[str | None, str] = {}
         self.native = NativeDesk(ctx)
@@ -108,6 +111,7 @@ class ScheduleLoop:
         await self._run_due(wake_at)
         await self._follow_runs(wake_at)
         await self.native.apply()  # approved --native changes, set on the cloud
+        await self.fleet.follow(wake_at)
         await self._rewrite_messages()
         now = self.ctx.clock()
         until = min(((w - now).total_seconds() for w in wake_at), default=self.tick_seconds)
@@ -200,6 +204,9 @@ class ScheduleLoop:
                     payload=skipped_notice(schedule.id, label(schedule), slot,
                                            decision.missed, now))])
                 ctx.on_new_work()
+            return
+        if schedule.target:  # a fleet: resolved now, one job per server, one digest card
+            await self.fleet.claim(schedule, spec, slot, decision.missed)
             return
         claimed = await ctx.store.run(Store.claim_slot,
             schedule.id, slot, missed=decision.missed, result=RunResult.RUNNING,

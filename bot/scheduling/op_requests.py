@@ -16,6 +16,7 @@ import commands
 from bot.cloud.models import Server
 from bot.errors import CloudError, ConflictingUpdate, ImagebotError, PermissionDenied
 from bot.policy import ChannelPolicy, refuse
+from bot.scheduling.age_retention import preview_by_count_and_age
 from bot.scheduling.approvals import ChangeRequest, new_request
 from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.messages import approval_message
@@ -45,19 +46,24 @@ log = logging.getLogger(__name__)
 PROPOSE_TRIES = 3
 
 
-async def retention_preview(cloud: CloudPort, server_id: str, keep: int, schedule_id: str
+async def retention_preview(cloud: CloudPort, server_id: str, keep: int, schedule_id: str, *,
+                            keep_days: int | None = None, now: datetime | None = None
                             ) -> tuple[list[RetainableImage], list[RetainableImage]]:
     """(what the next successful run would delete, the schedule's protected images it keeps)
     for the approval message; both empty when the cloud cannot list (the message shows less,
-    the decision is unaffected)."""
+    the decision is unaffected). With `keep_days` (and `now`) age counts too."""
     try:
         images = await cloud.list_images(server_id=server_id)
     except CloudError as exc:
         log.warning("could not list images for the approval message: %s", exc)
         return [], []
     found = [r for r in map(retainable_from_image, images) if r is not None]
-    return (would_delete_at_next_success(found, keep, schedule_id),
-            kept_because_protected(found, schedule_id))
+    if keep_days is not None and now is not None:  # `--keep-days`: see age_retention
+        doomed = preview_by_count_and_age(found, keep=keep, keep_days=keep_days,
+                                          schedule_id=schedule_id, now=now)
+    else:
+        doomed = would_delete_at_next_success(found, keep, schedule_id)
+    return doomed, kept_because_protected(found, schedule_id)
 
 
 async def schedule_target(ctx: Context, pol: ChannelPolicy, ref: str,
@@ -120,7 +126,8 @@ class OperationRequests:
         kept: list[RetainableImage] = []
         if op.kind == "run-now" and spec is not None:
             doomed, kept = await retention_preview(ctx.cloud(pol.cloud), server.id, spec.keep,
-                                                   schedule.id)
+                                                   schedule.id, keep_days=spec.keep_days,
+                                                   now=ctx.clock())
         rules = pol.approval_rules()
         stored_spec = (spec_to_dict(spec) | ({"verify": True} if schedule.verify else {})
                        if spec else None)

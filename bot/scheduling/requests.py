@@ -35,6 +35,7 @@ from bot.scheduling.approvals import decide as decide_request
 from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.direct import copy_key, copy_message, recipients
 from bot.scheduling.due import ScheduleSpec
+from bot.scheduling.fleet_requests import fleet_spec_extra, propose_fleet
 from bot.scheduling.messages import approval_message
 from bot.scheduling.op_requests import (
     operation_refused_at_approval,
@@ -84,6 +85,9 @@ class ChangeRequests:
         `ImagebotError` (nothing to change).
         """
         ctx = self.ctx
+        if request.target is not None:  # a fleet: see `fleet_requests`
+            return await propose_fleet(ctx, request, user=user, channel=channel,
+                                       channel_name=channel_name)
         pol = ctx.channel_policy(channel, channel_name)
         refusal = await refuse(pol, user, request.server.text, ctx.member_groups,
                                doing="propose schedules")
@@ -101,12 +105,14 @@ class ChangeRequests:
                 raise ImagebotError(f"{server.name} has no schedule to turn off.")
         else:
             new = spec_of(request)
-            if new == old and request.verify == bool(existing and existing.verify):
+            if new == old and request.verify == bool(existing and existing.verify) \
+                    and request.keep_days == (existing.keep_days if existing else None):
                 raise ImagebotError(f"{server.name} already has exactly that schedule.")
         doomed: list[RetainableImage] = []
         kept: list[RetainableImage] = []
         if new is not None and existing is not None:
-            doomed, kept = await retention_preview(cloud, server.id, new.keep, existing.id)
+            doomed, kept = await retention_preview(cloud, server.id, new.keep, existing.id,
+                                                   keep_days=new.keep_days, now=ctx.clock())
         rules = pol.approval_rules()
         notify = pol.notify_channel
         copies = await self._copy_recipients(rules, user)
@@ -288,8 +294,9 @@ class ChangeRequests:
 
 
 def _verify_flag(request: commands.Schedule | commands.ScheduleOff) -> dict[str, Any]:
-    """`--verify` as the stored spec carries it (absent when not asked: older specs match)."""
-    return {"verify": True} if getattr(request, "verify", False) else {}
+    """`--verify` (and `--keep-days`) as the stored spec carries them (absent when not asked:
+    older specs match)."""
+    return fleet_spec_extra(request) if isinstance(request, commands.Schedule) else {}
 
 
 def schedule_values(row: RequestRow, done: ChangeRequest, now: datetime) -> dict[str, Any]:
@@ -303,6 +310,7 @@ def schedule_values(row: RequestRow, done: ChangeRequest, now: datetime) -> dict
             "server_name": row.server_name, "frequency": spec["frequency"],
             "day": spec.get("day"), "at": spec["at"], "tz": spec["tz"], "keep": spec["keep"],
             "verify": int(bool(spec.get("verify"))),
+            "target": spec.get("target"), "keep_days": spec.get("keep_days"),
             "channel": row.channel, "channel_name": row.channel_name,
             "created_by": row.requested_by, "approved_by": done.decided_by,
             "request_id": row.id, "effective_at": at, "last_slot": None,

@@ -22,27 +22,33 @@ from bot.vocabulary import RequestStatus
 
 def spec_of(request: commands.Schedule) -> ScheduleSpec:
     """The spec a parsed `/image schedule` asks for (`InvalidSchedule` when it cannot run)."""
-    return ScheduleSpec(request.frequency, request.day, request.at, request.tz, request.keep)
+    return ScheduleSpec(request.frequency, request.day, request.at, request.tz, request.keep,
+                        request.keep_days)
 
 
 def spec_to_dict(spec: ScheduleSpec) -> dict[str, Any]:
-    """A spec as stored: frequency, day, at 'HH:MM', tz, keep."""
+    """A spec as stored: frequency, day, at 'HH:MM', tz, keep (and keep_days, native when
+    set)."""
     stored: dict[str, Any] = {"frequency": spec.frequency, "day": spec.day,
                               "at": spec.at.strftime("%H:%M"), "tz": spec.tz, "keep": spec.keep}
-    return stored | ({"native": True} if spec.native else {})
+    return (stored | ({} if spec.keep_days is None else {"keep_days": spec.keep_days})
+            | ({"native": True} if spec.native else {}))
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> ScheduleSpec:
     """The inverse of `spec_to_dict`."""
     hh, mm = str(data["at"]).split(":")
+    days = data.get("keep_days")
     return ScheduleSpec(data["frequency"], data.get("day"), time(int(hh), int(mm)),
-                        str(data["tz"]), int(data["keep"]), bool(data.get("native", False)))
+                        str(data["tz"]), int(data["keep"]),
+                        keep_days=None if days is None else int(days),
+                        native=bool(data.get("native", False)))
 
 
 def schedule_spec(row: ScheduleRow) -> ScheduleSpec:
     """The spec of a stored schedule."""
     return spec_from_dict({"frequency": row.frequency, "day": row.day, "at": row.at,
-                           "tz": row.tz, "keep": row.keep})
+                           "tz": row.tz, "keep": row.keep, "keep_days": row.keep_days})
 
 
 def active_spec(row: ScheduleRow | None) -> ScheduleSpec | None:

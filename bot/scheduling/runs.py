@@ -27,6 +27,7 @@ from typing import Any, Literal
 from bot.imaging import jobs
 from bot.imaging.jobs import Job
 from bot.policy import ChannelPolicy
+from bot.scheduling.age_retention import select_by_count_and_age
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.messages import (
     busy_retry_reply,
@@ -147,7 +148,10 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
     if job.state == JobState.SUCCEEDED:
         if images is None:
             return RunStep("list_images")
-        doomed = select_for_deletion(images, schedule.keep, schedule.id)
+        doomed = (select_for_deletion(images, schedule.keep, schedule.id)
+                  if schedule.keep_days is None else select_by_count_and_age(
+                      images, keep=schedule.keep, keep_days=schedule.keep_days,
+                      schedule_id=schedule.id, now=now))
         # Belt and braces: never the image this run just made.
         return RunStep("retain", delete=tuple(i for i in doomed if i.id != job.image_id))
     reason = job.error or job.state

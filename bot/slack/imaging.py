@@ -268,6 +268,18 @@ class ImagingListeners:
         return Reply(f"Looking up image {escape(request.image)}…",
                      follow_up=FollowUp(request, who))
 
+    async def _image_of_job(self, ref: str) -> str:
+        """`J7` stands for the image job J7 made (a scheduled image's name is only known
+        once it is made); anything else is an image name or id."""
+        found = commands.ids.job_id(ref)
+        if found is None:
+            return ref
+        try:
+            job = await self.store.run(Store.get_job, found)
+        except JobError:
+            return ref
+        return job.image_id or ref
+
     async def _image_here(self, ref: str, who: Invocation, *, doing: str
                           ) -> tuple[Image, str | None, str | None]:
         """The image, the job that made it (if ours) and why `who` may not `doing` it (None
@@ -276,6 +288,7 @@ class ImagingListeners:
         that made the image knew it."""
         policy = self._policy(who)
         cloud = CloudPool.of(self.cloud).get(policy.cloud)
+        ref = await self._image_of_job(ref)
         image = await cloud.find_image(ref)
         job: Job | None = None
         job_id = image.properties.get("imagebot_job_id")

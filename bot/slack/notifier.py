@@ -216,14 +216,26 @@ class Notifier:
         elif item.kind == "respond":
             await self._respond(item, payload)
         elif item.kind == "channel_post":
-            _, ts = await self._post_item(item, item.channel, payload["text"],
-                                          payload.get("blocks"),
-                                          thread_ts=payload.get("thread_ts"))
+            thread_ts = payload.get("thread_ts")
+            if thread_ts is None and payload.get("thread_of"):
+                thread_ts = await self._thread_of(str(payload["thread_of"]))
+            channel, ts = await self._post_item(item, item.channel, payload["text"],
+                                                payload.get("blocks"), thread_ts=thread_ts)
+            if item.thread_key and channel != item.channel:  # a name: keep the id for edits
+                await self.store.run(Store.set_outbox_channel, item.id, channel)
             await self.store.run(Store.mark_sent, item.id, result_ts=ts)
         elif item.kind == "dm_copy":  # a change request's copy to one approver
             await post_copy(self, item)
         else:
             raise SlackRejected(f"unknown outbox kind {item.kind}")
+
+    async def _thread_of(self, thread_key: str) -> str:
+        """The ts of the delivered `channel_post` a reply belongs under (a fleet run's digest
+        card); it comes first in the outbox, so until it is posted the reply waits."""
+        posted = await self.store.run(Store.posted_message, thread_key)
+        if posted is None:
+            raise _ParentPending("thread parent not posted yet", retry_after=1.0)
+        return posted[1]
 
     async def _post_parent(self, item: OutboxMessage) -> None:
         job = await self.store.run(Store.get_job, str(item.job_id))

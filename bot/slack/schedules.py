@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 import commands
 from bot.errors import ImagebotError
 from bot.policy import GroupResolver, refuse
+from bot.scheduling.fleet_requests import refuse_fleet
 from bot.scheduling.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.scheduling.service import ScheduleService
 from bot.slack import native
@@ -58,8 +59,11 @@ class ScheduleCommands:
                        who: Invocation) -> Reply:
         """`/image schedule ...`: refused at once, or proposed after the ack (`propose`)."""
         pol = self.service._policy(who.channel, who.channel_name)
-        refusal = await refuse(pol, who.user, request.server.text, self.service.member_groups,
-                               doing="propose schedules")
+        if request.target is not None:  # a fleet: the server patterns apply per matched server
+            refusal = await refuse_fleet(pol, who.user, self.service.member_groups)
+        else:
+            refusal = await refuse(pol, who.user, request.server.text,
+                                   self.service.member_groups, doing="propose schedules")
         if refusal:
             return Reply(refusal)
         # Resolving the server and listing its images may take a while: answer after the ack.

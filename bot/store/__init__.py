@@ -5,6 +5,7 @@ from bot.errors import StoreError
 from bot.store.api import AsyncStore, Store
 from bot.store.copies import RequestCopy
 from bot.store.db import ID_TABLES, open_database
+from bot.store.fleet import FleetMember, FleetRun
 from bot.store.jobs import normalize_job_id
 from bot.store.rows import (
     OUTBOX_KINDS,
@@ -24,6 +25,8 @@ __all__ = [
     "AsyncStore",
     "AuditEntry",
     "AuditRow",
+    "FleetMember",
+    "FleetRun",
     "ID_TABLES",
     "JobEvent",
     "OUTBOX_KINDS",

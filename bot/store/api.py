@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.errors import StoreError
-from bot.store.scheduling import ScheduleTables
+from bot.store.fleet import FleetTables
 from bot.store.verify import VerifyTables
 
 P = ParamSpec("P")
@@ -42,12 +42,12 @@ class Outcome:
     error: BaseException | None = None
 
 
-class Store(ScheduleTables, VerifyTables):
+class Store(FleetTables, VerifyTables):
     """Synchronous SQLite store; one connection, used from one thread.
 
     Its table groups: the connection, ids, meta and health (`db.StoreBase`), the outbox and
     delivery dedupe (`outbox`), jobs and their events (`jobs`), schedules, change requests,
-    runs and audit (`scheduling`), restore tests (`verify`)."""
+    runs and audit (`scheduling`), fleet runs (`fleet`), restore tests (`verify`)."""
 
     def run_batch(self, calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
         """Run `calls` in one write transaction, each in its own savepoint, and commit once.

@@ -334,3 +334,39 @@ def m011_request_copies(db: Database) -> None:
             shown_status TEXT,
             PRIMARY KEY (request_id, user)
         )""")
+
+
+@migrations()
+def m012_fleet(db: Database) -> None:
+    """Fleet schedules: a schedule's target (`web-*`, `meta:role=web`; NULL for one server)
+    and age retention (`--keep-days`); per run of a fleet schedule the servers it matched
+    (one row each, with the job that images it) and the run's digest message."""
+    if not _has_column(db, "schedules", "target"):
+        db.execute("ALTER TABLE schedules ADD COLUMN target TEXT")
+    if not _has_column(db, "schedules", "keep_days"):
+        db.execute("ALTER TABLE schedules ADD COLUMN keep_days INTEGER")
+    db.execute("""
+        CREATE TABLE fleet_runs (
+            run_id INTEGER PRIMARY KEY REFERENCES schedule_runs(id),
+            schedule_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            dropped TEXT NOT NULL DEFAULT '[]',
+            skipped TEXT NOT NULL DEFAULT '[]',
+            digest TEXT,
+            summarized_at TEXT,
+            card_done INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("""
+        CREATE TABLE fleet_members (
+            run_id INTEGER NOT NULL REFERENCES schedule_runs(id),
+            server_id TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            job_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            result TEXT NOT NULL,
+            next_attempt_at TEXT,
+            detail TEXT,
+            resumed INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, server_id)
+        )""")

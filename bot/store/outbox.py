@@ -63,6 +63,11 @@ class OutboxTables(StoreBase):
                                 "error": None}, Where().eq("id", outbox_id),
                      also="attempts = attempts + 1")
 
+    def set_outbox_channel(self, outbox_id: int, channel: str) -> None:
+        """The channel id Slack answered for a post made to a channel name (`chat.update`
+        takes ids only, and `posted_message` is how a later rewrite finds the message)."""
+        self._update("outbox", {"channel": channel}, Where().eq("id", outbox_id))
+
     def mark_posting(self, outbox_id: int) -> None:
         """Record, before calling Slack, that this item may be posted from now on: after a
         crash the notifier then looks for the message instead of posting it twice."""

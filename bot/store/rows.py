@@ -170,6 +170,8 @@ class ScheduleRow:
     skip_request: str | None = None
     run_now_at: datetime | None = None  # a `run-now` approved and not yet started
     run_now_request: str | None = None
+    target: str | None = None  # a fleet's target (`web-*`, `meta:role=web`); None: one server
+    keep_days: int | None = None  # `--keep-days`: age retention
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,9 @@ def schedule_row(row: Mapping[str, Any]) -> ScheduleRow:
         paused_at=dt_in(row["paused_at"]), pause_request=row["pause_request"],
         resumed_at=dt_in(row["resumed_at"]), skip_slot=dt_in(row["skip_slot"]),
         skip_request=row["skip_request"], run_now_at=dt_in(row["run_now_at"]),
-        run_now_request=row["run_now_request"])
+        run_now_request=row["run_now_request"],
+        target=row["target"],
+        keep_days=None if row["keep_days"] is None else int(row["keep_days"]))
 
 
 def run_row(row: Mapping[str, Any]) -> RunRow:

@@ -533,6 +533,29 @@ class _Api:
         server = self.world.get_server(request.path_params["server_id"])
         return JSONResponse({"server": self._server_view(server, _base(request), mv)})
 
+    async def server_metadata(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`GET /servers/{id}/metadata`: {"metadata": {...}} (Nova api-ref, "Server metadata":
+        "Show server metadata"; 404 for an unknown server)."""
+        server = self.world.get_server(request.path_params["server_id"])
+        return JSONResponse({"metadata": dict(server.metadata)})
+
+    async def server_metadata_update(self, request: Request, mv: tuple[int, int]) -> Response:
+        """`POST /servers/{id}/metadata` (Nova api-ref, "Update server metadata items"):
+        "Replaces items that match the specified keys and does not modify items not specified
+        in the request"; 200 with the whole metadata after the change. `{"metadata": {...}}`
+        is required, keys and values strings of 1..255 (keys non-empty), at most 40 items in
+        all (403 over quota, as for create)."""
+        body = await _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"metadata"}:
+            raise SimError(400, "badRequest", "Invalid input for field/attribute metadata.")
+        server = self.world.get_server(request.path_params["server_id"])
+        merged = dict(server.metadata) | (body["metadata"] if isinstance(body["metadata"], dict)
+                                          else {"": ""})
+        _check_name_meta(server.name, merged,
+                         quota="Quota exceeded for metadata items: maxServerMeta 40")
+        self.world.set_server_metadata(server.id, merged)
+        return JSONResponse({"metadata": merged})
+
     async def server_create(self, request: Request, mv: tuple[int, int]) -> Response:
         """`POST /servers` (Nova api-ref servers.inc; schemas/servers.py): `name` and
         `flavorRef` required, `imageRef` here too (no block_device_mapping_v2), `networks`
@@ -1277,6 +1300,8 @@ def create_app(world: World, *, sleep: Sleep = asyncio.sleep) -> Starlette:
         ("POST", "/servers", api.server_create),
         ("DELETE", "/servers/{server_id}", api.server_delete),
         ("GET", "/servers/{server_id}/os-volume_attachments", api.volume_attachments),
+        ("GET", "/servers/{server_id}/metadata", api.server_metadata),
+        ("POST", "/servers/{server_id}/metadata", api.server_metadata_update),
         # Neutron ports: Rackspace's Cloud Servers has os-virtual-interfacesv2 instead.
         ("GET", "/servers/{server_id}/os-interface",
          api.no_route if world.legacy else api.server_interfaces),

@@ -449,7 +449,7 @@ class World:
         self._position = {sid: i for i, sid in enumerate(self._order)}
 
     def add_server(self, name: str, *, flavor: str = "1", volume_backed: bool = False,
-                   key: str | None = None) -> Server:
+                   key: str | None = None, metadata: dict[str, str] | None = None) -> Server:
         """Add an ACTIVE idle server (for tests); its id is derived from `key` or `name`."""
         with self.lock:
             now = self.clock()
@@ -459,7 +459,7 @@ class World:
             server = Server(id=sid, name=name, flavor=FLAVORS[flavor],
                             image_id=None if volume_backed else
                             stable_id("image", "Ubuntu 22.04 (Jammy)"),
-                            created=now, updated=now,
+                            created=now, updated=now, metadata=dict(metadata or {}),
                             volumes=[stable_id("volume", f"{sid}-root")] if volume_backed else [])
             self._add_server(server)
             self._reorder()
@@ -622,6 +622,14 @@ class World:
                 if limit is not None and len(out) >= limit:
                     return out, True
             return out, False
+
+    def set_server_metadata(self, server_id: str, metadata: dict[str, str]) -> None:
+        """A server's metadata is now `metadata` (Nova bumps `updated`, so changes-since sees
+        the server)."""
+        with self.lock:
+            server = self.get_server(server_id)
+            server.metadata = dict(metadata)
+            server.updated = self.clock()
 
     def delete_server(self, server_id: str) -> None:
         """Delete a server at once (it stays visible to changes-since as DELETED)."""

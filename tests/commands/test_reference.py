@@ -66,9 +66,9 @@ def test_help_overview_describes_each_form_on_its_own_line() -> None:
     assert len(lines) == sum(len(spec.forms) for spec in TABLE)
     assert all(" — " in line for line in lines)
     by_form = {line.split("` — ")[0]: line.split("` — ")[1] for line in lines}
-    assert by_form["• `/image schedule &lt;server&gt; off"] == "Stop imaging a server on a schedule."
+    assert by_form["• `/image schedule &lt;target&gt; off"] == ("Stop imaging a server or a fleet on a schedule.")
     [daily] = [text for form, text in by_form.items()
-               if form.startswith("• `/image schedule &lt;server&gt; daily [at HH:MM]")]
+               if form.startswith("• `/image schedule &lt;target&gt; daily [at HH:MM]")]
     assert "every day" in daily and "Stop" not in daily
     assert by_form["• `/image cancel &lt;job-id&gt;"].startswith("Cancel a job")
 
@@ -80,8 +80,8 @@ def test_dashdash_help_is_the_overview() -> None:
 
 def test_help_for_one_command() -> None:
     text = commands.help_text("Schedule")
-    assert text.count("• `/image schedule &lt;server&gt;") == 6  # daily, weekly, off, operations,
-    # and the 2 forms with --native
+    assert text.count("• `/image schedule &lt;target&gt;") == 4  # daily, weekly, off, operations
+    assert text.count("• `/image schedule &lt;server&gt;") == 2  # the forms with --native
     assert "`--tz ZONE`" in text and "Examples:" in text
     assert "/image schedule db-2 weekly sat at 23:00 --keep 4" in text
     assert "create" not in text.split("Examples:")[0].lower().replace("changing", "")

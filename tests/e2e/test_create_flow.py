@@ -366,6 +366,6 @@ async def test_list_words_cancelled_apart_from_failed_and_dashdash_help() -> Non
         assert "J1" in cancelled and "J2" not in cancelled
         for flag in ("--help", "-h"):
             helped = (await system.command("alice", "#ops", flag)).text
-            assert "/image schedule &lt;server&gt; off` — Stop imaging" in helped, helped
+            assert "/image schedule &lt;target&gt; off` — Stop imaging" in helped, helped
         empty_zone = (await system.command("alice", "#ops", 'schedule web-1 daily --tz ""')).text
         assert "--tz needs a time zone name" in empty_zone

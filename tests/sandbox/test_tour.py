@@ -87,7 +87,30 @@ def test_the_tour_runs_and_its_transcript_shows_each_step(
     assert "S1 runs again" in _section(resumed, "bob@#ops> click 1\n")
     listing = _section(resumed, "bob@#ops> /image schedules\n")
     assert "paused" not in listing and "next: " in listing
-    assert "J6" not in out
+    assert "J6" not in out[:out.index("alice@#ops> /image schedule web-* daily")]
+
+    # 10. A fleet schedule (web-*): the approval lists the servers it matches today; its run
+    #    is one digest card in #ops-alerts with one combined "writes may resume" reply and a
+    #    summary, not one thread per server.
+    fleet = _section(out, "alice@#ops> /image schedule web-* daily at 04:00 --keep 1\n")
+    assert "Schedule change R4 for `web-*`" in fleet  # R2, R3: the pause and the resume
+    assert "*Matches today (2):* `web-1`, `web-2`" in fleet
+    digest = out[out.index("*Scheduled images S2 of `web-*`*"):]
+    assert digest.startswith("*Scheduled images S2 of `web-*`* for ")
+    assert "2 of 2 servers ready" in digest.splitlines()[0]
+    # One combined reply per scheduler tick: both servers usually end their copy in the
+    # same tick, but under load they may not, and then each is named in its own tick's reply.
+    resumed = [line for line in digest.splitlines() if "Writes may resume on " in line]
+    assert 1 <= len(resumed) <= 2, digest
+    assert all(sum(f"`{n}`" in line for line in resumed) == 1 for n in ("web-1", "web-2"))
+    assert ":white_check_mark: 2 of 2 images ready." in digest
+    assert "Image of `web-2` · job J8" not in out  # no card of its own
+
+    # 11. The protected image of the first fleet run survives the next run's retention
+    #     (keep 1), next to the new image.
+    assert "is protected" in _section(out, "alice@#ops> /image protect J8\n")
+    images = _section(out, "alice@#ops> /image images web-2\n")
+    assert images.count("· active ·") == 2 and ":lock: protected" in images
 
 
 def test_unknown_console_command_fails_before_anything_runs(

@@ -7,16 +7,16 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:22:31.994276+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:22:31.995910+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:22:31.997308+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:22:31.998592+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:22:31.999780+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:22:32.001226+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:22:32.002342+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:22:32.003815+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:22:32.006080+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:22:32.007881+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:29:29.129332+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:29:29.131432+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:29:29.133278+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:29:29.135040+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:29:29.136701+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:29:29.138491+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:29:29.140035+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:29:29.141885+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:29:29.145371+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:29:29.147588+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,

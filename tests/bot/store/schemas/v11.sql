@@ -7,17 +7,17 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:22:32.013830+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:22:32.014356+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:22:32.014743+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:22:32.015056+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:22:32.015248+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:22:32.015941+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:22:32.016259+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:22:32.016790+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:22:32.018129+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:22:32.018739+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(11,'imagebot','m011_request_copies','2026-12-02 11:22:32.018917+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:29:29.156651+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:29:29.158700+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:29:29.164372+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:29:29.166086+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:29:29.167735+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:29:29.169833+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:29:29.177918+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:29:29.183048+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:29:29.186054+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 11:29:29.188217+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(11,'imagebot','m011_request_copies','2026-12-02 11:29:29.189774+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,

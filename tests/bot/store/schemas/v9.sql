@@ -7,15 +7,15 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:22:31.972528+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:22:31.974289+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:22:31.976110+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:22:31.978001+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:22:31.979603+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:22:31.981610+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:22:31.983453+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:22:31.985210+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:22:31.987957+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 11:29:29.103801+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 11:29:29.106071+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 11:29:29.107838+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 11:29:29.109580+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 11:29:29.111070+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 11:29:29.112829+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 11:29:29.114378+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 11:29:29.116835+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 11:29:29.120875+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,

@@ -1,0 +1,268 @@
+"""Fleet runs, the shell: claim a fleet schedule's slot and follow its members each tick.
+
+- `claim`: one server listing resolves the target (`fleet_plan.resolve`); the slot, one job
+  per member (without a card of its own) and the digest card (`channel_post`, thread_key
+  `fleet:R<run>`) are committed in one transaction. A cloud that does not answer leaves the
+  slot unclaimed: the next tick tries again.
+- `follow`: per open fleet run, the pure `fleet_plan.fleet_step` over the committed members
+  and jobs; member results, busy retries and the one combined "writes may resume" reply are
+  one commit; each ready member's retention (count and age, `age_retention`) is one commit;
+  when every member has ended, the summary reply and the run's result are one commit. The
+  card is then rewritten from the rows (`chat.update`) when its rendering changed.
+Replies go under the card through the outbox (`thread_of`), so a crash never repeats one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.errors import (
+    CloudError,
+    CloudUnavailable,
+    ConflictingUpdate,
+    NotFound,
+    SlackRejected,
+    SlackUnavailable,
+)
+from bot.imaging.jobs import Job
+from bot.scheduling.age_retention import select_by_count_and_age
+from bot.scheduling.digest import card_text, digest_card, resume_reply, summary_reply
+from bot.scheduling.due import ScheduleSpec
+from bot.scheduling.fleet_plan import FleetStep, digest_key, fleet_step, member_job, resolve
+from bot.scheduling.messages import run_note
+from bot.scheduling.ports import Context
+from bot.scheduling.retention import RetainableImage, retainable_from_image
+from bot.scheduling.rows import schedule_spec
+from bot.scheduling.runs import BUSY_SPACING, BUSY_TRIES, Route, actor, job_values
+from bot.store import AuditEntry, FleetMember, FleetRun, OutboxItem, ScheduleRow, Store
+from bot.vocabulary import OutboxKind, RunResult
+from commands.targets import target_from_text
+
+log = logging.getLogger(__name__)
+
+
+class FleetRuns:
+    """Claims and follows the runs of fleet schedules (called by `ScheduleLoop.tick`)."""
+
+    def __init__(self, ctx: Context, route: Callable[[ScheduleRow], Route], *,
+                 busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING) -> None:
+        self.ctx = ctx
+        self.route = route
+        self.busy_tries = busy_tries
+        self.busy_spacing = busy_spacing
+
+    # --- claiming a slot ---------------------------------------------------------------------
+
+    async def claim(self, schedule: ScheduleRow, spec: ScheduleSpec, slot: datetime,
+                    missed: int) -> None:
+        """Resolve the target now and claim the slot with one job per member."""
+        ctx = self.ctx
+        route = self.route(schedule)
+        target = target_from_text(str(schedule.target))
+        try:
+            servers = await ctx.cloud(route.cloud).list_servers()
+        except CloudError as exc:
+            log.warning("schedule %s: cannot list servers for %s yet: %s", schedule.id,
+                        target, exc)
+            return
+        policy = ctx.channel_policy(schedule.channel, schedule.channel_name)
+        previous = await ctx.store.run(Store.previous_fleet_members, schedule.id)
+        found = resolve(target, servers, policy.may_touch, previous)
+        now = ctx.clock()
+        base = job_values(schedule, route, spec, slot, missed, 1, now)
+        members = [(s.id, s.name, member_job(base, s, now, f"{base['note']} ({s.name})"))
+                   for s in found.members]
+        who = actor(schedule.id)
+
+        def outbox(run_id: int) -> list[OutboxItem]:
+            fleet = FleetRun(run_id, schedule.id, target.text, found.dropped, found.skipped,
+                             None, None)
+            shown = [FleetMember(run_id, sid, name, None, 1, RunResult.RUNNING, None, None,
+                                 False, 0) for sid, name, _ in members]
+            card = digest_card(schedule.id, target.text, slot, fleet, shown, {})
+            return [OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
+                               thread_key=digest_key(run_id), payload=card)]
+
+        claimed = await ctx.store.run(Store.claim_fleet_slot,
+            schedule.id, slot, missed=missed, target=target.text, members=members,
+            dropped=found.dropped, skipped=found.skipped, result=RunResult.RUNNING,
+            schedule_fields={"last_slot": slot, "last_run_at": now,
+                             "last_result": RunResult.RUNNING},
+            audit=[AuditEntry("run_started", schedule.id, who, {
+                "slot": slot.isoformat(), "missed": missed,
+                "servers": [s.name for s in found.members], "skipped": list(found.skipped),
+                "dropped": list(found.dropped)})],
+            outbox=outbox)
+        if claimed is not None:
+            log.info("schedule %s: slot %s -> fleet run %s (%d servers)", schedule.id,
+                     slot.isoformat(), claimed.id, len(members))
+            ctx.on_new_work()
+
+    # --- following runs ----------------------------------------------------------------------
+
+    async def follow(self, wake_at: list[datetime]) -> None:
+        """One pass over the open fleet runs (a run that cannot go on waits for the next)."""
+        for fleet in await self.ctx.store.run(Store.open_fleet_runs):
+            try:
+                await self._follow(fleet, wake_at)
+            except (CloudError, ConflictingUpdate) as exc:
+                log.warning("fleet run %s (schedule %s) waits: %s", fleet.run_id,
+                            fleet.schedule_id, exc)
+
+    async def _state(self, run_id: int) -> tuple[list[FleetMember], dict[str, Job]]:
+        members = await self.ctx.store.run(Store.fleet_members, run_id)
+        job_of = {}
+        for m in members:
+            if m.job_id:
+                job_of[m.job_id] = await self.ctx.store.run(Store.get_job, m.job_id)
+        return members, job_of
+
+    async def _follow(self, fleet: FleetRun, wake_at: list[datetime]) -> None:
+        ctx = self.ctx
+        schedule = await ctx.store.run(Store.get_schedule, fleet.schedule_id)
+        run = await ctx.store.run(Store.schedule_run, fleet.run_id)
+        route = self.route(schedule)
+        key = digest_key(fleet.run_id)
+        who = actor(schedule.id)
+        if fleet.summarized_at is None:
+            members, job_of = await self._state(fleet.run_id)
+            step = fleet_step(members, job_of, now=ctx.clock(), busy_tries=self.busy_tries,
+                              busy_spacing=self.busy_spacing)
+            if step.wake_at is not None:
+                wake_at.append(step.wake_at)
+            await self._commit_step(fleet.run_id, schedule, run.slot, run.missed, route, key,
+                                    step)
+            for member in step.ready:
+                await self._retain(schedule, member, job_of[str(member.job_id)], route)
+            members, job_of = await self._state(fleet.run_id)
+            step = fleet_step(members, job_of, now=ctx.clock(), busy_tries=self.busy_tries,
+                              busy_spacing=self.busy_spacing)
+            if step.done:
+                await self._summarize(schedule, fleet, members, step.retried, route, key, who)
+        latest: FleetRun | None = await ctx.store.run(Store.fleet_run, fleet.run_id)
+        await self._rewrite_card(schedule, latest or fleet, run.slot)
+
+    async def _commit_step(self, run_id: int, schedule: ScheduleRow, slot: datetime,
+                           missed: int, route: Route, key: str, step: FleetStep) -> None:
+        ctx = self.ctx
+        now = ctx.clock()
+        who = actor(schedule.id)
+        updates: list[tuple[str, str, dict[str, Any], dict[str, Any] | None]] = [
+            (sid, expected, fields, None) for sid, expected, fields in step.results]
+        spec = schedule_spec(schedule)
+        for m in step.restart:
+            base = job_values(schedule, route, spec, slot, missed, m.attempts + 1, now)
+            updates.append((m.server_id, RunResult.RETRY_WAIT,
+                            {"result": RunResult.RUNNING, "next_attempt_at": None},
+                            member_job(base, m, now,
+                                       run_note(schedule.id, spec, slot, missed, m.attempts + 1)
+                                       + f" ({m.server_name})")))
+        outbox: list[OutboxItem] = []
+        if step.resumed:
+            outbox.append(OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
+                                     payload=resume_reply(key, [m.server_name
+                                                                for m in step.resumed])))
+        if not updates and not outbox:
+            return
+        audit = [AuditEntry("fleet_member_" + str(fields["result"]), schedule.id, who,
+                            {"server_id": sid, "detail": fields.get("detail")})
+                 for sid, _, fields, _ in updates]
+        await ctx.store.run(Store.update_fleet, run_id, members=updates,
+                            resumed=[m.server_id for m in step.resumed], audit=audit,
+                            outbox=outbox)
+        ctx.on_new_work()
+
+    async def _retain(self, schedule: ScheduleRow, member: FleetMember, job: Job,
+                      route: Route) -> None:
+        """Retention for one member whose image is ready, then the member is succeeded."""
+        ctx = self.ctx
+        cloud = ctx.cloud(job.cloud)
+        images = [r for r in map(retainable_from_image,
+                                 await cloud.list_images(server_id=member.server_id))
+                  if r is not None]
+        bad = await ctx.store.run(Store.failed_verification_images, [i.id for i in images])
+        doomed = [i for i in select_by_count_and_age(
+            images, keep=schedule.keep, keep_days=schedule.keep_days, schedule_id=schedule.id,
+            now=ctx.clock(), failed_verify=bad) if i.id != job.image_id]
+        deleted: list[RetainableImage] = []
+        audit: list[AuditEntry] = []
+        who = actor(schedule.id)
+        for image in doomed:
+            try:
+                await cloud.delete_image(image.id)
+            except NotFound:
+                pass  # already gone: the goal is met
+            except CloudUnavailable:
+                raise  # the whole retention is tried again next tick (deletes are idempotent)
+            except CloudError as exc:
+                audit.append(AuditEntry("retention_failed", schedule.id, who,
+                                        {"image_id": image.id, "error": exc.user_message()}))
+                continue
+            deleted.append(image)
+        audit += [AuditEntry("retention_deleted", schedule.id, who,
+                             {"image_id": i.id, "name": i.name, "server": member.server_name,
+                              "created_at": i.created_at.isoformat()}) for i in deleted]
+        audit.append(AuditEntry("fleet_member_succeeded", schedule.id, who,
+                                {"server_id": member.server_id, "job": job.id,
+                                 "image_id": job.image_id}))
+        await ctx.store.run(Store.update_fleet, member.run_id, members=[(
+            member.server_id, RunResult.RUNNING,
+            {"result": RunResult.SUCCEEDED, "deleted": len(deleted),
+             "detail": f"deleted {len(deleted)}"}, None)], audit=audit)
+        ctx.on_new_work()
+
+    async def _summarize(self, schedule: ScheduleRow, fleet: FleetRun,
+                         members: list[FleetMember], retried: int, route: Route, key: str,
+                         who: str) -> None:
+        ctx = self.ctx
+        failed = [m for m in members if m.result == RunResult.FAILED]
+        ready = len(members) - len(failed)
+        result = RunResult.FAILED if failed else RunResult.SUCCEEDED
+        text = f"{ready} of {len(members)} images ready" + (
+            f", {retried} retried" if retried else "")
+        await ctx.store.run(Store.update_fleet, fleet.run_id,
+            run_expected=RunResult.RUNNING,
+            run_fields={"result": result, "detail": text},
+            fleet_fields={"summarized_at": ctx.clock()},
+            schedule_fields={"last_result": (f"failed: {text}" if failed
+                                             else f"succeeded: {text}")[:500]},
+            audit=[AuditEntry("run_" + str(result), schedule.id, who,
+                              {"run": fleet.run_id, "ready": ready, "servers": len(members),
+                               "failed": [m.server_name for m in failed]})],
+            outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
+                               payload=summary_reply(key, members, fleet, retried,
+                                                     route.mention))])
+        ctx.on_new_work()
+
+    async def _rewrite_card(self, schedule: ScheduleRow, fleet: FleetRun, slot: datetime) -> None:
+        """Rewrite the digest card from the rows when its rendering changed."""
+        ctx = self.ctx
+        if ctx.web is None:
+            return
+        members, job_of = await self._state(fleet.run_id)
+        card = digest_card(schedule.id, fleet.target, slot, fleet, members, job_of)
+        rendered = card_text(card)
+        final = fleet.summarized_at is not None
+        if rendered == fleet.digest:
+            if final:
+                await ctx.store.run(Store.update_fleet, fleet.run_id,
+                                    fleet_fields={"card_done": 1})
+            return
+        posted = await ctx.store.run(Store.posted_message, digest_key(fleet.run_id))
+        if posted is None:
+            return  # not delivered yet; the notifier posts it first
+        channel, ts = posted
+        try:
+            await ctx.web.update_message(channel, ts, card["text"], card["blocks"])
+        except SlackUnavailable as exc:
+            log.warning("could not rewrite the digest of fleet run %s yet: %s",
+                        fleet.run_id, exc)
+            return
+        except SlackRejected as exc:
+            log.error("giving up rewriting the digest of fleet run %s: %s", fleet.run_id, exc)
+        await ctx.store.run(Store.update_fleet, fleet.run_id,
+                            fleet_fields={"digest": rendered, "card_done": int(final)})
+
