@@ -47,6 +47,9 @@ SHORT_TEXT = 3000
 MAX_BACKOFF = 300.0
 OUTAGE_PROBE = 2.0  # seconds a lane waits after Slack failed without a Retry-After
 RESYNC_SECONDS = 60.0  # how often the whole unsent outbox is read again
+# Calls one lane has in flight at most: the next one gets ready while the last is answered, so
+# a channel's posts keep Slack's spacing even when a post's own store work takes longer.
+LANE_DEPTH = 2
 
 
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
@@ -128,15 +131,30 @@ class Notifier:
         no other. A commit during a send (`wake`) is read before the next choice, so a new
         urgent reply never waits behind older work."""
         await self._refresh(resync=True)
-        sending: dict[Lane, asyncio.Task[None]] = {}
+        sending: dict[int, tuple[Lane, asyncio.Task[None]]] = {}
+        caps: dict[Lane, int] = {}  # per lane in flight: the rank of its most urgent call
         woken: asyncio.Task[bool] | None = None
+
+        def pace(key: Lane) -> float:
+            # A lane with a call in flight may get its next item ready meanwhile (store reads,
+            # `mark_posting`): that item waits for its token in `_paced`, just before its call.
+            if any(held == key for held, _ in sending.values()):
+                return 0.0
+            return self.pacer.delay(key[0], key[1], self.pace_clock())
+
         try:
             while True:
+                loads: dict[Lane, int] = {}
+                for held, _ in sending.values():
+                    loads[held] = loads.get(held, 0) + 1
                 choice = self.lanes.choose(
-                    self.clock(), lambda key: self.pacer.delay(key[0], key[1], self.pace_clock()),
-                    busy=set(sending))
+                    self.clock(), pace, busy={k for k, n in loads.items() if n >= LANE_DEPTH},
+                    sending=set(sending), caps=caps)
                 if choice.item is not None:
-                    sending[lane(choice.item)] = asyncio.create_task(self._send(choice.item))
+                    item_lane = lane(choice.item)
+                    caps[item_lane] = min(caps.get(item_lane, 9), self.lanes.rank(choice.item))
+                    sending[choice.item.id] = (item_lane,
+                                               asyncio.create_task(self._send(choice.item)))
                     continue
                 if not sending:
                     if not self.wake.is_set():
@@ -145,12 +163,13 @@ class Notifier:
                     await self._refresh()
                     continue
                 woken = woken or asyncio.create_task(self.wake.wait())
-                await asyncio.wait([*sending.values(), woken],
+                await asyncio.wait([*(t for _, t in sending.values()), woken],
                                    return_when=asyncio.FIRST_COMPLETED)
-                for key, task in list(sending.items()):
+                for key, (_, task) in list(sending.items()):
                     if task.done():
                         del sending[key]
                         task.result()  # a bug in _send is not swallowed
+                caps = {k: v for k, v in caps.items() if any(h == k for h, _ in sending.values())}
                 if woken.done():
                     woken = None
                     self.wake.clear()
@@ -159,7 +178,7 @@ class Notifier:
             if woken is not None:
                 woken.cancel()
             if sending:  # cancelled mid-send: let the sends finish their bookkeeping
-                await asyncio.gather(*sending.values(), return_exceptions=True)
+                await asyncio.gather(*(t for _, t in sending.values()), return_exceptions=True)
         if self.web.metrics:
             self.web.metrics.outbox_depth.set(len(self.lanes))
         return choice
@@ -197,8 +216,13 @@ class Notifier:
         self.sent += 1
 
     async def _paced(self, method: str, channel: str) -> None:
-        delay = self.pacer.delay(method, channel, self.pace_clock())
-        if delay > 0:
+        """Wait for a token of `method` on `channel` and take it. Two sends of one lane may
+        wait at once: each looks again after its sleep, and the check and the take have no
+        await between them, so one token is never taken twice."""
+        for _ in range(LANE_DEPTH + 1):  # bounded: a clock that never moves cannot spin us
+            delay = self.pacer.delay(method, channel, self.pace_clock())
+            if delay <= 0:
+                break
             await self.sleep(delay)
         self.pacer.take(method, channel, self.pace_clock())
 
