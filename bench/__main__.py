@@ -18,8 +18,9 @@ HERE = Path(__file__).resolve().parent
 SPEED = 20.0
 
 
-async def run_all() -> tuple[list[Row], dict[str, Any]]:
-    """Every figure in turn (one at a time, so they do not share the 2 cores)."""
+async def run_all(only: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Every figure in turn (one at a time, so they do not share the 2 cores); `only`: just
+    those figures."""
     rows: list[Row] = []
     raw: dict[str, Any] = {}
     steps = [("1", lambda: fig_ack.measure()),
@@ -28,6 +29,8 @@ async def run_all() -> tuple[list[Row], dict[str, Any]]:
              ("4", lambda: asyncio.to_thread(fig_sched.measure)),
              ("5", lambda: fig_memory.measure(1000))]
     for name, step in steps:
+        if only and name not in only:
+            continue
         started = time.monotonic()
         print(f"figure {name} ...", file=sys.stderr, flush=True)
         result = await step()
@@ -67,9 +70,16 @@ def write(rows: list[Row], raw: dict[str, Any]) -> None:
                                        encoding="utf-8")
 
 
-def main() -> int:
-    """Entry point."""
-    rows, raw = asyncio.run(run_all())
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `python -m bench` measures every figure and writes results.md/.json;
+    `python -m bench --only 2,3` measures those figures and only prints them (one scenario
+    of figure 2 alone, with where its time goes: `python -m bench.fig_cloud --help`)."""
+    args = sys.argv[1:] if argv is None else argv
+    only = set(args[1].split(",")) if len(args) >= 2 and args[0] == "--only" else None
+    rows, raw = asyncio.run(run_all(only))
+    if only:
+        print(table(rows))
+        return 0
     write(rows, raw)
     print(table(rows))
     print(f"\nwritten: {HERE / 'results.md'}")

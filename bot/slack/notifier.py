@@ -14,10 +14,11 @@ one edit per card, a pacer per Slack method and channel, the most urgent thread 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,7 @@ class Notifier:
         self.lanes = OutboxLanes()
         self.sent = 0  # items delivered since start (for flush's count and the benchmarks)
         self._resync_at = 0.0
+        self._gates: dict[tuple[str, str], asyncio.Lock] = {}  # one call in flight per lane
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
@@ -215,16 +217,22 @@ class Notifier:
         self.lanes.done(item)
         self.sent += 1
 
-    async def _paced(self, method: str, channel: str) -> None:
-        """Wait for a token of `method` on `channel` and take it. Two sends of one lane may
-        wait at once: each looks again after its sleep, and the check and the take have no
-        await between them, so one token is never taken twice."""
-        for _ in range(LANE_DEPTH + 1):  # bounded: a clock that never moves cannot spin us
-            delay = self.pacer.delay(method, channel, self.pace_clock())
-            if delay <= 0:
-                break
-            await self.sleep(delay)
-        self.pacer.take(method, channel, self.pace_clock())
+    @contextlib.asynccontextmanager
+    async def _paced(self, method: str, channel: str) -> AsyncIterator[None]:
+        """Wait for a token of `method` on `channel`, take it and make the call inside the
+        block. One call per lane at a time (the next one of the lane got ready meanwhile, see
+        LANE_DEPTH): it is sent only after the last one was answered, so calls reach Slack at
+        least a token apart as they left, however long the last one travelled."""
+        key = (method, channel if method == "chat.postMessage" else "")
+        gate = self._gates.setdefault(key, asyncio.Lock())
+        async with gate:
+            for _ in range(3):  # bounded: a clock that never moves cannot spin us
+                delay = self.pacer.delay(method, channel, self.pace_clock())
+                if delay <= 0:
+                    break
+                await self.sleep(delay)
+            self.pacer.take(method, channel, self.pace_clock())
+            yield
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)
@@ -301,10 +309,10 @@ class Notifier:
             else:
                 notify = self.notify_for(job)
                 if notify and notify != item.channel:
-                    await self._paced("chat.postMessage", notify)
-                    await self.web.post(notify, f"Job {job.id} in <#{item.channel}>: "
-                                        + shortened(message["text"]) + f" (Slack refused "
-                                        f"the post in the job's channel: {code})")
+                    async with self._paced("chat.postMessage", notify):
+                        await self.web.post(notify, f"Job {job.id} in <#{item.channel}>: "
+                                            + shortened(message["text"]) + f" (Slack refused "
+                                            f"the post in the job's channel: {code})")
         except SlackRejected as exc:  # said once; the job goes on without a thread
             log.error("fallback for job %s refused too: %s", job.id, exc.code)
         await self.store.run(Store.update_job, job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
@@ -349,9 +357,9 @@ class Notifier:
         """A private answer to one user; through the job's response_url when the bot cannot
         post in the channel (chat.postEphemeral needs the bot there)."""
         async def post() -> None:
-            await self._paced("chat.postEphemeral", item.channel)
-            await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
-                                          payload.get("blocks"))
+            async with self._paced("chat.postEphemeral", item.channel):
+                await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
+                                              payload.get("blocks"))
         try:
             await self._send_unverifiable(item, post)
             return
@@ -383,9 +391,9 @@ class Notifier:
             await self.store.run(Store.mark_sent, item.id)
             return
         message = render.parent_message(job, self.clock())
-        await self._paced("chat.update", job.channel)
-        await self.web.update_message(job.channel, job.thread_ts, message["text"],
-                                      message.get("blocks"))
+        async with self._paced("chat.update", job.channel):
+            await self.web.update_message(job.channel, job.thread_ts, message["text"],
+                                          message.get("blocks"))
         await self.store.run(Store.mark_sent, item.id)
 
     async def _reply(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
@@ -438,10 +446,10 @@ class Notifier:
                 log.info("outbox item %s was already posted as %s", item.id, found[1])
                 return found
         await self.store.run(Store.mark_posting, item.id)
-        await self._paced("chat.postMessage", channel)
         try:
-            return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
-                                       broadcast=broadcast, outbox_id=item.id)
+            async with self._paced("chat.postMessage", channel):
+                return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
+                                           broadcast=broadcast, outbox_id=item.id)
         except (SlackUnavailable, SlackRejected) as exc:
             if isinstance(exc, SlackRejected) or exc.answered:
                 await self.store.run(Store.clear_posting, item.id)  # Slack said no: nothing was posted
