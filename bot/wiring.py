@@ -124,6 +124,8 @@ class Runtime:
         await self.store.close()
         await self.listeners.store.close()
         await home_slack.close(self.home)
+        if self.notifier.store is not self.store:
+            await self.notifier.store.close()
         with contextlib.suppress(Exception):
             session = getattr(self.web.client, "session", None)
             if session is not None:
@@ -198,7 +200,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     client = make_web_client(settings.bot_token, settings.slack_api_url)
     web = SlackWeb(client, metrics)
     web.before_call = acks_first.turn
-    notifier = Notifier(store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
+    # The notifier's few small writes per post (mark_posting, mark_sent) get a connection and
+    # thread of their own too: queued behind a tick's engine commits they held every post of
+    # a channel back by more than Slack's one-second spacing (issue #17).
+    outbox_store = await AsyncStore.open(settings.db_path, clock=clock)
+    outbox_store.before_call = acks_first.turn
+    notifier = Notifier(outbox_store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     def alerts_for(job: Job) -> tuple[str | None, str | None]:
         # The same lookup as commands and clicks: by id, then by the name stored with the job.
         channel_policy = policy.for_channel(job.channel, job.channel_name)

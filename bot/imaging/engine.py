@@ -21,19 +21,17 @@ from bot.cloud.client import CloudClient
 from bot.cloud.models import Image, Server
 from bot.cloud.pool import CloudPool
 from bot.errors import (
-    Ambiguous,
     AuthFailed,
     CloudError,
     CloudRejected,
     CloudUnavailable,
     ConfigError,
     ConflictingUpdate,
-    Forbidden,
-    NotFound,
-    ServerBusy,
 )
 from bot.imaging import jobs
 from bot.imaging import messages as render
+from bot.imaging.failures import classify, failure_fields
+from bot.imaging.fanout import fan_out, grouped
 from bot.imaging.health import CloudHealth
 from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.imaging.verifier import Verifier
@@ -69,29 +67,6 @@ def image_metadata(job: Job) -> dict[str, str]:
     if job.schedule_id:
         meta["imagebot_schedule_id"] = job.schedule_id
     return meta
-
-
-def _failure(code: FailureCode, exc: Exception) -> dict[str, Any]:
-    message = exc.user_message() if isinstance(exc, CloudError) else str(exc)
-    fields: dict[str, Any] = {"error_code": code, "error": message}
-    if isinstance(exc, ServerBusy):
-        fields["task_state"] = exc.task_state
-    return fields
-
-
-def classify(exc: CloudError) -> FailureCode:
-    """Failure cause for a final cloud error (see docs/ARCHITECTURE.md)."""
-    if isinstance(exc, ServerBusy):
-        return FailureCode.BUSY
-    if isinstance(exc, Ambiguous):
-        return FailureCode.AMBIGUOUS
-    if isinstance(exc, NotFound):
-        return FailureCode.NOT_FOUND
-    if isinstance(exc, Forbidden | AuthFailed):
-        return FailureCode.DENIED
-    if isinstance(exc, CloudUnavailable):
-        return FailureCode.UNREACHABLE
-    return FailureCode.REJECTED
 
 
 def by_cloud(items: Sequence[Job]) -> dict[str | None, list[Job]]:
@@ -145,6 +120,7 @@ class Engine:
         the notification channel of those jobs' channel policies, and once more when it is
         back."""
         self.ticks += 1
+        started = self.clock()
         waiting = [j for j in await self.store.run(Store.list_jobs,
                                                    states=[jobs.AWAITING_CONFIRMATION], limit=200)
                    if not j.server_id]
@@ -162,7 +138,11 @@ class Engine:
                 raise result
             floor = max(floor, result)
         verifying = await self.verifier.tick()  # restore tests, after the jobs they wait on
-        return min(max(jobs.poll_interval(in_flight), floor), verifying)
+        interval = min(max(jobs.poll_interval(in_flight), floor), verifying)
+        # The interval is a period, from this tick's start: a long tick does not push every
+        # later look back (its time, in unscaled seconds, counts against the wait).
+        spent = (self.clock() - started).total_seconds() / (self.tick_scale or 1.0)
+        return max(interval - spent, 0.0)
 
     async def _paced_observe(self, cloud: str | None, group: list[Job]) -> float:
         """Observe unless the cloud's published rate limits (Nova `/limits`, read once; e.g.
@@ -225,15 +205,24 @@ class Engine:
                                          [j.server_id or j.server_ref for j in queued])
         # Servers our own in-flight jobs are imaging; grows as this tick submits jobs.
         busy: dict[str, Job] = {str(j.server_id): j for j in current if j.server_id}
-        for job in waiting:
+
+        unresolved = {j.id for j in waiting}
+
+        def server_key(job: Job) -> str:  # jobs on one server go in turn (`busy` is exact)
+            got = found.get(job.server_ref if job.id in unresolved
+                            else job.server_id or job.server_ref)
+            return got.id if isinstance(got, Server) else f"ref:{job.server_id or job.server_ref}"
+
+        async def step(job: Job) -> None:
             with job_context(job.id):
-                await self._resolve(job, found.get(job.server_ref), busy)
-        for job in current:
-            with job_context(job.id):
-                if job.state == jobs.QUEUED:
+                if job.id in unresolved:
+                    await self._resolve(job, found.get(job.server_ref), busy)
+                elif job.state == jobs.QUEUED:
                     await self._submit(job, found.get(job.server_id or job.server_ref), busy)
                 elif job.state == jobs.SUBMITTING:
                     await self._reconcile(job)
+
+        await fan_out(grouped(waiting + current, server_key), step)
 
     async def _commit(self, job: Job, *, target: JobState | None, event: str,
                       fields: dict[str, Any], outbox: Sequence[OutboxItem],
@@ -292,7 +281,7 @@ class Engine:
                                   outbox=self._messages(job, after, events))
 
     async def _fail(self, job: Job, code: FailureCode, exc: Exception) -> None:
-        fields = _failure(code, exc) | {"finished_at": self.clock()}
+        fields = failure_fields(code, exc) | {"finished_at": self.clock()}
         log.info("job %s failed (%s): %s", job.id, code, exc)
         if job.announced_at is None:
             await self._fail_privately(job, fields, f"failed:{code}")
@@ -475,16 +464,20 @@ class Engine:
         except (CloudUnavailable, AuthFailed) as exc:
             log.log(self.health.level(cloud), "observe failed, will retry: %s", exc)
             self.health.troubled(cloud, exc)
-            for job in observing:  # deadlines still count while the cloud is unreachable
+            async def unseen(job: Job) -> None:  # deadlines still count while it is away
                 with job_context(job.id):
                     await self._apply(job, job.task_state, job.image_status, False, None, now)
+
+            await fan_out([[job] for job in observing], unseen)
             return
-        for job in observing:
+        async def apply(job: Job) -> None:  # jobs apart: their commits go side by side
             image = seen.images.get(str(job.image_id)) if seen else None
             status = image.status if image else job.image_status
             vanished = seen is not None and str(job.image_id) in seen.vanished_images
             with job_context(job.id):
                 await self._apply(job, task_states[job.id], status, vanished, image, now)
+
+        await fan_out([[job] for job in observing], apply)
         await self.store.run(Store.set_meta, cursor_key, changed.cursor.isoformat())
 
     async def _apply(self, job: Job, task_state: str | None, status: str | None,

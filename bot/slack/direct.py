@@ -75,8 +75,8 @@ async def post_copy(notifier: Notifier, item: OutboxMessage) -> None:
     else:
         channel = copy.dm_channel
         if channel is None:
-            await notifier._paced("conversations.open", "")
-            channel = await open_dm(notifier.web, user)
+            async with notifier._paced("conversations.open", ""):
+                channel = await open_dm(notifier.web, user)
             await store.run(Store.set_copy_channel, request_id, user, channel)
         _, ts = await notifier._post_item(item, channel, str(payload["text"]),
                                           payload.get("blocks"))

@@ -12,7 +12,7 @@ token holds back only itself. Among the items that can go now, the most urgent t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -120,26 +120,37 @@ class OutboxLanes:
         """Slack asked us to wait (Retry-After) before calling this lane again."""
         self.held[item_lane] = max(until, self.held.get(item_lane, until))
 
-    def _candidates(self) -> Iterable[tuple[int, OutboxMessage]]:
+    def _candidates(self, sending: Collection[int]) -> Iterable[tuple[int, OutboxMessage]]:
         for queue in self.threads.values():
-            yield min(urgency(i) for i in queue), queue[0]
+            if queue[0].id not in sending:  # a thread has one item in flight at most: order
+                yield min(urgency(i) for i in queue), queue[0]
         for key, item in self.edits.items():
             waiting = self.threads.get(key)
-            if waiting and waiting[0].kind == OutboxKind.POST_PARENT:
+            if item.id in sending or waiting and waiting[0].kind == OutboxKind.POST_PARENT:
                 continue  # the card is not posted yet; posting it renders the newest state
             yield urgency(item), item
 
+    def rank(self, item: OutboxMessage) -> int:
+        """How urgent `item`'s queue is (a post: its whole thread; an edit: itself)."""
+        queue = self.threads.get(order_key(item)) if item.kind != EDIT else None
+        return min(urgency(i) for i in queue) if queue else urgency(item)
+
     def choose(self, now: datetime, pace_delay: Callable[[Lane], float],
-               busy: Collection[Lane] = ()) -> Choice:
+               busy: Collection[Lane] = (), sending: Collection[int] = (),
+               caps: Mapping[Lane, int] | None = None) -> Choice:
         """The most urgent item that can go now; `pace_delay(lane)` is the pacer's wait;
-        `busy` lanes have a call in flight (their items, still queued, wait for it)."""
+        `busy` lanes take no more calls for now; `sending` are the ids in flight (their
+        threads, whose items are still queued, wait for them); `caps[lane]` is the least
+        urgent rank a lane with a call in flight still takes (so nothing less urgent gets
+        ready beside an urgent thread and goes before the rest of it)."""
         best: tuple[int, int, OutboxMessage] | None = None
         choice = Choice()
-        for rank, item in self._candidates():
+        caps = caps or {}
+        for rank, item in self._candidates(sending):
             if best is not None and (rank, item.id) >= best[:2]:
                 continue
             item_lane = lane(item)
-            if item_lane in busy:
+            if item_lane in busy or rank > caps.get(item_lane, rank):
                 continue
             wait = max((at - now).total_seconds() for at in (
                 item.next_attempt_at or now, self.held.get(item_lane, now)))

@@ -14,10 +14,11 @@ one edit per card, a pacer per Slack method and channel, the most urgent thread 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,9 @@ SHORT_TEXT = 3000
 MAX_BACKOFF = 300.0
 OUTAGE_PROBE = 2.0  # seconds a lane waits after Slack failed without a Retry-After
 RESYNC_SECONDS = 60.0  # how often the whole unsent outbox is read again
+# Calls one lane has in flight at most: the next one gets ready while the last is answered, so
+# a channel's posts keep Slack's spacing even when a post's own store work takes longer.
+LANE_DEPTH = 2
 
 
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
@@ -84,6 +88,7 @@ class Notifier:
         self.lanes = OutboxLanes()
         self.sent = 0  # items delivered since start (for flush's count and the benchmarks)
         self._resync_at = 0.0
+        self._gates: dict[tuple[str, str], asyncio.Lock] = {}  # one call in flight per lane
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
@@ -129,15 +134,30 @@ class Notifier:
         no other. A commit during a send (`wake`) is read before the next choice, so a new
         urgent reply never waits behind older work."""
         await self._refresh(resync=True)
-        sending: dict[Lane, asyncio.Task[None]] = {}
+        sending: dict[int, tuple[Lane, asyncio.Task[None]]] = {}
+        caps: dict[Lane, int] = {}  # per lane in flight: the rank of its most urgent call
         woken: asyncio.Task[bool] | None = None
+
+        def pace(key: Lane) -> float:
+            # A lane with a call in flight may get its next item ready meanwhile (store reads,
+            # `mark_posting`): that item waits for its token in `_paced`, just before its call.
+            if any(held == key for held, _ in sending.values()):
+                return 0.0
+            return self.pacer.delay(key[0], key[1], self.pace_clock())
+
         try:
             while True:
+                loads: dict[Lane, int] = {}
+                for held, _ in sending.values():
+                    loads[held] = loads.get(held, 0) + 1
                 choice = self.lanes.choose(
-                    self.clock(), lambda key: self.pacer.delay(key[0], key[1], self.pace_clock()),
-                    busy=set(sending))
+                    self.clock(), pace, busy={k for k, n in loads.items() if n >= LANE_DEPTH},
+                    sending=set(sending), caps=caps)
                 if choice.item is not None:
-                    sending[lane(choice.item)] = asyncio.create_task(self._send(choice.item))
+                    item_lane = lane(choice.item)
+                    caps[item_lane] = min(caps.get(item_lane, 9), self.lanes.rank(choice.item))
+                    sending[choice.item.id] = (item_lane,
+                                               asyncio.create_task(self._send(choice.item)))
                     continue
                 if not sending:
                     if not self.wake.is_set():
@@ -146,12 +166,13 @@ class Notifier:
                     await self._refresh()
                     continue
                 woken = woken or asyncio.create_task(self.wake.wait())
-                await asyncio.wait([*sending.values(), woken],
+                await asyncio.wait([*(t for _, t in sending.values()), woken],
                                    return_when=asyncio.FIRST_COMPLETED)
-                for key, task in list(sending.items()):
+                for key, (_, task) in list(sending.items()):
                     if task.done():
                         del sending[key]
                         task.result()  # a bug in _send is not swallowed
+                caps = {k: v for k, v in caps.items() if any(h == k for h, _ in sending.values())}
                 if woken.done():
                     woken = None
                     self.wake.clear()
@@ -160,7 +181,7 @@ class Notifier:
             if woken is not None:
                 woken.cancel()
             if sending:  # cancelled mid-send: let the sends finish their bookkeeping
-                await asyncio.gather(*sending.values(), return_exceptions=True)
+                await asyncio.gather(*(t for _, t in sending.values()), return_exceptions=True)
         if self.web.metrics:
             self.web.metrics.outbox_depth.set(len(self.lanes))
         return choice
@@ -197,11 +218,22 @@ class Notifier:
         self.lanes.done(item)
         self.sent += 1
 
-    async def _paced(self, method: str, channel: str) -> None:
-        delay = self.pacer.delay(method, channel, self.pace_clock())
-        if delay > 0:
-            await self.sleep(delay)
-        self.pacer.take(method, channel, self.pace_clock())
+    @contextlib.asynccontextmanager
+    async def _paced(self, method: str, channel: str) -> AsyncIterator[None]:
+        """Wait for a token of `method` on `channel`, take it and make the call inside the
+        block. One call per lane at a time (the next one of the lane got ready meanwhile, see
+        LANE_DEPTH): it is sent only after the last one was answered, so calls reach Slack at
+        least a token apart as they left, however long the last one travelled."""
+        key = (method, channel if method == "chat.postMessage" else "")
+        gate = self._gates.setdefault(key, asyncio.Lock())
+        async with gate:
+            for _ in range(3):  # bounded: a clock that never moves cannot spin us
+                delay = self.pacer.delay(method, channel, self.pace_clock())
+                if delay <= 0:
+                    break
+                await self.sleep(delay)
+            self.pacer.take(method, channel, self.pace_clock())
+            yield
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)
@@ -292,10 +324,10 @@ class Notifier:
             else:
                 notify = self.notify_for(job)
                 if notify and notify != item.channel:
-                    await self._paced("chat.postMessage", notify)
-                    await self.web.post(notify, f"Job {job.id} in <#{item.channel}>: "
-                                        + shortened(message["text"]) + f" (Slack refused "
-                                        f"the post in the job's channel: {code})")
+                    async with self._paced("chat.postMessage", notify):
+                        await self.web.post(notify, f"Job {job.id} in <#{item.channel}>: "
+                                            + shortened(message["text"]) + f" (Slack refused "
+                                            f"the post in the job's channel: {code})")
         except SlackRejected as exc:  # said once; the job goes on without a thread
             log.error("fallback for job %s refused too: %s", job.id, exc.code)
         await self.store.run(Store.update_job, job.id, fields={"thread_ts": NO_THREAD}, event="no_channel")
@@ -340,9 +372,9 @@ class Notifier:
         """A private answer to one user; through the job's response_url when the bot cannot
         post in the channel (chat.postEphemeral needs the bot there)."""
         async def post() -> None:
-            await self._paced("chat.postEphemeral", item.channel)
-            await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
-                                          payload.get("blocks"))
+            async with self._paced("chat.postEphemeral", item.channel):
+                await self.web.post_ephemeral(item.channel, payload["user"], payload["text"],
+                                              payload.get("blocks"))
         try:
             await self._send_unverifiable(item, post)
             return
@@ -374,9 +406,9 @@ class Notifier:
             await self.store.run(Store.mark_sent, item.id)
             return
         message = render.parent_message(job, self.clock())
-        await self._paced("chat.update", job.channel)
-        await self.web.update_message(job.channel, job.thread_ts, message["text"],
-                                      message.get("blocks"))
+        async with self._paced("chat.update", job.channel):
+            await self.web.update_message(job.channel, job.thread_ts, message["text"],
+                                          message.get("blocks"))
         await self.store.run(Store.mark_sent, item.id)
 
     async def _reply(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
@@ -429,10 +461,10 @@ class Notifier:
                 log.info("outbox item %s was already posted as %s", item.id, found[1])
                 return found
         await self.store.run(Store.mark_posting, item.id)
-        await self._paced("chat.postMessage", channel)
         try:
-            return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
-                                       broadcast=broadcast, outbox_id=item.id)
+            async with self._paced("chat.postMessage", channel):
+                return await self.web.post(channel, text, blocks, thread_ts=thread_ts,
+                                           broadcast=broadcast, outbox_id=item.id)
         except (SlackUnavailable, SlackRejected) as exc:
             if isinstance(exc, SlackRejected) or exc.answered:
                 await self.store.run(Store.clear_posting, item.id)  # Slack said no: nothing was posted

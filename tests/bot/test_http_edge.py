@@ -119,7 +119,10 @@ async def test_no_unverified_request_reaches_its_response_url_or_the_logs() -> N
                         assert answer.status_code == 401, (shape, label, answer.text)
         assert target.hits == 0
         assert await system.runtime.store.run(Store.list_jobs, limit=10) == []
-        assert not [c for c in system.workspace.calls() if c.method != "auth.test"]
+        # auth.test and bots.info are the identity learner's at start-up (bot/slack/identity.py),
+        # which may still be under way; any other call would have come from a bad request.
+        assert not [c for c in system.workspace.calls()
+                    if c.method not in ("auth.test", "bots.info")]
         for record in logs.records:  # nothing of any body in any line
             assert target.url not in record.getMessage()
             assert "web-1" not in record.getMessage()

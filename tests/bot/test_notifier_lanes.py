@@ -113,3 +113,29 @@ def drain_at(lanes: OutboxLanes, now: datetime) -> list[int]:
         sent.append(choice.item.id)
         lanes.done(choice.item)
     return sent
+
+
+def test_a_thread_with_an_item_in_flight_waits_and_another_thread_gets_ready() -> None:
+    # A lane may have a second send getting ready while one is in flight (issue #17), but
+    # never two of one thread: the thread's order holds.
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.REPLY, job="J1"), item(2, OutboxKind.REPLY, job="J1"),
+               item(3, OutboxKind.REPLY, job="J2")])
+    choice = lanes.choose(NOW, free, sending={1})
+    assert choice.item is not None and choice.item.id == 3
+    assert lanes.choose(NOW, free, sending={1, 3}).item is None
+
+
+def test_nothing_less_urgent_gets_ready_beside_an_urgent_thread() -> None:
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.POST_PARENT, job="J1"),
+               item(2, OutboxKind.REPLY, job="J1", final=True),
+               item(3, OutboxKind.REPLY, job="J2"),
+               item(4, OutboxKind.REPLY, job="J3", final=True)])
+    first = lanes.choose(NOW, free)
+    assert first.item is not None and first.item.id == 1 and lanes.rank(first.item) == 0
+    caps = {lane(first.item): lanes.rank(first.item)}
+    # J2 (not urgent) would go before the rest of J1; J3 (urgent too) may get ready.
+    second = lanes.choose(NOW, free, sending={1}, caps=caps)
+    assert second.item is not None and second.item.id == 4
+    assert lanes.choose(NOW, free, sending={1, 4}, caps=caps).item is None
