@@ -29,7 +29,7 @@ from bot.scheduling.due import DEFAULT_WINDOW, ScheduleSpec, as_utc, due, next_r
 OpKind = Literal["pause", "resume", "run-now", "skip-next"]
 OP_KINDS: tuple[OpKind, ...] = ("pause", "resume", "run-now", "skip-next")
 
-# The schedule columns an operation writes (m010); cleared when a schedule is turned off.
+# The schedule columns an operation writes (m009); cleared when a schedule is turned off.
 OP_COLUMNS = ("paused_at", "pause_request", "resumed_at", "skip_slot", "skip_request",
               "run_now_at", "run_now_request")
 

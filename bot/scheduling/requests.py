@@ -144,7 +144,7 @@ class ChangeRequests:
                 audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
                           for r in replaced]
                 card = approval_message(view, now)
-                # Each approver's DM copy: the same card, said for which channel (m012).
+                # Each approver's DM copy: the same card, said for which channel (m011).
                 dms = [OutboxItem(kind=OutboxKind.DM_COPY, channel=approver,
                                   payload={"request_id": request_id, "user": approver,
                                            **copy_message(card, channel)},

@@ -129,7 +129,7 @@ class RequestRow:
     # schedule change. Its detail: {"schedule_id": "S3", "slot": "<iso>"} (the slot skipped).
     operation: str | None = None
     operation_detail: Mapping[str, Any] | None = None
-    # Rackspace Scheduled Images (m011): the request sets the cloud's schedule, not ours;
+    # Rackspace Scheduled Images (m010): the request sets the cloud's schedule, not ours;
     # `applied_at`/`apply_result` say when and how the loop carried it out.
     native: bool = False
     applied_at: datetime | None = None
@@ -162,7 +162,7 @@ class ScheduleRow:
     created_at: datetime
     updated_at: datetime
     verify: bool = False  # `--verify`: each run's image is restore-tested
-    # Schedule operations (issue 18, m010).
+    # Schedule operations (issue 18, m009).
     paused_at: datetime | None = None  # paused since (None: running)
     pause_request: str | None = None
     resumed_at: datetime | None = None  # slots before the last resume never count

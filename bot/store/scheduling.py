@@ -108,7 +108,7 @@ class ScheduleTables(JobTables, CopyTables):
             self._insert("change_requests", _stored(plan.values, now) | {
                 "seq": seq, "id": request_id, "created_at": dt_out(now)})
             self._audit(now, plan.audit)
-            self._add_copies(request_id, plan.copies, now)  # the DM copies' rows (m012)
+            self._add_copies(request_id, plan.copies, now)  # the DM copies' rows (m011)
             self._enqueue(now, plan.outbox, None)
             return self._request(request_id)
 

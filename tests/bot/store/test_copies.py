@@ -1,4 +1,4 @@
-"""The DM copies of a change request (`request_copies`, m012): written with the request and its
+"""The DM copies of a change request (`request_copies`, m011): written with the request and its
 outbox items in one transaction, then filled in by the notifier (DM channel, ts) and the loop
 (the status a copy shows)."""
 
