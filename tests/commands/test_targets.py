@@ -83,3 +83,10 @@ def test_retention_default_stays_when_neither_is_given() -> None:
     for bad in ("--keep-days 0", "--keep-days x", "--keep-days 4000"):
         with pytest.raises(commands.ParseError):
             commands.parse(f"schedule web-* daily {bad}")
+
+
+@pytest.mark.parametrize("operation", ["pause", "resume", "run-now", "skip-next"])
+def test_operations_on_a_fleet_target_are_refused_plainly_for_now(operation: str) -> None:
+    with pytest.raises(commands.ParseError, match="one server's schedule for now") as caught:
+        commands.parse(f"schedule web-* {operation}")
+    assert "`schedule web-* off`" in str(caught.value)
