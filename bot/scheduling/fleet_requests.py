@@ -28,13 +28,13 @@ from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import (
     active_spec,
     approval_view,
-    decision_fields,
+    request_plan,
     spec_of,
     spec_to_dict,
     to_request,
 )
-from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus
+from bot.store import AuditEntry, RequestPlan, RequestRow, Store
+from bot.vocabulary import RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +149,15 @@ async def propose_fleet(ctx: Context, request: commands.Schedule | commands.Sche
                 "requested_by": user, "channel": channel, "channel_name": channel_name,
                 "expires_at": req.expires_at, "status": RequestStatus.PENDING,
             }
-            audit = [AuditEntry("request_created", request_id, user, {
+            created = AuditEntry("request_created", request_id, user, {
                 "kind": req.kind, "server_id": key, "target": target.text,
                 "matches": [s.name for s in found.members], "skipped": list(found.skipped),
                 "old": values["old_spec"], "new": values["new_spec"],
-                "expires_at": req.expires_at.isoformat()})]
-            audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
-                      for r in replaced]
+                "expires_at": req.expires_at.isoformat()})
             message = with_actions_last(approval_message(view, now), extra_blocks)
-            return RequestPlan(
-                values=values,
-                updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
-                audit=audit,
-                outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
-                                   payload=message, thread_key=request_id)])
+            return request_plan(request_id, user=user, channel=channel, values=values,
+                                created=created, replaced=replaced,
+                                card=message)
 
         try:
             row = await ctx.store.run(Store.add_change_request, build)

@@ -47,7 +47,7 @@ from bot.scheduling.native_messages import (
     native_listing,
 )
 from bot.scheduling.ports import Context
-from bot.scheduling.rows import decision_fields, label, spec_to_dict, to_request
+from bot.scheduling.rows import label, request_plan, spec_to_dict, to_request
 from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
 from bot.vocabulary import OutboxKind, RequestStatus
 
@@ -161,20 +161,15 @@ class NativeDesk:
                     "requested_by": user, "channel": channel, "channel_name": channel_name,
                     "expires_at": req.expires_at, "status": RequestStatus.PENDING,
                 }
-                audit = [AuditEntry("request_created", request_id, user, {
+                created = AuditEntry("request_created", request_id, user, {
                     "kind": req.kind, "native": True, "server_id": server.id,
                     "server_name": server.name, "old": values["old_spec"],
-                    "new": values["new_spec"], "expires_at": req.expires_at.isoformat()})]
-                audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
-                          for r in replaced]
+                    "new": values["new_spec"], "expires_at": req.expires_at.isoformat()})
                 message = native_approval_message(req, server.name,
                                                   rules.who_may_approve(user), now)
-                return RequestPlan(
-                    values=values,
-                    updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
-                    audit=audit,
-                    outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
-                                       payload=message, thread_key=request_id)])
+                return request_plan(request_id, user=user, channel=channel, values=values,
+                                    created=created, replaced=replaced,
+                                    card=message)
 
             try:
                 row = await ctx.store.run(Store.add_change_request, build)

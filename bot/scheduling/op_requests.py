@@ -31,15 +31,15 @@ from bot.scheduling.retention import (
 from bot.scheduling.rows import (
     active_spec,
     approval_view,
-    decision_fields,
     op_state,
+    request_plan,
     schedule_spec,
     spec_to_dict,
     timing,
     to_request,
 )
-from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, ScheduleRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus
+from bot.store import AuditEntry, RequestPlan, RequestRow, ScheduleRow, Store
+from bot.vocabulary import RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -153,19 +153,13 @@ class OperationRequests:
                     "status": RequestStatus.PENDING, "operation": op.kind,
                     "operation_detail": op.detail(),
                 }
-                audit = [AuditEntry("request_created", request_id, user, {
+                created = AuditEntry("request_created", request_id, user, {
                     "kind": "set", "operation": op.kind, **op.detail(),
                     "server_id": server.id, "server_name": server.name,
-                    "expires_at": req.expires_at.isoformat()})]
-                audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
-                          for r in replaced]
-                return RequestPlan(
-                    values=values,
-                    updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
-                    audit=audit,
-                    outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
-                                       payload=approval_message(view, now),
-                                       thread_key=request_id)])
+                    "expires_at": req.expires_at.isoformat()})
+                return request_plan(request_id, user=user, channel=channel, values=values,
+                                    created=created, replaced=replaced,
+                                    card=approval_message(view, now))
 
             try:
                 row = await ctx.store.run(Store.add_change_request, build)

@@ -49,6 +49,7 @@ from bot.scheduling.rows import (
     active_spec,
     approval_view,
     decision_fields,
+    request_plan,
     spec_of,
     spec_to_dict,
     to_request,
@@ -137,12 +138,10 @@ class ChangeRequests:
                     "requested_by": user, "channel": channel, "channel_name": channel_name,
                     "expires_at": req.expires_at, "status": RequestStatus.PENDING,
                 }
-                audit = [AuditEntry("request_created", request_id, user, {
+                created = AuditEntry("request_created", request_id, user, {
                     "kind": req.kind, "server_id": server.id, "server_name": server.name,
                     "old": values["old_spec"], "new": values["new_spec"],
-                    "expires_at": req.expires_at.isoformat()})]
-                audit += [AuditEntry("request_superseded", r.id, user, {"by": request_id})
-                          for r in replaced]
+                    "expires_at": req.expires_at.isoformat()})
                 card = approval_message(view, now)
                 # Each approver's DM copy: the same card, said for which channel (m011).
                 dms = [OutboxItem(kind=OutboxKind.DM_COPY, channel=approver,
@@ -150,13 +149,9 @@ class ChangeRequests:
                                            **copy_message(card, channel)},
                                   thread_key=copy_key(request_id, approver))
                        for approver in copies]
-                return RequestPlan(
-                    values=values,
-                    updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
-                    audit=audit,
-                    outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel,
-                                       payload=card, thread_key=request_id), *dms],
-                    copies=copies)
+                return request_plan(request_id, user=user, channel=channel, values=values,
+                                    created=created, replaced=replaced, card=card,
+                                    more_outbox=dms, copies=copies)
 
             try:
                 row = await ctx.store.run(Store.add_change_request, build)

@@ -16,8 +16,8 @@ from bot.scheduling.messages import ApprovalView
 from bot.scheduling.op_messages import operation_done, operation_line, operation_runs
 from bot.scheduling.operations import OpState, ScheduleOp, Timing
 from bot.scheduling.retention import RetainableImage
-from bot.store import RequestRow, ScheduleRow
-from bot.vocabulary import RequestStatus
+from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, ScheduleRow
+from bot.vocabulary import OutboxKind, RequestStatus
 
 
 def spec_of(request: commands.Schedule) -> ScheduleSpec:
@@ -117,3 +117,22 @@ def approval_view(request: ChangeRequest, server_label: str, rules: ApprovalRule
                                         if op else None),
                         operation_done=operation_done(op, request.old) if op else None,
                         kept_protected=tuple(kept))
+
+
+def request_plan(request_id: str, *, user: str, channel: str, values: Mapping[str, Any],
+                 created: AuditEntry, replaced: Iterable[ChangeRequest], card: dict[str, Any],
+                 more_outbox: Iterable[OutboxItem] = (),
+                 copies: tuple[str, ...] = ()) -> RequestPlan:
+    """What `add_change_request` writes for a new request: its row, the requests it
+    supersedes (each compare-and-set from pending, and audited), its card in `channel` (thread
+    key = the request id) and any further outbox items."""
+    replaced = list(replaced)
+    audit = [created, *(AuditEntry("request_superseded", r.id, user, {"by": request_id})
+                        for r in replaced)]
+    return RequestPlan(
+        values=values,
+        updates=[(r.id, RequestStatus.PENDING, decision_fields(r)) for r in replaced],
+        audit=audit,
+        outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=channel, payload=card,
+                           thread_key=request_id), *more_outbox],
+        copies=copies)
