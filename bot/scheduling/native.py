@@ -29,14 +29,10 @@ from bot.cloud.rax import RaxSchedule
 from bot.errors import (
     CloudError,
     CloudUnavailable,
-    ConflictingUpdate,
     ImagebotError,
     NoScheduledImages,
     PermissionDenied,
 )
-from bot.policy import refuse
-from bot.scheduling.approvals import ChangeRequest, new_request
-from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.native_messages import (
     FAILED,
@@ -47,13 +43,13 @@ from bot.scheduling.native_messages import (
     native_listing,
 )
 from bot.scheduling.ports import Context
-from bot.scheduling.rows import label, request_plan, spec_to_dict, to_request
-from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus
+from bot.scheduling.proposals import Proposal, proposer_policy, write_request
+from bot.scheduling.rows import label, spec_to_dict, to_request
+from bot.store import AuditEntry, OutboxItem, RequestRow, Store
+from bot.vocabulary import OutboxKind
 
 log = logging.getLogger(__name__)
 
-PROPOSE_TRIES = 3
 MAX_LISTED = 50  # servers read per listing (one GET each: the service has no bulk read)
 READ_AT_ONCE = 4
 
@@ -117,11 +113,8 @@ class NativeDesk:
         Raises `PermissionDenied`, `NoScheduledImages` (not a Rackspace cloud), cloud errors
         (unknown server) or `ImagebotError` (nothing to change)."""
         ctx = self.ctx
-        pol = ctx.channel_policy(channel, channel_name)
-        refusal = await refuse(pol, user, request.server.text, ctx.member_groups,
-                               doing="propose schedules")
-        if refusal:
-            raise PermissionDenied(refusal)
+        pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
+                                    "propose schedules")
         cloud = self.cloud(pol.cloud)
         if not await cloud.has_rax_schedules():  # before the server: this says more
             raise NoScheduledImages("This channel's cloud has no Rackspace Scheduled Images "
@@ -141,43 +134,14 @@ class NativeDesk:
                 raise ImagebotError(f"{server.name} already has exactly those Rackspace "
                                     "Scheduled Images.")
         rules = pol.approval_rules()
-        for _ in range(PROPOSE_TRIES):
-            now = ctx.clock()
-            pending = [to_request(r) for r in await ctx.store.run(
-                Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id) if r.native]
-
-            def build(request_id: str, now: datetime = now,
-                      pending: list[ChangeRequest] = pending) -> RequestPlan:
-                req = new_request(id=request_id, kind="off" if new is None else "set",
-                                  server=server.id, old=old, new=new, requested_by=user,
-                                  channel=channel, now=now, rules=rules)
-                replaced = supersede_requests(pending, req, now)
-                values = {
-                    "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
-                    "server_name": server.name, "native": 1,
-                    "old_spec": spec_to_dict(old) if old else None,
-                    "new_spec": spec_to_dict(new) if new else None,
-                    "requested_by": user, "channel": channel, "channel_name": channel_name,
-                    "expires_at": req.expires_at, "status": RequestStatus.PENDING,
-                }
-                created = AuditEntry("request_created", request_id, user, {
-                    "kind": req.kind, "native": True, "server_id": server.id,
-                    "server_name": server.name, "old": values["old_spec"],
-                    "new": values["new_spec"], "expires_at": req.expires_at.isoformat()})
-                message = native_approval_message(req, server.name,
-                                                  rules.who_may_approve(user), now)
-                return request_plan(request_id, user=user, channel=channel, values=values,
-                                    created=created, replaced=replaced,
-                                    card=message)
-
-            try:
-                row = await ctx.store.run(Store.add_change_request, build)
-            except ConflictingUpdate:
-                continue
-            ctx.on_new_work()
-            return row
-        raise ImagebotError("Too many concurrent changes for this server; try again.")
+        who = rules.who_may_approve(user)
+        return await write_request(ctx, Proposal(
+            kind="off" if new is None else "set", server_id=server.id,
+            server_ref=request.server.text, server_name=server.name, old=old, new=new,
+            old_spec=spec_to_dict(old) if old else None,
+            new_spec=spec_to_dict(new) if new else None, user=user, channel=channel,
+            channel_name=channel_name, rules=rules, native=True, audit={"native": True},
+            card=lambda req, now: native_approval_message(req, server.name, who, now)))
 
     # --- apply (the scheduler loop) --------------------------------------------------------
 

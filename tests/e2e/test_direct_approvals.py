@@ -131,7 +131,7 @@ approvers = ["U0BOB", "S0APPROVERS", "S0MANY"]
         for uid in many:
             system.workspace.add_user(User(uid, uid.lower(), f"Member {uid}"))
         system.workspace.add_usergroup(UserGroup("S0MANY", "everyone", "Everyone", many))
-        with caplog.at_level(logging.INFO, logger="bot.scheduling.requests"):
+        with caplog.at_level(logging.INFO, logger="bot.scheduling.proposals"):
             await propose(system)
             # S0APPROVERS is Alice (the requester) and Carol; Bob is named.
             await system.wait_for(lambda: copy_of(system, "U0BOB") and copy_of(system, "U0CAROL"))
