@@ -37,14 +37,16 @@ from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.native_messages import (
     FAILED,
     OK,
+    STALE,
     NativeLine,
     applied_reply,
+    brief,
     native_approval_message,
     native_listing,
 )
 from bot.scheduling.ports import Context
 from bot.scheduling.proposals import Proposal, proposer_policy, write_request
-from bot.scheduling.rows import label, spec_to_dict, to_request
+from bot.scheduling.rows import label, spec_from_dict, spec_to_dict, to_request
 from bot.store import AuditEntry, OutboxItem, RequestRow, Store
 from bot.vocabulary import OutboxKind
 
@@ -85,6 +87,17 @@ def spec_of_cloud(schedule: RaxSchedule | None) -> ScheduleSpec | None:
         return None
     frequency = "weekly" if schedule.day_of_week else "daily"
     return native_spec(frequency, schedule.day_of_week, schedule.retention)
+
+
+def stale_reason(row: RequestRow, now: ScheduleSpec | None) -> str | None:
+    """Why a native request must not be applied (the cloud's schedule changed since it was
+    proposed, and not to what it asks), or None."""
+    was = spec_from_dict(row.old_spec) if row.old_spec else None
+    asked = spec_from_dict(row.new_spec) if row.new_spec else None
+    if now in (was, asked):
+        return None
+    return (f"the schedule of {label(row)} was changed in the control panel since this "
+            f"request (was: {brief(was)}, now: {brief(now)}); propose again")
 
 
 def request_message(row: RequestRow, who_may_approve: str, now: datetime) -> dict[str, Any]:
@@ -165,9 +178,20 @@ class NativeDesk:
             await self._record(row, result)
 
     async def _call(self, row: RequestRow, cloud_name: str | None) -> str:
-        """`ok: ...` or `failed: <why>` (a refusal); CloudUnavailable passes (retry)."""
+        """`ok: ...`, `failed: <why>` (a refusal) or `stale: <why>` (the cloud's schedule is
+        no longer the one the request was proposed against: nothing is written);
+        CloudUnavailable passes (retry)."""
         cloud = self.cloud(cloud_name)
         try:
+            # The stale check of a native request: its `old_spec` is what the cloud said when
+            # it was proposed. The resource carries only its retention and day, no version to
+            # write against (docs.rackspace.com/docs/cloud-servers/v2/extensions/
+            # ext-scheduled-images/), so this read is as close to the write as it gets. A schedule already equal to the new one is the
+            # change made before a crash (or the same wish in the control panel): carry on.
+            now_spec = spec_of_cloud(await cloud.get_rax_schedule(row.server_id))
+            why = stale_reason(row, now_spec)
+            if why is not None:
+                return f"{STALE}: {why}"
             if row.kind == "off":
                 await cloud.delete_rax_schedule(row.server_id)
                 return f"{OK}: disabled"
@@ -190,7 +214,8 @@ class NativeDesk:
         if thread:
             reply = reply | {"thread_ts": thread}
         ok = result.startswith(OK)
-        action = ("native_off" if row.kind == "off" else "native_set") if ok else "native_failed"
+        action = (("native_off" if row.kind == "off" else "native_set") if ok
+                  else "native_stale" if result.startswith(STALE) else "native_failed")
         recorded = await ctx.store.run(Store.record_native_applied, row.id, result=result,
             audit=[AuditEntry(action, row.server_id, f"request:{row.id}",
                               {"request": row.id, "result": result, "spec": row.new_spec})],
