@@ -4,12 +4,14 @@ approvals and audit as the bot's schedules.
 
 - `propose` (after the ack): the policy check, the server, the cloud's schedule as it is now
   (which also finds out whether the cloud has the service at all: `NoScheduledImages`), then a
-  change request row with `native = 1` and its approval message (native_messages.py). Its
+  change request row with `native = 1` and its approval message (native_messages.py), written
+  by `proposals.write_request` like every request (so its approvers get DM copies). Its
   specs are `ScheduleSpec(..., native=True)`, so expiry, supersede and decide treat it like any
   request; it supersedes only native requests for the server.
 - `apply` (the scheduler loop, each tick): every approved native request not yet carried out
-  is set on (or deleted from) the cloud; the answer is recorded once with an audit row and a
-  reply in the request's thread. Both calls are idempotent (a POST replaces, a DELETE of a
+  is set on (or deleted from) the cloud, unless the cloud's schedule is no longer the one it
+  was proposed against (changed in the control panel meanwhile: `stale_reason`, nothing is
+  written); the answer is recorded once with an audit row and a reply in the request's thread. Both calls are idempotent (a POST replaces, a DELETE of a
   disabled schedule is fine), so a crash between the call and the record only repeats it. An
   unavailable cloud is tried again next tick; a refusal is recorded and said.
 - `listing` (after the ack of `/image schedules`): each server the channel's policy may touch,
