@@ -11,9 +11,11 @@ approvals and audit as the bot's schedules.
 - `apply` (the scheduler loop, each tick): every approved native request not yet carried out
   is set on (or deleted from) the cloud, unless the cloud's schedule is no longer the one it
   was proposed against (changed in the control panel meanwhile: `stale_reason`, nothing is
-  written); the answer is recorded once with an audit row and a reply in the request's thread. Both calls are idempotent (a POST replaces, a DELETE of a
-  disabled schedule is fine), so a crash between the call and the record only repeats it. An
-  unavailable cloud is tried again next tick; a refusal is recorded and said.
+  written); the answer is recorded once with an audit row and a reply in the request's thread.
+  Both calls are idempotent (a POST replaces, a DELETE of a disabled schedule is fine), so a
+  crash between the call and the record only repeats it (the cloud then already holds the new
+  schedule, which is not stale). An unavailable cloud is tried again next tick; a refusal is
+  recorded and said.
 - `listing` (after the ack of `/image schedules`): each server the channel's policy may touch,
   read from the cloud, so a schedule set in the control panel shows up too.
 """
