@@ -66,6 +66,12 @@ async def said_privately(system: System, user: str, words: str) -> str:
         (t for t in ephemeral_texts(system, user) if words in t), None), within=15))
 
 
+async def applied(system: System, request_id: str) -> bool:
+    """Whether the loop has recorded the cloud's answer to the native request."""
+    row = await system.runtime.store.run(Store.get_change_request, request_id)
+    return row.applied_at is not None
+
+
 async def approve(system: System, request_id: str) -> None:
     message = await system.wait_for(lambda: approval_message(system, request_id), within=15)
     await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", request_id)
@@ -194,11 +200,7 @@ async def test_a_refusal_is_said_in_the_thread_and_an_outage_waits(tmp_path: Pat
         await system.command("alice", "#ops", "schedule web-1 daily --keep 2 --native")
         await approve(system, "R1")
 
-        async def refused() -> bool:
-            row = await system.runtime.store.run(Store.get_change_request, "R1")
-            return row.applied_at is not None
-
-        await system.wait_for(refused, within=15)
+        await system.wait_for(lambda: applied(system, "R1"), within=15)
         await system.settle()
         message = approval_message(system, "R1")
         assert message is not None and "did not take the change" in str(message.blocks)
@@ -236,11 +238,7 @@ async def test_a_control_panel_change_after_the_proposal_makes_it_stale(tmp_path
                 "retention": 3, "day_of_week": "SATURDAY"}})).status_code == 200
         await approve(system, "R1")
 
-        async def recorded() -> bool:
-            row = await system.runtime.store.run(Store.get_change_request, "R1")
-            return row.applied_at is not None
-
-        await system.wait_for(recorded, within=15)
+        await system.wait_for(lambda: applied(system, "R1"), within=15)
         await system.settle()
         # Nothing overwritten.
         assert await cloud_schedule(system, WEB1) == {
