@@ -97,7 +97,8 @@ class System:
         return await self.deliverer.slash_command(user, channel, text)
 
     async def settle(self, within: float = 30.0, *, poll: float = 0.02) -> None:
-        """Wait until no job is in flight and the outbox is empty (or raise TimeoutError)."""
+        """Wait until no job, scheduled run or restore test is in flight and the outbox is empty
+        (or raise TimeoutError)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             in_flight = await self.runtime.store.run(Store.in_flight_jobs)
@@ -107,13 +108,16 @@ class System:
             depth = await self.runtime.store.run(Store.outbox_depth)
             # A scheduled run stays open after its job until retention has run.
             runs = [r for r in await self.runtime.store.run(Store.open_runs) if r.result == "running"]
-            if not in_flight and depth == 0 and not runs and \
+            # A restore test runs after its job is done; its result is still to be posted.
+            verifying = await self.runtime.store.run(Store.open_verifications)
+            if not in_flight and depth == 0 and not runs and not verifying and \
                     not await self.runtime.background_work():
                 return
             self.runtime.poke()
             await asyncio.sleep(poll)
         raise TimeoutError(f"still busy after {within}s: {len(in_flight)} jobs in flight, "
-                           f"{len(runs)} scheduled runs open, {depth} messages queued")
+                           f"{len(runs)} scheduled runs open, {len(verifying)} restore tests "
+                           f"open, {depth} messages queued")
 
     async def wait_for(self, predicate: Callable[[], Any], within: float = 30.0,
                        poll: float = 0.02) -> Any:
