@@ -15,7 +15,7 @@ Replies go under the card through the outbox (`thread_of`), so a crash never rep
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from bot.scheduling.digest import card_text, digest_card, resume_reply, summary_
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_plan import FleetStep, digest_key, fleet_step, member_job, resolve
 from bot.scheduling.messages import run_note
+from bot.scheduling.op_messages import run_now_note
 from bot.scheduling.ports import Context
 from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import schedule_spec
@@ -57,8 +58,11 @@ class FleetRuns:
     # --- claiming a slot ---------------------------------------------------------------------
 
     async def claim(self, schedule: ScheduleRow, spec: ScheduleSpec, slot: datetime,
-                    missed: int) -> None:
-        """Resolve the target now and claim the slot with one job per member."""
+                    missed: int, *, run_now: bool = False) -> bool | None:
+        """Resolve the target now and claim the slot with one job per member: True when
+        claimed, False when the slot was claimed before, None when the cloud did not answer
+        (the next tick tries again). A `run_now` run is claimed under the approval time and
+        leaves `last_slot` alone, so the regular slots do not move (`operations`)."""
         ctx = self.ctx
         route = self.route(schedule)
         target = target_from_text(str(schedule.target))
@@ -67,15 +71,28 @@ class FleetRuns:
         except CloudError as exc:
             log.warning("schedule %s: cannot list servers for %s yet: %s", schedule.id,
                         target, exc)
-            return
+            return None
         policy = ctx.channel_policy(schedule.channel, schedule.channel_name)
         previous = await ctx.store.run(Store.previous_fleet_members, schedule.id)
         found = resolve(target, servers, policy.may_touch, previous)
         now = ctx.clock()
         base = job_values(schedule, route, spec, slot, missed, 1, now)
-        members = [(s.id, s.name, member_job(base, s, now, f"{base['note']} ({s.name})"))
+        note = (run_now_note(schedule.id, spec, schedule.run_now_request, slot) if run_now
+                else base["note"])
+        members = [(s.id, s.name, member_job(base, s, now, f"{note} ({s.name})"))
                    for s in found.members]
         who = actor(schedule.id)
+        started = {"slot": slot.isoformat(), "missed": missed,
+                   "servers": [s.name for s in found.members], "skipped": list(found.skipped),
+                   "dropped": list(found.dropped)}
+        fields: dict[str, Any] = {"last_run_at": now, "last_result": RunResult.RUNNING}
+        if run_now:
+            fields |= {"run_now_at": None, "run_now_request": None}
+            audit = [AuditEntry("run_now_started", schedule.id, who,
+                                {"request": schedule.run_now_request, **started})]
+        else:
+            fields["last_slot"] = slot
+            audit = [AuditEntry("run_started", schedule.id, who, started)]
 
         def outbox(run_id: int) -> list[OutboxItem]:
             fleet = FleetRun(run_id, schedule.id, target.text, found.dropped, found.skipped,
@@ -89,17 +106,31 @@ class FleetRuns:
         claimed = await ctx.store.run(Store.claim_fleet_slot,
             schedule.id, slot, missed=missed, target=target.text, members=members,
             dropped=found.dropped, skipped=found.skipped, result=RunResult.RUNNING,
-            schedule_fields={"last_slot": slot, "last_run_at": now,
-                             "last_result": RunResult.RUNNING},
-            audit=[AuditEntry("run_started", schedule.id, who, {
-                "slot": slot.isoformat(), "missed": missed,
-                "servers": [s.name for s in found.members], "skipped": list(found.skipped),
-                "dropped": list(found.dropped)})],
-            outbox=outbox)
-        if claimed is not None:
-            log.info("schedule %s: slot %s -> fleet run %s (%d servers)", schedule.id,
-                     slot.isoformat(), claimed.id, len(members))
-            ctx.on_new_work()
+            schedule_fields=fields, audit=audit, outbox=outbox)
+        if claimed is None:
+            return False
+        log.info("schedule %s: %s %s -> fleet run %s (%d servers)", schedule.id,
+                 "run-now" if run_now else "slot", slot.isoformat(), claimed.id, len(members))
+        ctx.on_new_work()
+        return True
+
+    async def start_runs_now(self, schedules: Sequence[ScheduleRow]) -> None:
+        """Start each approved run-now of a fleet schedule whose previous run has ended: ONE
+        fleet run (one digest card, every server the target matches now), claimed under the
+        approval time as its slot, so it is made once across restarts (`op_loop` does the
+        same for one server)."""
+        queued = [s for s in schedules if s.target and s.run_now_at is not None]
+        if not queued:
+            return
+        busy = {r.schedule_id for r in await self.ctx.store.run(Store.open_runs)}
+        for schedule in queued:
+            if schedule.id in busy:
+                continue  # one run of a schedule at a time: it waits for the one running
+            at: datetime = schedule.run_now_at  # type: ignore[assignment]
+            claimed = await self.claim(schedule, schedule_spec(schedule), at, 0, run_now=True)
+            if claimed is False:  # that instant is a claimed slot already: drop the queue
+                await self.ctx.store.run(Store.update_schedule, schedule.id,
+                                         {"run_now_at": None, "run_now_request": None})
 
     # --- following runs ----------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from bot.policy import ChannelPolicy, refuse
 from bot.scheduling.age_retention import preview_by_count_and_age
 from bot.scheduling.approvals import ChangeRequest, new_request
 from bot.scheduling.approvals import supersede as supersede_requests
+from bot.scheduling.fleet_ops import FleetNow, fleet_target, operation_blocks
+from bot.scheduling.fleet_requests import refuse_fleet, with_actions_last
 from bot.scheduling.messages import approval_message
 from bot.scheduling.operations import OpState, ScheduleOp, approved_fields, next_slot, refusal
 from bot.scheduling.ports import CloudPort, Context
@@ -40,6 +42,7 @@ from bot.scheduling.rows import (
 )
 from bot.store import AuditEntry, RequestPlan, RequestRow, ScheduleRow, Store
 from bot.vocabulary import RequestStatus
+from commands.targets import FleetTarget
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,18 @@ async def retention_preview(cloud: CloudPort, server_id: str, keep: int, schedul
     return doomed, kept_because_protected(found, schedule_id)
 
 
-async def schedule_target(ctx: Context, pol: ChannelPolicy, ref: str,
-                          channel: str) -> tuple[Server, ScheduleRow]:
-    """The server a schedule command names and its active schedule made in `channel`.
+async def schedule_target(ctx: Context, pol: ChannelPolicy, ref: str, channel: str,
+                          target: FleetTarget | None = None
+                          ) -> tuple[Server | FleetNow, ScheduleRow]:
+    """The server a schedule command names (or the fleet, `target`) and its active schedule
+    made in `channel`.
 
-    The one lookup of an operation's target (today a server name or UUID, as `schedule` takes
-    it). A schedule of another channel is answered like none, so nothing leaks."""
+    The one lookup of an operation's target: a server name or UUID, as `schedule` takes it, or
+    a fleet target (`web-*`, `meta:role=web`: `fleet_ops.fleet_target`, never `find_server`;
+    the channel's server patterns apply to each server it matches). A schedule of another
+    channel is answered like none, so nothing leaks."""
+    if target is not None:
+        return await fleet_target(ctx, pol, target, channel)
     server = await ctx.cloud(pol.cloud).find_server(ref)
     if not pol.may_touch(server.name):
         raise PermissionDenied(f"This channel may not image {server.name!r}.")
@@ -111,11 +120,14 @@ class OperationRequests:
         with the private answer (no schedule here, already paused, nothing to resume, ...)."""
         ctx = self.ctx
         pol = ctx.channel_policy(channel, channel_name)
-        refusal_text = await refuse(pol, user, request.server.text, ctx.member_groups,
-                                    doing="change schedules")
+        refusal_text = (await refuse_fleet(pol, user, ctx.member_groups)
+                        if request.target is not None else  # patterns: per matched server
+                        await refuse(pol, user, request.server.text, ctx.member_groups,
+                                     doing="change schedules"))
         if refusal_text:
             raise PermissionDenied(refusal_text)
-        server, schedule = await schedule_target(ctx, pol, request.server.text, channel)
+        server, schedule = await schedule_target(ctx, pol, request.server.text, channel,
+                                                 request.target)
         why, upcoming = operation_check(request.operation, schedule, ctx.clock(), self.window)
         if why:
             raise ImagebotError(why)
@@ -124,7 +136,10 @@ class OperationRequests:
         spec = active_spec(schedule)
         doomed: list[RetainableImage] = []
         kept: list[RetainableImage] = []
-        if op.kind == "run-now" and spec is not None:
+        fleet_blocks = (await operation_blocks(ctx.cloud(pol.cloud), server, op.kind, spec,
+                                               schedule.id, ctx.clock())
+                        if isinstance(server, FleetNow) else [])
+        if op.kind == "run-now" and spec is not None and not isinstance(server, FleetNow):
             doomed, kept = await retention_preview(ctx.cloud(pol.cloud), server.id, spec.keep,
                                                    schedule.id, keep_days=spec.keep_days,
                                                    now=ctx.clock())
@@ -159,7 +174,8 @@ class OperationRequests:
                     "expires_at": req.expires_at.isoformat()})
                 return request_plan(request_id, user=user, channel=channel, values=values,
                                     created=created, replaced=replaced,
-                                    card=approval_message(view, now))
+                                    card=with_actions_last(approval_message(view, now),
+                                                           fleet_blocks))
 
             try:
                 row = await ctx.store.run(Store.add_change_request, build)

@@ -18,6 +18,7 @@ import commands
 from bot.cloud.pool import CloudPool
 from bot.policy import ChannelPolicy, GroupResolver, Policy
 from bot.scheduling.due import DEFAULT_WINDOW, zone
+from bot.scheduling.fleet_ops import matches_now
 from bot.scheduling.loop import WARN_BEFORE, ScheduleLoop
 from bot.scheduling.messages import ScheduleLine, approvals_text, schedules_text
 from bot.scheduling.op_messages import schedule_notes
@@ -137,7 +138,10 @@ class ScheduleService:
                 id=row.id, server_label=label(row), spec=spec,
                 next_run=(nxt.astimezone(zone(spec.tz)), nxt) if nxt else None,
                 last_result=row.last_result, last_run_at=row.last_run_at,
-                approved_by=row.approved_by, notes=schedule_notes(op_state(row), spec, now)))
+                approved_by=row.approved_by,
+                # A fleet's target is resolved when asked: the servers it would image now.
+                notes=([await matches_now(self.ctx, row)] if row.target else [])
+                + schedule_notes(op_state(row), spec, now)))
         pending = await self._pending(channel)
         if server is not None:
             pending = [r for r in pending if server in (r.server_ref, r.server_name, r.server_id)]

@@ -83,8 +83,11 @@ class ScheduleCommands:
         """`/image schedule <server> pause|resume|run-now|skip-next`: refused at once, or
         proposed after the ack (`propose_operation`), like a schedule change."""
         pol = self.service._policy(who.channel, who.channel_name)
-        refusal = await refuse(pol, who.user, request.server.text, self.service.member_groups,
-                               doing="change schedules")
+        if request.target is not None:  # a fleet: the server patterns apply per matched server
+            refusal = await refuse_fleet(pol, who.user, self.service.member_groups)
+        else:
+            refusal = await refuse(pol, who.user, request.server.text,
+                                   self.service.member_groups, doing="change schedules")
         if refusal:
             return Reply(refusal)
         return Reply(f"Preparing the {request.operation} request; it will appear in the "
