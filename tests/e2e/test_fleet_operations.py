@@ -29,7 +29,7 @@ approvers = ["U0BOB", "U0CAROL"]
 notify_channel = "#ops-alerts"
 servers = ["web-*"]
 
-[channels.C0DEV]
+[channels.G0SECRET]
 servers = ["web-*"]
 """
 
@@ -190,9 +190,9 @@ async def test_schedules_lists_what_a_fleet_matches_now_in_its_channel_only(
         listing = await system.command("carol", "#ops", "schedules")
         assert "matches now (12):" in listing.text and "and 2 more" in listing.text
         # Another channel sees neither the schedule nor its servers.
-        elsewhere = await system.command("carol", "#dev", "schedules")
+        elsewhere = await system.command("alice", "#secret", "schedules")
         assert "web-*" not in elsewhere.text and "matches now" not in elsewhere.text
-        await refused_privately_in(system, "#dev", "schedule web-* pause",
+        await refused_privately_in(system, "#secret", "schedule web-* pause",
                                    "web-* has no schedule in this channel")
 
 
