@@ -15,7 +15,7 @@ Replies go under the card through the outbox (`thread_of`), so a crash never rep
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +28,16 @@ from bot.errors import (
     SlackUnavailable,
 )
 from bot.imaging.jobs import Job
+from bot.imaging.verify import TERMINAL, Verification
 from bot.scheduling.age_retention import select_by_count_and_age
-from bot.scheduling.digest import card_text, digest_card, resume_reply, summary_reply
+from bot.scheduling.digest import (
+    card_text,
+    digest_card,
+    resume_reply,
+    run_failed,
+    summary_reply,
+    summary_text,
+)
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_plan import FleetStep, digest_key, fleet_step, member_job, resolve
 from bot.scheduling.messages import run_note
@@ -43,6 +51,11 @@ from bot.vocabulary import OutboxKind, RunResult
 from commands.targets import target_from_text
 
 log = logging.getLogger(__name__)
+
+
+def verify_ended(check: Verification | None) -> bool:
+    """Has a member's restore test ended (passed or failed)? None: not queued yet."""
+    return check is not None and check.state in TERMINAL
 
 
 class FleetRuns:
@@ -151,6 +164,20 @@ class FleetRuns:
                 job_of[m.job_id] = await self.ctx.store.run(Store.get_job, m.job_id)
         return members, job_of
 
+    async def _checks(self, job_of: Mapping[str, Job]
+                      ) -> dict[str, Verification] | None:
+        """Each member job's latest restore test, by job id; None when the run's jobs were
+        made without `--verify` (the card and summary then say nothing of restore tests).
+        The jobs say it, not the schedule: one changed since does not hold this run."""
+        if not any(job.verify for job in job_of.values()):
+            return None
+        checks: dict[str, Verification] = {}
+        for job_id in job_of:
+            found = await self.ctx.store.run(Store.verifications_of_job, job_id)
+            if found:
+                checks[job_id] = found[-1]
+        return checks
+
     async def _follow(self, fleet: FleetRun, wake_at: list[datetime]) -> None:
         ctx = self.ctx
         schedule = await ctx.store.run(Store.get_schedule, fleet.schedule_id)
@@ -166,13 +193,18 @@ class FleetRuns:
                 wake_at.append(step.wake_at)
             await self._commit_step(fleet.run_id, schedule, run.slot, run.missed, route, key,
                                     step)
+            checks = await self._checks(job_of)
             for member in step.ready:
-                await self._retain(schedule, member, job_of[str(member.job_id)], route)
+                job = job_of[str(member.job_id)]
+                if job.verify and not verify_ended((checks or {}).get(job.id)):
+                    continue  # retention waits for the restore test: a failed one is not good
+                await self._retain(schedule, member, job, route)
             members, job_of = await self._state(fleet.run_id)
             step = fleet_step(members, job_of, now=ctx.clock(), busy_tries=self.busy_tries,
                               busy_spacing=self.busy_spacing)
-            if step.done:
-                await self._summarize(schedule, fleet, members, step.retried, route, key, who)
+            if step.done:  # every member ended, restore tests included (they held retention)
+                await self._summarize(schedule, fleet, members, step.retried, route, key, who,
+                                      await self._checks(job_of))
         latest: FleetRun | None = await ctx.store.run(Store.fleet_run, fleet.run_id)
         await self._rewrite_card(schedule, latest or fleet, run.slot)
 
@@ -247,13 +279,13 @@ class FleetRuns:
 
     async def _summarize(self, schedule: ScheduleRow, fleet: FleetRun,
                          members: list[FleetMember], retried: int, route: Route, key: str,
-                         who: str) -> None:
+                         who: str, checks: dict[str, Verification] | None) -> None:
+        """The run's result and final reply: a failed restore test fails the run too."""
         ctx = self.ctx
-        failed = [m for m in members if m.result == RunResult.FAILED]
-        ready = len(members) - len(failed)
+        failed = run_failed(members, checks)
+        ready = sum(1 for m in members if m.result == RunResult.SUCCEEDED)
         result = RunResult.FAILED if failed else RunResult.SUCCEEDED
-        text = f"{ready} of {len(members)} images ready" + (
-            f", {retried} retried" if retried else "")
+        text = summary_text(members, retried, checks)
         await ctx.store.run(Store.update_fleet, fleet.run_id,
             run_expected=RunResult.RUNNING,
             run_fields={"result": result, "detail": text},
@@ -265,7 +297,7 @@ class FleetRuns:
                                "failed": [m.server_name for m in failed]})],
             outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
                                payload=summary_reply(key, members, fleet, retried,
-                                                     route.mention))])
+                                                     route.mention, checks))])
         ctx.on_new_work()
 
     async def _rewrite_card(self, schedule: ScheduleRow, fleet: FleetRun, slot: datetime) -> None:
@@ -274,7 +306,8 @@ class FleetRuns:
         if ctx.web is None:
             return
         members, job_of = await self._state(fleet.run_id)
-        card = digest_card(schedule.id, fleet.target, slot, fleet, members, job_of)
+        card = digest_card(schedule.id, fleet.target, slot, fleet, members, job_of,
+                           await self._checks(job_of))
         rendered = card_text(card)
         final = fleet.summarized_at is not None
         if rendered == fleet.digest:
