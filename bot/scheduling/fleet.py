@@ -112,7 +112,8 @@ class FleetRuns:
                              None, None)
             shown = [FleetMember(run_id, sid, name, None, 1, RunResult.RUNNING, None, None,
                                  False, 0) for sid, name, _ in members]
-            card = digest_card(schedule.id, target.text, slot, fleet, shown, {})
+            card = digest_card(schedule.id, target.text, slot, fleet, shown, {},
+                               {} if schedule.verify else None)  # as `_rewrite_card` shows
             return [OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
                                thread_key=digest_key(run_id), payload=card)]
 
