@@ -30,6 +30,8 @@ from bot.store import ScheduleRow, Store
 from commands.targets import FleetTarget, target_from_text
 
 MAX_NAMED = 10  # `/image schedules` names this many matched servers, then counts the rest
+# The ack's note under a fleet schedule: what it matches is read from the cloud after the ack.
+FOLLOWS = ":busts_in_silhouette: the servers it matches now follow in a moment"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ async def matches_now(ctx: Context, row: ScheduleRow) -> str:
     try:
         servers = await ctx.cloud(pol.cloud).list_servers()
     except CloudError as exc:
-        return f":grey_question: matches now: unknown, the cloud did not answer ({exc.user_message()})"
+        return f"matches now: unknown, the cloud did not answer ({exc.user_message()})"
     found = resolve(target_from_text(str(row.target)), servers, pol.may_touch)
     return matches_line([s.name for s in found.members], found.skipped)
 
@@ -87,11 +89,11 @@ async def matches_now(ctx: Context, row: ScheduleRow) -> str:
 def matches_line(names: Sequence[str], skipped: Sequence[str] = ()) -> str:
     """"matches now (12): `web-1`, … and 2 more" (pure, for `matches_now`)."""
     if not names:
-        line = ":busts_in_silhouette: matches no server now"
+        line = "matches no server now"
     else:
         shown = ", ".join(code(n) for n in names[:MAX_NAMED])
         more = len(names) - MAX_NAMED
-        line = (f":busts_in_silhouette: matches now ({len(names)}): {shown}"
+        line = (f"matches now ({len(names)}): {shown}"
                 + (f" and {more} more" if more > 0 else ""))
     if skipped:
         line += f"; the channel policy skips {len(skipped)}"

@@ -72,7 +72,8 @@ async def test_fleet_pause_skips_slots_across_a_restart_and_resume_runs_every_se
         await refused_privately(system, "schedule web-* pause", "already paused (by R2)")
         listing = await system.command("carol", "#ops", "schedules")
         assert "paused since" in listing.text and "(R2)" in listing.text
-        assert "matches now (2): `web-1`, `web-2`" in listing.text
+        assert "matches now follow in a moment" in listing.text  # the cloud: after the ack
+        assert "*S1* `web-*` matches now (2): `web-1`, `web-2`" in await follow_up(system)
 
     async with rig.bot() as system:  # a restart: the pause is in SQLite
         await at(system, to_slot_after(system))
@@ -181,19 +182,33 @@ async def test_schedules_lists_what_a_fleet_matches_now_in_its_channel_only(
         for n in range(3, 14):  # web-3 .. web-13: 13 servers in all
             system.world.add_server(f"web-{n}")
         listing = await system.command("carol", "#ops", "schedules")
-        assert "web-*" in listing.text
-        assert "matches now (13):" in listing.text and "and 3 more" in listing.text
-        [line] = [x for x in listing.text.splitlines() if "matches now" in x]
-        assert line.count("`web-") == 10  # 10 named, the rest counted
+        assert "web-*" in listing.text and "matches now (" not in listing.text  # not in the ack
+        text = await follow_up(system)
+        assert "matches now (13):" in text and "and 3 more" in text
+        assert text.count("`web-") == 11  # the target and 10 servers named, the rest counted
         # Resolved when asked: a server deleted since is no longer listed.
         system.world.delete_server(system.world.find_server("web-13").id)
-        listing = await system.command("carol", "#ops", "schedules")
-        assert "matches now (12):" in listing.text and "and 2 more" in listing.text
+        await system.command("carol", "#ops", "schedules")
+        text = await follow_up(system, 2)
+        assert "matches now (12):" in text and "and 2 more" in text
         # Another channel sees neither the schedule nor its servers.
         elsewhere = await system.command("alice", "#secret", "schedules")
-        assert "web-*" not in elsewhere.text and "matches now" not in elsewhere.text
+        assert "web-*" not in elsewhere.text and "follow in a moment" not in elsewhere.text
+        await system.settle()
+        assert not any("matches now" in (e.text or "")
+                       for e in system.workspace.ephemerals("U0ALICE"))
         await refused_privately_in(system, "#secret", "schedule web-* pause",
                                    "web-* has no schedule in this channel")
+
+
+async def follow_up(system: System, count: int = 1) -> str:
+    """The `count`-th follow-up Carol got (the answer after the ack)."""
+    def answers() -> list[str]:
+        return [e.text or "" for e in system.workspace.ephemerals("U0CAROL")
+                if "matches" in (e.text or "") and "follow in a moment" not in (e.text or "")]
+
+    await system.wait_for(lambda: len(answers()) >= count)
+    return answers()[count - 1]
 
 
 async def refused_privately_in(system: System, channel: str, text: str, fragment: str) -> None:

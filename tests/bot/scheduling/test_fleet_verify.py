@@ -76,8 +76,8 @@ def test_the_summary_counts_the_verifies_and_a_failed_one_fails_the_run() -> Non
 def test_matches_line_names_at_most_ten_servers_and_counts_the_rest() -> None:
     names = [f"web-{i:02d}" for i in range(1, 16)]
     line = matches_line(names, skipped=("web-admin",))
-    assert line.startswith(":busts_in_silhouette: matches now (15): `web-01`, `web-02`")
+    assert line.startswith("matches now (15): `web-01`, `web-02`")
     assert line.count("`") == 2 * MAX_NAMED and "and 5 more" in line
     assert "the channel policy skips 1" in line
-    assert matches_line([]) == ":busts_in_silhouette: matches no server now"
+    assert matches_line([]) == "matches no server now"
     assert "more" not in matches_line(names[:MAX_NAMED])
