@@ -111,7 +111,7 @@ class ScheduleCommands:
         text = await self.service.schedules_answer(
             request.server.text if request.server else None, channel=who.scope)
         reply = self.native.with_listing(Reply(text), request, who)
-        if reply.follow_up is None and FOLLOWS in text:
+        if reply.follow_up is None and FOLLOWS in text:  # the ack promised fleets' matches
             reply = dataclasses.replace(reply, follow_up=FollowUp(request, who))
         return reply
 
