@@ -76,3 +76,10 @@ def copy_message(card: Mapping[str, Any], channel: str) -> dict[str, Any]:
     head = context(f"A change request in <#{channel}>: you are one of its approvers.")
     text = f"{card.get('text', '')} (in <#{channel}>)"
     return payload(text, [head, *blocks][:BLOCK_LIMIT])
+
+
+def shown_state(status: str, applied: bool) -> str:
+    """What a copy shows, as `request_copies.shown_status` records it: the request's status,
+    and for an approved native request whether the cloud's answer is in (the card changes
+    then too, with the status the same)."""
+    return f"{status}:applied" if applied else status

@@ -14,31 +14,23 @@ from typing import Any
 
 import commands
 from bot.cloud.models import Server
-from bot.errors import CloudError, ConflictingUpdate, ImagebotError, PermissionDenied
+from bot.errors import CloudError, ImagebotError, PermissionDenied
 from bot.policy import ChannelPolicy, GroupResolver, allowed_to_create
 from bot.scheduling.age_retention import preview_by_count_and_age
-from bot.scheduling.approvals import ChangeRequest, new_request
-from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.digest import approval_blocks
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_plan import fleet_key, resolve
-from bot.scheduling.messages import approval_message
 from bot.scheduling.ports import CloudPort, Context
+from bot.scheduling.proposals import Proposal, standard_card, write_request
 from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import (
     active_spec,
-    approval_view,
-    request_plan,
     spec_of,
     spec_to_dict,
-    to_request,
 )
-from bot.store import AuditEntry, RequestPlan, RequestRow, Store
-from bot.vocabulary import RequestStatus
+from bot.store import RequestRow, Store
 
 log = logging.getLogger(__name__)
-
-PROPOSE_TRIES = 3
 
 
 def fleet_spec_extra(request: commands.Schedule) -> dict[str, Any]:
@@ -129,40 +121,13 @@ async def propose_fleet(ctx: Context, request: commands.Schedule | commands.Sche
                                             existing.id if existing else None, now)
         extra_blocks = approval_blocks([s.name for s in found.members], found.skipped, doomed,
                                        protected)
-    for _ in range(PROPOSE_TRIES):
-        now = ctx.clock()
-        pending = [to_request(r) for r in await ctx.store.run(
-            Store.list_change_requests, statuses=[RequestStatus.PENDING], server_id=key)]
-
-        def build(request_id: str, now: datetime = now,
-                  pending: list[ChangeRequest] = pending) -> RequestPlan:
-            req = new_request(id=request_id, kind="off" if new is None else "set", server=key,
-                              old=old, new=new, requested_by=user, channel=channel, now=now,
-                              rules=rules)
-            replaced = supersede_requests(pending, req, now)
-            view = approval_view(req, target.text, rules, pol.notify_channel, now)
-            values = {
-                "kind": req.kind, "server_id": key, "server_ref": target.text,
-                "server_name": target.text,
-                "old_spec": spec_to_dict(old) if old else None,
-                "new_spec": (spec_to_dict(new) | extra) if new else None,
-                "requested_by": user, "channel": channel, "channel_name": channel_name,
-                "expires_at": req.expires_at, "status": RequestStatus.PENDING,
-            }
-            created = AuditEntry("request_created", request_id, user, {
-                "kind": req.kind, "server_id": key, "target": target.text,
-                "matches": [s.name for s in found.members], "skipped": list(found.skipped),
-                "old": values["old_spec"], "new": values["new_spec"],
-                "expires_at": req.expires_at.isoformat()})
-            message = with_actions_last(approval_message(view, now), extra_blocks)
-            return request_plan(request_id, user=user, channel=channel, values=values,
-                                created=created, replaced=replaced,
-                                card=message)
-
-        try:
-            row = await ctx.store.run(Store.add_change_request, build)
-        except ConflictingUpdate:
-            continue
-        ctx.on_new_work()
-        return row
-    raise ImagebotError("Too many concurrent changes for this fleet; try again.")
+    return await write_request(ctx, Proposal(
+        kind="off" if new is None else "set", server_id=key, server_ref=target.text,
+        server_name=target.text, old=old, new=new,
+        old_spec=spec_to_dict(old) if old else None,
+        new_spec=(spec_to_dict(new) | extra) if new else None,
+        user=user, channel=channel, channel_name=channel_name, rules=rules, noun="fleet",
+        audit={"target": target.text, "matches": [s.name for s in found.members],
+               "skipped": list(found.skipped)},
+        card=standard_card(target.text, rules, pol.notify_channel,
+                           wrap=lambda card: with_actions_last(card, extra_blocks))))

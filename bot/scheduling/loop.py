@@ -30,7 +30,7 @@ from bot.errors import (
 )
 from bot.loops import run_until
 from bot.scheduling.approvals import expire_due
-from bot.scheduling.direct import copy_message
+from bot.scheduling.direct import copy_message, shown_state
 from bot.scheduling.due import DEFAULT_WINDOW, DueQueue
 from bot.scheduling.fleet import FleetRuns
 from bot.scheduling.messages import approval_message, expiry_warning, skipped_notice
@@ -349,8 +349,9 @@ class ScheduleLoop:
         ctx = self.ctx
         assert ctx.web is not None
         message = copy_message(card, row.channel)
+        shown = shown_state(row.status, row.applied_at is not None)
         for copy in await ctx.store.run(Store.request_copies, row.id):
-            if not copy.posted or copy.shown_status == row.status:
+            if not copy.posted or copy.shown_status == shown:
                 continue
             try:
                 await ctx.web.update_message(str(copy.dm_channel), str(copy.ts),
@@ -360,5 +361,5 @@ class ScheduleLoop:
                 return False
             except SlackRejected as exc:  # e.g. the DM was closed: said once, not retried
                 log.error("giving up rewriting %s's copy of %s: %s", copy.user, row.id, exc)
-            await ctx.store.run(Store.record_copy_shown, row.id, copy.user, row.status)
+            await ctx.store.run(Store.record_copy_shown, row.id, copy.user, shown)
         return True

@@ -4,14 +4,18 @@ approvals and audit as the bot's schedules.
 
 - `propose` (after the ack): the policy check, the server, the cloud's schedule as it is now
   (which also finds out whether the cloud has the service at all: `NoScheduledImages`), then a
-  change request row with `native = 1` and its approval message (native_messages.py). Its
+  change request row with `native = 1` and its approval message (native_messages.py), written
+  by `proposals.write_request` like every request (so its approvers get DM copies). Its
   specs are `ScheduleSpec(..., native=True)`, so expiry, supersede and decide treat it like any
   request; it supersedes only native requests for the server.
 - `apply` (the scheduler loop, each tick): every approved native request not yet carried out
-  is set on (or deleted from) the cloud; the answer is recorded once with an audit row and a
-  reply in the request's thread. Both calls are idempotent (a POST replaces, a DELETE of a
-  disabled schedule is fine), so a crash between the call and the record only repeats it. An
-  unavailable cloud is tried again next tick; a refusal is recorded and said.
+  is set on (or deleted from) the cloud, unless the cloud's schedule is no longer the one it
+  was proposed against (changed in the control panel meanwhile: `stale_reason`, nothing is
+  written); the answer is recorded once with an audit row and a reply in the request's thread.
+  Both calls are idempotent (a POST replaces, a DELETE of a disabled schedule is fine), so a
+  crash between the call and the record only repeats it (the cloud then already holds the new
+  schedule, which is not stale). An unavailable cloud is tried again next tick; a refusal is
+  recorded and said.
 - `listing` (after the ack of `/image schedules`): each server the channel's policy may touch,
   read from the cloud, so a schedule set in the control panel shows up too.
 """
@@ -29,31 +33,29 @@ from bot.cloud.rax import RaxSchedule
 from bot.errors import (
     CloudError,
     CloudUnavailable,
-    ConflictingUpdate,
     ImagebotError,
     NoScheduledImages,
     PermissionDenied,
 )
-from bot.policy import refuse
-from bot.scheduling.approvals import ChangeRequest, new_request
-from bot.scheduling.approvals import supersede as supersede_requests
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.native_messages import (
     FAILED,
     OK,
+    STALE,
     NativeLine,
     applied_reply,
+    brief,
     native_approval_message,
     native_listing,
 )
 from bot.scheduling.ports import Context
-from bot.scheduling.rows import label, request_plan, spec_to_dict, to_request
-from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus
+from bot.scheduling.proposals import Proposal, proposer_policy, write_request
+from bot.scheduling.rows import label, spec_from_dict, spec_to_dict, to_request
+from bot.store import AuditEntry, OutboxItem, RequestRow, Store
+from bot.vocabulary import OutboxKind
 
 log = logging.getLogger(__name__)
 
-PROPOSE_TRIES = 3
 MAX_LISTED = 50  # servers read per listing (one GET each: the service has no bulk read)
 READ_AT_ONCE = 4
 
@@ -91,6 +93,17 @@ def spec_of_cloud(schedule: RaxSchedule | None) -> ScheduleSpec | None:
     return native_spec(frequency, schedule.day_of_week, schedule.retention)
 
 
+def stale_reason(row: RequestRow, now: ScheduleSpec | None) -> str | None:
+    """Why a native request must not be applied (the cloud's schedule changed since it was
+    proposed, and not to what it asks), or None."""
+    was = spec_from_dict(row.old_spec) if row.old_spec else None
+    asked = spec_from_dict(row.new_spec) if row.new_spec else None
+    if now in (was, asked):
+        return None
+    return (f"the schedule of {label(row)} was changed in the control panel since this "
+            f"request (was: {brief(was)}, now: {brief(now)}); propose again")
+
+
 def request_message(row: RequestRow, who_may_approve: str, now: datetime) -> dict[str, Any]:
     """The message of a native request row as it is now (posted, then rewritten)."""
     return native_approval_message(to_request(row), label(row), who_may_approve, now,
@@ -117,11 +130,8 @@ class NativeDesk:
         Raises `PermissionDenied`, `NoScheduledImages` (not a Rackspace cloud), cloud errors
         (unknown server) or `ImagebotError` (nothing to change)."""
         ctx = self.ctx
-        pol = ctx.channel_policy(channel, channel_name)
-        refusal = await refuse(pol, user, request.server.text, ctx.member_groups,
-                               doing="propose schedules")
-        if refusal:
-            raise PermissionDenied(refusal)
+        pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
+                                    "propose schedules")
         cloud = self.cloud(pol.cloud)
         if not await cloud.has_rax_schedules():  # before the server: this says more
             raise NoScheduledImages("This channel's cloud has no Rackspace Scheduled Images "
@@ -141,43 +151,14 @@ class NativeDesk:
                 raise ImagebotError(f"{server.name} already has exactly those Rackspace "
                                     "Scheduled Images.")
         rules = pol.approval_rules()
-        for _ in range(PROPOSE_TRIES):
-            now = ctx.clock()
-            pending = [to_request(r) for r in await ctx.store.run(
-                Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id) if r.native]
-
-            def build(request_id: str, now: datetime = now,
-                      pending: list[ChangeRequest] = pending) -> RequestPlan:
-                req = new_request(id=request_id, kind="off" if new is None else "set",
-                                  server=server.id, old=old, new=new, requested_by=user,
-                                  channel=channel, now=now, rules=rules)
-                replaced = supersede_requests(pending, req, now)
-                values = {
-                    "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
-                    "server_name": server.name, "native": 1,
-                    "old_spec": spec_to_dict(old) if old else None,
-                    "new_spec": spec_to_dict(new) if new else None,
-                    "requested_by": user, "channel": channel, "channel_name": channel_name,
-                    "expires_at": req.expires_at, "status": RequestStatus.PENDING,
-                }
-                created = AuditEntry("request_created", request_id, user, {
-                    "kind": req.kind, "native": True, "server_id": server.id,
-                    "server_name": server.name, "old": values["old_spec"],
-                    "new": values["new_spec"], "expires_at": req.expires_at.isoformat()})
-                message = native_approval_message(req, server.name,
-                                                  rules.who_may_approve(user), now)
-                return request_plan(request_id, user=user, channel=channel, values=values,
-                                    created=created, replaced=replaced,
-                                    card=message)
-
-            try:
-                row = await ctx.store.run(Store.add_change_request, build)
-            except ConflictingUpdate:
-                continue
-            ctx.on_new_work()
-            return row
-        raise ImagebotError("Too many concurrent changes for this server; try again.")
+        who = rules.who_may_approve(user)
+        return await write_request(ctx, Proposal(
+            kind="off" if new is None else "set", server_id=server.id,
+            server_ref=request.server.text, server_name=server.name, old=old, new=new,
+            old_spec=spec_to_dict(old) if old else None,
+            new_spec=spec_to_dict(new) if new else None, user=user, channel=channel,
+            channel_name=channel_name, rules=rules, native=True, audit={"native": True},
+            card=lambda req, now: native_approval_message(req, server.name, who, now)))
 
     # --- apply (the scheduler loop) --------------------------------------------------------
 
@@ -201,9 +182,20 @@ class NativeDesk:
             await self._record(row, result)
 
     async def _call(self, row: RequestRow, cloud_name: str | None) -> str:
-        """`ok: ...` or `failed: <why>` (a refusal); CloudUnavailable passes (retry)."""
+        """`ok: ...`, `failed: <why>` (a refusal) or `stale: <why>` (the cloud's schedule is
+        no longer the one the request was proposed against: nothing is written);
+        CloudUnavailable passes (retry)."""
         cloud = self.cloud(cloud_name)
         try:
+            # The stale check of a native request: its `old_spec` is what the cloud said when
+            # it was proposed. The resource carries only its retention and day, no version to
+            # write against (docs.rackspace.com/docs/cloud-servers/v2/extensions/
+            # ext-scheduled-images/), so this read is as close to the write as it gets. A schedule already equal to the new one is the
+            # change made before a crash (or the same wish in the control panel): carry on.
+            now_spec = spec_of_cloud(await cloud.get_rax_schedule(row.server_id))
+            why = stale_reason(row, now_spec)
+            if why is not None:
+                return f"{STALE}: {why}"
             if row.kind == "off":
                 await cloud.delete_rax_schedule(row.server_id)
                 return f"{OK}: disabled"
@@ -226,7 +218,8 @@ class NativeDesk:
         if thread:
             reply = reply | {"thread_ts": thread}
         ok = result.startswith(OK)
-        action = ("native_off" if row.kind == "off" else "native_set") if ok else "native_failed"
+        action = (("native_off" if row.kind == "off" else "native_set") if ok
+                  else "native_stale" if result.startswith(STALE) else "native_failed")
         recorded = await ctx.store.run(Store.record_native_applied, row.id, result=result,
             audit=[AuditEntry(action, row.server_id, f"request:{row.id}",
                               {"request": row.id, "result": result, "spec": row.new_spec})],

@@ -34,6 +34,16 @@ LIMITS = (f"{SERVICE} image the server once a day, or once a week on the day giv
           "made are never culled). Set on the cloud, so the control panel shows it too.")
 OK = "ok"
 FAILED = "failed"
+STALE = "stale"  # the cloud's schedule changed after the proposal: nothing was written
+
+
+def brief(spec: ScheduleSpec | None) -> str:
+    """A native schedule in a few words (`daily keep 7`, `weekly on Saturday keep 3`,
+    `none`), for the stale note."""
+    if spec is None:
+        return "none"
+    every = f"weekly on {spec.day.title()}" if spec.day else spec.frequency
+    return f"{every} keep {spec.keep}"
 
 
 def _change(request: ChangeRequest) -> str:
@@ -53,6 +63,9 @@ def _applied(request: ChangeRequest, result: str | None, at: datetime | None,
     if word == OK:
         done = "turned off" if request.kind == "off" else "set"
         return f":white_check_mark: {SERVICE} {done} on the cloud{stamp}."
+    if word == STALE:  # the words of a stale bot request (approvals.decide), with the why
+        return (f":warning: Not applied{stamp}: {request.id} is out of date: "
+                f"{user_text(detail.strip())}. Nothing was changed on the cloud.")
     return (f":x: The cloud did not take the change{stamp}: {user_text(detail.strip())}. "
             "Nothing else changed; propose it again once the cause is fixed.")
 

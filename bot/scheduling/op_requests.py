@@ -14,16 +14,15 @@ from datetime import datetime, timedelta
 
 import commands
 from bot.cloud.models import Server
-from bot.errors import CloudError, ConflictingUpdate, ImagebotError, PermissionDenied
-from bot.policy import ChannelPolicy, refuse
+from bot.errors import CloudError, ImagebotError, PermissionDenied
+from bot.policy import ChannelPolicy
 from bot.scheduling.age_retention import preview_by_count_and_age
-from bot.scheduling.approvals import ChangeRequest, new_request
-from bot.scheduling.approvals import supersede as supersede_requests
+from bot.scheduling.approvals import ChangeRequest
 from bot.scheduling.fleet_ops import FleetNow, fleet_target, operation_blocks
 from bot.scheduling.fleet_requests import refuse_fleet, with_actions_last
-from bot.scheduling.messages import approval_message
 from bot.scheduling.operations import OpState, ScheduleOp, approved_fields, next_slot, refusal
 from bot.scheduling.ports import CloudPort, Context
+from bot.scheduling.proposals import Proposal, proposer_policy, standard_card, write_request
 from bot.scheduling.retention import (
     RetainableImage,
     kept_because_protected,
@@ -32,21 +31,15 @@ from bot.scheduling.retention import (
 )
 from bot.scheduling.rows import (
     active_spec,
-    approval_view,
     op_state,
-    request_plan,
     schedule_spec,
     spec_to_dict,
     timing,
-    to_request,
 )
-from bot.store import AuditEntry, RequestPlan, RequestRow, ScheduleRow, Store
-from bot.vocabulary import RequestStatus
+from bot.store import RequestRow, ScheduleRow, Store
 from commands.targets import FleetTarget
 
 log = logging.getLogger(__name__)
-
-PROPOSE_TRIES = 3
 
 
 async def retention_preview(cloud: CloudPort, server_id: str, keep: int, schedule_id: str, *,
@@ -119,13 +112,14 @@ class OperationRequests:
         Raises `PermissionDenied` (policy), cloud errors (unknown server) or `ImagebotError`
         with the private answer (no schedule here, already paused, nothing to resume, ...)."""
         ctx = self.ctx
-        pol = ctx.channel_policy(channel, channel_name)
-        refusal_text = (await refuse_fleet(pol, user, ctx.member_groups)
-                        if request.target is not None else  # patterns: per matched server
-                        await refuse(pol, user, request.server.text, ctx.member_groups,
-                                     doing="change schedules"))
-        if refusal_text:
-            raise PermissionDenied(refusal_text)
+        if request.target is not None:  # a fleet: the patterns apply per matched server
+            pol = ctx.channel_policy(channel, channel_name)
+            refusal_text = await refuse_fleet(pol, user, ctx.member_groups)
+            if refusal_text:
+                raise PermissionDenied(refusal_text)
+        else:
+            pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
+                                        "change schedules")
         server, schedule = await schedule_target(ctx, pol, request.server.text, channel,
                                                  request.target)
         why, upcoming = operation_check(request.operation, schedule, ctx.clock(), self.window)
@@ -146,44 +140,13 @@ class OperationRequests:
         rules = pol.approval_rules()
         stored_spec = (spec_to_dict(spec) | ({"verify": True} if schedule.verify else {})
                        if spec else None)
-        for _ in range(PROPOSE_TRIES):
-            now = ctx.clock()
-            pending = [to_request(r) for r in await ctx.store.run(
-                Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id)]
-
-            def build(request_id: str, now: datetime = now,
-                      pending: list[ChangeRequest] = pending) -> RequestPlan:
-                req = new_request(id=request_id, kind="set", server=server.id, old=spec,
-                                  new=spec, requested_by=user, channel=channel, now=now,
-                                  rules=rules, operation=op)
-                replaced = supersede_requests(pending, req, now)
-                view = approval_view(req, server.name, rules, pol.notify_channel, now, doomed,
-                                     kept)
-                values = {
-                    "kind": "set", "server_id": server.id, "server_ref": request.server.text,
-                    "server_name": server.name, "old_spec": stored_spec,
-                    "new_spec": stored_spec, "requested_by": user, "channel": channel,
-                    "channel_name": channel_name, "expires_at": req.expires_at,
-                    "status": RequestStatus.PENDING, "operation": op.kind,
-                    "operation_detail": op.detail(),
-                }
-                created = AuditEntry("request_created", request_id, user, {
-                    "kind": "set", "operation": op.kind, **op.detail(),
-                    "server_id": server.id, "server_name": server.name,
-                    "expires_at": req.expires_at.isoformat()})
-                return request_plan(request_id, user=user, channel=channel, values=values,
-                                    created=created, replaced=replaced,
-                                    card=with_actions_last(approval_message(view, now),
-                                                           fleet_blocks))
-
-            try:
-                row = await ctx.store.run(Store.add_change_request, build)
-            except ConflictingUpdate:
-                continue
-            ctx.on_new_work()
-            return row
-        raise ImagebotError("Too many concurrent changes for this server; try again.")
+        return await write_request(ctx, Proposal(
+            kind="set", server_id=server.id, server_ref=request.server.text,
+            server_name=server.name, old=spec, new=spec, old_spec=stored_spec,
+            new_spec=stored_spec, user=user, channel=channel, channel_name=channel_name,
+            rules=rules, operation=op, audit={"operation": op.kind, **op.detail()},
+            card=standard_card(server.name, rules, pol.notify_channel, doomed, kept,
+                               wrap=lambda card: with_actions_last(card, fleet_blocks))))
 
 
 def operation_refused_at_approval(request: ChangeRequest, schedule: ScheduleRow | None,

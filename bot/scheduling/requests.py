@@ -23,20 +23,15 @@ from bot.errors import (
     NoSuchRequest,
     PermissionDenied,
 )
-from bot.policy import DISABLED_TEXT, not_here, refuse
+from bot.policy import DISABLED_TEXT, not_here
 from bot.scheduling.approvals import (
     UNSET,
-    ApprovalRules,
     ChangeRequest,
     Decision,
-    new_request,
 )
 from bot.scheduling.approvals import decide as decide_request
-from bot.scheduling.approvals import supersede as supersede_requests
-from bot.scheduling.direct import copy_key, copy_message, recipients
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_requests import fleet_spec_extra, propose_fleet
-from bot.scheduling.messages import approval_message
 from bot.scheduling.op_requests import (
     operation_refused_at_approval,
     operation_values,
@@ -44,22 +39,20 @@ from bot.scheduling.op_requests import (
 )
 from bot.scheduling.operations import after_change
 from bot.scheduling.ports import Context
+from bot.scheduling.proposals import Proposal, proposer_policy, standard_card, write_request
 from bot.scheduling.retention import RetainableImage
 from bot.scheduling.rows import (
     active_spec,
-    approval_view,
     decision_fields,
-    request_plan,
     spec_of,
     spec_to_dict,
     to_request,
 )
-from bot.store import AuditEntry, OutboxItem, RequestPlan, RequestRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus
+from bot.store import AuditEntry, RequestRow, Store
+from bot.vocabulary import RequestStatus
 
 log = logging.getLogger(__name__)
 
-PROPOSE_TRIES = 3  # a proposal races only decisions of older requests for the same server
 DECIDE_TRIES = 5
 
 
@@ -89,11 +82,8 @@ class ChangeRequests:
         if request.target is not None:  # a fleet: see `fleet_requests`
             return await propose_fleet(ctx, request, user=user, channel=channel,
                                        channel_name=channel_name)
-        pol = ctx.channel_policy(channel, channel_name)
-        refusal = await refuse(pol, user, request.server.text, ctx.member_groups,
-                               doing="propose schedules")
-        if refusal:
-            raise PermissionDenied(refusal)
+        pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
+                                    "propose schedules")
         cloud = ctx.cloud(pol.cloud)
         server = await cloud.find_server(request.server.text)
         if not pol.may_touch(server.name):
@@ -115,70 +105,13 @@ class ChangeRequests:
             doomed, kept = await retention_preview(cloud, server.id, new.keep, existing.id,
                                                    keep_days=new.keep_days, now=ctx.clock())
         rules = pol.approval_rules()
-        notify = pol.notify_channel
-        copies = await self._copy_recipients(rules, user)
-        for _ in range(PROPOSE_TRIES):
-            now = ctx.clock()
-            pending = [to_request(r) for r in await ctx.store.run(
-                Store.list_change_requests, statuses=[RequestStatus.PENDING],
-                server_id=server.id) if not r.native]  # --native ones: bot/scheduling/native.py
-
-            def build(request_id: str, now: datetime = now,
-                      pending: list[ChangeRequest] = pending) -> RequestPlan:
-                req = new_request(id=request_id, kind="off" if new is None else "set",
-                                  server=server.id, old=old, new=new, requested_by=user,
-                                  channel=channel, now=now, rules=rules)
-                replaced = supersede_requests(pending, req, now)
-                view = approval_view(req, server.name, rules, notify, now, doomed, kept)
-                values = {
-                    "kind": req.kind, "server_id": server.id, "server_ref": request.server.text,
-                    "server_name": server.name,
-                    "old_spec": spec_to_dict(old) if old else None,
-                    "new_spec": (spec_to_dict(new) | _verify_flag(request)) if new else None,
-                    "requested_by": user, "channel": channel, "channel_name": channel_name,
-                    "expires_at": req.expires_at, "status": RequestStatus.PENDING,
-                }
-                created = AuditEntry("request_created", request_id, user, {
-                    "kind": req.kind, "server_id": server.id, "server_name": server.name,
-                    "old": values["old_spec"], "new": values["new_spec"],
-                    "expires_at": req.expires_at.isoformat()})
-                card = approval_message(view, now)
-                # Each approver's DM copy: the same card, said for which channel (m011).
-                dms = [OutboxItem(kind=OutboxKind.DM_COPY, channel=approver,
-                                  payload={"request_id": request_id, "user": approver,
-                                           **copy_message(card, channel)},
-                                  thread_key=copy_key(request_id, approver))
-                       for approver in copies]
-                return request_plan(request_id, user=user, channel=channel, values=values,
-                                    created=created, replaced=replaced, card=card,
-                                    more_outbox=dms, copies=copies)
-
-            try:
-                row = await ctx.store.run(Store.add_change_request, build)
-            except ConflictingUpdate:
-                continue  # an older request was decided meanwhile; look again
-            ctx.on_new_work()
-            return row
-        raise ImagebotError("Too many concurrent changes for this server; try again.")
-
-    async def _copy_recipients(self, rules: ApprovalRules, requester: str) -> tuple[str, ...]:
-        """Who gets a DM copy of the request (`direct.recipients`): user groups are read from
-        Slack here, before the transaction; one that cannot be read gets no copies (the
-        channel message still asks its members)."""
-        groups: dict[str, frozenset[str] | None] = {}
-        for group in sorted(rules.approver_groups):
-            if self.ctx.group_members is None:
-                groups[group] = None
-                continue
-            try:
-                groups[group] = await self.ctx.group_members(group)
-            except ImagebotError as exc:
-                log.warning("cannot read user group %s for DM copies: %s", group, exc)
-                groups[group] = None
-        chosen = recipients(rules, requester, groups)
-        for note in chosen.notes:
-            log.info("DM copies: %s", note)
-        return chosen.users
+        return await write_request(ctx, Proposal(
+            kind="off" if new is None else "set", server_id=server.id,
+            server_ref=request.server.text, server_name=server.name, old=old, new=new,
+            old_spec=spec_to_dict(old) if old else None,
+            new_spec=(spec_to_dict(new) | _verify_flag(request)) if new else None,
+            user=user, channel=channel, channel_name=channel_name, rules=rules,
+            card=standard_card(server.name, rules, pol.notify_channel, doomed, kept)))
 
     async def _request_here(self, request_id: str, actor: str, action: str,
                             channel: str | None) -> RequestRow:

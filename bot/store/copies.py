@@ -26,7 +26,7 @@ class RequestCopy:
     dm_channel: str | None  # the DM's id once `conversations.open` named it
     ts: str | None  # the message once posted
     posted_at: datetime | None
-    shown_status: str | None  # the request status the copy last showed
+    shown_status: str | None  # what the copy last showed (`direct.shown_state`)
 
     @property
     def posted(self) -> bool:

@@ -131,7 +131,7 @@ approvers = ["U0BOB", "S0APPROVERS", "S0MANY"]
         for uid in many:
             system.workspace.add_user(User(uid, uid.lower(), f"Member {uid}"))
         system.workspace.add_usergroup(UserGroup("S0MANY", "everyone", "Everyone", many))
-        with caplog.at_level(logging.INFO, logger="bot.scheduling.requests"):
+        with caplog.at_level(logging.INFO, logger="bot.scheduling.proposals"):
             await propose(system)
             # S0APPROVERS is Alice (the requester) and Carol; Bob is named.
             await system.wait_for(lambda: copy_of(system, "U0BOB") and copy_of(system, "U0CAROL"))
@@ -230,3 +230,85 @@ async def test_a_click_by_someone_no_longer_an_approver_is_refused_privately(
         row = await second.runtime.store.run(Store.get_change_request, "R1")
         assert row.status == "pending"
         assert buttons(copy_of(second, "U0BOB")) == ["cr_approve", "cr_reject"]  # type: ignore[arg-type]
+
+
+def decided_everywhere(system: System, request_id: str) -> bool:
+    """The channel card and both approvers' copies of `request_id` show no buttons."""
+    shown = [approval_message(system, request_id), copy_of(system, "U0BOB", request_id),
+             copy_of(system, "U0CAROL", request_id)]
+    return all(m is not None and not buttons(m) for m in shown)
+
+
+async def test_an_operation_request_is_asked_by_dm_and_approved_there(tmp_path: Path) -> None:
+    """Operations (pause here) go through the one propose path (`proposals.write_request`):
+    their approvers get a DM copy too, and a click on it decides the request."""
+    async with running_system(speed=200, policy_path=policy_file(tmp_path, POLICY),
+                              slack_rate_scale=20) as system:
+        await propose(system)
+        await system.command("bob", "#ops", "approve R1")
+        await system.command("alice", "#ops", "schedule web-1 pause")
+        card = await system.wait_for(lambda: approval_message(system, "R2"), within=15)
+        bob = await system.wait_for(lambda: copy_of(system, "U0BOB", "R2"))
+        await system.wait_for(lambda: copy_of(system, "U0CAROL", "R2"))
+        assert buttons(bob) == buttons(card) == ["cr_approve", "cr_reject"]
+        assert bob.blocks is not None and bob.blocks[1:] == card.blocks
+        assert "<#C0OPS>" in (bob.text or "")
+        assert not [m for m in dm_of(system, "U0ALICE")]  # the requester is not asked
+
+        await system.deliverer.click("bob", "D0BOB", bob.ts, "cr_approve", "R2")
+        await system.wait_for(lambda: decided_everywhere(system, "R2"))
+        for message in (approval_message(system, "R2"), copy_of(system, "U0CAROL", "R2")):
+            assert message is not None and "Approved* by <@U0BOB>" in str(message.blocks)
+        [schedule] = await system.runtime.store.run(Store.list_schedules)
+        assert schedule.paused_at is not None and schedule.pause_request == "R2"
+
+
+async def test_a_native_request_is_asked_by_dm_and_every_copy_follows_the_cloud(
+        tmp_path: Path) -> None:
+    """`--native` requests get DM copies too; approved from a copy, the cloud's schedule is
+    set, and the channel card and every copy then say so (the cloud's answer changes the card
+    without changing the request's status: `direct.shown_state`)."""
+    async with running_system(speed=200, policy_path=policy_file(tmp_path, POLICY),
+                              slack_rate_scale=20, api="rackspace-legacy") as system:
+        await system.command("alice", "#ops", "schedule web-1 daily --keep 7 --native")
+        card = await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        carol = await system.wait_for(lambda: copy_of(system, "U0CAROL"))
+        await system.wait_for(lambda: copy_of(system, "U0BOB"))
+        assert "Rackspace Scheduled Images" in (carol.text or "")
+        assert carol.blocks is not None and carol.blocks[1:] == card.blocks
+        assert dm_of(system, "U0ALICE") == []
+
+        # The cloud is away for a moment: every copy shows the approval before the answer.
+        system.world.inject("http", path="/rax-si-image-schedule$", method="POST", status=503,
+                            count=4)
+        await system.deliverer.click("carol", "D0CAROL", carol.ts, "cr_approve", "R1")
+        await system.wait_for(lambda: "Setting it on the cloud" in str(
+            copy_of(system, "U0BOB").blocks), within=15)  # type: ignore[union-attr]
+
+        def set_everywhere() -> bool:
+            shown = [approval_message(system, "R1"), copy_of(system, "U0BOB"),
+                     copy_of(system, "U0CAROL")]
+            return all(m is not None and "set on the cloud" in str(m.blocks) for m in shown)
+
+        await system.wait_for(set_everywhere, within=15)
+        for message in (approval_message(system, "R1"), copy_of(system, "U0BOB")):
+            assert message is not None and not buttons(message)
+            assert "Approved* by <@U0CAROL>" in str(message.blocks)
+        row = await system.runtime.store.run(Store.get_change_request, "R1")
+        assert row.apply_result is not None and row.apply_result.startswith("ok")
+        assert len(dm_of(system, "U0BOB")) == len(dm_of(system, "U0CAROL")) == 1
+
+
+async def test_a_fleet_request_is_asked_by_dm_with_its_matched_servers(tmp_path: Path) -> None:
+    async with running_system(speed=200, policy_path=policy_file(tmp_path, POLICY),
+                              slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "schedule web-* daily at 03:00 --keep 2")
+        card = await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        bob = await system.wait_for(lambda: copy_of(system, "U0BOB"))
+        await system.wait_for(lambda: copy_of(system, "U0CAROL"))
+        assert bob.blocks is not None and bob.blocks[1:] == card.blocks
+        assert "web-1" in str(bob.blocks)  # the servers it matches today, as in the channel
+        await system.deliverer.click("bob", "D0BOB", bob.ts, "cr_approve", "R1")
+        await system.wait_for(lambda: decided_everywhere(system, "R1"))
+        [schedule] = await system.runtime.store.run(Store.list_schedules)
+        assert schedule.approved_by == "U0BOB" and schedule.target == "web-*"

@@ -66,6 +66,12 @@ async def said_privately(system: System, user: str, words: str) -> str:
         (t for t in ephemeral_texts(system, user) if words in t), None), within=15))
 
 
+async def applied(system: System, request_id: str) -> bool:
+    """Whether the loop has recorded the cloud's answer to the native request."""
+    row = await system.runtime.store.run(Store.get_change_request, request_id)
+    return row.applied_at is not None
+
+
 async def approve(system: System, request_id: str) -> None:
     message = await system.wait_for(lambda: approval_message(system, request_id), within=15)
     await system.deliverer.click("bob", "C0OPS", message.ts, "cr_approve", request_id)
@@ -194,11 +200,7 @@ async def test_a_refusal_is_said_in_the_thread_and_an_outage_waits(tmp_path: Pat
         await system.command("alice", "#ops", "schedule web-1 daily --keep 2 --native")
         await approve(system, "R1")
 
-        async def refused() -> bool:
-            row = await system.runtime.store.run(Store.get_change_request, "R1")
-            return row.applied_at is not None
-
-        await system.wait_for(refused, within=15)
+        await system.wait_for(lambda: applied(system, "R1"), within=15)
         await system.settle()
         message = approval_message(system, "R1")
         assert message is not None and "did not take the change" in str(message.blocks)
@@ -216,3 +218,49 @@ async def test_a_refusal_is_said_in_the_thread_and_an_outage_waits(tmp_path: Pat
             "image_schedule": {"retention": 2}}
         row = await system.runtime.store.run(Store.get_change_request, "R2")
         assert row.apply_result is not None and row.apply_result.startswith("ok")
+
+
+async def test_a_control_panel_change_after_the_proposal_makes_it_stale(tmp_path: Path) -> None:
+    """The stale check of a native request: what the cloud said at the proposal is its old
+    spec; changed on the cloud before the approval is carried out, nothing is written and the
+    thread says why (like an out-of-date bot request, `approvals.decide`)."""
+    policy = policy_file(tmp_path, POLICY)
+    async with running_system(speed=200, policy_path=policy, api="rackspace-legacy") as system:
+        async with control_panel(system) as http:  # set before the bot is asked
+            assert (await http.post(si_path(WEB1), json={"image_schedule": {
+                "retention": 7}})).status_code == 200
+        await system.command("alice", "#ops", "schedule web-1 weekly mon --keep 4 --native")
+        message = await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        assert "keeping 7" in str(message.blocks)
+        # Someone changes it in the control panel meanwhile.
+        async with control_panel(system) as http:
+            assert (await http.post(si_path(WEB1), json={"image_schedule": {
+                "retention": 3, "day_of_week": "SATURDAY"}})).status_code == 200
+        await approve(system, "R1")
+
+        await system.wait_for(lambda: applied(system, "R1"), within=15)
+        await system.settle()
+        # Nothing overwritten.
+        assert await cloud_schedule(system, WEB1) == {
+            "image_schedule": {"retention": 3, "day_of_week": "SATURDAY"}}
+        row = await system.runtime.store.run(Store.get_change_request, "R1")
+        assert row.apply_result is not None and row.apply_result.startswith("stale")
+        why = ("the schedule of web-1 was changed in the control panel since this request "
+               "(was: daily keep 7, now: weekly on Saturday keep 3); propose again")
+        rewritten = approval_message(system, "R1")
+        assert rewritten is not None and "cr_approve" not in str(rewritten.blocks)
+        assert why in str(rewritten.blocks) and "R1 is out of date" in str(rewritten.blocks)
+        assert any(why in t and "Nothing was changed on the cloud" in t
+                   for t in thread_texts(system, rewritten.ts))
+        audit = [a.action for a in await system.runtime.store.run(Store.audit_rows)]
+        assert "native_stale" in audit and "native_set" not in audit
+
+        # Proposed again against what the cloud says now, it goes through.
+        await system.command("alice", "#ops", "schedule web-1 weekly mon --keep 4 --native")
+        await approve(system, "R2")
+
+        async def monday() -> bool:
+            return await cloud_schedule(system, WEB1) == {
+                "image_schedule": {"retention": 4, "day_of_week": "MONDAY"}}
+
+        await system.wait_for(monday, within=15)

@@ -10,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 from bot.cloud.rax import RaxSchedule
 from bot.scheduling.approvals import ApprovalRules, new_request
 from bot.scheduling.due import describe
-from bot.scheduling.native import native_spec, spec_of_cloud
+from bot.scheduling.native import native_spec, spec_of_cloud, stale_reason
 from bot.scheduling.native_messages import (
     NativeLine,
     applied_reply,
+    brief,
     native_approval_message,
     native_listing,
 )
 from bot.scheduling.rows import spec_from_dict, spec_to_dict
+from bot.store import RequestRow
 from bot.vocabulary import RequestStatus
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -95,3 +97,47 @@ def test_the_listing_shows_only_enabled_servers_and_a_short_note_on_failure() ->
     assert "none set" in native_listing([NativeLine("web-2", None)])
     note = native_listing([], unreadable="The cloud is unavailable")
     assert note.startswith(":warning:") and "\n" not in note and "unaffected" in note
+
+
+def stored_request(old: RaxSchedule | None, new: RaxSchedule | None) -> RequestRow:
+    """A native request row proposed when the cloud had `old`, asking for `new`."""
+    def stored(rax: RaxSchedule | None) -> dict[str, object] | None:
+        spec = spec_of_cloud(rax)
+        return spec_to_dict(spec) if spec else None
+
+    return RequestRow(id="R1", kind="set" if new else "off", server_id="srv-1",
+                      server_ref="web-1", server_name="web-1", old_spec=stored(old),
+                      new_spec=stored(new), requested_by="U0ALICE", channel="C0OPS",
+                      channel_name=None, created_at=NOW, expires_at=NOW + timedelta(hours=1),
+                      status=RequestStatus.APPROVED, decided_by="U0BOB", decided_at=NOW,
+                      reason=None, warned_at=None, message_dirty=0, updated_at=NOW,
+                      native=True)
+
+
+def test_a_native_request_is_stale_when_the_cloud_moved_elsewhere() -> None:
+    row = stored_request(RaxSchedule(7), RaxSchedule(4, "MONDAY"))
+    # As proposed against, or already as asked (a repeat after a crash): carry on.
+    assert stale_reason(row, spec_of_cloud(RaxSchedule(7))) is None
+    assert stale_reason(row, spec_of_cloud(RaxSchedule(4, "MONDAY"))) is None
+    assert stale_reason(row, spec_of_cloud(RaxSchedule(3, "SATURDAY"))) == (
+        "the schedule of web-1 was changed in the control panel since this request "
+        "(was: daily keep 7, now: weekly on Saturday keep 3); propose again")
+    assert "now: none" in str(stale_reason(row, None))
+    # Turning off what was set: disabled meanwhile is the goal met; another retention is not.
+    off = stored_request(RaxSchedule(7), None)
+    assert stale_reason(off, None) is None
+    assert "was: daily keep 7, now: daily keep 2" in str(
+        stale_reason(off, spec_of_cloud(RaxSchedule(2))))
+    # Set where there was none: one set in the control panel meanwhile is a change too.
+    fresh = stored_request(None, RaxSchedule(7))
+    assert "was: none, now: daily keep 5" in str(stale_reason(fresh, spec_of_cloud(
+        RaxSchedule(5))))
+    assert brief(None) == "none"
+
+
+def test_a_stale_result_says_out_of_date_and_that_nothing_changed() -> None:
+    done = dataclasses.replace(request(), status=RequestStatus.APPROVED, decided_by="U0BOB",
+                               decided_at=NOW)
+    reply = applied_reply(done, "web-1", "stale: it moved (was: a, now: b)", NOW)
+    assert "Not applied" in reply["text"] and "R1 is out of date: it moved" in reply["text"]
+    assert "Nothing was changed on the cloud" in reply["text"]

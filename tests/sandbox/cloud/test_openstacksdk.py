@@ -153,3 +153,35 @@ def test_sdk_sees_a_failed_boot_as_a_resource_failure(sim) -> None:
                                        networks="auto")
     finally:
         conn.close()
+
+
+def test_sdk_reads_and_merges_server_metadata_and_keeps_a_protected_image(sim) -> None:
+    """What fleet targets (`meta:role=web`) and `/image protect` rely on, through openstacksdk:
+    `POST /servers/{id}/metadata` merges (Nova API reference, "Create or Update Metadata Items"),
+    and Glance refuses to delete a protected image with 403 until `protected` is patched off
+    (Glance v2 API reference, "Delete image": "403 Forbidden ... the image is protected")."""
+    world, clock, url = sim
+    conn = connect(url, "password", PASSWORD)
+    try:
+        web1 = conn.compute.find_server("web-1", ignore_missing=False)
+        before = dict(conn.compute.get_server_metadata(web1).metadata or {})
+        conn.compute.set_server_metadata(web1, role="web", tier="front")
+        merged = conn.compute.get_server_metadata(web1).metadata
+        assert merged == {**before, "role": "web", "tier": "front"}
+        conn.compute.set_server_metadata(web1, tier="back")
+        assert conn.compute.get_server_metadata(web1).metadata == {**before, "role": "web",
+                                                                    "tier": "back"}
+
+        image = conn.compute.create_server_image(web1, "keep-me", wait=False)
+        clock.advance(120)
+        conn.image.update_image(image.id, is_protected=True)
+        assert conn.image.get_image(image.id).is_protected is True
+        with pytest.raises(openstack.exceptions.ForbiddenException):
+            conn.image.delete_image(image.id)
+        assert conn.image.get_image(image.id).status == "active"
+        conn.image.update_image(image.id, is_protected=False)
+        conn.image.delete_image(image.id)
+        with pytest.raises(openstack.exceptions.NotFoundException):
+            conn.image.get_image(image.id)
+    finally:
+        conn.close()
