@@ -468,11 +468,8 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
         raise spec.fail(f"{show(rest[0].text)} is not daily, weekly or off, nor pause, "
                         f"resume, run-now or skip-next{did_you_mean(mode, _MODES)}.")
     rest = rest[1:]
-    if mode in OPERATIONS:
-        if target is not None:
-            raise spec.fail(f"`{mode}` works on one server's schedule for now, not on a fleet's "
-                            f"(`{target.text}`); `schedule {target.text} off` stops it.")
-        return _schedule_operation(spec, server, mode, rest, args)
+    if mode in OPERATIONS:  # on a server's schedule, or a fleet's (`target`)
+        return _schedule_operation(spec, server, mode, rest, args, target)
     if mode == "off":
         no_extra(spec, rest)
         if args.options:
@@ -509,13 +506,13 @@ def _build_schedule(spec: Spec, args: Args) -> Request:
 
 
 def _schedule_operation(spec: Spec, server: ServerRef, mode: str, rest: Sequence[Token],
-                        args: Args) -> Request:
-    """`schedule <server> pause|resume|run-now|skip-next`: no more words, no options."""
+                        args: Args, target: FleetTarget | None = None) -> Request:
+    """`schedule <server|target> pause|resume|run-now|skip-next`: no more words, no options."""
     no_extra(spec, list(rest))
     if args.options:
         raise spec.fail(f"`{mode}` takes no options (the schedule keeps its own).")
     operation = next(op for op in OPERATIONS if op == mode)
-    return ScheduleOperation(server=server, operation=operation)
+    return ScheduleOperation(server=server, operation=operation, target=target)
 
 
 def _image_first(spec: Spec, args: Args) -> str:
@@ -740,7 +737,9 @@ TABLE: tuple[Spec, ...] = (
                  "schedule replaces the old one; `off` removes it. `pause` stops the runs "
                  "until `resume` (slots missed while paused are not caught up); `run-now` "
                  "takes one image now without moving the regular slots; `skip-next` skips "
-                 "only the next slot. Each is a change request, like a new schedule: it may "
+                 "only the next slot; on a fleet they act on the fleet's schedule, and a "
+                 "`run-now` is one run of every server it matches. Each is a change request, "
+                 "like a new schedule: it may "
                  "need an approval. With --native (Rackspace clouds) the cloud's own "
                  "Scheduled Images are set instead: no time of day, retention by count only."),
         options=(_KEEP, _KEEP_DAYS, _TZ, _VERIFY, _NATIVE),
@@ -748,7 +747,7 @@ TABLE: tuple[Spec, ...] = (
                   "schedule db-2 weekly sat at 23:00 --keep 4",
                   "schedule web-* daily at 03:00 --keep 7 --keep-days 30",
                   "schedule meta:role=web weekly sun --keep-days 14", "schedule web-1 off",
-                  "schedule web-1 pause", "schedule web-1 skip-next",
+                  "schedule web-1 pause", "schedule web-1 skip-next", "schedule web-* run-now",
                   "schedule web-1 weekly sat --keep 4 --native"),
         build=_build_schedule,
     ),
@@ -757,8 +756,8 @@ TABLE: tuple[Spec, ...] = (
         forms=("[<server>] [--all]",),
         summary="List image schedules.",
         details=("This channel's schedules, or the one of a server, with the next run in "
-                 "UTC; on Rackspace also the cloud's own Scheduled Images, read from the "
-                 "cloud."),
+                 "UTC; a fleet's with the servers its target matches now; on Rackspace also "
+                 "the cloud's own Scheduled Images, read from the cloud."),
         options=(_ALL,),
         examples=("schedules", "schedules web-1", "schedules --all"),
         build=_build_schedules,

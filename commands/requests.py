@@ -167,13 +167,15 @@ OPERATIONS: tuple[Operation, ...] = ("pause", "resume", "run-now", "skip-next")
 @dataclass(frozen=True)
 class ScheduleOperation:
     """`schedule <server> pause|resume|run-now|skip-next`: an operation on a server's schedule
-    (pause its runs, resume them, one extra run now, skip only the next slot)."""
+    (pause its runs, resume them, one extra run now, skip only the next slot), or on a fleet
+    schedule's (`target`: `web-*`, `meta:role=web`)."""
 
     name: ClassVar[str] = "schedule"
     command: ClassVar[str] = "schedule"
 
     server: ServerRef
     operation: Operation
+    target: FleetTarget | None = None  # a fleet schedule's target (see `Schedule.target`)
 
 
 @dataclass(frozen=True)

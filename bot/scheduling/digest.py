@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.blocks import code, context, payload, plural, section, user_text
+from bot.blocks import code, context, human_duration, payload, plural, section, user_text
 from bot.imaging.jobs import Job
+from bot.imaging.verify import TERMINAL, Verification
 from bot.scheduling.messages import MAX_LISTED_IMAGES, alert
 from bot.scheduling.retention import RetainableImage
 from bot.store import FleetMember, FleetRun
@@ -30,12 +31,34 @@ _PHASES: Mapping[str, str] = {
 }
 
 
-def member_phase(member: FleetMember, job: Job | None) -> str:
-    """One server's line on the digest card."""
+def verify_text(v: Verification | None) -> str:
+    """A member's restore test (`--verify`) as the digest says it: running, booted in N s, or
+    failed and why."""
+    if v is None:
+        return "restore test queued"
+    if v.state not in TERMINAL:
+        return "restore test running"
+    if v.outcome == "passed":
+        took = v.boot_seconds
+        return "verified: booted" + (f" in {human_duration(took)}" if took is not None else "")
+    return f"restore test failed: {user_text(v.error or 'the server did not boot')}"
+
+
+def verify_failed(v: Verification | None) -> bool:
+    """True when a member's restore test ended and the image did not pass it."""
+    return v is not None and v.state in TERMINAL and v.outcome != "passed"
+
+
+def member_phase(member: FleetMember, job: Job | None, v: Verification | None = None,
+                 verify: bool = False) -> str:
+    """One server's line on the digest card (with its restore test when `verify`)."""
     if member.result == RunResult.SUCCEEDED:
         name = job.image_name if job is not None and job.image_name else "image"
         deleted = f", retention deleted {member.deleted}" if member.deleted else ""
-        return f":white_check_mark: ready: {code(name)}{deleted}"
+        if verify and verify_failed(v):
+            return f":x: {code(name)} made, {verify_text(v)}{deleted}"
+        checked = f", {verify_text(v)}" if verify else ""
+        return f":white_check_mark: ready: {code(name)}{checked}{deleted}"
     if member.result == RunResult.FAILED:
         return f":x: failed: {user_text(member.detail or 'failed')}"
     if member.result == RunResult.RETRY_WAIT:
@@ -45,6 +68,8 @@ def member_phase(member: FleetMember, job: Job | None) -> str:
     if job is None:
         return ":white_circle: queued"
     if job.state == JobState.SUCCEEDED:
+        if verify and (v is None or v.state not in TERMINAL):
+            return f":test_tube: image ready, {verify_text(v)}"
         return ":broom: image ready, retention next"
     return _PHASES.get(job.state, str(job.state))
 
@@ -55,13 +80,33 @@ def _names(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def verify_counts(members: Sequence[FleetMember],
+                  verify_of: Mapping[str, Verification]) -> tuple[int, int]:
+    """(members whose image passed its restore test, members whose image failed it)."""
+    found = [verify_of.get(m.job_id or "") for m in members
+             if m.result == RunResult.SUCCEEDED]
+    return (sum(1 for v in found if v is not None and v.outcome == "passed"
+                and v.state in TERMINAL),
+            sum(1 for v in found if verify_failed(v)))
+
+
+def _verified(members: Sequence[FleetMember], verify_of: Mapping[str, Verification]) -> str:
+    passed, failed = verify_counts(members, verify_of)
+    return f", {passed} verified" + (f", {failed} failed verify" if failed else "")
+
+
 def digest_card(schedule_id: str, target: str, slot: datetime, fleet: FleetRun,
-                members: Sequence[FleetMember], job_of: Mapping[str, Job]) -> dict[str, Any]:
-    """The one card of a fleet run: per server its phase, and who was skipped or dropped."""
+                members: Sequence[FleetMember], job_of: Mapping[str, Job],
+                verify_of: Mapping[str, Verification] | None = None) -> dict[str, Any]:
+    """The one card of a fleet run: per server its phase (and, for a `--verify` schedule,
+    `verify_of` given, its restore test), and who was skipped or dropped."""
     ready = sum(1 for m in members if m.result == RunResult.SUCCEEDED)
+    checks = verify_of or {}
     head = (f"*Scheduled images {schedule_id} of {code(target)}* for {slot:%Y-%m-%d %H:%M} UTC: "
-            f"{ready} of {plural(len(members), 'server')} ready")
-    lines = [f"• {code(m.server_name)}: {member_phase(m, job_of.get(m.job_id or ''))}"
+            f"{ready} of {plural(len(members), 'server')} ready"
+            + (_verified(members, checks) if verify_of is not None else ""))
+    lines = [f"• {code(m.server_name)}: " + member_phase(
+                 m, job_of.get(m.job_id or ""), checks.get(m.job_id or ""), verify_of is not None)
              for m in members[:MAX_LISTED_SERVERS]]
     if len(members) > MAX_LISTED_SERVERS:
         lines.append(f"• … and {len(members) - MAX_LISTED_SERVERS} more")
@@ -97,20 +142,43 @@ def resume_reply(thread_key: str, names: Sequence[str]) -> dict[str, Any]:
     return payload(text, [section(text)]) | {"thread_of": thread_key}
 
 
-def summary_reply(thread_key: str, members: Sequence[FleetMember], fleet: FleetRun,
-                  retried: int, mention: str | None) -> dict[str, Any]:
-    """The final reply: "12 of 12 images ready, 1 retried", failures named (with the policy's
-    ping only when something failed)."""
-    ready = [m for m in members if m.result == RunResult.SUCCEEDED]
-    failed = [m for m in members if m.result == RunResult.FAILED]
-    text = f"{len(ready)} of {plural(len(members), 'image')} ready"
+def summary_text(members: Sequence[FleetMember], retried: int,
+                 verify_of: Mapping[str, Verification] | None = None) -> str:
+    """"12 of 12 images ready, 1 retried" (", 11 verified, 1 failed verify" with `--verify`)."""
+    ready = sum(1 for m in members if m.result == RunResult.SUCCEEDED)
+    text = f"{ready} of {plural(len(members), 'image')} ready"
     if retried:
         text += f", {retried} retried"
+    if verify_of is not None:
+        text += _verified(members, verify_of)
+    return text
+
+
+def run_failed(members: Sequence[FleetMember],
+               verify_of: Mapping[str, Verification] | None = None) -> list[FleetMember]:
+    """The members that make the run a failed one: no image, or (`--verify`) an image that
+    failed its restore test."""
+    checks = verify_of or {}
+    return [m for m in members if m.result == RunResult.FAILED
+            or (verify_of is not None and verify_failed(checks.get(m.job_id or "")))]
+
+
+def summary_reply(thread_key: str, members: Sequence[FleetMember], fleet: FleetRun,
+                  retried: int, mention: str | None,
+                  verify_of: Mapping[str, Verification] | None = None) -> dict[str, Any]:
+    """The final reply: "12 of 12 images ready, 1 retried" (with `--verify`, `verify_of`
+    given: ", 11 verified, 1 failed verify"), failures named (with the policy's ping only
+    when something failed; a failed restore test is a failure)."""
+    failed = run_failed(members, verify_of)
+    checks = verify_of or {}
+    text = summary_text(members, retried, verify_of)
     deleted = sum(m.deleted for m in members)
     if deleted:
         text += f"; retention deleted {plural(deleted, 'old image')}"
     lines = [text + "."]
     lines += [f"• {code(m.server_name)} failed: {user_text(m.detail or 'failed')}"
+              if m.result == RunResult.FAILED else
+              f"• {code(m.server_name)}: {verify_text(checks.get(m.job_id or ''))}"
               for m in failed[:MAX_LISTED_SERVERS]]
     notes = _notes(fleet)
     if notes:

@@ -15,7 +15,7 @@ Replies go under the card through the outbox (`thread_of`), so a crash never rep
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,11 +28,20 @@ from bot.errors import (
     SlackUnavailable,
 )
 from bot.imaging.jobs import Job
+from bot.imaging.verify import TERMINAL, Verification
 from bot.scheduling.age_retention import select_by_count_and_age
-from bot.scheduling.digest import card_text, digest_card, resume_reply, summary_reply
+from bot.scheduling.digest import (
+    card_text,
+    digest_card,
+    resume_reply,
+    run_failed,
+    summary_reply,
+    summary_text,
+)
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_plan import FleetStep, digest_key, fleet_step, member_job, resolve
 from bot.scheduling.messages import run_note
+from bot.scheduling.op_messages import run_now_note
 from bot.scheduling.ports import Context
 from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import schedule_spec
@@ -42,6 +51,11 @@ from bot.vocabulary import OutboxKind, RunResult
 from commands.targets import target_from_text
 
 log = logging.getLogger(__name__)
+
+
+def verify_ended(check: Verification | None) -> bool:
+    """Has a member's restore test ended (passed or failed)? None: not queued yet."""
+    return check is not None and check.state in TERMINAL
 
 
 class FleetRuns:
@@ -57,8 +71,11 @@ class FleetRuns:
     # --- claiming a slot ---------------------------------------------------------------------
 
     async def claim(self, schedule: ScheduleRow, spec: ScheduleSpec, slot: datetime,
-                    missed: int) -> None:
-        """Resolve the target now and claim the slot with one job per member."""
+                    missed: int, *, run_now: bool = False) -> bool | None:
+        """Resolve the target now and claim the slot with one job per member: True when
+        claimed, False when the slot was claimed before, None when the cloud did not answer
+        (the next tick tries again). A `run_now` run is claimed under the approval time and
+        leaves `last_slot` alone, so the regular slots do not move (`operations`)."""
         ctx = self.ctx
         route = self.route(schedule)
         target = target_from_text(str(schedule.target))
@@ -67,39 +84,67 @@ class FleetRuns:
         except CloudError as exc:
             log.warning("schedule %s: cannot list servers for %s yet: %s", schedule.id,
                         target, exc)
-            return
+            return None
         policy = ctx.channel_policy(schedule.channel, schedule.channel_name)
         previous = await ctx.store.run(Store.previous_fleet_members, schedule.id)
         found = resolve(target, servers, policy.may_touch, previous)
         now = ctx.clock()
         base = job_values(schedule, route, spec, slot, missed, 1, now)
-        members = [(s.id, s.name, member_job(base, s, now, f"{base['note']} ({s.name})"))
+        note = (run_now_note(schedule.id, spec, schedule.run_now_request, slot) if run_now
+                else base["note"])
+        members = [(s.id, s.name, member_job(base, s, now, f"{note} ({s.name})"))
                    for s in found.members]
         who = actor(schedule.id)
+        started = {"slot": slot.isoformat(), "missed": missed,
+                   "servers": [s.name for s in found.members], "skipped": list(found.skipped),
+                   "dropped": list(found.dropped)}
+        fields: dict[str, Any] = {"last_run_at": now, "last_result": RunResult.RUNNING}
+        if run_now:
+            fields |= {"run_now_at": None, "run_now_request": None}
+            audit = [AuditEntry("run_now_started", schedule.id, who,
+                                {"request": schedule.run_now_request, **started})]
+        else:
+            fields["last_slot"] = slot
+            audit = [AuditEntry("run_started", schedule.id, who, started)]
 
         def outbox(run_id: int) -> list[OutboxItem]:
             fleet = FleetRun(run_id, schedule.id, target.text, found.dropped, found.skipped,
                              None, None)
             shown = [FleetMember(run_id, sid, name, None, 1, RunResult.RUNNING, None, None,
                                  False, 0) for sid, name, _ in members]
-            card = digest_card(schedule.id, target.text, slot, fleet, shown, {})
+            card = digest_card(schedule.id, target.text, slot, fleet, shown, {},
+                               {} if schedule.verify else None)  # as `_rewrite_card` shows
             return [OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
                                thread_key=digest_key(run_id), payload=card)]
 
         claimed = await ctx.store.run(Store.claim_fleet_slot,
             schedule.id, slot, missed=missed, target=target.text, members=members,
             dropped=found.dropped, skipped=found.skipped, result=RunResult.RUNNING,
-            schedule_fields={"last_slot": slot, "last_run_at": now,
-                             "last_result": RunResult.RUNNING},
-            audit=[AuditEntry("run_started", schedule.id, who, {
-                "slot": slot.isoformat(), "missed": missed,
-                "servers": [s.name for s in found.members], "skipped": list(found.skipped),
-                "dropped": list(found.dropped)})],
-            outbox=outbox)
-        if claimed is not None:
-            log.info("schedule %s: slot %s -> fleet run %s (%d servers)", schedule.id,
-                     slot.isoformat(), claimed.id, len(members))
-            ctx.on_new_work()
+            schedule_fields=fields, audit=audit, outbox=outbox)
+        if claimed is None:
+            return False
+        log.info("schedule %s: %s %s -> fleet run %s (%d servers)", schedule.id,
+                 "run-now" if run_now else "slot", slot.isoformat(), claimed.id, len(members))
+        ctx.on_new_work()
+        return True
+
+    async def start_runs_now(self, schedules: Sequence[ScheduleRow]) -> None:
+        """Start each approved run-now of a fleet schedule whose previous run has ended: ONE
+        fleet run (one digest card, every server the target matches now), claimed under the
+        approval time as its slot, so it is made once across restarts (`op_loop` does the
+        same for one server)."""
+        queued = [s for s in schedules if s.target and s.run_now_at is not None]
+        if not queued:
+            return
+        busy = {r.schedule_id for r in await self.ctx.store.run(Store.open_runs)}
+        for schedule in queued:
+            if schedule.id in busy:
+                continue  # one run of a schedule at a time: it waits for the one running
+            at: datetime = schedule.run_now_at  # type: ignore[assignment]
+            claimed = await self.claim(schedule, schedule_spec(schedule), at, 0, run_now=True)
+            if claimed is False:  # that instant is a claimed slot already: drop the queue
+                await self.ctx.store.run(Store.update_schedule, schedule.id,
+                                         {"run_now_at": None, "run_now_request": None})
 
     # --- following runs ----------------------------------------------------------------------
 
@@ -120,6 +165,20 @@ class FleetRuns:
                 job_of[m.job_id] = await self.ctx.store.run(Store.get_job, m.job_id)
         return members, job_of
 
+    async def _checks(self, job_of: Mapping[str, Job]
+                      ) -> dict[str, Verification] | None:
+        """Each member job's latest restore test, by job id; None when the run's jobs were
+        made without `--verify` (the card and summary then say nothing of restore tests).
+        The jobs say it, not the schedule: one changed since does not hold this run."""
+        if not any(job.verify for job in job_of.values()):
+            return None
+        checks: dict[str, Verification] = {}
+        for job_id in job_of:
+            found = await self.ctx.store.run(Store.verifications_of_job, job_id)
+            if found:
+                checks[job_id] = found[-1]
+        return checks
+
     async def _follow(self, fleet: FleetRun, wake_at: list[datetime]) -> None:
         ctx = self.ctx
         schedule = await ctx.store.run(Store.get_schedule, fleet.schedule_id)
@@ -135,13 +194,18 @@ class FleetRuns:
                 wake_at.append(step.wake_at)
             await self._commit_step(fleet.run_id, schedule, run.slot, run.missed, route, key,
                                     step)
+            checks = await self._checks(job_of)
             for member in step.ready:
-                await self._retain(schedule, member, job_of[str(member.job_id)], route)
+                job = job_of[str(member.job_id)]
+                if job.verify and not verify_ended((checks or {}).get(job.id)):
+                    continue  # retention waits for the restore test: a failed one is not good
+                await self._retain(schedule, member, job, route)
             members, job_of = await self._state(fleet.run_id)
             step = fleet_step(members, job_of, now=ctx.clock(), busy_tries=self.busy_tries,
                               busy_spacing=self.busy_spacing)
-            if step.done:
-                await self._summarize(schedule, fleet, members, step.retried, route, key, who)
+            if step.done:  # every member ended, restore tests included (they held retention)
+                await self._summarize(schedule, fleet, members, step.retried, route, key, who,
+                                      await self._checks(job_of))
         latest: FleetRun | None = await ctx.store.run(Store.fleet_run, fleet.run_id)
         await self._rewrite_card(schedule, latest or fleet, run.slot)
 
@@ -216,13 +280,13 @@ class FleetRuns:
 
     async def _summarize(self, schedule: ScheduleRow, fleet: FleetRun,
                          members: list[FleetMember], retried: int, route: Route, key: str,
-                         who: str) -> None:
+                         who: str, checks: dict[str, Verification] | None) -> None:
+        """The run's result and final reply: a failed restore test fails the run too."""
         ctx = self.ctx
-        failed = [m for m in members if m.result == RunResult.FAILED]
-        ready = len(members) - len(failed)
+        failed = run_failed(members, checks)
+        ready = sum(1 for m in members if m.result == RunResult.SUCCEEDED)
         result = RunResult.FAILED if failed else RunResult.SUCCEEDED
-        text = f"{ready} of {len(members)} images ready" + (
-            f", {retried} retried" if retried else "")
+        text = summary_text(members, retried, checks)
         await ctx.store.run(Store.update_fleet, fleet.run_id,
             run_expected=RunResult.RUNNING,
             run_fields={"result": result, "detail": text},
@@ -234,7 +298,7 @@ class FleetRuns:
                                "failed": [m.server_name for m in failed]})],
             outbox=[OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
                                payload=summary_reply(key, members, fleet, retried,
-                                                     route.mention))])
+                                                     route.mention, checks))])
         ctx.on_new_work()
 
     async def _rewrite_card(self, schedule: ScheduleRow, fleet: FleetRun, slot: datetime) -> None:
@@ -243,7 +307,8 @@ class FleetRuns:
         if ctx.web is None:
             return
         members, job_of = await self._state(fleet.run_id)
-        card = digest_card(schedule.id, fleet.target, slot, fleet, members, job_of)
+        card = digest_card(schedule.id, fleet.target, slot, fleet, members, job_of,
+                           await self._checks(job_of))
         rendered = card_text(card)
         final = fleet.summarized_at is not None
         if rendered == fleet.digest:

@@ -165,6 +165,7 @@ class ScheduleLoop:
         for schedule in schedules:
             await self._claim_due(schedule, wake_at)
         await start_runs_now(self.ctx, schedules, self.route)
+        await self.fleet.start_runs_now(schedules)
 
     async def _claim_due(self, schedule: ScheduleRow, wake_at: list[datetime]) -> None:
         ctx = self.ctx

@@ -45,7 +45,8 @@ async def start_runs_now(ctx: Context, schedules: Sequence[ScheduleRow],
     """Start each approved run-now whose schedule has no run in flight (one image per server
     at a time; it waits for the one running). Its run is claimed under the approval time as
     its slot, so it is made once, and `last_slot` stays: the regular slots do not move."""
-    queued = [s for s in schedules if s.run_now_at is not None]
+    queued = [s for s in schedules if s.run_now_at is not None
+              and not s.target]  # a fleet's: `fleet.FleetRuns.start_runs_now`
     if not queued:
         return
     busy = {r.schedule_id for r in await ctx.store.run(Store.open_runs)}

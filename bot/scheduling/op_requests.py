@@ -18,6 +18,8 @@ from bot.errors import CloudError, ImagebotError, PermissionDenied
 from bot.policy import ChannelPolicy
 from bot.scheduling.age_retention import preview_by_count_and_age
 from bot.scheduling.approvals import ChangeRequest
+from bot.scheduling.fleet_ops import FleetNow, fleet_target, operation_blocks
+from bot.scheduling.fleet_requests import refuse_fleet, with_actions_last
 from bot.scheduling.operations import OpState, ScheduleOp, approved_fields, next_slot, refusal
 from bot.scheduling.ports import CloudPort, Context
 from bot.scheduling.proposals import Proposal, proposer_policy, standard_card, write_request
@@ -35,6 +37,7 @@ from bot.scheduling.rows import (
     timing,
 )
 from bot.store import RequestRow, ScheduleRow, Store
+from commands.targets import FleetTarget
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,18 @@ async def retention_preview(cloud: CloudPort, server_id: str, keep: int, schedul
     return doomed, kept_because_protected(found, schedule_id)
 
 
-async def schedule_target(ctx: Context, pol: ChannelPolicy, ref: str,
-                          channel: str) -> tuple[Server, ScheduleRow]:
-    """The server a schedule command names and its active schedule made in `channel`.
+async def schedule_target(ctx: Context, pol: ChannelPolicy, ref: str, channel: str,
+                          target: FleetTarget | None = None
+                          ) -> tuple[Server | FleetNow, ScheduleRow]:
+    """The server a schedule command names (or the fleet, `target`) and its active schedule
+    made in `channel`.
 
-    The one lookup of an operation's target (today a server name or UUID, as `schedule` takes
-    it). A schedule of another channel is answered like none, so nothing leaks."""
+    The one lookup of an operation's target: a server name or UUID, as `schedule` takes it, or
+    a fleet target (`web-*`, `meta:role=web`: `fleet_ops.fleet_target`, never `find_server`;
+    the channel's server patterns apply to each server it matches). A schedule of another
+    channel is answered like none, so nothing leaks."""
+    if target is not None:
+        return await fleet_target(ctx, pol, target, channel)
     server = await ctx.cloud(pol.cloud).find_server(ref)
     if not pol.may_touch(server.name):
         raise PermissionDenied(f"This channel may not image {server.name!r}.")
@@ -103,9 +112,16 @@ class OperationRequests:
         Raises `PermissionDenied` (policy), cloud errors (unknown server) or `ImagebotError`
         with the private answer (no schedule here, already paused, nothing to resume, ...)."""
         ctx = self.ctx
-        pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
-                                    "change schedules")
-        server, schedule = await schedule_target(ctx, pol, request.server.text, channel)
+        if request.target is not None:  # a fleet: the patterns apply per matched server
+            pol = ctx.channel_policy(channel, channel_name)
+            refusal_text = await refuse_fleet(pol, user, ctx.member_groups)
+            if refusal_text:
+                raise PermissionDenied(refusal_text)
+        else:
+            pol = await proposer_policy(ctx, user, request.server.text, channel, channel_name,
+                                        "change schedules")
+        server, schedule = await schedule_target(ctx, pol, request.server.text, channel,
+                                                 request.target)
         why, upcoming = operation_check(request.operation, schedule, ctx.clock(), self.window)
         if why:
             raise ImagebotError(why)
@@ -114,7 +130,10 @@ class OperationRequests:
         spec = active_spec(schedule)
         doomed: list[RetainableImage] = []
         kept: list[RetainableImage] = []
-        if op.kind == "run-now" and spec is not None:
+        fleet_blocks = (await operation_blocks(ctx.cloud(pol.cloud), server, op.kind, spec,
+                                               schedule.id, ctx.clock())
+                        if isinstance(server, FleetNow) else [])
+        if op.kind == "run-now" and spec is not None and not isinstance(server, FleetNow):
             doomed, kept = await retention_preview(ctx.cloud(pol.cloud), server.id, spec.keep,
                                                    schedule.id, keep_days=spec.keep_days,
                                                    now=ctx.clock())
@@ -126,7 +145,8 @@ class OperationRequests:
             server_name=server.name, old=spec, new=spec, old_spec=stored_spec,
             new_spec=stored_spec, user=user, channel=channel, channel_name=channel_name,
             rules=rules, operation=op, audit={"operation": op.kind, **op.detail()},
-            card=standard_card(server.name, rules, pol.notify_channel, doomed, kept)))
+            card=standard_card(server.name, rules, pol.notify_channel, doomed, kept,
+                               wrap=lambda card: with_actions_last(card, fleet_blocks))))
 
 
 def operation_refused_at_approval(request: ChangeRequest, schedule: ScheduleRow | None,

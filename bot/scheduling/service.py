@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import commands
+from bot.blocks import code
 from bot.cloud.pool import CloudPool
 from bot.policy import ChannelPolicy, GroupResolver, Policy
 from bot.scheduling.due import DEFAULT_WINDOW, zone
+from bot.scheduling.fleet_ops import FOLLOWS, matches_now
 from bot.scheduling.loop import WARN_BEFORE, ScheduleLoop
 from bot.scheduling.messages import ScheduleLine, approvals_text, schedules_text
 from bot.scheduling.op_messages import schedule_notes
@@ -137,11 +139,27 @@ class ScheduleService:
                 id=row.id, server_label=label(row), spec=spec,
                 next_run=(nxt.astimezone(zone(spec.tz)), nxt) if nxt else None,
                 last_result=row.last_result, last_run_at=row.last_run_at,
-                approved_by=row.approved_by, notes=schedule_notes(op_state(row), spec, now)))
+                approved_by=row.approved_by,
+                # A fleet's target is resolved when asked, after the ack (the cloud is slow):
+                # `fleet_matches_answer`.
+                notes=([FOLLOWS] if row.target else [])
+                + schedule_notes(op_state(row), spec, now)))
         pending = await self._pending(channel)
         if server is not None:
             pending = [r for r in pending if server in (r.server_ref, r.server_name, r.server_id)]
         return schedules_text(lines, [(to_request(r), label(r)) for r in pending], now)
+
+    async def fleet_matches_answer(self, server: str | None = None,
+                                   channel: str | None = None) -> str | None:
+        """The follow-up of `/image schedules`: the servers each fleet schedule (of `channel`,
+        when given) matches now, read from the cloud; None when there is no fleet schedule."""
+        rows = [r for r in await self.store.run(Store.list_schedules, status="active",
+                                                server=server, channel=channel) if r.target]
+        if not rows:
+            return None
+        lines = [f"*{r.id}* {code(label(r))} {await matches_now(self.ctx, r)}"
+                 for r in rows]
+        return "\n".join(lines)
 
     async def approvals_answer(self, channel: str | None = None) -> str:
         """`/image approvals`: pending change requests (of `channel`, an id, when given)."""

@@ -3,6 +3,7 @@ the Approve / Reject buttons, answered from `ScheduleService`."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -12,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 import commands
 from bot.errors import ImagebotError
 from bot.policy import GroupResolver, refuse
+from bot.scheduling.fleet_ops import FOLLOWS
 from bot.scheduling.fleet_requests import refuse_fleet
 from bot.scheduling.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.scheduling.service import ScheduleService
@@ -39,7 +41,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> ScheduleCommands:
     router.on(commands.ScheduleOff, handlers.schedule, later=handlers.propose)
     router.on(commands.ScheduleOperation, handlers.operation, later=handlers.propose_operation)
     native.register(router, handlers.native)  # --native: bot/slack/native.py
-    router.on(commands.Schedules, handlers.schedules, later=handlers.native.listing)
+    router.on(commands.Schedules, handlers.schedules, later=handlers.schedules_later)
     router.on(commands.Approvals, handlers.approvals)
     router.on(commands.Approve, handlers.approve)
     router.on(commands.Reject, handlers.reject)
@@ -83,8 +85,11 @@ class ScheduleCommands:
         """`/image schedule <server> pause|resume|run-now|skip-next`: refused at once, or
         proposed after the ack (`propose_operation`), like a schedule change."""
         pol = self.service._policy(who.channel, who.channel_name)
-        refusal = await refuse(pol, who.user, request.server.text, self.service.member_groups,
-                               doing="change schedules")
+        if request.target is not None:  # a fleet: the server patterns apply per matched server
+            refusal = await refuse_fleet(pol, who.user, self.service.member_groups)
+        else:
+            refusal = await refuse(pol, who.user, request.server.text,
+                                   self.service.member_groups, doing="change schedules")
         if refusal:
             return Reply(refusal)
         return Reply(f"Preparing the {request.operation} request; it will appear in the "
@@ -101,9 +106,23 @@ class ScheduleCommands:
                 f"by {rules.who_may_approve(who.user)}.")
 
     async def schedules(self, request: commands.Schedules, who: Invocation) -> Reply:
-        """`/image schedules [server]` (Rackspace Scheduled Images follow the ack)."""
-        return self.native.with_listing(Reply(await self.service.schedules_answer(
-            request.server.text if request.server else None, channel=who.scope)), request, who)
+        """`/image schedules [server]` (what fleets match now and Rackspace Scheduled Images
+        follow the ack: both are read from the cloud)."""
+        text = await self.service.schedules_answer(
+            request.server.text if request.server else None, channel=who.scope)
+        reply = self.native.with_listing(Reply(text), request, who)
+        if reply.follow_up is None and FOLLOWS in text:  # the ack promised fleets' matches
+            reply = dataclasses.replace(reply, follow_up=FollowUp(request, who))
+        return reply
+
+    async def schedules_later(self, request: commands.Schedules, who: Invocation) -> str:
+        """The follow-up of `/image schedules`: the servers each fleet matches now, then the
+        cloud's own Scheduled Images where the channel's cloud may have them."""
+        parts = [await self.service.fleet_matches_answer(
+            request.server.text if request.server else None, channel=who.scope)]
+        if self.service.native.wanted(who.channel, who.channel_name):
+            parts.append(await self.native.listing(request, who))
+        return "\n\n".join(p for p in parts if p) or "No fleet schedules."
 
     async def approvals(self, request: commands.Approvals, who: Invocation) -> Reply:
         """`/image approvals`."""

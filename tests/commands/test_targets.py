@@ -86,7 +86,17 @@ def test_retention_default_stays_when_neither_is_given() -> None:
 
 
 @pytest.mark.parametrize("operation", ["pause", "resume", "run-now", "skip-next"])
-def test_operations_on_a_fleet_target_are_refused_plainly_for_now(operation: str) -> None:
-    with pytest.raises(commands.ParseError, match="one server's schedule for now") as caught:
-        commands.parse(f"schedule web-* {operation}")
-    assert "`schedule web-* off`" in str(caught.value)
+@pytest.mark.parametrize("word", ["web-*", "meta:role=web"])
+def test_operations_on_a_fleet_target_name_the_target(operation: str, word: str) -> None:
+    request = commands.parse(f"schedule {word} {operation}")
+    assert isinstance(request, commands.ScheduleOperation)
+    assert request.operation == operation
+    assert request.target is not None and request.target.text == word
+    assert request.server.text == word
+    with pytest.raises(commands.ParseError, match="takes no options"):
+        commands.parse(f"schedule {word} {operation} --keep 3")
+
+
+def test_an_operation_on_one_server_has_no_target() -> None:
+    request = commands.parse("schedule web-1 pause")
+    assert isinstance(request, commands.ScheduleOperation) and request.target is None

@@ -161,3 +161,44 @@ async def test_turning_a_schedule_off_drops_its_pause_and_a_new_one_starts_unpau
         assert (await store.run(Store.get_change_request, op_row.id)).status == "pending"
     finally:
         await close()
+
+
+async def test_a_fleet_run_now_is_one_fleet_run_that_waits_for_the_cloud_and_the_run_in_flight(
+        rig: Rig) -> None:
+    service, store, close = await rig.open()
+    await _approve(service, "schedule web-* daily at 03:00 --keep 3")
+    rig.at(SLOT.replace(minute=1))
+    await service.tick()  # the 03:00 fleet run starts: one job per server
+    [regular] = await store.run(Store.runs_for_schedule, "S1")
+    first = await store.run(Store.fleet_members, regular.id)
+    assert [m.server_name for m in first] == ["web-1", "web-2"]
+    request_id = await _approve(service, "schedule web-* run-now")
+    await close()
+
+    service, store, close = await rig.open()  # a restart: the run-now is in SQLite
+    try:
+        await service.tick()  # waits: the 03:00 run is in flight
+        assert len(await store.run(Store.runs_for_schedule, "S1")) == 1
+        for m in first:
+            await _finish(store, str(m.job_id))
+        rig.world.inject("http", path="/servers", status=500, count=None)
+        await service.tick()  # the 03:00 run ends; the cloud cannot list: still queued
+        await service.tick()
+        [ended] = await store.run(Store.runs_for_schedule, "S1")
+        assert ended.result == RunResult.SUCCEEDED  # nothing in flight: only the cloud holds it
+        schedule = await store.run(Store.get_schedule, "S1")
+        assert schedule.run_now_request == request_id
+        rig.world.inject("clear")
+        await service.tick()
+        runs = await store.run(Store.runs_for_schedule, "S1")
+        assert len(runs) == 2 and runs[1].slot == schedule.run_now_at and runs[1].job_id is None
+        members = await store.run(Store.fleet_members, runs[1].id)
+        assert [m.server_name for m in members] == ["web-1", "web-2"]
+        await service.tick()
+        assert len(await store.run(Store.runs_for_schedule, "S1")) == 2  # once
+        schedule = await store.run(Store.get_schedule, "S1")
+        assert schedule.last_slot == SLOT and schedule.run_now_at is None
+        audit = [a.action for a in await store.run(Store.audit_rows, "S1")]
+        assert audit.count("run_now_started") == 1 and audit.count("run_started") == 1
+    finally:
+        await close()
