@@ -61,7 +61,7 @@ from bot.scheduling.runs import (
     run_step,
 )
 from bot.store import AuditEntry, OutboxItem, RequestRow, RunRow, ScheduleRow, Store
-from bot.vocabulary import OutboxKind, RequestStatus, RunResult
+from bot.vocabulary import JobState, OutboxKind, RequestStatus, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +237,17 @@ class ScheduleLoop:
         ctx = self.ctx
         schedule = await ctx.store.run(Store.get_schedule, run.schedule_id)
         job = await ctx.store.run(Store.get_job, run.job_id) if run.job_id else None
+        check = None  # the image's restore test: retention waits for it (`runs.run_step`)
+        if job is not None and job.verify and job.state == JobState.SUCCEEDED:
+            checks = await ctx.store.run(Store.verifications_of_job, job.id)
+            check = checks[-1] if checks else None
 
-        def step(images: list[RetainableImage] | None = None) -> RunStep:
+        def step(images: list[RetainableImage] | None = None,
+                 failed_verify: frozenset[str] = frozenset()) -> RunStep:
             return run_step(run, schedule, job, now=ctx.clock(), route=self.route(schedule),
                             images=images, busy_tries=self.busy_tries,
-                            busy_spacing=self.busy_spacing)
+                            busy_spacing=self.busy_spacing, check=check,
+                            failed_verify=failed_verify)
 
         decided = step()
         if decided.kind == "list_images" and job is not None:
@@ -250,11 +256,14 @@ class ScheduleLoop:
                 return  # asked once per tick; the next tick tries again
             try:
                 images = await ctx.cloud(cloud).list_images(server_id=schedule.server_id)
-                decided = step([r for r in map(retainable_from_image, images) if r is not None])
+                found = [r for r in map(retainable_from_image, images) if r is not None]
+                bad = await ctx.store.run(Store.failed_verification_images,
+                                          [i.id for i in found])
+                decided = step(found, frozenset(bad))
                 if decided.kind == "retain":
                     deleted, refused = await self._delete(cloud, decided.delete)
-                    decided = RunStep("commit", retention_done(run, schedule, job, deleted,
-                                                               refused))
+                    decided = RunStep("commit", retention_done(
+                        run, schedule, job, deleted, refused, self.route(schedule), check))
             except (CloudError, _CloudDown) as exc:
                 failed.add(cloud)
                 self._cloud_failed(cloud, exc)

@@ -9,9 +9,12 @@ the run, its schedule, the job it made and the clock, and returns a `RunStep` th
   outbox and, for the next attempt after a busy server, a new job, in one transaction:
   a busy server is retried `busy_tries` times in all, `busy_spacing` apart, then alerted; any
   other failure is alerted at once;
-- `list_images`: the job succeeded; observe the server's images and call again with them;
-- `retain`: delete `delete` (only this schedule's own ACTIVE, unpinned images beyond `keep`,
-  oldest first, never the image the run just made), then record with `retention_done`.
+- `list_images`: the job succeeded (and, with `--verify`, its restore test ended); observe
+  the server's images and call again with them;
+- `retain`: delete `delete` (only this schedule's own ACTIVE, unpinned images beyond `keep`
+  and/or older than `keep_days`, oldest first, never the image the run just made nor the newest
+  good one: an image a restore test failed is not good), then record with `retention_done`.
+  A run whose restore test failed is a failed run, after its retention.
 
 Pruning happens only after a success, so a failed run never deletes anything
 (see shared/reference/scheduling.md: qonos 569e42d, Karbor's retention_protect).
@@ -19,13 +22,15 @@ Pruning happens only after a success, so a failed run never deletes anything
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bot.imaging import jobs
 from bot.imaging.jobs import Job
+from bot.imaging.verify import TERMINAL as VERIFY_ENDED
+from bot.imaging.verify import Verification
 from bot.policy import ChannelPolicy
 from bot.scheduling.age_retention import select_by_count_and_age
 from bot.scheduling.due import ScheduleSpec
@@ -35,7 +40,7 @@ from bot.scheduling.messages import (
     run_failed_alert,
     run_note,
 )
-from bot.scheduling.retention import RetainableImage, select_for_deletion
+from bot.scheduling.retention import RetainableImage
 from bot.scheduling.rows import label, schedule_spec
 from bot.store import AuditEntry, OutboxItem, RunRow, ScheduleRow
 from bot.vocabulary import FailureCode, JobState, OutboxKind, RunResult
@@ -123,11 +128,14 @@ class RunStep:
 
 def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: datetime,
              route: Route, images: Sequence[RetainableImage] | None = None,
-             busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING) -> RunStep:
+             busy_tries: int = BUSY_TRIES, busy_spacing: timedelta = BUSY_SPACING,
+             check: Verification | None = None,
+             failed_verify: Collection[str] = ()) -> RunStep:
     """Decide the next step of `run` (see the module docstring).
 
     `job` is the run's latest job (None when it has none); `images` the server's images once
-    listed (None: not looked at yet). Raises `InvalidSchedule` when a retry is due for a
+    listed (None: not looked at yet); `check` the job's latest restore test (None: none yet)
+    and `failed_verify` the listed images a restore test failed. Raises `InvalidSchedule` when a retry is due for a
     schedule that can no longer run (a zone tzdata dropped).
     """
     who = actor(schedule.id)
@@ -146,12 +154,14 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
     if run.result != RunResult.RUNNING or job is None or job.state not in jobs.TERMINAL:
         return RunStep()
     if job.state == JobState.SUCCEEDED:
+        if job.verify and (check is None or check.state not in VERIFY_ENDED):
+            return RunStep()  # retention waits for the restore test: a failed image is not good
         if images is None:
             return RunStep("list_images")
-        doomed = (select_for_deletion(images, schedule.keep, schedule.id)
-                  if schedule.keep_days is None else select_by_count_and_age(
-                      images, keep=schedule.keep, keep_days=schedule.keep_days,
-                      schedule_id=schedule.id, now=now))
+        doomed = select_by_count_and_age(images, keep=schedule.keep,
+                                         keep_days=schedule.keep_days,
+                                         schedule_id=schedule.id, now=now,
+                                         failed_verify=failed_verify)
         # Belt and braces: never the image this run just made.
         return RunStep("retain", delete=tuple(i for i in doomed if i.id != job.image_id))
     reason = job.error or job.state
@@ -187,18 +197,18 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
 
 def retention_done(run: RunRow, schedule: ScheduleRow, job: Job,
                    deleted: Sequence[RetainableImage],
-                   failed: Sequence[tuple[RetainableImage, str]]) -> RunUpdate:
-    """The run's success, recorded after retention: what was deleted, what could not be (with
-    the cloud's reason), and the reply in the run's thread."""
+                   failed: Sequence[tuple[RetainableImage, str]],
+                   route: Route | None = None, check: Verification | None = None) -> RunUpdate:
+    """The run's end, recorded after retention: what was deleted, what could not be (with
+    the cloud's reason), and the reply in the run's thread. A success, unless the image's
+    restore test (`check`) failed: then a failed run, alerted in `route`'s channel."""
     who = actor(schedule.id)
+    if check is not None and check.outcome == "failed":
+        return _verify_failed(run, schedule, job, deleted, failed, route, check)
     audit = [AuditEntry("run_succeeded", schedule.id, who,
                         {"job": job.id, "image_id": job.image_id,
                          "slot": run.slot.isoformat()})]
-    audit += [AuditEntry("retention_deleted", schedule.id, who,
-                         {"image_id": img.id, "name": img.name,
-                          "created_at": img.created_at.isoformat()}) for img in deleted]
-    audit += [AuditEntry("retention_failed", schedule.id, who,
-                         {"image_id": img.id, "error": why}) for img, why in failed]
+    audit += _retention_audit(schedule, deleted, failed)
     name = job.image_name or job.image_id or job.id
     return RunUpdate(
         expected=RunResult.RUNNING,
@@ -208,3 +218,39 @@ def retention_done(run: RunRow, schedule: ScheduleRow, job: Job,
         outbox=(OutboxItem(kind=OutboxKind.REPLY, channel=job.channel, job_id=job.id,
                            thread_key=job.id,
                            payload=retention_reply(deleted, failed, schedule.keep)),))
+
+
+def _retention_audit(schedule: ScheduleRow, deleted: Sequence[RetainableImage],
+                     failed: Sequence[tuple[RetainableImage, str]]) -> list[AuditEntry]:
+    who = actor(schedule.id)
+    return ([AuditEntry("retention_deleted", schedule.id, who,
+                        {"image_id": img.id, "name": img.name,
+                         "created_at": img.created_at.isoformat()}) for img in deleted]
+            + [AuditEntry("retention_failed", schedule.id, who,
+                          {"image_id": img.id, "error": why}) for img, why in failed])
+
+
+def _verify_failed(run: RunRow, schedule: ScheduleRow, job: Job,
+                   deleted: Sequence[RetainableImage],
+                   failed: Sequence[tuple[RetainableImage, str]], route: Route | None,
+                   check: Verification) -> RunUpdate:
+    """A run whose image failed its restore test: failed, and alerted like any failed run
+    (the test's own result is already in the run's thread)."""
+    name = job.image_name or job.image_id or job.id
+    reason = f"restore test {check.id} of {name} failed: {check.error or 'see the thread'}"
+    outbox = [OutboxItem(kind=OutboxKind.REPLY, channel=job.channel, job_id=job.id,
+                         thread_key=job.id,
+                         payload=retention_reply(deleted, failed, schedule.keep))]
+    if route is not None:
+        outbox.append(OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
+                                 payload=run_failed_alert(schedule.id, label(schedule), reason,
+                                                          run.attempts, route.mention)))
+    return RunUpdate(
+        expected=RunResult.RUNNING,
+        fields={"result": RunResult.FAILED, "detail": reason[:500]},
+        schedule_fields={"last_result": f"failed: {reason}"[:500]},
+        audit=(AuditEntry("run_failed", schedule.id, actor(schedule.id),
+                          {"job": job.id, "verification": check.id,
+                           "image_id": job.image_id, "attempts": run.attempts}),
+               *_retention_audit(schedule, deleted, failed)),
+        outbox=tuple(outbox))

@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     policy_file,
     thread_texts,
 )
+from tests.e2e.test_fleet_flow import add_image
 
 APIS = pytest.mark.parametrize("api", ["openstack", "rackspace-legacy"])
 
@@ -277,4 +278,44 @@ async def test_verifying_an_image_the_bot_did_not_make_reports_in_the_channel() 
         assert any("Restore test of image `web-2-by-hand` (V1): booting "
                    "`imagebot-verify-V1`" in t for t in said), said
         assert any("Restore test passed for image `web-2-by-hand` (V1)" in t for t in said)
+        assert not verify_servers(system)
+
+
+async def test_a_scheduled_run_whose_restore_test_fails_is_failed_and_keeps_the_good_image(
+        tmp_path: Path) -> None:
+    """Issue 18: with `--verify`, retention waits for the restore test, and an image that fails
+    it is not the good one: `--keep 1` keeps the older good image, and the run is failed."""
+    policy = policy_file(tmp_path, '[channels.C0OPS]\napprovers = ["U0BOB"]\n')
+    async with running_system(speed=200, slack_rate_scale=20, policy_path=policy) as system:
+        good = add_image(system, "web-1", "web-1-good", 2, imagebot_schedule_id="S1")
+        system.world.inject("boot_fail", name="imagebot-verify-*", during="spawning")
+        await system.command("alice", "#ops", "schedule web-1 daily at 03:00 --keep 1 --verify")
+        await system.wait_for(lambda: approval_message(system, "R1"), within=15)
+        await system.command("bob", "#ops", "approve R1")
+        store = system.runtime.store
+        await system.wait_for(lambda: store.run(Store.list_schedules))
+        slot = next_run(ScheduleSpec("daily", None, time(3, 0), "UTC", 1), system.clock())
+        system.clock.shift(slot - system.clock() + timedelta(minutes=1))
+        system.runtime.poke()
+
+        async def ended() -> bool:
+            runs = await store.run(Store.runs_for_schedule, "S1")
+            return bool(runs) and runs[0].result in ("succeeded", "failed")
+        await system.wait_for(ended, within=30)
+        await system.settle()
+        [run] = await store.run(Store.runs_for_schedule, "S1")
+        assert run.result == "failed" and "restore test V1" in (run.detail or "")
+        job = await store.run(Store.get_job, str(run.job_id))
+        assert job.state == "succeeded" and job.image_id in system.world.images
+        assert good in system.world.images  # the newest good image is never deleted
+        schedule = await store.run(Store.get_schedule, "S1")
+        assert (schedule.last_result or "").startswith("failed: restore test V1")
+        # Retention ran only once the restore test had ended.
+        actions = [a.action for a in await store.run(Store.audit_rows)]
+        assert "run_failed" in actions and "run_succeeded" not in actions
+        [check] = await store.run(Store.verifications_of_job, job.id)
+        assert check.outcome == "failed" and check.deleted_at is not None
+        alerts = [m.text or "" for m in system.workspace.all_messages(OPS)
+                  if "Scheduled image S1" in (m.text or "")]
+        assert any("failed" in a and "restore test V1" in a for a in alerts), alerts
         assert not verify_servers(system)

@@ -4,6 +4,7 @@ before a success; sorted by created_at) and alerts (shared/reference/scheduling.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.imaging.jobs import TERMINAL, Job
+from bot.imaging.verify import BOOTING, FAILED, PASSED, Verification, VerifyState
 from bot.policy import ChannelPolicy
 from bot.scheduling.retention import RetainableImage
 from bot.scheduling.runs import Route, RunStep, retention_done, route_for, run_step
@@ -137,6 +139,42 @@ def test_retention_done_records_deleted_and_refused_and_replies_in_the_thread() 
     [reply] = update.outbox
     assert reply.kind == OutboxKind.REPLY and reply.thread_key == "J1"
     assert "img-own1" in reply.payload["text"]
+
+
+def check(state: str, outcome: str | None = None) -> Verification:
+    return Verification(id="V1", state=VerifyState(state), image_ref="new", requested_by="x",
+                        channel="C0ALERTS", created_at=NOW, updated_at=NOW, job_id="J1",
+                        outcome=outcome, error="failed to boot" if outcome == "failed" else None)
+
+
+def test_with_verify_retention_waits_for_the_restore_test_and_a_failed_image_is_not_good(
+        ) -> None:
+    verified = replace(job(), verify=True)
+    sched = schedule(keep=1)
+
+    def decide(c: Verification | None, images: list[RetainableImage] | None = None,
+               failed: frozenset[str] = frozenset()) -> RunStep:
+        return run_step(run(), sched, verified, now=NOW, route=ROUTE, images=images,
+                        check=c, failed_verify=failed)
+
+    assert decide(None) == RunStep()  # not queued yet
+    assert decide(check(BOOTING)) == RunStep()  # still booting
+    assert decide(check(PASSED, "passed")).kind == "list_images"
+    images = [image("new", 0.01), image("good", 48), image("older", 72)]
+    passed = decide(check(PASSED, "passed"), images)
+    assert [i.id for i in passed.delete] == ["older", "good"]
+    # The new image failed its test: the newest good one ("good") stays, whatever keep says.
+    failed = decide(check(FAILED, "failed"), images, frozenset({"new"}))
+    assert [i.id for i in failed.delete] == ["older"]
+    update = retention_done(run(), sched, verified, [image("older", 72)], [], ROUTE,
+                            check(FAILED, "failed"))
+    assert update.fields["result"] == RunResult.FAILED
+    assert "restore test V1" in update.fields["detail"]
+    assert [a.action for a in update.audit] == ["run_failed", "retention_deleted"]
+    assert [o.kind for o in update.outbox] == [OutboxKind.REPLY, OutboxKind.CHANNEL_POST]
+    assert "<!here>" in str(update.outbox[1].payload)
+    ok = retention_done(run(), sched, verified, [], [], ROUTE, check(PASSED, "passed"))
+    assert ok.fields["result"] == RunResult.SUCCEEDED
 
 
 images_st = st.lists(st.builds(
