@@ -194,14 +194,18 @@ def summary_reply(thread_key: str, members: Sequence[FleetMember], fleet: FleetR
 
 def approval_blocks(matched: Sequence[str], skipped: Sequence[str],
                     doomed: Mapping[str, Sequence[RetainableImage]],
-                    protected: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+                    protected: Mapping[str, Sequence[str]], *,
+                    retention: bool = True) -> list[dict[str, Any]]:
     """The fleet part of an approval message: the servers the target matches today and, per
-    server, what retention would delete at the next run (protected images are kept)."""
+    server, what retention would delete at the next run (protected images are kept); without
+    `retention` (an operation that makes no image) the servers only."""
     blocks = [section(f"*Matches today ({len(matched)}):* "
                       + (_names(matched) if matched else "no server"))]
     if skipped:
         blocks.append(context(f"The channel policy may not image {_names(skipped)}; they "
                               "would be skipped."))
+    if not retention:
+        return blocks
     lines = []
     for name in matched[:MAX_LISTED_SERVERS]:
         gone = doomed.get(name, ())

@@ -24,7 +24,7 @@ from bot.policy import ChannelPolicy
 from bot.scheduling.digest import approval_blocks
 from bot.scheduling.due import ScheduleSpec
 from bot.scheduling.fleet_plan import fleet_key, resolve
-from bot.scheduling.fleet_requests import _previews
+from bot.scheduling.fleet_requests import retention_previews
 from bot.scheduling.ports import CloudPort, Context
 from bot.store import ScheduleRow, Store
 from commands.targets import FleetTarget, target_from_text
@@ -68,10 +68,10 @@ async def operation_blocks(cloud: CloudPort, fleet: FleetNow, kind: str,
     would delete, marking the protected images it keeps."""
     names = [s.name for s in fleet.members]
     if kind == "run-now" and spec is not None:
-        doomed, protected = await _previews(cloud, fleet.members, spec, spec.keep_days,
-                                            schedule_id, now)
+        doomed, protected = await retention_previews(cloud, fleet.members, spec, spec.keep_days,
+                                                     schedule_id, now)
         return approval_blocks(names, fleet.skipped, doomed, protected)
-    return approval_blocks(names, fleet.skipped, {}, {})[:-1]  # no retention: nothing runs
+    return approval_blocks(names, fleet.skipped, {}, {}, retention=False)  # nothing runs
 
 
 async def matches_now(ctx: Context, row: ScheduleRow) -> str:

@@ -54,9 +54,9 @@ def with_actions_last(message: dict[str, Any], extra: Sequence[dict[str, Any]]) 
     return message | {"blocks": blocks[:at] + list(extra) + blocks[at:]}
 
 
-async def _previews(cloud: CloudPort, servers: Sequence[Server], spec: ScheduleSpec,
-                    keep_days: int | None, schedule_id: str | None, now: datetime
-                    ) -> tuple[dict[str, list[RetainableImage]], dict[str, list[str]]]:
+async def retention_previews(cloud: CloudPort, servers: Sequence[Server], spec: ScheduleSpec,
+                             keep_days: int | None, schedule_id: str | None, now: datetime
+                             ) -> tuple[dict[str, list[RetainableImage]], dict[str, list[str]]]:
     """Per server: what the next run's retention would delete, and the protected images."""
     doomed: dict[str, list[RetainableImage]] = {}
     protected: dict[str, list[str]] = {}
@@ -117,8 +117,8 @@ async def propose_fleet(ctx: Context, request: commands.Schedule | commands.Sche
     extra_blocks: list[dict[str, Any]] = []
     if new is not None:
         keep_days = request.keep_days if isinstance(request, commands.Schedule) else None
-        doomed, protected = await _previews(cloud, found.members, new, keep_days,
-                                            existing.id if existing else None, now)
+        doomed, protected = await retention_previews(cloud, found.members, new, keep_days,
+                                                     existing.id if existing else None, now)
         extra_blocks = approval_blocks([s.name for s in found.members], found.skipped, doomed,
                                        protected)
     return await write_request(ctx, Proposal(
