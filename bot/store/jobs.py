@@ -209,6 +209,26 @@ class JobTables(OutboxTables):
             self._enqueue(now, outbox, job_id)
             return self._job(job_id)
 
+    def card_posted(self, job_id: str, outbox_id: int, ts: str, channel: str, *,
+                    showed_copy: bool) -> list[int]:
+        """A job's card is in the channel (`ts`): its thread, the card's outbox item sent,
+        and, when the card's first post already showed the copy under way (`showed_copy`),
+        the job's unsent "copying now" replies (`on_card` in their payload) closed without a
+        call: the card said it (issue 17, message design). One transaction, so after a crash
+        either all of it or none holds; a reply a post was attempted for is never closed.
+        Returns the ids closed."""
+        with self._tx():
+            self.update_job(job_id, fields={"thread_ts": ts, "channel": channel}, event="posted")
+            self.mark_sent(outbox_id, result_ts=ts)
+            if not showed_copy:
+                return []
+            rows = self.db.execute(
+                "UPDATE outbox SET sent_at = ?, error = 'shown on the card' WHERE job_id = ? "
+                "AND kind = 'reply' AND sent_at IS NULL AND posting_at IS NULL "
+                "AND json_extract(payload, '$.on_card') = 'copy' RETURNING id",
+                [dt_out(self._now()), normalize_job_id(job_id)]).fetchall()
+            return sorted(int(r[0]) for r in rows)
+
     def _write(self, job_id: str, values: Mapping[str, Any], now: datetime,
                expected_state: str) -> None:
         row = {name: job_value(name, value) for name, value in values.items()}
