@@ -106,6 +106,8 @@ class OutboxLanes:
 
     def drop(self, ids: Collection[int]) -> None:
         """Items closed without a call (a reply the card already said): out of their queues."""
+        if not ids:
+            return
         for key in list(self.threads):
             kept = deque(i for i in self.threads[key] if i.id not in ids)
             if kept:
