@@ -96,6 +96,8 @@ async def test_a_burst_of_creates_is_one_transaction_and_all_durable(
     work = [s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))]
     assert len(work) == 2 * 50
     assert not any(s.startswith("SELECT") for s in work)
+    # One savepoint per create (the batch's for that call; create_job's own `_tx` shares it).
+    assert len([s for s in seen if s.startswith("SAVEPOINT")]) == 50
     assert not any(s.startswith("SELECT * FROM jobs WHERE id") for s in seen)
     # ... and the answer is the row as stored all the same.
     assert results[0][0] == await astore.run(Store.get_job, "J1")
