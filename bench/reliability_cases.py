@@ -89,10 +89,13 @@ def finals_of(workspace: SlackWorkspace, job: Job) -> list[Any]:
 
 
 def queued_replies(db_path: Path, job_id: str) -> list[str]:
-    """Texts of the thread replies the bot committed for a job, in commit order."""
+    """Texts of the thread replies the bot committed for a job, in commit order; not a
+    "copying now" reply closed unsent because the card's first post showed the copy
+    (`Store.card_posted`, issue 17): that one is committed not to be posted."""
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT payload FROM outbox WHERE job_id = ? AND kind = 'reply' "
-                            "ORDER BY id", (job_id,)).fetchall()
+                            "AND error IS NOT 'shown on the card' ORDER BY id",
+                            (job_id,)).fetchall()
     return [json.loads(p)["text"] for (p,) in rows]
 
 

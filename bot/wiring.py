@@ -34,10 +34,10 @@ from bot.scheduling.service import ScheduleService
 from bot.slack import home as home_slack
 from bot.slack import imaging as imaging_slack
 from bot.slack import schedules as schedules_slack
-from bot.slack.app import SlackDeps, bolt_logger, build_app
+from bot.slack.app import SIGNATURE_CHECKED, SlackDeps, bolt_logger, build_app
 from bot.slack.direct import slack_group_members
 from bot.slack.directory import ChannelDirectory
-from bot.slack.edge import EdgeGuard
+from bot.slack.edge import EDGE_CHECKED, EdgeGuard
 from bot.slack.home import HomeTabs
 from bot.slack.identity import Identity
 from bot.slack.imaging import ImagingListeners
@@ -307,7 +307,9 @@ def http_app(runtime: Runtime) -> Starlette:
     handler = AsyncSlackRequestHandler(runtime.app)
 
     async def events(request: Request) -> Response:
-        return await handler.handle(request)
+        # The edge checked the signature (it marks the scope): Bolt does not check it again.
+        checked = request.scope.get(EDGE_CHECKED) is True
+        return await handler.handle(request, {SIGNATURE_CHECKED: True} if checked else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -259,8 +259,11 @@ class Engine:
             if reply:
                 # Without a thread (bot not in the channel) only what a person must act on goes
                 # through the response_url, which Slack allows five times.
+                # "Copying now" is not needed when the card's first post already shows the
+                # copy under way (`Store.card_posted`): `on_card` marks it so.
                 to_thread(OutboxKind.REPLY,
-                          dict(reply) | {"must_reach": event == "writes_may_resume"})
+                          dict(reply) | {"must_reach": event == "writes_may_resume"}
+                          | ({"on_card": "copy"} if event == "phase:snapshotting" else {}))
         if after.state in jobs.TERMINAL and before.state not in jobs.TERMINAL:
             to_thread(OutboxKind.REPLY, dict(render.final_reply(after, now)) | {"final": True})
         to_thread(OutboxKind.UPDATE_PARENT, {})

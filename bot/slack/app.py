@@ -17,11 +17,15 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger import get_bolt_app_logger
 from slack_bolt.logger.messages import (
     warning_client_prioritized_and_token_skipped,
     warning_token_skipped,
 )
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.client import CloudClient
@@ -92,6 +96,58 @@ def identity_authorize(identity: Identity, token: str | None
     return authorize
 
 
+# Context key: the HTTP edge (`bot.slack.edge.EdgeGuard`) checked this request's signature and
+# timestamp; set only by our own request handler (`bot.wiring.http_app`), never from a body.
+SIGNATURE_CHECKED = "imagebot_signature_checked"
+
+
+class SignatureCheckedOnce(AsyncMiddleware):
+    """Bolt's request verification, done once: an HTTP request the edge already checked
+    (`SIGNATURE_CHECKED` in its context) passes; any other HTTP request (handed to the app
+    some other way) is checked here with slack_sdk's verifier, which also bounds the timestamp
+    to 5 minutes, and refused with Bolt's own 401. Socket Mode requests pass, as in Bolt
+    (`RequestVerification._can_skip`): the link itself is authenticated by the app token.
+    Installed as Bolt's `before_authorize` (slack_bolt/app/async_app.py: "A global middleware
+    that can be executed right before authorize function"), where Bolt's own check would run,
+    with `request_verification_enabled=False`."""
+
+    def __init__(self, signing_secret: str) -> None:
+        self.verifier = SignatureVerifier(signing_secret)
+        self.checked = 0  # signatures checked here (tests)
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        if req.mode == "socket_mode" or req.context.get(SIGNATURE_CHECKED) is True:
+            return await next()
+        self.checked += 1
+        timestamp = req.headers.get("x-slack-request-timestamp", ["0"])[0]
+        signature = req.headers.get("x-slack-signature", [""])[0]
+        try:
+            valid = self.verifier.is_valid(req.raw_body, timestamp, signature)
+        except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number
+            valid = False
+        if not valid:
+            log.info("refused a request with an invalid signature (body withheld)")
+            return BoltResponse(status=401, body={"error": "invalid request"})
+        return await next()
+
+
+class OneClientApp(AsyncApp):
+    """Bolt's AsyncApp with one Web API client for every request. Since bolt-python 1.15
+    `_init_context` builds a new AsyncWebClient per request (bolt-python PR #714, "for
+    safety" when a listener changes `context.client.token`); here the token is the one bot
+    token (`identity_authorize` gives it to every request, and no listener sets it), so
+    `context.client` is `app.client` itself, as before 1.15. The rest is `_init_context` as
+    in slack_bolt 1.30 (tests/bot/test_bolt_once.py pins it)."""
+
+    def _init_context(self, req: AsyncBoltRequest) -> None:
+        req.context["logger"] = get_bolt_app_logger(app_name=self.name,
+                                                    base_logger=self._base_logger)
+        req.context["token"] = self._token
+        req.context["client"] = self._async_client
+        req.context["listener_runner"] = self.listener_runner
+
+
 VERIFIED = "imagebot_verified"  # context key: the request passed Bolt's checks and `gate`
 
 
@@ -128,10 +184,14 @@ def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | N
     # takes longer runs after the ack (`LazyWork.spawn`). Running listeners before the response
     # skips Bolt's 10 ms polling for ack(), the same in HTTP and Socket Mode (both go through
     # async_dispatch).
-    app = AsyncApp(client=client, signing_secret=signing_secret,
-                   request_verification_enabled=signing_secret is not None,
-                   authorize=identity_authorize(identity, client.token),
-                   process_before_response=True, logger=bolt_logger())
+    # The signature is checked once per request: at the HTTP edge, or else by
+    # `SignatureCheckedOnce` in the place of Bolt's own check.
+    app = OneClientApp(client=client, signing_secret=signing_secret,
+                       request_verification_enabled=False,
+                       before_authorize=(SignatureCheckedOnce(signing_secret)
+                                         if signing_secret is not None else None),
+                       authorize=identity_authorize(identity, client.token),
+                       process_before_response=True, logger=bolt_logger())
     # Bolt's AsyncApp takes no lazy runner; `listener_runner` is its public handle on the one
     # that starts them (slack_bolt.listener.asyncio_runner: lazy_listener_runner.start): a
     # feature's lazy listener, if one is ever added, is counted and drained like `spawn`.

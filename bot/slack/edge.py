@@ -38,6 +38,9 @@ MAX_BODY = 256 * 1024
 RECEIVE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256
 MAX_HEADER_BYTES = 16 * 1024  # a request line and headers; Slack's are well under 2 KB
+# ASGI scope key: this request's Slack signature and timestamp were checked here (the app's
+# request handler tells Bolt, which then does not check them a second time).
+EDGE_CHECKED = "imagebot.signature_checked"
 
 # Slack's headers: a Unix time in decimal and `v0=` + hex HMAC-SHA256
 # (https://docs.slack.dev/authentication/verifying-requests-from-slack/).
@@ -133,6 +136,7 @@ class EdgeGuard:
                 valid = False
             if not valid:
                 raise _Refused(401, "invalid_signature")
+            scope[EDGE_CHECKED] = True
         return body
 
     async def _read(self, receive: Receive) -> bytes:

@@ -104,6 +104,17 @@ class OutboxLanes:
             if not queue:
                 del self.threads[key]
 
+    def drop(self, ids: Collection[int]) -> None:
+        """Items closed without a call (a reply the card already said): out of their queues."""
+        if not ids:
+            return
+        for key in list(self.threads):
+            kept = deque(i for i in self.threads[key] if i.id not in ids)
+            if kept:
+                self.threads[key] = kept
+            else:
+                del self.threads[key]
+
     def retry(self, item: OutboxMessage) -> None:
         """The item failed for now: `item` is its row as stored after the failure (its retry
         time, and whether a post was attempted); it, and the rest of its thread, wait."""

@@ -278,6 +278,9 @@ class Notifier:
             await self.store.run(Store.mark_sent, item.id, result_ts=job.thread_ts)
             return
         message = render.parent_message(job, self.clock())
+        # A first post (none attempted before: a crash leaves unknown what that one showed)
+        # rendered with the copy under way says "keep writes stopped" itself.
+        showed_copy = item.posting_at is None and job.snapshot_started_at is not None
         try:
             channel, ts = await self._post_item(item, item.channel, message["text"],
                                                 message.get("blocks"))
@@ -291,9 +294,8 @@ class Notifier:
             else:
                 await self._fall_back(item, job, message, exc.code)
             return
-        await self.store.run(Store.update_job, job.id, fields={"thread_ts": ts, "channel": channel},
-                                    event="posted")
-        await self.store.run(Store.mark_sent, item.id, result_ts=ts)
+        self.lanes.drop(await self.store.run(Store.card_posted, job.id, item.id, ts, channel,
+                                             showed_copy=showed_copy))
 
     async def _no_thread(self, job_id: str) -> None:
         """The job goes on without a thread: later messages take the response_url (or are

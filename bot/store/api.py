@@ -74,7 +74,11 @@ class Store(FleetTables, VerifyTables):
                     continue
             try:
                 with self.db.atomic():  # in a transaction: a savepoint of this call alone
-                    value = call()
+                    self._in_call_savepoint = True  # the call's own `_tx` needs no second one
+                    try:
+                        value = call()
+                    finally:
+                        self._in_call_savepoint = False
             except Exception as exc:
                 outcomes.append(Outcome(error=_translated(exc)))
                 if not conn.in_transaction:  # the error took the whole transaction with it
@@ -209,5 +213,6 @@ class AsyncStore:
         self._executor.shutdown(wait=True)
 
 
-# What a Slack ack waits for: group-committed (AsyncStore.run_grouped).
+# What a Slack ack waits for: group-committed (AsyncStore.run_grouped). Each does all its
+# writes in one top-level `_tx`, which shares `run_batch`'s savepoint for the call.
 GROUPED: frozenset[Callable[..., Any]] = frozenset({Store.create_job})

@@ -142,6 +142,7 @@ class StoreBase:
     def __init__(self, path: str | Path, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = Path(path)
         self.clock = clock or _utcnow
+        self._in_call_savepoint = False  # see `_tx` and `api.Store.run_batch`
         try:
             self.db = open_database(self.path)
             self.db.execute("PRAGMA busy_timeout = 5000")
@@ -166,6 +167,12 @@ class StoreBase:
         """One write transaction. IMMEDIATE takes the write lock up front, so a second process
         (the CLI) waits on busy_timeout instead of failing mid-transaction."""
         if self.db.conn.in_transaction:
+            if self._in_call_savepoint:
+                # The outermost `_tx` of a group-committed call: `run_batch`'s savepoint for
+                # this call already covers it (two fewer statements per create).
+                self._in_call_savepoint = False
+                yield
+                return
             with self.db.atomic():  # nested: a savepoint
                 yield
             return

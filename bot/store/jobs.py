@@ -30,6 +30,22 @@ from bot.vocabulary import OutboxKind
 _SETTABLE = frozenset(JOB_FIELDS) - {"id", "state", "created_at", "updated_at"}
 
 
+# The in-flight states as the literal SQL the partial indexes of m014 carry (SQLite uses a
+# partial index only for a query that repeats its WHERE term to the letter); a test checks the
+# two agree with `jobs.IN_FLIGHT`.
+IN_FLIGHT_SQL = "state IN (" + ", ".join(f"'{s}'" for s in sorted(jobs.IN_FLIGHT)) + ")"
+
+
+def _in_flight_sql(refs: Sequence[str], cloud: str | None) -> tuple[str, list[Any]]:
+    """A WHERE term (and its parameters) for the in-flight jobs on `cloud` whose server ref,
+    name or id is one of `refs`: one OR branch per column, each able to use its partial
+    index (m014), so only that server's running jobs are read."""
+    marks = ", ".join("?" for _ in refs)
+    branches = [f"({column} IN ({marks}) AND {IN_FLIGHT_SQL} AND cloud IS ?)"
+                for column in ("server_ref", "server_name", "server_id")]
+    return "(" + " OR ".join(branches) + ")", [*refs, cloud] * 3
+
+
 def normalize_job_id(job_id: str) -> str:
     """'j17' / 'J17' -> 'J17'; JobError for anything else."""
     return normalize_id(job_id, "J", "%r is not a job id (job ids look like J17).")
@@ -66,58 +82,65 @@ class JobTables(OutboxTables):
         if unknown:
             raise TypeError(f"unknown job fields: {sorted(unknown)}")
         now = self._now()
+        values: dict[str, Any] = dict(extra)
+        if "announced_at" not in values and any(i.kind == OutboxKind.POST_PARENT
+                                                for i in outbox):
+            values["announced_at"] = now
+        values.update(server_ref=server_ref, requested_by=requested_by, channel=channel,
+                      image_name=image_name, note=note, dedupe_key=dedupe_key,
+                      response_url=response_url, schedule_id=schedule_id,
+                      created_at=now, updated_at=now, state=state)
+        row = {name: job_value(name, value) for name, value in values.items()}
+        busy = (server_ref, extra.get("cloud")) if refuse_if_in_flight else None
         with self._tx():
-            if refuse_if_in_flight:
-                # One read answers both "asked before?" and "is the server busy?".
-                found = self._dedupe_or_busy(server_ref, extra.get("cloud"), dedupe_key)
+            # One statement checks "asked before?" and "is the server busy?", allocates the
+            # id and writes the row; only a create it refused reads again, to say why.
+            job = self._insert_job(row, busy=busy)
+            if job is None:
+                found = self._dedupe_or_busy(server_ref, extra.get("cloud"), dedupe_key,
+                                             busy=refuse_if_in_flight)
                 for old in found:
                     if dedupe_key is not None and old.dedupe_key == dedupe_key:
                         return old, False
                 if found:
                     raise ServerInUse(found[0])
-            values: dict[str, Any] = dict(extra)
-            if "announced_at" not in values and any(i.kind == OutboxKind.POST_PARENT
-                                                    for i in outbox):
-                values["announced_at"] = now
-            values.update(server_ref=server_ref, requested_by=requested_by, channel=channel,
-                          image_name=image_name, note=note, dedupe_key=dedupe_key,
-                          response_url=response_url, schedule_id=schedule_id,
-                          created_at=now, updated_at=now, state=state)
-            job = self._insert_job({name: job_value(name, value)
-                                    for name, value in values.items()})
-            if job is None:  # the dedupe key was used before: that job is the answer
-                existing = self._first("jobs", job_row, Where().eq("dedupe_key", dedupe_key))
-                assert existing is not None
-                return existing, False
-            self._set_last_id("jobs", job.number)
+                raise ConflictingUpdate(f"Job for {server_ref} was not created; try again.")
+            # No `id_sequences` write: the id is the row's AUTOINCREMENT seq, which
+            # sqlite_sequence keeps past deletes, and `last_id_sql` reads both.
             self._event(job.id, now, "created", None, state, actor or requested_by,
                         {"server_ref": server_ref})
             self._enqueue(now, outbox, job.id)
         return job, True
 
-    def _dedupe_or_busy(self, server_ref: str, cloud: str | None,
-                        dedupe_key: str | None) -> list[Job]:
-        """The job already made under `dedupe_key` and the in-flight jobs on `server_ref`
-        (its ref, name or id, on `cloud`), oldest first, in one statement."""
-        busy = Where().any_of("state", sorted(jobs.IN_FLIGHT)).same("cloud", cloud)
-        busy.server([server_ref])
-        sql = (f"SELECT * FROM jobs WHERE ({' AND '.join(busy.clauses)}) OR dedupe_key = ? "
-               "ORDER BY seq")
-        return [job_row(row) for row in self.db.query(sql, [*busy.params, dedupe_key])]
+    def _dedupe_or_busy(self, server_ref: str, cloud: str | None, dedupe_key: str | None,
+                        *, busy: bool = True) -> list[Job]:
+        """The job already made under `dedupe_key` and (with `busy`) the in-flight jobs on
+        `server_ref` (its ref, name or id, on `cloud`), oldest first, in one statement."""
+        where, params = _in_flight_sql([server_ref], cloud) if busy else ("0", [])
+        sql = f"SELECT * FROM jobs WHERE {where} OR dedupe_key = ? ORDER BY seq"
+        return [job_row(row) for row in self.db.query(sql, [*params, dedupe_key])]
 
-    def _insert_job(self, row: Mapping[str, Any]) -> Job | None:
+    def _insert_job(self, row: Mapping[str, Any],
+                    busy: tuple[str, str | None] | None = None) -> Job | None:
         """INSERT the job under the next J<n>, allocated by the statement itself; the row as
         stored comes back (RETURNING), so nothing is read again. None (nothing written) when
-        its dedupe key is taken."""
+        its dedupe key is taken or, with `busy` (a server ref and its cloud), when an
+        in-flight job is on that server: the check is part of the same statement."""
         names = [*row, "seq", "id"]
         marks = ", ".join("?" for _ in row)
+        params = list(row.values())
+        refused = ""
+        if busy is not None:
+            where, busy_params = _in_flight_sql([busy[0]], busy[1])
+            refused = f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE {where} OR dedupe_key = ?)"
+            params += [*busy_params, row.get("dedupe_key")]
         # `WHERE true`: SQLite's documented fix for the parse ambiguity of INSERT ... SELECT
         # with an upsert clause (lang_upsert.html, "Parsing Ambiguity").
         cursor = self.db.execute(
             f"INSERT INTO jobs ({', '.join(names)}) SELECT {marks}, n, 'J' || n "
-            f"FROM (SELECT {last_id_sql('jobs')} + 1 AS n) WHERE true "
+            f"FROM (SELECT {last_id_sql('jobs')} + 1 AS n) WHERE true{refused} "
             "ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *",
-            list(row.values()))
+            params)
         found = cursor.fetchall()
         if not found:
             return None
@@ -186,6 +209,26 @@ class JobTables(OutboxTables):
             self._enqueue(now, outbox, job_id)
             return self._job(job_id)
 
+    def card_posted(self, job_id: str, outbox_id: int, ts: str, channel: str, *,
+                    showed_copy: bool) -> list[int]:
+        """A job's card is in the channel (`ts`): its thread, the card's outbox item sent,
+        and, when the card's first post already showed the copy under way (`showed_copy`),
+        the job's unsent "copying now" replies (`on_card` in their payload) closed without a
+        call: the card said it (issue 17, message design). One transaction, so after a crash
+        either all of it or none holds; a reply a post was attempted for is never closed.
+        Returns the ids closed."""
+        with self._tx():
+            self.update_job(job_id, fields={"thread_ts": ts, "channel": channel}, event="posted")
+            self.mark_sent(outbox_id, result_ts=ts)
+            if not showed_copy:
+                return []
+            rows = self.db.execute(
+                "UPDATE outbox SET sent_at = ?, error = 'shown on the card' WHERE job_id = ? "
+                "AND kind = 'reply' AND sent_at IS NULL AND posting_at IS NULL "
+                "AND json_extract(payload, '$.on_card') = 'copy' RETURNING id",
+                [dt_out(self._now()), normalize_job_id(job_id)]).fetchall()
+            return sorted(int(r[0]) for r in rows)
+
     def _write(self, job_id: str, values: Mapping[str, Any], now: datetime,
                expected_state: str) -> None:
         row = {name: job_value(name, value) for name, value in values.items()}
@@ -211,8 +254,9 @@ class JobTables(OutboxTables):
         refs = sorted(set(refs))
         if not refs:
             return []
-        where = Where().any_of("state", sorted(jobs.IN_FLIGHT)).same("cloud", cloud).server(refs)
-        return self._select("jobs", job_row, where, order="seq")
+        where, params = _in_flight_sql(refs, cloud)
+        return [job_row(row) for row in
+                self.db.query(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
 
     def list_jobs(self, *, server: str | None = None, states: Collection[str] | None = None,
                   limit: int = 10, channel: str | Collection[str] | None = None) -> list[Job]:

@@ -370,3 +370,20 @@ def m012_fleet(db: Database) -> None:
             deleted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (run_id, server_id)
         )""")
+
+
+@migrations()
+def m014_job_server_index(db: Database) -> None:
+    """The in-flight jobs on a server, by its ref, name or id: what every create checks
+    (`refuse_if_in_flight`) and the engine asks per tick. Partial indexes on the in-flight
+    states, so the lookup reads only that server's running jobs, never the whole history nor
+    every job in flight (issue 17: the create's check read every in-flight job). The state
+    list is the literal `IN (...)` the queries write (`bot.store.jobs.IN_FLIGHT_SQL`): SQLite
+    uses a partial index only when the query repeats its WHERE term exactly
+    (https://sqlite.org/partialindex.html, "Queries Using Partial Indexes")."""
+    db.execute("CREATE INDEX jobs_in_flight_ref ON jobs(server_ref) WHERE state IN "
+               "('pending_upload', 'queued', 'snapshotting', 'submitting', 'uploading')")
+    db.execute("CREATE INDEX jobs_in_flight_name ON jobs(server_name) WHERE state IN "
+               "('pending_upload', 'queued', 'snapshotting', 'submitting', 'uploading')")
+    db.execute("CREATE INDEX jobs_in_flight_id ON jobs(server_id) WHERE state IN "
+               "('pending_upload', 'queued', 'snapshotting', 'submitting', 'uploading')")

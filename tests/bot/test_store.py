@@ -81,10 +81,10 @@ def test_migrations_are_idempotent_and_data_survives(tmp_path: Path, clock: Cloc
         assert s2.get_meta("cursor") == "abc"
         applied = s2.db.execute("SELECT COUNT(*) FROM _sqlite_migrations "
                                 "WHERE migration_set = 'imagebot'").fetchone()[0]
-        assert applied == 12  # m001 initial, m002 schedules, m003 outbox posting, m004 job
+        assert applied == 13  # m001 initial, m002 schedules, m003 outbox posting, m004 job
         # cloud, m005 id sequences, m006 job channel name and who cancelled, m007 job
         # announced, m008 verify, m009 schedule operations, m010 native, m011 request copies,
-        # m012 fleet
+        # m012 fleet, m014 job server index
         assert new_job(s2).id == "J2"
     finally:
         s2.close()

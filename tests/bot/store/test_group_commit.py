@@ -90,10 +90,14 @@ async def test_a_burst_of_creates_is_one_transaction_and_all_durable(
     assert (astore.batches, astore.batched_calls) == (1, 50)
     rows = committed(astore.store.path, "SELECT id, dedupe_key FROM jobs ORDER BY seq")
     assert rows == [(f"J{n}", f"trigger:{n}") for n in range(1, 51)]
-    # Per create: one read (dedupe + busy), the insert that allocates its id, the id
-    # sequence, its event; savepoints aside. Nothing reads the row back ...
+    # Per create, savepoints aside: the insert that checks dedupe and busy, allocates its id
+    # and returns the row (issue 17: "dedupe and id in one statement"), and its event.
+    # Nothing reads the row back ...
     work = [s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))]
-    assert len(work) == 4 * 50
+    assert len(work) == 2 * 50
+    assert not any(s.startswith("SELECT") for s in work)
+    # One savepoint per create (the batch's for that call; create_job's own `_tx` shares it).
+    assert len([s for s in seen if s.startswith("SAVEPOINT")]) == 50
     assert not any(s.startswith("SELECT * FROM jobs WHERE id") for s in seen)
     # ... and the answer is the row as stored all the same.
     assert results[0][0] == await astore.run(Store.get_job, "J1")
