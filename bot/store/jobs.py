@@ -30,7 +30,7 @@ from bot.vocabulary import OutboxKind
 _SETTABLE = frozenset(JOB_FIELDS) - {"id", "state", "created_at", "updated_at"}
 
 
-# The in-flight states as the literal SQL the partial indexes of m014 carry (SQLite uses a
+# The in-flight states as the literal SQL the partial indexes of m013 carry (SQLite uses a
 # partial index only for a query that repeats its WHERE term to the letter); a test checks the
 # two agree with `jobs.IN_FLIGHT`.
 IN_FLIGHT_SQL = "state IN (" + ", ".join(f"'{s}'" for s in sorted(jobs.IN_FLIGHT)) + ")"
@@ -39,7 +39,7 @@ IN_FLIGHT_SQL = "state IN (" + ", ".join(f"'{s}'" for s in sorted(jobs.IN_FLIGHT
 def _in_flight_sql(refs: Sequence[str], cloud: str | None) -> tuple[str, list[Any]]:
     """A WHERE term (and its parameters) for the in-flight jobs on `cloud` whose server ref,
     name or id is one of `refs`: one OR branch per column, each able to use its partial
-    index (m014), so only that server's running jobs are read."""
+    index (m013), so only that server's running jobs are read."""
     marks = ", ".join("?" for _ in refs)
     branches = [f"({column} IN ({marks}) AND {IN_FLIGHT_SQL} AND cloud IS ?)"
                 for column in ("server_ref", "server_name", "server_id")]

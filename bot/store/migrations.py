@@ -373,7 +373,7 @@ def m012_fleet(db: Database) -> None:
 
 
 @migrations()
-def m014_job_server_index(db: Database) -> None:
+def m013_job_server_index(db: Database) -> None:
     """The in-flight jobs on a server, by its ref, name or id: what every create checks
     (`refuse_if_in_flight`) and the engine asks per tick. Partial indexes on the in-flight
     states, so the lookup reads only that server's running jobs, never the whole history nor

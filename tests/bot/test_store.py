@@ -84,7 +84,7 @@ def test_migrations_are_idempotent_and_data_survives(tmp_path: Path, clock: Cloc
         assert applied == 13  # m001 initial, m002 schedules, m003 outbox posting, m004 job
         # cloud, m005 id sequences, m006 job channel name and who cancelled, m007 job
         # announced, m008 verify, m009 schedule operations, m010 native, m011 request copies,
-        # m012 fleet, m014 job server index
+        # m012 fleet, m013 job server index
         assert new_job(s2).id == "J2"
     finally:
         s2.close()

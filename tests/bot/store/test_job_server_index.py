@@ -1,4 +1,4 @@
-"""m014: a create's "is this server busy?" check reads only that server's in-flight jobs, by
+"""m013: a create's "is this server busy?" check reads only that server's in-flight jobs, by
 ref, name or id (partial indexes), never every job in flight (issue 17)."""
 
 from __future__ import annotations

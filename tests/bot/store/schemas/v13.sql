@@ -1,4 +1,4 @@
--- An empty job database as imagebot made it (migrations m001..m014_job_server_index):
+-- An empty job database as imagebot made it (migrations m001..m013_job_server_index):
 -- the first 13 migrations on a new path, then sqlite3's iterdump(). Kept to test upgrades; never edit.
 BEGIN TRANSACTION;
 CREATE TABLE "_sqlite_migrations" (
@@ -7,19 +7,19 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 13:29:10.769858+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 13:29:10.814050+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 13:29:10.837974+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 13:29:10.865092+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 13:29:10.877350+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 13:29:10.897174+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 13:29:10.906512+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 13:29:10.932448+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 13:29:10.954598+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 13:29:10.966615+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(11,'imagebot','m011_request_copies','2026-12-02 13:29:10.977409+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(12,'imagebot','m012_fleet','2026-12-02 13:29:10.999724+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(13,'imagebot','m014_job_server_index','2026-12-02 13:29:11.021078+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'imagebot','m001_initial','2026-12-02 14:04:25.845116+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'imagebot','m002_schedules','2026-12-02 14:04:25.846061+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'imagebot','m003_outbox_posting','2026-12-02 14:04:25.846713+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'imagebot','m004_job_cloud','2026-12-02 14:04:25.848183+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'imagebot','m005_id_sequences','2026-12-02 14:04:25.848626+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'imagebot','m006_job_channel_name','2026-12-02 14:04:25.849600+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'imagebot','m007_job_announced','2026-12-02 14:04:25.850666+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(8,'imagebot','m008_verify','2026-12-02 14:04:25.851759+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(9,'imagebot','m009_schedule_ops','2026-12-02 14:04:25.854491+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(10,'imagebot','m010_native','2026-12-02 14:04:25.855529+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(11,'imagebot','m011_request_copies','2026-12-02 14:04:25.855826+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(12,'imagebot','m012_fleet','2026-12-02 14:04:25.857148+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(13,'imagebot','m013_job_server_index','2026-12-02 14:04:25.857562+00:00');
 CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at TEXT NOT NULL,
