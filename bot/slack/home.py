@@ -92,6 +92,9 @@ class _Pass:
     failures: list[jobs.Job]
     pending: list[RequestRow]
     schedules: list[HomeSchedule]
+    # `HomeTabs._generation` when the reads began: a change marked after them (a decision, a
+    # click's outcome) is shown by a new pass, never with data read before it.
+    generation: int = 0
 
 
 @dataclass
@@ -113,9 +116,11 @@ class HomeTabs:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     publishes: int = 0
     _viewers: dict[str, datetime] = field(default_factory=dict)  # user -> last opened
-    _dirty: dict[str, None] = field(default_factory=dict)  # ordered: who is refreshed next
+    # Ordered: who is refreshed next, with the `_generation` of the change that marked them.
+    _dirty: dict[str, int] = field(default_factory=dict)
     _published: dict[str, str] = field(default_factory=dict)  # user -> last view (JSON)
-    _notices: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    _notices: dict[str, tuple[datetime, str, int]] = field(default_factory=dict)
+    _generation: int = 0  # bumped whenever a tab is marked to refresh, to order reads
     _groups: dict[tuple[str, frozenset[str]], tuple[datetime, frozenset[str]]] = \
         field(default_factory=dict)
     _unknown: dict[str, datetime] = field(default_factory=dict)  # channel -> when refused
@@ -133,22 +138,34 @@ class HomeTabs:
             oldest = next(iter(self._viewers))
             self._forget(oldest)
         self._notices.pop(user, None)  # a fresh look starts without the last click's outcome
-        self._dirty = {user: None, **{u: None for u in self._dirty if u != user}}
+        self._mark(user, first=True)
         self.wake.set()
 
     def changed(self) -> None:
         """Something a tab may show changed: refresh every remembered tab (coalesced)."""
         for user in self._viewers:
-            self._dirty.setdefault(user, None)
+            self._mark(user)
         if self._viewers:
             self.wake.set()
 
     def tell(self, user: str, text: str) -> None:
         """Show `text` (mrkdwn) at the top of `user`'s tab for a while, and republish it."""
-        self._notices[user] = (self.clock(), text)
+        self._notices[user] = (self.clock(), text, self._generation + 1)
         if user in self._viewers:
-            self._dirty = {user: None, **{u: None for u in self._dirty if u != user}}
+            self._mark(user, first=True)
             self.wake.set()
+        else:
+            self._generation += 1
+
+    def _mark(self, user: str, *, first: bool = False) -> None:
+        """Queue `user`'s tab for a refresh (`first`: ahead of the others), as of a new
+        generation: a pass that read the store before it publishes that user again."""
+        self._generation += 1
+        if first:
+            self._dirty = {user: self._generation,
+                           **{u: g for u, g in self._dirty.items() if u != user}}
+        else:
+            self._dirty[user] = self._generation
 
     @property
     def viewers(self) -> frozenset[str]:
@@ -196,23 +213,34 @@ class HomeTabs:
             return self._paused_until - now
         await self.sleep(self.settle)  # let a burst of changes land: one build for all
         shared = await self._read_pass()
+        again: dict[str, int] = {}  # marked after this pass read: refreshed by the next one
+        try:
+            return await self._publish_due(shared, again)
+        finally:
+            for user, marked in again.items():
+                self._dirty.setdefault(user, marked)
+
+    async def _publish_due(self, shared: _Pass, again: dict[str, int]) -> float:
+        assert self._bucket is not None
         while self._dirty:
             wait = self._bucket.delay(asyncio.get_running_loop().time())
             if wait > 0:
                 return wait
-            user = next(iter(self._dirty))
+            user, marked = next(iter(self._dirty.items()))
             del self._dirty[user]
+            if marked > shared.generation:
+                again[user] = marked  # this pass still publishes it: progress under changes
             try:
                 await self._refresh(user, shared)
             except SlackUnavailable as exc:
-                self._dirty = {user: None, **self._dirty}  # first again, not starved
+                self._dirty = {user: marked, **self._dirty}  # first again, not starved
                 pause = exc.retry_after or RETRY
                 self._paused_until = asyncio.get_running_loop().time() + pause
                 log.warning("could not publish a Home tab (%s); again in %.0f s", exc, pause)
                 return pause
             except ImagebotError as exc:  # refused (not_enabled, a view Slack will not take)
                 log.warning("could not publish %s's Home tab: %s", user, exc)
-        return self.backstop
+        return 0.0 if again else self.backstop
 
     async def _refresh(self, user: str, shared: _Pass) -> None:
         view = await self.build(user, shared)
@@ -236,14 +264,14 @@ class HomeTabs:
         for user, at in list(self._viewers.items()):
             if now - at > HOME_TTL:
                 self._forget(user)
-        for user, (at, _) in list(self._notices.items()):
+        for user, (at, _, _) in list(self._notices.items()):
             if now - at > NOTICE_TTL:
                 del self._notices[user]
 
     # --- gathering -------------------------------------------------------------------------
 
     async def _read_pass(self) -> _Pass:
-        store, now = self.store, self.clock()
+        store, now, generation = self.store, self.clock(), self._generation
         running = await store.run(Store.in_flight_jobs)
         failures = await store.run(Store.list_jobs, states=[jobs.FAILED], limit=FAILURES_READ)
         pending = await store.run(Store.list_change_requests, statuses=[RequestStatus.PENDING])
@@ -256,7 +284,7 @@ class HomeTabs:
             nxt = decision.slot if decision.action == "run" else decision.next_at
             schedules.append(HomeSchedule(row, (nxt.astimezone(zone(spec.tz)), nxt)
                                           if nxt else None))
-        return _Pass(running, failures, pending, schedules)
+        return _Pass(running, failures, pending, schedules, generation)
 
     async def build(self, user: str, shared: _Pass | None = None) -> dict[str, Any]:
         """`user`'s Home view from the store as it is now."""
@@ -281,6 +309,8 @@ class HomeTabs:
                     decidable.add(r.id)
         known = self.identity.current if self.identity is not None else None
         notice = self._notices.get(user)
+        if notice is not None and notice[2] > shared.generation:
+            notice = None  # told after this pass read the store: shown by the next pass
         data = select(user, now, running=shared.running, failures=shared.failures,
                       requests=list(requests.values()), schedules=shared.schedules,
                       visible=visible, decidable=decidable,
