@@ -135,8 +135,8 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
 
     `job` is the run's latest job (None when it has none); `images` the server's images once
     listed (None: not looked at yet); `check` the job's latest restore test (None: none yet)
-    and `failed_verify` the listed images a restore test failed. Raises `InvalidSchedule` when a retry is due for a
-    schedule that can no longer run (a zone tzdata dropped).
+    and `failed_verify` the listed images a restore test failed. Raises `InvalidSchedule`
+    when a retry is due for a schedule that can no longer run (a zone tzdata dropped).
     """
     who = actor(schedule.id)
     if run.result == RunResult.RETRY_WAIT:

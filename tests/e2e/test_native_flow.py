@@ -216,6 +216,8 @@ async def test_a_refusal_is_said_in_the_thread_and_an_outage_waits(tmp_path: Pat
         await approve(system, "R2")
         assert await system.wait_for(lambda: cloud_schedule(system, WEB1), within=30) == {
             "image_schedule": {"retention": 2}}
+        # The cloud answered before the loop records it: wait for the record, not the cloud.
+        await system.wait_for(lambda: applied(system, "R2"), within=15)
         row = await system.runtime.store.run(Store.get_change_request, "R2")
         assert row.apply_result is not None and row.apply_result.startswith("ok")
 
