@@ -86,6 +86,11 @@ class Verification:
         return int((self.active_at - self.boot_started_at).total_seconds())
 
 
+def ended(check: Verification | None) -> bool:
+    """Has this restore test ended (passed or failed)? None (not queued yet): no."""
+    return check is not None and check.state in TERMINAL
+
+
 VERIFY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Verification))
 DATETIME_FIELDS = frozenset({"created_at", "updated_at", "boot_started_at", "active_at",
                              "deadline_at", "delete_requested_at", "deleted_at", "finished_at"})

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.blocks import code, context, human_duration, payload, plural, section, user_text
 from bot.imaging.jobs import Job
-from bot.imaging.verify import TERMINAL, Verification
+from bot.imaging.verify import TERMINAL, Verification, ended
 from bot.scheduling.messages import MAX_LISTED_IMAGES, alert
 from bot.scheduling.retention import RetainableImage
 from bot.store import FleetMember, FleetRun
@@ -68,7 +68,7 @@ def member_phase(member: FleetMember, job: Job | None, v: Verification | None = 
     if job is None:
         return ":white_circle: queued"
     if job.state == JobState.SUCCEEDED:
-        if verify and (v is None or v.state not in TERMINAL):
+        if verify and not ended(v):
             return f":test_tube: image ready, {verify_text(v)}"
         return ":broom: image ready, retention next"
     return _PHASES.get(job.state, str(job.state))

@@ -21,15 +21,13 @@ from typing import Any
 
 from bot.errors import (
     CloudError,
-    CloudUnavailable,
     ConflictingUpdate,
-    NotFound,
     SlackRejected,
     SlackUnavailable,
 )
+from bot.imaging import verify
 from bot.imaging.jobs import Job
-from bot.imaging.verify import TERMINAL, Verification
-from bot.scheduling.age_retention import select_by_count_and_age
+from bot.imaging.verify import Verification
 from bot.scheduling.digest import (
     card_text,
     digest_card,
@@ -43,19 +41,22 @@ from bot.scheduling.fleet_plan import FleetStep, digest_key, fleet_step, member_
 from bot.scheduling.messages import run_note
 from bot.scheduling.op_messages import run_now_note
 from bot.scheduling.ports import Context
-from bot.scheduling.retention import RetainableImage, retainable_from_image
+from bot.scheduling.prune import delete_images
+from bot.scheduling.retention import retainable_from_image
 from bot.scheduling.rows import schedule_spec
-from bot.scheduling.runs import BUSY_SPACING, BUSY_TRIES, Route, actor, job_values
+from bot.scheduling.runs import (
+    BUSY_SPACING,
+    BUSY_TRIES,
+    Route,
+    actor,
+    job_values,
+    retention_choice,
+)
 from bot.store import AuditEntry, FleetMember, FleetRun, OutboxItem, ScheduleRow, Store
 from bot.vocabulary import OutboxKind, RunResult
 from commands.targets import target_from_text
 
 log = logging.getLogger(__name__)
-
-
-def verify_ended(check: Verification | None) -> bool:
-    """Has a member's restore test ended (passed or failed)? None: not queued yet."""
-    return check is not None and check.state in TERMINAL
 
 
 class FleetRuns:
@@ -197,7 +198,7 @@ class FleetRuns:
             checks = await self._checks(job_of)
             for member in step.ready:
                 job = job_of[str(member.job_id)]
-                if job.verify and not verify_ended((checks or {}).get(job.id)):
+                if job.verify and not verify.ended((checks or {}).get(job.id)):
                     continue  # retention waits for the restore test: a failed one is not good
                 await self._retain(schedule, member, job, route)
             members, job_of = await self._state(fleet.run_id)
@@ -248,24 +249,11 @@ class FleetRuns:
                                  await cloud.list_images(server_id=member.server_id))
                   if r is not None]
         bad = await ctx.store.run(Store.failed_verification_images, [i.id for i in images])
-        doomed = [i for i in select_by_count_and_age(
-            images, keep=schedule.keep, keep_days=schedule.keep_days, schedule_id=schedule.id,
-            now=ctx.clock(), failed_verify=bad) if i.id != job.image_id]
-        deleted: list[RetainableImage] = []
-        audit: list[AuditEntry] = []
+        deleted, refused = await delete_images(cloud, retention_choice(
+            images, schedule, job.image_id, now=ctx.clock(), failed_verify=bad))
         who = actor(schedule.id)
-        for image in doomed:
-            try:
-                await cloud.delete_image(image.id)
-            except NotFound:
-                pass  # already gone: the goal is met
-            except CloudUnavailable:
-                raise  # the whole retention is tried again next tick (deletes are idempotent)
-            except CloudError as exc:
-                audit.append(AuditEntry("retention_failed", schedule.id, who,
-                                        {"image_id": image.id, "error": exc.user_message()}))
-                continue
-            deleted.append(image)
+        audit = [AuditEntry("retention_failed", schedule.id, who,
+                            {"image_id": image.id, "error": why}) for image, why in refused]
         audit += [AuditEntry("retention_deleted", schedule.id, who,
                              {"image_id": i.id, "name": i.name, "server": member.server_name,
                               "created_at": i.created_at.isoformat()}) for i in deleted]

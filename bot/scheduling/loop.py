@@ -21,10 +21,8 @@ from typing import Any
 from bot.blocks import plural
 from bot.errors import (
     CloudError,
-    CloudUnavailable,
     ConflictingUpdate,
     ImagebotError,
-    NotFound,
     SlackRejected,
     SlackUnavailable,
 )
@@ -38,6 +36,7 @@ from bot.scheduling.native import NativeDesk, request_message
 from bot.scheduling.op_loop import skip_on_request, start_runs_now
 from bot.scheduling.operations import slot_decision
 from bot.scheduling.ports import Context
+from bot.scheduling.prune import delete_images
 from bot.scheduling.retention import RetainableImage, retainable_from_image
 from bot.scheduling.rows import (
     approval_view,
@@ -66,10 +65,6 @@ from bot.vocabulary import JobState, OutboxKind, RequestStatus, RunResult
 log = logging.getLogger(__name__)
 
 WARN_BEFORE = timedelta(hours=1)
-
-
-class _CloudDown(Exception):
-    """A cloud failed in this tick: its other runs wait for the next one."""
 
 
 class ScheduleLoop:
@@ -261,10 +256,10 @@ class ScheduleLoop:
                                           [i.id for i in found])
                 decided = step(found, frozenset(bad))
                 if decided.kind == "retain":
-                    deleted, refused = await self._delete(cloud, decided.delete)
+                    deleted, refused = await delete_images(ctx.cloud(cloud), decided.delete)
                     decided = RunStep("commit", retention_done(
                         run, schedule, job, deleted, refused, self.route(schedule), check))
-            except (CloudError, _CloudDown) as exc:
+            except CloudError as exc:  # the listing, or the cloud went away during the deletes
                 failed.add(cloud)
                 self._cloud_failed(cloud, exc)
                 return
@@ -274,27 +269,6 @@ class ScheduleLoop:
                 return
         if decided.wake_at is not None:
             wake_at.append(decided.wake_at)
-
-    async def _delete(self, cloud: str | None, doomed: tuple[RetainableImage, ...]
-                      ) -> tuple[list[RetainableImage], list[tuple[RetainableImage, str]]]:
-        """Delete retention's choice: (deleted, refused with the cloud's reason).
-
-        `_CloudDown` when the cloud is unavailable: the whole retention is tried again next
-        tick (deletes are idempotent, and a 404 counts as deleted)."""
-        deleted: list[RetainableImage] = []
-        refused: list[tuple[RetainableImage, str]] = []
-        for image in doomed:
-            try:
-                await self.ctx.cloud(cloud).delete_image(image.id)
-            except NotFound:
-                deleted.append(image)  # already gone: the goal is met
-            except CloudUnavailable as exc:
-                raise _CloudDown(str(exc)) from exc
-            except CloudError as exc:
-                refused.append((image, exc.user_message()))
-            else:
-                deleted.append(image)
-        return deleted, refused
 
     async def _commit(self, run: RunRow, update: RunUpdate) -> bool:
         """Carry out one `RunUpdate`; False when another tick changed the run first."""

@@ -29,8 +29,7 @@ from typing import Any, Literal
 
 from bot.imaging import jobs
 from bot.imaging.jobs import Job
-from bot.imaging.verify import TERMINAL as VERIFY_ENDED
-from bot.imaging.verify import Verification
+from bot.imaging.verify import Verification, ended
 from bot.policy import ChannelPolicy
 from bot.scheduling.age_retention import select_by_count_and_age
 from bot.scheduling.due import ScheduleSpec
@@ -154,16 +153,12 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
     if run.result != RunResult.RUNNING or job is None or job.state not in jobs.TERMINAL:
         return RunStep()
     if job.state == JobState.SUCCEEDED:
-        if job.verify and (check is None or check.state not in VERIFY_ENDED):
+        if job.verify and not ended(check):
             return RunStep()  # retention waits for the restore test: a failed image is not good
         if images is None:
             return RunStep("list_images")
-        doomed = select_by_count_and_age(images, keep=schedule.keep,
-                                         keep_days=schedule.keep_days,
-                                         schedule_id=schedule.id, now=now,
-                                         failed_verify=failed_verify)
-        # Belt and braces: never the image this run just made.
-        return RunStep("retain", delete=tuple(i for i in doomed if i.id != job.image_id))
+        return RunStep("retain", delete=retention_choice(images, schedule, job.image_id,
+                                                         now=now, failed_verify=failed_verify))
     reason = job.error or job.state
     if job.state == JobState.FAILED and job.error_code == FailureCode.BUSY:
         delay = retry_after_busy(run.attempts, tries=busy_tries, spacing=busy_spacing)
@@ -193,6 +188,18 @@ def run_step(run: RunRow, schedule: ScheduleRow, job: Job | None, *, now: dateti
         outbox=(OutboxItem(kind=OutboxKind.CHANNEL_POST, channel=route.notify,
                            payload=run_failed_alert(schedule.id, label(schedule), reason,
                                                     run.attempts, route.mention)),)))
+
+
+def retention_choice(images: Sequence[RetainableImage], schedule: ScheduleRow,
+                     made: str | None, *, now: datetime,
+                     failed_verify: Collection[str] = ()) -> tuple[RetainableImage, ...]:
+    """What retention deletes of a server's `images` once a run of `schedule` made image
+    `made`: `age_retention.select_by_count_and_age` (never a protected image nor the newest
+    good one) and, belt and braces, never the image the run just made."""
+    doomed = select_by_count_and_age(images, keep=schedule.keep, keep_days=schedule.keep_days,
+                                     schedule_id=schedule.id, now=now,
+                                     failed_verify=failed_verify)
+    return tuple(i for i in doomed if i.id != made)
 
 
 def retention_done(run: RunRow, schedule: ScheduleRow, job: Job,
