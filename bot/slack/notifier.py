@@ -136,18 +136,19 @@ class Notifier:
         await self._refresh(resync=True)
         sending: dict[int, tuple[Lane, asyncio.Task[None]]] = {}
         caps: dict[Lane, int] = {}  # per lane in flight: the rank of its most urgent call
+        loads: dict[Lane, int] = {}  # per lane: its calls in flight
         woken: asyncio.Task[bool] | None = None
 
         def pace(key: Lane) -> float:
             # A lane with a call in flight may get its next item ready meanwhile (store reads,
             # `mark_posting`): that item waits for its token in `_paced`, just before its call.
-            if any(held == key for held, _ in sending.values()):
+            if key in loads:
                 return 0.0
             return self.pacer.delay(key[0], key[1], self.pace_clock())
 
         try:
             while True:
-                loads: dict[Lane, int] = {}
+                loads = {}
                 for held, _ in sending.values():
                     loads[held] = loads.get(held, 0) + 1
                 choice = self.lanes.choose(
