@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -179,7 +180,10 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     slack_rate_scale = settings.slack_rate_scale if slack_rate_scale is None else slack_rate_scale
     policy = Policy.load(settings.policy_path) if settings.policy_path else Policy.default()
     config = cloud_config or load_cloud_config(settings.cloud_name)
-    store = await AsyncStore.open(settings.db_path, clock=clock)
+    # The bot's connections take turns on one lock around their write transactions instead
+    # of meeting on SQLite's sleeping busy handler (`StoreBase.writers`).
+    writers = threading.RLock()
+    store = await AsyncStore.open(settings.db_path, clock=clock, writers=writers)
     metrics = Metrics()
     # The engine, notifier and scheduler work through `store`, the cloud clients and `web`:
     # each of their calls first lets the acks in flight finish (bot/priority.py).
@@ -203,7 +207,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # The notifier's few small writes per post (mark_posting, mark_sent) get a connection and
     # thread of their own too: queued behind a tick's engine commits they held every post of
     # a channel back by more than Slack's one-second spacing (issue #17).
-    outbox_store = await AsyncStore.open(settings.db_path, clock=clock)
+    outbox_store = await AsyncStore.open(settings.db_path, clock=clock, writers=writers)
     outbox_store.before_call = acks_first.turn
     notifier = Notifier(outbox_store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
     def alerts_for(job: Job) -> tuple[str | None, str | None]:
@@ -217,7 +221,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # Slack waits on the listeners (3 s to ack); the engine and notifier write in bursts.
     # A connection and thread of their own keeps the acks from queueing behind engine writes
     # (SQLite in WAL mode serialises the writes themselves, which take a millisecond).
-    interactive = await AsyncStore.open(settings.db_path, clock=clock)
+    interactive = await AsyncStore.open(settings.db_path, clock=clock, writers=writers)
     directory = ChannelDirectory(web, clock)
     router = Router(Channels(policy, directory=directory,
                              member_groups=slack_group_resolver(web)))
@@ -242,7 +246,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     runtime.schedules = schedules
     # The App Home tab: its own read connection (it never queues behind the engine's writes
     # or an ack's), refreshed by every change the engine or a listener reports.
-    home = HomeTabs(await AsyncStore.open(settings.db_path, clock=clock), web, router.channels,
+    home = HomeTabs(await AsyncStore.open(settings.db_path, clock=clock, writers=writers), web,
+                    router.channels,
                     clock, schedules=schedules, identity=identity,
                     decide=runtime.schedule_commands.on_click, scale=slack_rate_scale)
     runtime.home = home_slack.register(app, home)

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -56,6 +57,10 @@ class Store(FleetTables, VerifyTables):
         are kept. A failure that ends the whole transaction (SQLite may roll back everything on
         SQLITE_FULL or an I/O error) or a failed COMMIT turns every call kept so far into a
         `StoreError`: an outcome with a value means its writes are committed."""
+        with self.writers:  # the process's connections take turns (`StoreBase.writers`)
+            return self._run_batch(calls)
+
+    def _run_batch(self, calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         kept: list[int] = []  # calls whose writes sit in the open transaction
 
@@ -145,13 +150,15 @@ class AsyncStore:
         self.before_call: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
-    async def open(cls, path: str | Path, *,
-                   clock: Callable[[], datetime] | None = None) -> AsyncStore:
-        """Open the store ON the worker thread, so the connection lives there."""
+    async def open(cls, path: str | Path, *, clock: Callable[[], datetime] | None = None,
+                   writers: AbstractContextManager[Any] | None = None) -> AsyncStore:
+        """Open the store ON the worker thread, so the connection lives there; `writers`: the
+        lock this process's connections share around write transactions (`StoreBase`)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagebot-store")
         loop = asyncio.get_running_loop()
         try:
-            store = await loop.run_in_executor(executor, partial(Store, path, clock=clock))
+            store = await loop.run_in_executor(executor, partial(Store, path, clock=clock,
+                                                                      writers=writers))
         except BaseException:
             executor.shutdown(wait=False)
             raise

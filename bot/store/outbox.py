@@ -59,9 +59,10 @@ class OutboxTables(StoreBase):
 
     def mark_sent(self, outbox_id: int, result_ts: str | None = None) -> None:
         """The item was delivered (Slack's `ts` when it made a message)."""
-        self._update("outbox", {"sent_at": dt_out(self._now()), "result_ts": result_ts,
-                                "error": None}, Where().eq("id", outbox_id),
-                     also="attempts = attempts + 1")
+        with self._tx():  # `_tx`, not an implicit commit: it takes the writers' turn
+            self._update("outbox", {"sent_at": dt_out(self._now()), "result_ts": result_ts,
+                                    "error": None}, Where().eq("id", outbox_id),
+                         also="attempts = attempts + 1")
 
     def set_outbox_channel(self, outbox_id: int, channel: str) -> None:
         """The channel id Slack answered for a post made to a channel name (`chat.update`
@@ -71,19 +72,20 @@ class OutboxTables(StoreBase):
     def mark_posting(self, outbox_id: int) -> None:
         """Record, before calling Slack, that this item may be posted from now on: after a
         crash the notifier then looks for the message instead of posting it twice."""
-        with self.db.atomic():
+        with self._tx():
             self.db.execute("UPDATE outbox SET posting_at = COALESCE(posting_at, ?) WHERE id = ?",
                             [dt_out(self._now()), outbox_id])
 
     def clear_posting(self, outbox_id: int) -> None:
         """Slack answered that the post did not happen: no need to look for it next time."""
-        with self.db.atomic():
+        with self._tx():
             self._update("outbox", {"posting_at": None}, Where().eq("id", outbox_id))
 
     def mark_failed(self, outbox_id: int, *, retry_at: datetime | None, error: str) -> None:
         """Delivery failed: retry at `retry_at`, or give up for good when it is None."""
-        self._update("outbox", {"error": error, "next_attempt_at": dt_out(retry_at)},
-                     Where().eq("id", outbox_id), also="attempts = attempts + 1")
+        with self._tx():
+            self._update("outbox", {"error": error, "next_attempt_at": dt_out(retry_at)},
+                         Where().eq("id", outbox_id), also="attempts = attempts + 1")
 
     def outbox_depth(self) -> int:
         """Items still waiting to go out (not given up)."""
