@@ -31,7 +31,7 @@ from bot.errors import (
 from bot.imaging import jobs
 from bot.imaging import messages as render
 from bot.imaging.failures import classify, failure_fields
-from bot.imaging.fanout import fan_out, grouped
+from bot.imaging.fanout import fan_out, grouped, meanwhile
 from bot.imaging.health import CloudHealth
 from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.imaging.verifier import Verifier
@@ -146,9 +146,8 @@ class Engine:
 
     async def _paced_observe(self, cloud: str | None, group: list[Job]) -> float:
         """Observe unless the cloud's published rate limits (Nova `/limits`, read once; e.g.
-        Rackspace's `GET *changes-since*` a few a minute) say it is too soon since the last
-        look, as after an early wake-up; returns the poll floor in seconds. A 413 with
-        Retry-After still works as before if the limits change under us."""
+        Rackspace's `GET *changes-since*` a few a minute) say it is too soon since the last look
+        (an early wake-up, a look while submits go on); returns the poll floor in seconds."""
         client = self._client(cloud)
         try:
             await client.rate_limits()
@@ -164,18 +163,17 @@ class Engine:
         return floor
 
     async def _cloud_pass(self, cloud: str | None, group: list[Job]) -> float:
-        """Resolve, submit, reconcile and observe the jobs of one cloud; returns the cloud's
-        poll floor (see `_paced_observe`)."""
+        """Resolve, submit, reconcile and observe the jobs of one cloud (the copies under way
+        also while the submits go on: `meanwhile`); returns the cloud's poll floor."""
         floor = 0.0
         self.health.begin(cloud)
         try:
-            await self._advance_cloud(cloud, [j for j in group if j.state ==
-                                              jobs.AWAITING_CONFIRMATION],
-                                      [j for j in group if j.state != jobs.AWAITING_CONFIRMATION])
-            in_flight = [j for j in await self.store.run(Store.in_flight_jobs) if j.cloud == cloud]
-            observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
-            if observing:
-                floor = await self._paced_observe(cloud, observing)
+            advance = asyncio.ensure_future(self._advance_cloud(
+                cloud, [j for j in group if j.state == jobs.AWAITING_CONFIRMATION],
+                [j for j in group if j.state != jobs.AWAITING_CONFIRMATION]))
+            await meanwhile(advance, jobs.COPY_POLL * (self.tick_scale or 1.0),
+                            lambda: self._observe_in_flight(cloud))
+            floor = await self._observe_in_flight(cloud)
         except (CloudError, ConfigError) as exc:  # the other clouds go on
             # Said once per failing streak; the notification channel hears it from the report.
             log.log(self.health.level(cloud, logging.ERROR), "cloud %s: %s", cloud or "default",
@@ -183,6 +181,12 @@ class Engine:
             self.health.troubled(cloud, exc)
         await self.health.report(cloud, cloud or self.clouds.default_name or "default", group)
         return floor
+
+    async def _observe_in_flight(self, cloud: str | None) -> float:
+        """Observe the cloud's jobs that have an image under way; the poll floor."""
+        in_flight = [j for j in await self.store.run(Store.in_flight_jobs) if j.cloud == cloud]
+        observing = [j for j in in_flight if j.image_id and j.state in jobs.CLOUD_PHASES]
+        return await self._paced_observe(cloud, observing) if observing else 0.0
 
     # --- steps ----------------------------------------------------------------------------
 

@@ -42,3 +42,27 @@ async def fan_out(groups: Iterable[list[T]], work: Callable[[T], Awaitable[None]
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+async def meanwhile(task: asyncio.Future[T], period: float,
+                    step: Callable[[], Awaitable[object]]) -> T:
+    """`task`'s result, running `step` every `period` seconds (from each step's start) while
+    it goes on (issue #17: a copy that ends during a long burst of submits is told at the next
+    look, not after the last submit). On an error or a cancel the task is still awaited (or
+    cancelled): nothing is left running unawaited."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + period
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=max(due - loop.time(), 0.0))
+            if not task.done():
+                due = loop.time() + period
+                await step()
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    except BaseException:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return task.result()

@@ -299,11 +299,14 @@ def advance(job: Job, *, task_state: str | None, image_status: str | None,
     return Step(target=target, fields=fields_, events=tuple(events))
 
 
+COPY_POLL = 2.0  # seconds between looks while a disk is copied (the quiesce window)
+
+
 def poll_interval(jobs: Sequence[Job]) -> float:
     """Seconds until the next observation: fast while a disk is being copied."""
     states = {job.state for job in jobs}
     if states & {QUEUED, SUBMITTING, SNAPSHOTTING}:
-        return 2.0  # the quiesce window: users wait to resume writes
+        return COPY_POLL  # the quiesce window: users wait to resume writes
     if states & {PENDING_UPLOAD, UPLOADING}:
         return 10.0
     return 30.0

@@ -99,3 +99,35 @@ async def test_a_cloud_failing_mid_flight_keeps_its_deadlines_and_reports(rig: R
     rig.worlds["lab"].inject("clear")
     await rig.ticks(20)
     assert (await rig.store.run(Store.get_job, lab_job)).state == jobs.SUCCEEDED
+
+
+async def test_a_copy_that_ends_while_a_slow_submit_goes_on_is_seen_before_it_ends(
+        tmp_path: Path) -> None:
+    """Issue #17: a tick's submits can take longer than a tick (a burst of createImage calls);
+    the copies already under way are looked at meanwhile, every copy-phase interval, so a
+    "writes may resume" is not held back until the last create of the burst answered."""
+    clouds = two_clouds({"main": 30.0, "lab": 30.0})
+    store = await AsyncStore.open(tmp_path / "e.db", clock=clouds.now)
+    # tick_scale: the copy-phase interval (2 s) is 20 ms of wall time here.
+    engine = Engine(store, clouds.pool, clock=clouds.now, tick_scale=0.01,
+                    alerts_for=lambda job: (None, None))
+    rig = Rig(store, engine, clouds.worlds, clouds.mclock)
+    try:
+        first = await job_on(rig, None, "web-1")
+        await engine.tick()
+        assert (await store.run(Store.get_job, first)).state == jobs.SNAPSHOTTING
+        clouds.mclock.advance(60)  # the sim's copy of web-1 is over: pending upload
+        second = await job_on(rig, None, "web-2")
+        # Nova's createImage is POST /servers/{id}/action; this one answers after 1 s.
+        clouds.worlds["main"].inject("slow", path="/servers/.*/action", method="POST",
+                                     delay=1.0)
+        await engine.tick()
+        copied = [e.id for e in await store.run(Store.job_events, first)
+                  if e.to_state == jobs.PENDING_UPLOAD or e.to_state == jobs.UPLOADING]
+        submitted = [e.id for e in await store.run(Store.job_events, second)
+                     if e.to_state == jobs.SNAPSHOTTING]
+        assert copied and submitted
+        assert copied[0] < submitted[0], "the ended copy was seen only after the slow submit"
+    finally:
+        await clouds.pool.aclose()
+        await store.close()

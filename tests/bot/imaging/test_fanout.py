@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.imaging.fanout import fan_out, grouped
+from bot.imaging.fanout import fan_out, grouped, meanwhile
 
 
 def test_grouped_keeps_the_order_within_each_key() -> None:
@@ -53,3 +53,53 @@ async def test_a_failing_job_does_not_hold_back_the_others_and_still_shows() -> 
     with pytest.raises(RuntimeError, match="bug"):
         await fan_out([[1], [2], [3]], work)
     assert sorted(done) == [2, 3]
+
+
+async def test_meanwhile_runs_the_step_while_the_task_goes_on_and_returns_its_result() -> None:
+    release = asyncio.Event()
+    looks: list[int] = []
+
+    async def task() -> str:
+        await release.wait()
+        return "submitted"
+
+    async def look() -> None:
+        looks.append(len(looks))
+        if len(looks) == 3:
+            release.set()
+
+    assert await meanwhile(asyncio.ensure_future(task()), 0.001, look) == "submitted"
+    assert looks == [0, 1, 2]  # three looks, none after the task ended
+
+
+async def test_meanwhile_runs_no_step_for_a_task_that_ends_within_the_period() -> None:
+    looks: list[int] = []
+
+    async def look() -> None:
+        looks.append(1)
+
+    assert await meanwhile(asyncio.ensure_future(asyncio.sleep(0, "quick")), 60, look) == "quick"
+    assert looks == []
+
+
+async def test_meanwhile_a_failing_step_still_awaits_the_task_and_a_cancel_cancels_it() -> None:
+    finished: list[str] = []
+
+    async def task() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("task")
+
+    async def bad() -> None:
+        raise RuntimeError("cloud down")
+
+    with pytest.raises(RuntimeError, match="cloud down"):
+        await meanwhile(asyncio.ensure_future(task()), 0.001, bad)
+    assert finished == ["task"]  # not left running unawaited
+
+    slow = asyncio.ensure_future(asyncio.sleep(60))
+    waiting = asyncio.ensure_future(meanwhile(slow, 60, bad))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slow.cancelled()
