@@ -247,8 +247,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     # The App Home tab: its own read connection (it never queues behind the engine's writes
     # or an ack's), refreshed by every change the engine or a listener reports.
     home = HomeTabs(await AsyncStore.open(settings.db_path, clock=clock, writers=writers), web,
-                    router.channels,
-                    clock, schedules=schedules, identity=identity,
+                    router.channels, clock, schedules=schedules, identity=identity,
                     decide=runtime.schedule_commands.on_click, scale=slack_rate_scale)
     runtime.home = home_slack.register(app, home)
 
