@@ -71,6 +71,10 @@ class OutboxLanes:
     edits: dict[str, OutboxMessage] = field(default_factory=dict)  # card key -> newest edit
     held: dict[Lane, datetime] = field(default_factory=dict)  # Retry-After per lane
     cursor: int = 0  # the highest outbox id seen
+    # Per thread: the most urgent rank in its queue, kept as the queue changes. `choose` runs
+    # on every commit and every answered call; taking the minimum over each queue each time
+    # cost ~0.5 ms per choice with 200 jobs queued, beside the acks of a burst.
+    ranks: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.threads.values()) + len(self.edits)
@@ -83,7 +87,9 @@ class OutboxLanes:
                 continue  # already known
             self.cursor = item.id
             if item.kind != EDIT:
-                self.threads.setdefault(order_key(item), deque()).append(item)
+                key = order_key(item)
+                self.threads.setdefault(key, deque()).append(item)
+                self.ranks[key] = min(self.ranks.get(key, 3), urgency(item))
                 continue
             older = self.edits.get(order_key(item))
             if older is not None:
@@ -101,19 +107,24 @@ class OutboxLanes:
         queue = self.threads.get(key)
         if queue and queue[0].id == item.id:
             queue.popleft()
-            if not queue:
-                del self.threads[key]
+            self._reranked(key)
 
     def drop(self, ids: Collection[int]) -> None:
         """Items closed without a call (a reply the card already said): out of their queues."""
         if not ids:
             return
         for key in list(self.threads):
-            kept = deque(i for i in self.threads[key] if i.id not in ids)
-            if kept:
-                self.threads[key] = kept
-            else:
-                del self.threads[key]
+            self.threads[key] = deque(i for i in self.threads[key] if i.id not in ids)
+            self._reranked(key)
+
+    def _reranked(self, key: str) -> None:
+        """After `key`'s queue lost items: its rank again, or the thread is gone."""
+        queue = self.threads[key]
+        if queue:
+            self.ranks[key] = min(urgency(i) for i in queue)
+        else:
+            del self.threads[key]
+            del self.ranks[key]
 
     def retry(self, item: OutboxMessage) -> None:
         """The item failed for now: `item` is its row as stored after the failure (its retry
@@ -126,15 +137,17 @@ class OutboxLanes:
         queue = self.threads.get(key)
         if queue and queue[0].id == item.id:
             queue[0] = item
+            self._reranked(key)
 
     def hold(self, item_lane: Lane, until: datetime) -> None:
         """Slack asked us to wait (Retry-After) before calling this lane again."""
         self.held[item_lane] = max(until, self.held.get(item_lane, until))
 
     def _candidates(self, sending: Collection[int]) -> Iterable[tuple[int, OutboxMessage]]:
-        for queue in self.threads.values():
+        ranks = self.ranks
+        for key, queue in self.threads.items():
             if queue[0].id not in sending:  # a thread has one item in flight at most: order
-                yield min(urgency(i) for i in queue), queue[0]
+                yield ranks[key], queue[0]
         for key, item in self.edits.items():
             waiting = self.threads.get(key)
             if item.id in sending or waiting and waiting[0].kind == OutboxKind.POST_PARENT:
@@ -143,8 +156,8 @@ class OutboxLanes:
 
     def rank(self, item: OutboxMessage) -> int:
         """How urgent `item`'s queue is (a post: its whole thread; an edit: itself)."""
-        queue = self.threads.get(order_key(item)) if item.kind != EDIT else None
-        return min(urgency(i) for i in queue) if queue else urgency(item)
+        key = order_key(item)
+        return self.ranks[key] if item.kind != EDIT and key in self.ranks else urgency(item)
 
     def choose(self, now: datetime, pace_delay: Callable[[Lane], float],
                busy: Collection[Lane] = (), sending: Collection[int] = (),
@@ -157,18 +170,30 @@ class OutboxLanes:
         best: tuple[int, int, OutboxMessage] | None = None
         choice = Choice()
         caps = caps or {}
+        # Per lane, once per choice (most threads share a few lanes): seconds until it may
+        # take a call for its Retry-After hold, and for its pacing when not held.
+        held: dict[Lane, float] = {}
+        paced: dict[Lane, float] = {}
         for rank, item in self._candidates(sending):
             if best is not None and (rank, item.id) >= best[:2]:
                 continue
             item_lane = lane(item)
             if item_lane in busy or rank > caps.get(item_lane, rank):
                 continue
-            wait = max((at - now).total_seconds() for at in (
-                item.next_attempt_at or now, self.held.get(item_lane, now)))
+            hold = held.get(item_lane)
+            if hold is None:
+                until = self.held.get(item_lane)
+                hold = held[item_lane] = (until - now).total_seconds() if until else 0.0
+            retry = item.next_attempt_at
+            wait = (retry - now).total_seconds() if retry is not None and retry > now else 0.0
+            if hold > wait:
+                wait = hold
             if wait > 0:
                 choice.due = wait if choice.due is None else min(choice.due, wait)
                 continue
-            pace = pace_delay(item_lane)
+            pace = paced.get(item_lane)
+            if pace is None:
+                pace = paced[item_lane] = pace_delay(item_lane)
             if pace > 0:
                 choice.pace = pace if choice.pace is None else min(choice.pace, pace)
                 continue

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.slack.lanes import Lane, OutboxLanes, lane
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.slack.lanes import Lane, OutboxLanes, lane, urgency
 from bot.store import OutboxMessage
 from bot.vocabulary import OutboxKind
 
@@ -139,3 +142,55 @@ def test_nothing_less_urgent_gets_ready_beside_an_urgent_thread() -> None:
     second = lanes.choose(NOW, free, sending={1}, caps=caps)
     assert second.item is not None and second.item.id == 4
     assert lanes.choose(NOW, free, sending={1, 4}, caps=caps).item is None
+
+
+KINDS = [OutboxKind.POST_PARENT, OutboxKind.REPLY, OutboxKind.UPDATE_PARENT,
+         OutboxKind.CHANNEL_POST, OutboxKind.EPHEMERAL]
+
+
+def naive_choice(lanes: OutboxLanes, pace: Any) -> tuple[int | None, float | None]:
+    """The choice taken the slow way (as `choose` did before it kept `ranks`): each thread's
+    rank is the minimum over its whole queue, computed afresh; no holds, no retry times."""
+    best: tuple[int, int] | None = None
+    waits = []
+    heads = [(min(urgency(i) for i in q), q[0]) for q in lanes.threads.values()]
+    edits = [(urgency(e), e) for key, e in lanes.edits.items()
+             if not (lanes.threads.get(key) and
+                     lanes.threads[key][0].kind == OutboxKind.POST_PARENT)]
+    for rank, head in heads + edits:
+        wait = pace(lane(head))
+        if wait > 0:
+            waits.append(wait)
+        elif best is None or (rank, head.id) < best:
+            best = (rank, head.id)
+    return (best[1], None) if best else (None, min(waits) if waits else None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "done", "drop", "retry"]),
+                          st.integers(0, 3), st.sampled_from(KINDS),
+                          st.sampled_from([{}, {"final": True}, {"must_reach": True}]),
+                          st.booleans()), max_size=40))
+def test_the_kept_thread_ranks_choose_what_the_whole_queues_say(ops: list[Any]) -> None:
+    lanes = OutboxLanes()
+    next_id = 1
+
+    def pace(key: Lane) -> float:  # one paced channel, so waits are reported too
+        return 0.5 if key == ("chat.postMessage", "C2") else 0.0
+
+    for op, job, kind, payload, other_channel in ops:
+        channel = "C2" if other_channel else "C1"
+        if op == "add":
+            lanes.add([item(next_id, kind, job=f"J{job}", channel=channel, **payload)])
+            next_id += 1
+        queues = [q for q in lanes.threads.values()]
+        if op == "done" and queues:
+            lanes.done(queues[job % len(queues)][0])
+        if op == "drop" and queues:
+            lanes.drop({queues[job % len(queues)][-1].id})
+        if op == "retry" and queues:
+            lanes.retry(queues[job % len(queues)][0])
+        assert lanes.ranks == {k: min(urgency(i) for i in q) for k, q in lanes.threads.items()}
+        choice = lanes.choose(NOW, pace)
+        # The pacing wait matters only when nothing can go (the notifier sleeps on it).
+        got = (choice.item.id, None) if choice.item else (None, choice.pace)
+        assert got == naive_choice(lanes, pace)
