@@ -86,7 +86,7 @@ class IdentityAuthorize(AsyncAuthorize):
 
     An `AsyncAuthorize` itself, not a function: Bolt wraps a function in
     `AsyncCallableAuthorize`, which builds its keyword arguments from the whole context on
-    every request (about a fifth of the create ack's Python time in figure 1)."""
+    every request (~80 µs of a create's ~0.5 ms under cProfile)."""
 
     def __init__(self, identity: Identity, token: str | None) -> None:
         super().__init__()
