@@ -89,7 +89,8 @@ class OutboxLanes:
             if item.kind != EDIT:
                 key = order_key(item)
                 self.threads.setdefault(key, deque()).append(item)
-                self.ranks[key] = min(self.ranks.get(key, 3), urgency(item))
+                rank = urgency(item)
+                self.ranks[key] = min(self.ranks.get(key, rank), rank)
                 continue
             older = self.edits.get(order_key(item))
             if older is not None:
@@ -118,7 +119,7 @@ class OutboxLanes:
             self._reranked(key)
 
     def _reranked(self, key: str) -> None:
-        """After `key`'s queue lost items: its rank again, or the thread is gone."""
+        """After `key`'s queue lost or replaced items: its rank again, or the thread is gone."""
         queue = self.threads[key]
         if queue:
             self.ranks[key] = min(urgency(i) for i in queue)
@@ -172,18 +173,18 @@ class OutboxLanes:
         caps = caps or {}
         # Per lane, once per choice (most threads share a few lanes): seconds until it may
         # take a call for its Retry-After hold, and for its pacing when not held.
-        held: dict[Lane, float] = {}
-        paced: dict[Lane, float] = {}
+        hold_of: dict[Lane, float] = {}
+        pace_of: dict[Lane, float] = {}
         for rank, item in self._candidates(sending):
             if best is not None and (rank, item.id) >= best[:2]:
                 continue
             item_lane = lane(item)
             if item_lane in busy or rank > caps.get(item_lane, rank):
                 continue
-            hold = held.get(item_lane)
+            hold = hold_of.get(item_lane)
             if hold is None:
                 until = self.held.get(item_lane)
-                hold = held[item_lane] = (until - now).total_seconds() if until else 0.0
+                hold = hold_of[item_lane] = (until - now).total_seconds() if until else 0.0
             retry = item.next_attempt_at
             wait = (retry - now).total_seconds() if retry is not None and retry > now else 0.0
             if hold > wait:
@@ -191,9 +192,9 @@ class OutboxLanes:
             if wait > 0:
                 choice.due = wait if choice.due is None else min(choice.due, wait)
                 continue
-            pace = paced.get(item_lane)
+            pace = pace_of.get(item_lane)
             if pace is None:
-                pace = paced[item_lane] = pace_delay(item_lane)
+                pace = pace_of[item_lane] = pace_delay(item_lane)
             if pace > 0:
                 choice.pace = pace if choice.pace is None else min(choice.pace, pace)
                 continue

@@ -182,7 +182,7 @@ def test_the_kept_thread_ranks_choose_what_the_whole_queues_say(ops: list[Any]) 
         if op == "add":
             lanes.add([item(next_id, kind, job=f"J{job}", channel=channel, **payload)])
             next_id += 1
-        queues = [q for q in lanes.threads.values()]
+        queues = list(lanes.threads.values())
         if op == "done" and queues:
             lanes.done(queues[job % len(queues)][0])
         if op == "drop" and queues:
