@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 JOB_METADATA_KEY = "imagebot_job_id"
 CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
+# The events that each stand for one createImage attempt: the first is the `submitting`
+# transition itself (committed right before the call), each retry records its own.
+ATTEMPT_EVENTS = frozenset({"submitting", "create_attempt"})
 QUEUE_DEADLINE = timedelta(minutes=30)  # a queued job the cloud never accepted fails after this
 IMAGE_SWEEP_TICKS = 5
 # The events that get a thread reply: where a person must or may act (issue #17). Packaging and
@@ -385,19 +388,27 @@ class Engine:
         fields["image_name"] = job.image_name or default_image_name(
             dataclasses.replace(job, server_name=server.name), now)
         fields["submitted_at"] = now
+        clicked: bool | None = None  # read from the job's events when needed
         if job.announced_at is None:  # `--now`: the card goes out with the submission
             submitting = await self._announce(job, server, busy, target=jobs.SUBMITTING,
                                               event="submitting", fields=fields)
+            clicked = False  # no card was public before this commit: nobody pressed Start
         else:
             submitting = await self._commit(job, target=jobs.SUBMITTING, event="submitting",
                                             fields=fields, outbox=())
         if submitting is not None:
             busy[server.id] = submitting
-            await self._create(submitting)
+            # The `submitting` event just committed counts as this first attempt.
+            await self._create(submitting, recorded=True, clicked=clicked)
 
-    async def _create(self, job: Job) -> None:
-        """Call createImage for a committed `submitting` job."""
-        await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
+    async def _create(self, job: Job, *, recorded: bool = False,
+                      clicked: bool | None = None) -> None:
+        """Call createImage for a committed `submitting` job; `recorded`: the attempt is in
+        its events already (the `submitting` transition), else an event records it first.
+        A burst of `--now` creates is submitted in two store writes per job, not four, so
+        the copies start sooner (issue 17: 100 jobs took 1.5 s of store round trips)."""
+        if not recorded:
+            await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
         try:
             image_id = await self._client(job.cloud).create_image(
                 str(job.server_id), str(job.image_name),
@@ -411,16 +422,18 @@ class Engine:
         except CloudRejected as exc:
             await self._fail(job, classify(exc), exc)
             return
-        await self._started(job, image_id, "image_snapshot_pending")
+        await self._started(job, image_id, "image_snapshot_pending", clicked=clicked)
 
-    async def _started(self, job: Job, image_id: str, task_state: str | None) -> None:
+    async def _started(self, job: Job, image_id: str, task_state: str | None, *,
+                       clicked: bool | None = None) -> None:
         now = self.clock()
         fields = {"image_id": image_id, "task_state": task_state, "snapshot_started_at": now,
                   "deadline_at": now + self.deadlines.snapshot}
         # Whoever pressed Start snapshot read "stop writes" on the card; a `--now` (or
         # scheduled) job's thread says it when the copy starts.
-        clicked = any(e.event == "confirmed" for e in await self.store.run(Store.job_events,
-                                                                          job.id))
+        if clicked is None:
+            clicked = any(e.event == "confirmed"
+                          for e in await self.store.run(Store.job_events, job.id))
         events = () if clicked else ("phase:snapshotting",)
         await self._move(job, jobs.SNAPSHOTTING, fields, events, "image_created")
 
@@ -441,7 +454,7 @@ class Engine:
             await self._started(job, image.id, job.task_state or "image_snapshot_pending")
             return
         attempts = sum(1 for e in await self.store.run(Store.job_events, job.id)
-                       if e.event == "create_attempt")
+                       if e.event in ATTEMPT_EVENTS)
         if attempts >= MAX_CREATE_ATTEMPTS:
             await self._fail(job, FailureCode.UNREACHABLE, CloudUnavailable(
                 f"createImage did not go through after {attempts} attempts"))
