@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -52,6 +53,11 @@ RESYNC_SECONDS = 60.0  # how often the whole unsent outbox is read again
 # Calls one lane has in flight at most: the next one gets ready while the last is answered, so
 # a channel's posts keep Slack's spacing even when a post's own store work takes longer.
 LANE_DEPTH = 2
+# How close (in token intervals) a lane's next token must be before its next item is chosen and
+# gets ready. Chosen earlier, an item waits for its token committed to going next: a "writes may
+# resume" committed meanwhile waited behind it, measured at ~2 intervals per post (issue 17).
+LOOKAHEAD = 0.25
+PACE_EPSILON = 1e-6  # seconds
 
 
 def backoff_delay(attempts: int, retry_after: float | None) -> float:
@@ -89,6 +95,9 @@ class Notifier:
         self.sent = 0  # items delivered since start (for flush's count and the benchmarks)
         self._resync_at = 0.0
         self._gates: dict[tuple[str, str], asyncio.Lock] = {}  # one call in flight per lane
+        self._took: set[int] = set()  # items in flight that have taken their pacing token
+        self._sending: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "imagebot_sending_item", default=None)  # the item a `_send` task delivers
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
@@ -140,11 +149,16 @@ class Notifier:
         woken: asyncio.Task[bool] | None = None
 
         def pace(key: Lane) -> float:
-            # A lane with a call in flight may get its next item ready meanwhile (store reads,
-            # `mark_posting`): that item waits for its token in `_paced`, just before its call.
-            if key in loads:
-                return 0.0
-            return self.pacer.delay(key[0], key[1], self.pace_clock())
+            # An item gets ready (store reads, `mark_posting`) a little before its token, also
+            # beside a call of its lane in flight, and waits the rest in `_paced`; each call
+            # of the lane still to take its token comes first, an interval each.
+            interval = self.pacer.interval(key[0], key[1])
+            ahead = sum(1 for item_id, (held, _) in sending.items()
+                        if held == key and item_id not in self._took)
+            wait = self.pacer.delay(key[0], key[1], self.pace_clock()) + ahead * interval
+            early = wait - LOOKAHEAD * interval
+            # A rounding error's worth is none: a clock cannot advance by 1e-14 s at 1e9.
+            return early if early > PACE_EPSILON else 0.0
 
         try:
             while True:
@@ -167,11 +181,18 @@ class Notifier:
                     await self._refresh()
                     continue
                 woken = woken or asyncio.create_task(self.wake.wait())
-                await asyncio.wait([*(t for _, t in sending.values()), woken],
+                # Also when a lane's next token comes near (`pace`), not only when a send ends.
+                timer = (asyncio.ensure_future(self.sleep(choice.pace))
+                         if choice.pace is not None else None)
+                await asyncio.wait([*(t for _, t in sending.values()), woken,
+                                    *([timer] if timer else [])],
                                    return_when=asyncio.FIRST_COMPLETED)
+                if timer is not None:
+                    timer.cancel()
                 for key, (_, task) in list(sending.items()):
                     if task.done():
                         del sending[key]
+                        self._took.discard(key)
                         task.result()  # a bug in _send is not swallowed
                 caps = {k: v for k, v in caps.items() if any(h == k for h, _ in sending.values())}
                 if woken.done():
@@ -183,12 +204,14 @@ class Notifier:
                 woken.cancel()
             if sending:  # cancelled mid-send: let the sends finish their bookkeeping
                 await asyncio.gather(*(t for _, t in sending.values()), return_exceptions=True)
+                self._took.difference_update(sending)
         if self.web.metrics:
             self.web.metrics.outbox_depth.set(len(self.lanes))
         return choice
 
     async def _send(self, item: OutboxMessage) -> None:
         """Deliver one item and record the outcome, in the store and in the lanes."""
+        self._sending.set(item.id)  # this task's own context: `_paced` notes its token
         try:
             await self._deliver(item)
         except SlackUnavailable as exc:
@@ -234,6 +257,9 @@ class Notifier:
                     break
                 await self.sleep(delay)
             self.pacer.take(method, channel, self.pace_clock())
+            sending = self._sending.get()
+            if sending is not None:
+                self._took.add(sending)
             yield
 
     async def _deliver(self, item: OutboxMessage) -> None:

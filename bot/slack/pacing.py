@@ -71,6 +71,10 @@ class SlackPacer:
         """How long to wait before calling `method` on `channel`."""
         return self._bucket(method, channel).delay(now)
 
+    def interval(self, method: str, channel: str) -> float:
+        """Seconds between two calls of `method` on `channel` once the burst is spent."""
+        return 1.0 / self._bucket(method, channel).rate
+
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
         self._bucket(method, channel).take(now)

@@ -343,3 +343,42 @@ async def test_a_slow_call_in_one_channel_does_not_hold_back_another(tmp_path: P
         assert texts.index("fast") < texts.index("slow")
     finally:
         await store.close()
+
+
+async def test_an_urgent_reply_committed_while_a_channel_waits_for_its_token_goes_next(
+        tmp_path: Path) -> None:
+    # Issue 17: at Slack's pace a channel's next item used to be chosen as soon as the last
+    # one was in flight, so it waited a whole token for its call, committed to going next,
+    # and a "writes may resume" committed meanwhile went after it. An item is now chosen only
+    # when its token is near (`LOOKAHEAD`).
+    pace_now = [100.0]
+    store: AsyncStore | None = None
+    committed: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if seconds > 0.5 and not committed:  # the channel waits for a token: J4 moves on
+            assert store is not None
+            committed.append(pace_now[0])
+            await store.run(Store.update_job, "J4", fields={},
+                            outbox=[reply("J4", "resume", must_reach=True)])
+            notifier.wake.set()
+        pace_now[0] += seconds
+
+    web = FakeWeb()
+    store, notifier = await make(tmp_path, web)
+    try:
+        for _ in range(4):
+            await new_job(store)
+        assert await notifier.flush() == 4  # the cards, at the fast test pace
+        notifier.pacer = SlackPacer()
+        notifier.pace_clock = lambda: pace_now[0]
+        notifier.sleep = sleep
+        notifier.pacer.take("chat.postMessage", "C0OPS", pace_now[0])  # one token is left
+        for job in ("J1", "J2", "J3"):
+            await store.run(Store.update_job, job, fields={}, outbox=[reply(job, f"r-{job}")])
+        assert await notifier.flush() == 4
+        assert committed  # the urgent reply came while the channel waited
+        texts = [t for _, _, t in web.calls][4:]
+        assert texts == ["r-J1", "resume", "r-J2", "r-J3"], texts
+    finally:
+        await store.close()
