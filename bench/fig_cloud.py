@@ -263,6 +263,9 @@ TICK_S = 2.0  # the engine's poll interval while images are being copied (unscal
 UPLOAD_TICK_S = 10.0  # ... and while they upload
 
 
+SLOW_SPEED = 5.0  # figure 2's 10 × 10 again, nearer real time (see `latency_rows`)
+
+
 def latency_rows(mine: dict[str, Any], label: str, scenario: str) -> list[Row]:
     """Figure 2's task change → Slack rows of one scenario (unscaled seconds)."""
     d = mine["delays"]
@@ -270,6 +273,27 @@ def latency_rows(mine: dict[str, Any], label: str, scenario: str) -> list[Row]:
     floor_writes, floor_final = p95(d["writes_floor"]), p95(d["final_floor"])
     seen = f"n={len(d['writes'])}/{len(d['final'])} of {mine['succeeded']} jobs; " \
            f"{mine['slack_429']} Slack 429s; unscaled seconds"
+    if scenario == "10x10_slow":
+        # At x20 every millisecond of the bot's CPU counts as 20 of Slack's and the cloud's:
+        # 100 submits spread the copies' starts over ~20 s, and a channel's posts with them,
+        # which lowers the per-channel floor (0.2-8 s from run to run). Nearer real time the
+        # starts bunch as they would, and the floor that Slack's 1 post/s sets for 10 jobs
+        # started together (~12-14 s) is above "one tick + 1 s": the ratio to the floor of
+        # the same run is the goal that can hold, as for 1 × 100 (issue 17's note).
+        return [
+            Row(f"2. task change → Slack p95, writes may resume, {label} (s)", writes,
+                floor_writes, "s", "≤ 1.2× the floor", writes <= 1.2 * floor_writes,
+                "per-channel post floor",
+                f"{seen}; the same scenario at x{SLOW_SPEED:g} instead of x20; floor as for "
+                f"1 × 100 (card, copy unless the card showed it, writes and result at Slack's "
+                f"1 post/s, burst {POST_MESSAGE.burst:g}); one tick + 1 s would be "
+                f"{TICK_S + 1.0:g} s", id="writes_p95_s_10x10_slow"),
+            Row(f"2. task change → Slack p95, final reply, {label} (s)", final,
+                UPLOAD_TICK_S + 1.0, "s", "≤ one upload tick + 1 s",
+                final <= UPLOAD_TICK_S + 1.0, f"one upload tick = {UPLOAD_TICK_S:g} s + 1 s",
+                f"{seen}; per-channel floor p95 {floor_final:.2f} s",
+                extra={"floor_p95_s": floor_final}, id="final_p95_s_10x10_slow"),
+        ]
     if scenario == "1x100":
         return [
             Row(f"2. task change → Slack p95, writes may resume, {label} (s)", writes,
@@ -306,6 +330,7 @@ async def measure(n: int = 100, speed: float = 20.0) -> tuple[list[Row], dict[st
     in one channel, Slack latency again with `n` jobs over 10 channels."""
     mine = await ours(n, speed)
     spread = await ours(n, speed, channels=10)
+    spread_slow = await ours(n, SLOW_SPEED, channels=10)
     theirs = await asyncio.to_thread(peer, n)
     ok = mine["succeeded"] == n and not theirs["errors"]
     note = (f"bot at speed x{speed:g} (cloud, engine tick, Slack limits and pacer all scaled); "
@@ -327,11 +352,14 @@ async def measure(n: int = 100, speed: float = 20.0) -> tuple[list[Row], dict[st
             id="tick_s"),
         *latency_rows(mine, f"1 channel × {n} jobs", "1x100"),
         *latency_rows(spread, f"10 channels × {per} jobs", "10x10"),
+        *latency_rows(spread_slow, f"10 channels × {per} jobs at x{SLOW_SPEED:g}",
+                      "10x10_slow"),
     ]
-    return rows, {"ours": mine, "ours_10_channels": spread, "peer": theirs, "speed": speed}
+    return rows, {"ours": mine, "ours_10_channels": spread,
+                  "ours_10_channels_slow": spread_slow, "peer": theirs, "speed": speed}
 
 
-SCENARIOS = {"1x100": 1, "10x10": 10}
+SCENARIOS = {"1x100": 1, "10x10": 10, "10x10_slow": 10}
 
 
 async def one_scenario(name: str, runs: int, *, n: int = 100, speed: float = 20.0,
@@ -339,7 +367,8 @@ async def one_scenario(name: str, runs: int, *, n: int = 100, speed: float = 20.
     """Figure 2's Slack latency in one scenario alone, `runs` times; medians of the p95s."""
     results = []
     for run in range(runs):
-        got = await ours(n, speed, SCENARIOS[name], tracer=Tracer() if trace else None)
+        got = await ours(n, SLOW_SPEED if name == "10x10_slow" else speed, SCENARIOS[name],
+                         tracer=Tracer() if trace else None)
         d = got["delays"]
         summary_row = {"writes_p95": p95(d["writes"]), "writes_floor_p95": p95(d["writes_floor"]),
                        "final_p95": p95(d["final"]), "final_floor_p95": p95(d["final_floor"]),
