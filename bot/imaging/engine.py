@@ -33,6 +33,7 @@ from bot.imaging import messages as render
 from bot.imaging.failures import classify, failure_fields
 from bot.imaging.fanout import fan_out, grouped, meanwhile
 from bot.imaging.health import CloudHealth
+from bot.imaging.images import JOB_METADATA_KEY, default_image_name, image_metadata
 from bot.imaging.jobs import Job, PhaseDeadlines
 from bot.imaging.verifier import Verifier
 from bot.imaging.verify import VerifyLimits
@@ -45,7 +46,6 @@ from bot.vocabulary import FailureCode, JobState, OutboxKind
 
 log = logging.getLogger(__name__)
 
-JOB_METADATA_KEY = "imagebot_job_id"
 CURSOR_KEY = "observe_cursor"
 MAX_CREATE_ATTEMPTS = 5
 # The events that each stand for one createImage attempt: the first is the `submitting`
@@ -56,20 +56,6 @@ IMAGE_SWEEP_TICKS = 5
 # The events that get a thread reply: where a person must or may act (issue #17). Packaging and
 # uploading are card edits; the result is the final reply.
 THREAD_EVENTS = frozenset({"phase:snapshotting", "writes_may_resume"})
-
-
-def default_image_name(job: Job, now: datetime) -> str:
-    """`<server>-<UTC timestamp>`: sortable and unique enough per server."""
-    server = job.server_name or job.server_ref
-    return f"{server}-{now.strftime('%Y%m%d-%H%M%S')}"[:255]
-
-
-def image_metadata(job: Job) -> dict[str, str]:
-    """Metadata the bot sets on every image: how a crash is reconciled and retention is scoped."""
-    meta = {JOB_METADATA_KEY: job.id, "imagebot_requested_by": job.requested_by}
-    if job.schedule_id:
-        meta["imagebot_schedule_id"] = job.schedule_id
-    return meta
 
 
 def by_cloud(items: Sequence[Job]) -> dict[str | None, list[Job]]:
@@ -403,10 +389,8 @@ class Engine:
 
     async def _create(self, job: Job, *, recorded: bool = False,
                       clicked: bool | None = None) -> None:
-        """Call createImage for a committed `submitting` job; `recorded`: the attempt is in
-        its events already (the `submitting` transition), else an event records it first.
-        A burst of `--now` creates is submitted in two store writes per job, not four, so
-        the copies start sooner (issue 17: 100 jobs took 1.5 s of store round trips)."""
+        """Call createImage for a committed `submitting` job; `recorded`: that transition
+        is the attempt's record (issue 17: two store writes per `--now` job, not four)."""
         if not recorded:
             await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from bot.cloud.client import CloudClient
 from bot.cloud.models import Image
 from bot.errors import CloudError
-from bot.imaging.engine import JOB_METADATA_KEY
+from bot.imaging.images import JOB_METADATA_KEY
 from bot.store import AsyncStore, Store
 from commands import ids
 

@@ -11,7 +11,7 @@ import commands
 from bot.cloud.models import Image
 from bot.cloud.rax import RaxSchedule
 from bot.errors import ImagebotError, JobError
-from bot.imaging.engine import JOB_METADATA_KEY
+from bot.imaging.images import JOB_METADATA_KEY
 from bot.imaging.job_ids import highest_job_number
 from bot.scheduling.due import ScheduleSpec
 from bot.store import normalize_job_id, normalize_request_id
