@@ -106,9 +106,10 @@ def write(rows: list[Row], raw: dict[str, Any], *, generated: str | None = None)
         "assertions.", "",
         f"Speed: figures 2 and 3 run the simulated cloud, the engine tick, Slack's rate limits "
         f"and the bot's pacer all x{SPEED:g} faster (times noted as unscaled are wall × "
-        f"{SPEED:g}), and figure 2's 10 × 10 once more at x{fig_cloud.SLOW_SPEED:g}; the openstacksdk peer runs in virtual time with its real fixed 2 s "
-        "polling. Figure 1 runs real uvicorn on loopback with the load from a separate raw-socket "
-        "process, and the same bursts against a do-nothing Starlette endpoint (the floor). "
+        f"{SPEED:g}), and figure 2's 10 × 10 once more at x{fig_cloud.SLOW_SPEED:g}; the "
+        "openstacksdk peer runs in virtual time with its real fixed 2 s polling. Figure 1 runs "
+        "real uvicorn on loopback with the load from a separate raw-socket process, and the "
+        "same bursts against a do-nothing Starlette endpoint (the floor). "
         "Figure 5 runs the bot alone in a child process against `imagebot cloud-sim` at x0.1.",
         "", table(rows), "", "## Notes", "", *notes, "",
         f"Wall time per figure (s): {json.dumps(raw.get('seconds', {}))}", ""])
