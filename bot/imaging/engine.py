@@ -384,15 +384,13 @@ class Engine:
                                             fields=fields, outbox=())
         if submitting is not None:
             busy[server.id] = submitting
-            # The `submitting` event just committed counts as this first attempt.
-            await self._create(submitting, recorded=True, clicked=clicked)
+            # The `submitting` event just committed is this first attempt's record.
+            await self._create(submitting, clicked=clicked)
 
-    async def _create(self, job: Job, *, recorded: bool = False,
-                      clicked: bool | None = None) -> None:
-        """Call createImage for a committed `submitting` job; `recorded`: that transition
-        is the attempt's record (issue 17: two store writes per `--now` job, not four)."""
-        if not recorded:
-            await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
+    async def _create(self, job: Job, *, clicked: bool | None = None) -> None:
+        """Call createImage for a committed `submitting` job whose attempt is recorded (the
+        `submitting` event, or a retry's `create_attempt`: issue 17, two store writes per
+        `--now` job, not four)."""
         try:
             image_id = await self._client(job.cloud).create_image(
                 str(job.server_id), str(job.image_name),
@@ -443,6 +441,7 @@ class Engine:
             await self._fail(job, FailureCode.UNREACHABLE, CloudUnavailable(
                 f"createImage did not go through after {attempts} attempts"))
             return
+        await self.store.run(Store.update_job, job.id, fields={}, event="create_attempt")
         await self._create(job)
 
     async def _observe(self, cloud: str | None, observing: list[Job]) -> None:
