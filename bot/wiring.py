@@ -46,7 +46,7 @@ from bot.slack.notifier import Notifier
 from bot.slack.pacing import SlackPacer
 from bot.slack.routing import Channels, LazyWork, Router
 from bot.slack.schedules import ScheduleCommands, slack_group_resolver
-from bot.slack.web import SlackWeb, make_web_client
+from bot.slack.web import SlackWeb, make_web_client, web_session
 from bot.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                       default_name=settings.cloud_name or config.name)
     # Before the first create: no new job may get an id an image in a cloud already carries.
     await skip_past_cloud_job_ids(store, policy_clouds(cloud, policy))
-    client = make_web_client(settings.bot_token, settings.slack_api_url)
+    client = make_web_client(settings.bot_token, settings.slack_api_url, session=web_session())
     web = SlackWeb(client, metrics)
     web.before_call = acks_first.turn
     # The notifier's few small writes per post (mark_posting, mark_sent) get a connection and

@@ -35,10 +35,12 @@ def url_of(sock: socket.socket) -> str:
 @asynccontextmanager
 async def serving(app: Any, sock: socket.socket, *, name: str,
                   lifespan: Literal["auto", "on", "off"] = "off",
-                  log_level: str = "warning") -> AsyncIterator[None]:
-    """Serve the ASGI `app` on `sock` on the running loop for the duration of the block."""
+                  log_level: str = "warning", keep_alive: int = 5) -> AsyncIterator[None]:
+    """Serve the ASGI `app` on `sock` on the running loop for the duration of the block
+    (`keep_alive`: seconds an idle connection is kept open, uvicorn's default 5)."""
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan=lifespan,
-                                           access_log=False))
+                                           access_log=False,
+                                           timeout_keep_alive=keep_alive))
     # _serve skips uvicorn's signal capture, which would steal the caller's Ctrl-C.
     run = getattr(server, "_serve", server.serve)
     task = asyncio.create_task(run(sockets=[sock]))

@@ -30,12 +30,29 @@ TRANSIENT_MAYBE_DONE = frozenset({"internal_error", "fatal_error"})
 TRANSIENT = TRANSIENT_NOTHING_DONE | TRANSIENT_MAYBE_DONE
 
 
-def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2) -> AsyncWebClient:
-    """An AsyncWebClient that retries connection errors and honours Retry-After on 429."""
+WEB_TIMEOUT = 15  # seconds for one Web API or response_url call, connecting included
+
+
+def web_session() -> aiohttp.ClientSession:
+    """The one aiohttp session (and connection pool) for every Web API and response_url call.
+
+    Given no session, slack_sdk opens one per call and closes it after
+    (slack_sdk/web/async_internal_utils.py `_request_with_session`), so every post paid a new
+    TCP and TLS handshake with Slack; aiohttp's client guide: "Don't create a session per
+    request". The timeout is slack_sdk's own for the sessions it makes. Call it on the running
+    loop; `Runtime.stop` closes it."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEB_TIMEOUT))
+
+
+def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2,
+                    session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """An AsyncWebClient that retries connection errors and honours Retry-After on 429;
+    `session`: its connections are kept and reused (`web_session`)."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
-        timeout=15,
+        timeout=WEB_TIMEOUT,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
             AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
@@ -169,7 +186,7 @@ class SlackWeb:
         """Post to a slash command's or click's response_url (works where the bot is no member)."""
         if self.before_call is not None:
             await self.before_call()
-        hook = AsyncWebhookClient(response_url, timeout=15)
+        hook = AsyncWebhookClient(response_url, timeout=WEB_TIMEOUT, session=self.client.session)
         try:
             response = await hook.send(
                 text=text, blocks=blocks,
