@@ -106,7 +106,9 @@ def write(rows: list[Row], raw: dict[str, Any], *, generated: str | None = None)
         "assertions.", "",
         f"Speed: figures 2 and 3 run the simulated cloud, the engine tick, Slack's rate limits "
         f"and the bot's pacer all x{SPEED:g} faster (times noted as unscaled are wall × "
-        f"{SPEED:g}), and figure 2's 10 × 10 once more at x{fig_cloud.SLOW_SPEED:g}; the "
+        f"{SPEED:g}; figure 2's 10 × 10 at x{SPEED:g} is the median of "
+        f"{fig_cloud.SPREAD_RUNS} runs), and figure 2's 10 × 10 once more at "
+        f"x{fig_cloud.SLOW_SPEED:g}; the "
         "openstacksdk peer runs in virtual time with its real fixed 2 s polling. Figure 1 runs "
         "real uvicorn on loopback with the load from a separate raw-socket process, and the "
         "same bursts against a do-nothing Starlette endpoint (the floor). "
