@@ -11,6 +11,7 @@ import pytest
 import bench.__main__ as entry
 from bench.__main__ import merged, write
 from bench.common import Row
+from bench.fig_cloud import median_run
 
 
 def _row(figure: str, ours: float, id: str) -> Row:
@@ -56,3 +57,13 @@ def test_partial_runs_accumulate_without_nesting_the_header(
     assert set(saved["raw"]["runs"]) == {"1", "2"}
     assert saved["raw"]["base_generated"] == "2026-11-29 00:37 UTC"
     assert "Figures re-run with `python -m bench --figure N`: 1 on " in saved["generated"]
+
+
+def test_figure_2_reports_the_run_with_the_median_writes_p95_and_notes_every_run() -> None:
+    def run(writes: float, final: float) -> dict[str, object]:
+        return {"delays": {"writes": [writes] * 20, "final": [final] * 20}, "tag": writes}
+
+    chosen = median_run([run(30.5, 10.1), run(17.8, 9.4), run(16.0, 12.0)])
+    assert chosen["tag"] == 17.8
+    assert "each run's writes / final p95: 30.50 / 10.10 s; 17.80 / 9.40 s; 16.00 / 12.00 s" \
+        in str(chosen["runs_note"])
