@@ -21,7 +21,7 @@ from bot.slack.web import SlackWeb, make_web_client, web_session
 from sandbox.net import bind, serving, url_of
 from sandbox.system import running_system
 
-KEEP_ALIVE = 1  # the server closes a connection idle this long (Slack closes idle ones too)
+KEEP_ALIVE = 1  # the server closes a connection idle this long (uvicorn's default is 5 s)
 
 
 async def answer(request: Request) -> JSONResponse:
