@@ -114,9 +114,10 @@ class OutboxLanes:
         """Items closed without a call (a reply the card already said): out of their queues."""
         if not ids:
             return
-        for key in list(self.threads):
-            self.threads[key] = deque(i for i in self.threads[key] if i.id not in ids)
-            self._reranked(key)
+        for key, queue in list(self.threads.items()):
+            if any(i.id in ids for i in queue):  # the other threads keep queue and rank
+                self.threads[key] = deque(i for i in queue if i.id not in ids)
+                self._reranked(key)
 
     def _reranked(self, key: str) -> None:
         """After `key`'s queue lost or replaced items: its rank again, or the thread is gone."""
