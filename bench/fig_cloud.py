@@ -396,16 +396,18 @@ async def measure(n: int = 100, speed: float = 20.0) -> tuple[list[Row], dict[st
                   "ours_10_channels_slow": spread_slow, "peer": theirs, "speed": speed}
 
 
-SCENARIOS = {"1x100": 1, "10x10": 10, "10x10_slow": 10}
+# Name -> (channels, speed); a speed of None is `one_scenario`'s own (x20).
+SCENARIOS: dict[str, tuple[int, float | None]] = {
+    "1x100": (1, None), "10x10": (10, None), "10x10_slow": (10, SLOW_SPEED)}
 
 
 async def one_scenario(name: str, runs: int, *, n: int = 100, speed: float = 20.0,
                        trace: bool = False) -> dict[str, Any]:
     """Figure 2's Slack latency in one scenario alone, `runs` times; medians of the p95s."""
     results = []
+    channels, fixed_speed = SCENARIOS[name]
     for run in range(runs):
-        got = await ours(n, SLOW_SPEED if name == "10x10_slow" else speed, SCENARIOS[name],
-                         tracer=Tracer() if trace else None)
+        got = await ours(n, fixed_speed or speed, channels, tracer=Tracer() if trace else None)
         d = got["delays"]
         summary_row = {"writes_p95": p95(d["writes"]), "writes_floor_p95": p95(d["writes_floor"]),
                        "final_p95": p95(d["final"]), "final_floor_p95": p95(d["final_floor"]),
