@@ -44,7 +44,7 @@ from bot.slack.identity import Identity
 from bot.slack.imaging import ImagingListeners
 from bot.slack.notifier import Notifier
 from bot.slack.pacing import SlackPacer
-from bot.slack.routing import Channels, LazyWork, Router
+from bot.slack.routing import AfterAck, Channels, LazyWork, Router
 from bot.slack.schedules import ScheduleCommands, slack_group_resolver
 from bot.slack.web import SlackWeb, make_web_client, web_session
 from bot.store import AsyncStore, Store
@@ -226,10 +226,12 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     router = Router(Channels(policy, directory=directory,
                              member_groups=slack_group_resolver(web)))
     identity = Identity(client)
+    # Answers after an ack: on `web`'s session, counted by `lazy` (drained on stop).
     lazy = LazyWork(bolt_logger())
+    after = AfterAck(lazy, web.respond)
     app = build_app(router, client, signing_secret=settings.signing_secret, identity=identity,
-                    lazy=lazy)
-    deps = SlackDeps(router=router, store=interactive, cloud=cloud, clock=clock)
+                    after=after)
+    deps = SlackDeps(router=router, store=interactive, cloud=cloud, clock=clock, after=after)
     listeners = imaging_slack.register(app, deps)
     runtime = Runtime(settings=settings, store=store, cloud=cloud, web=web, app=app,
                       router=router, listeners=listeners, engine=engine, notifier=notifier,
@@ -249,7 +251,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     home = HomeTabs(await AsyncStore.open(settings.db_path, clock=clock, writers=writers), web,
                     router.channels, clock, schedules=schedules, identity=identity,
                     decide=runtime.schedule_commands.on_click, scale=slack_rate_scale)
-    runtime.home = home_slack.register(app, home)
+    runtime.home = home_slack.register(app, home, after)
 
     def on_engine_change() -> None:
         notifier.wake.set()

@@ -33,21 +33,23 @@ from bot.cloud.client import CloudClient
 from bot.cloud.pool import CloudPool
 from bot.scheduling.service import ScheduleService
 from bot.slack.identity import FOREIGN, STARTING_UP, Identity
-from bot.slack.routing import LazyWork, Router
+from bot.slack.routing import AfterAck, LazyWork, Router
 from bot.slack.types import Invocation
+from bot.slack.web import SlackWeb
 from bot.store import AsyncStore
 
 log = logging.getLogger(__name__)
 
 @dataclass
 class SlackDeps:
-    """What a feature's `register(app, deps)` gets: the router to add its commands to, and
-    the store connection, cloud and clock its listeners use."""
+    """What a feature's `register(app, deps)` gets: the router to add its commands to, the
+    store connection, cloud and clock its listeners use, and how they answer after an ack."""
 
     router: Router
     store: AsyncStore  # the interactive connection (see wiring)
     cloud: CloudClient | CloudPool
     clock: Callable[[], datetime]
+    after: AfterAck
     schedules: ScheduleService | None = None
 
 
@@ -187,12 +189,20 @@ class IdentityGate(AsyncMiddleware):
         return await next()
 
 
+def after_ack_for(client: AsyncWebClient, lazy: LazyWork | None = None) -> AfterAck:
+    """Answers after the ack through `client`'s Web API session (the one `SlackWeb`), in
+    `lazy` (a new runner when None)."""
+    return AfterAck(lazy or LazyWork(bolt_logger()), SlackWeb(client).respond)
+
+
 def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | None,
-              identity: Identity | None = None, lazy: LazyWork | None = None) -> AsyncApp:
+              identity: Identity | None = None, after: AfterAck | None = None) -> AsyncApp:
     """The Bolt app with `/image`; the features add their routes to `router` and their
     buttons to the app (`register(app, deps)`). `client` must point at the Web API (Slack or
-    the emulator). `lazy` runs the work that follows an ack (kept countable for shutdown)."""
+    the emulator). `after` sends the answers that follow an ack, in tasks it keeps countable
+    for shutdown (`after_ack_for(client)` when None)."""
     identity = identity or Identity(client)
+    after = after or after_ack_for(client)
     # Listeners only parse and write a row, so they finish well inside Slack's 3 s; work that
     # takes longer runs after the ack (`LazyWork.spawn`). Running listeners before the response
     # skips Bolt's 10 ms polling for ack(), the same in HTTP and Socket Mode (both go through
@@ -208,28 +218,22 @@ def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | N
     # Bolt's AsyncApp takes no lazy runner; `listener_runner` is its public handle on the one
     # that starts them (slack_bolt.listener.asyncio_runner: lazy_listener_runner.start): a
     # feature's lazy listener, if one is ever added, is counted and drained like `spawn`.
-    runner = lazy or LazyWork(bolt_logger())
-    app.listener_runner.lazy_listener_runner = runner
+    app.listener_runner.lazy_listener_runner = after.runner
     app.middleware(IdentityGate(identity))
 
-    async def on_image(ack: Any, command: dict[str, Any], respond: Any = None) -> None:
+    async def on_image(ack: Any, command: dict[str, Any]) -> None:
         who = Invocation(user=command.get("user_id", ""), channel=command.get("channel_id", ""),
                          channel_name=command.get("channel_name"),
                          trigger_id=command.get("trigger_id"),
                          response_url=command.get("response_url"))
         reply = await router.command(command.get("text", "") or "", who)
         await ack(**reply.as_kwargs())
-        work = reply.follow_up
-        if work is None or respond is None:
-            return  # most commands (create, status, ...) are answered by the ack alone
-
-        async def deliver(text: str) -> None:
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-
-        # Our own task rather than a Bolt lazy listener (see `LazyWork.spawn`); it starts
-        # after this function returns, when Bolt has the ack's response, and `answer_after_ack`
-        # turns any failure into a message to the requester.
-        runner.spawn(router.answer_follow_up(work, deliver))
+        if reply.follow_up is not None:
+            # Our own task rather than a Bolt lazy listener (see `LazyWork.spawn`); it starts
+            # after this function returns, when Bolt has the ack's response, and any failure
+            # becomes a message to the requester (`answer_after_ack`).
+            router.answer_follow_up(reply.follow_up, after)
+        # Most commands (create, status, ...) are answered by the ack alone.
 
     app.command("/image")(on_image)
 

@@ -59,7 +59,7 @@ from bot.slack.home_view import (
 )
 from bot.slack.identity import Identity
 from bot.slack.pacing import TokenBucket
-from bot.slack.routing import Channels, ClickHandler, button_listener
+from bot.slack.routing import AfterAck, Channels, ClickHandler, button_listener
 from bot.slack.types import Reply
 from bot.store import AsyncStore, RequestRow, ScheduleRow, Store
 from bot.vocabulary import RequestStatus
@@ -349,7 +349,7 @@ class HomeTabs:
         return found
 
 
-def register(app: AsyncApp, home: HomeTabs) -> HomeTabs:
+def register(app: AsyncApp, home: HomeTabs, after: AfterAck) -> HomeTabs:
     """Listen for `app_home_opened` and the Home tab's Approve / Reject buttons."""
 
     async def on_opened(event: dict[str, Any]) -> None:
@@ -358,7 +358,7 @@ def register(app: AsyncApp, home: HomeTabs) -> HomeTabs:
             home.opened(str(event["user"]))
 
     app.event("app_home_opened")(on_opened)
-    app.action(BUTTONS)(button_listener(home.on_click))
+    app.action(BUTTONS)(button_listener(home.on_click, after))
     return home
 
 

@@ -64,7 +64,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> ImagingListeners:
               failed=protection)
     router.on(commands.Unprotect, listeners.protect, later=listeners.protect_answer,
               failed=protection)
-    app.action(BUTTONS)(button_listener(listeners.click))
+    app.action(BUTTONS)(button_listener(listeners.click, deps.after))
     return listeners
 
 

@@ -127,11 +127,11 @@ class Router:
             raise LookupError(f"{type(work.request).__name__} has no later step")
         return await route.later(work.request, work.who)
 
-    async def answer_follow_up(self, work: FollowUp,
-                               deliver: Callable[[str], Awaitable[Any]]) -> None:
-        """Run the later step and deliver its answer, whatever happens."""
-        await answer_after_ack(self.follow_up(work), deliver,
-                               failed=self.routes[type(work.request)].failed)
+    def answer_follow_up(self, work: FollowUp, after: AfterAck) -> None:
+        """Run the later step after the ack and send its answer to the requester, whatever
+        happens (`AfterAck.answer`)."""
+        after.answer(work.who.response_url, self.follow_up(work),
+                     failed=self.routes[type(work.request)].failed)
 
 
 async def answer_after_ack(work: Awaitable[str], deliver: Callable[[str], Awaitable[Any]], *,
@@ -201,23 +201,72 @@ class LazyWork(AsyncLazyListenerRunner):
                 await task
 
 
+# Send `text` as an ephemeral answer to a response_url (wiring: `SlackWeb.respond`).
+SendToResponseUrl = Callable[[str, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class AfterAck:
+    """Answers a requester gets after the ack: sent on the bot's own Web API session
+    (`send`), in a task `runner` counts and drains on stop.
+
+    Not Bolt's `respond`: with `process_before_response` Bolt answers Slack's HTTP request
+    only when the listener returns, so a `respond()` awaited inside it held the ack back by a
+    whole round trip to Slack; and Bolt's `AsyncRespond` builds an `AsyncWebhookClient` with
+    no session, so slack_sdk opens a new aiohttp session (a new TLS connection) per answer
+    (slack_bolt/context/respond/async_respond.py, slack_sdk/webhook/async_client.py)."""
+
+    runner: LazyWork
+    send: SendToResponseUrl
+
+    def answer(self, response_url: str | None, work: Awaitable[str], *,
+               failed: str = FAILED) -> None:
+        """Prepare `work` (the answer's text) and send it, both after the ack; errors are
+        handled as `answer_after_ack` says."""
+        if not response_url:
+            # A Home tab click carries no response_url (there is no message to answer).
+            log.warning("an answer after the ack has no response_url to go to; dropped")
+            _discard(work)
+            return
+        url = response_url
+
+        async def deliver(text: str) -> None:
+            await self.send(url, text)
+
+        self.runner.spawn(answer_after_ack(work, deliver, failed=failed))
+
+    def reply(self, response_url: str | None, text: str) -> None:
+        """Send a text already decided, after the ack."""
+
+        async def ready() -> str:
+            return text
+
+        self.answer(response_url, ready())
+
+
+def _discard(work: Awaitable[str]) -> None:
+    close = getattr(work, "close", None)  # a coroutine never awaited would warn
+    if close is not None:
+        close()
+
+
 ClickHandler = Callable[..., Awaitable[Reply | None]]
 
 
-def button_listener(handler: ClickHandler) -> Callable[..., Awaitable[None]]:
+def button_listener(handler: ClickHandler, after: AfterAck) -> Callable[..., Awaitable[None]]:
     """A Bolt action listener around a plain click handler `handler(action_id, value, user, *,
     channel, channel_name, response_url) -> Reply | None`: ack, decide (a row write, no slow
-    work), then the clicker's ephemeral answer, if any, through the click's response_url."""
+    work), and the clicker's ephemeral answer, if any, through the click's response_url after
+    the ack (`after`): Slack gets its HTTP answer as soon as the decision is committed."""
 
-    async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any],
-                       respond: Any) -> None:
+    async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         where = body.get("channel") or {}
+        response_url = body.get("response_url")
         reply = await handler(action.get("action_id", ""), action.get("value", ""),
                               body.get("user", {}).get("id", ""), channel=where.get("id", ""),
-                              channel_name=where.get("name"),
-                              response_url=body.get("response_url"))
+                              channel_name=where.get("name"), response_url=response_url)
         if reply is not None:
-            await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+            after.reply(response_url, reply.text)
 
     return on_click

@@ -45,7 +45,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> ScheduleCommands:
     router.on(commands.Approvals, handlers.approvals)
     router.on(commands.Approve, handlers.approve)
     router.on(commands.Reject, handlers.reject)
-    app.action(BUTTONS)(button_listener(handlers.on_click))
+    app.action(BUTTONS)(button_listener(handlers.on_click, deps.after))
     return handlers
 
 

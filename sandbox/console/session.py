@@ -428,13 +428,16 @@ class Console:
         else:
             # Interactive: wait for the immediate answers only; the watcher shows the rest.
             with contextlib.suppress(TimeoutError):
-                await self.system.wait_for(self._outbox_empty, within=2.0)
+                await self.system.wait_for(self._answered, within=2.0)
         self.show_changes()
         return outcome
 
-    async def _outbox_empty(self) -> bool:
-        store = self.system.runtime.store
-        return await store.run(Store.outbox_depth) == 0 and not await unresolved_jobs(store)
+    async def _answered(self) -> bool:
+        """The outbox is empty, every job is looked up, and the answers sent after an ack
+        (a click's ephemeral, an images list) are out."""
+        store, lazy = self.system.runtime.store, self.system.runtime.lazy
+        return (await store.run(Store.outbox_depth) == 0 and not await unresolved_jobs(store)
+                and (lazy is None or lazy.pending == 0))
 
     # --- live view ----------------------------------------------------------------------
 

@@ -11,7 +11,9 @@
   `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
   (scripted ok:false or non-JSON answers to the next calls of one method, any method including
   `auth.test` and `apps.connections.open`, or of every method without `method`; an unknown
-  method name is refused), `DELETE /_emu/faults`.
+  method name is refused), `DELETE /_emu/faults`,
+  `POST /_emu/slow-responses {"seconds": S, "count": N}` (the next N response_url posts are
+  shown and answered S seconds late).
 
 Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, section 3 000).
 `views.publish` (the Home tab) and `conversations.open` (DMs) are checked in
@@ -20,6 +22,7 @@ Limits follow docs.slack.dev (text 40 000 / chat.update 4 000, 50 blocks, sectio
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import json
@@ -404,6 +407,9 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             payload = json.loads(await request.body() or b"{}")
         except ValueError:
             return _error("invalid_payload", 400)
+        delay = ws.take_response_delay()
+        if delay:
+            await asyncio.sleep(delay)
         try:
             ws.respond(rid, payload)
         except ApiError as exc:
@@ -490,6 +496,14 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             return _error("invalid_arguments", 400, detail=str(exc))
         return _ok({"scripted": sum(f.remaining for f in ws.api_faults)})
 
+    async def emu_slow_responses(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            ws.slow_responses(float(body.get("seconds", 1.0)), int(body.get("count", 1)))
+        except (ValueError, TypeError) as exc:
+            return _error("invalid_arguments", 400, detail=str(exc))
+        return _ok({"slow_responses": ws.slow_responses_left})
+
     async def socket_endpoint(websocket: WebSocket) -> None:
         await hub.serve(websocket, websocket.path_params["ticket"])
 
@@ -502,6 +516,7 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         Route("/_emu/ratelimit-storm", emu_storm, methods=["POST"]),
         Route("/_emu/ratelimits", emu_ratelimits, methods=["POST"]),
         Route("/_emu/faults", emu_faults, methods=["POST", "DELETE"]),
+        Route("/_emu/slow-responses", emu_slow_responses, methods=["POST"]),
         WebSocketRoute("/socket/{ticket}", socket_endpoint),
     ]
     return Starlette(routes=routes)

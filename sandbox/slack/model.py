@@ -390,6 +390,10 @@ class SlackWorkspace:
         self.storm_remaining: int = 0
         self.storm_retry_after: int = 1
         self.api_faults: list[ApiFault] = []
+        # The next `slow_responses_left` posts to a response_url wait `slow_response_seconds`
+        # before they are shown and answered (a slow hooks endpoint; `slow_responses`).
+        self.slow_response_seconds: float = 0.0
+        self.slow_responses_left: int = 0
         self.last_buttons: dict[int, ButtonRef] = {}
         self._last_us = 0
         self._counter = itertools.count(1)
@@ -728,6 +732,20 @@ class SlackWorkspace:
             raise ValueError("count must be at least 1")
         self.api_faults.append(fault)
 
+    def slow_responses(self, seconds: float, count: int = 1) -> None:
+        """Hold each of the next `count` response_url posts for `seconds` (wall time) before
+        it is shown and answered."""
+        if seconds < 0 or count < 0:
+            raise ValueError("seconds and count must not be negative")
+        self.slow_response_seconds, self.slow_responses_left = float(seconds), int(count)
+
+    def take_response_delay(self) -> float:
+        """How long this response_url post waits (0 once the slow ones are used up)."""
+        if self.slow_responses_left <= 0:
+            return 0.0
+        self.slow_responses_left -= 1
+        return self.slow_response_seconds
+
     def take_fault(self, method: str) -> ApiFault | None:
         """The first scripted fault for `method`, consuming one of its uses."""
         for fault in self.api_faults:
@@ -796,7 +814,8 @@ class SlackWorkspace:
             "calls": len(self.call_log),
             "faults": {"outage_for": max(0.0, self.outage_until - now),
                        "storm_remaining": self.storm_remaining,
-                       "scripted": sum(f.remaining for f in self.api_faults)},
+                       "scripted": sum(f.remaining for f in self.api_faults),
+                       "slow_responses": self.slow_responses_left},
             "rate_limits": {"enabled": self.limits.enabled, "scale": self.limits.scale},
         }
 

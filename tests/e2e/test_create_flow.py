@@ -124,6 +124,28 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         assert "Start snapshot" not in str(final_parent.blocks)
 
 
+async def test_a_click_is_answered_before_its_ephemeral_goes_out() -> None:
+    # Slack wants a click's HTTP answer within 3 s; the clicker's ephemeral goes to the
+    # click's response_url after it, so a slow hooks endpoint never holds the ack back.
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1")
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
+        await system.settle()
+        system.workspace.slow_responses(seconds=5.0, count=1)
+        late = await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
+        assert late.status_code == 200
+        # Answered while the emulator still holds bob's ephemeral (5 s).
+        assert not [e for e in system.workspace.ephemerals("U0BOB") if "already" in (e.text or "")]
+        assert await system.runtime.background_work() >= 1
+        told = await system.wait_for(lambda: [e.text or "" for e in system.workspace.ephemerals(
+            "U0BOB") if "already" in (e.text or "")], within=15)
+        assert "U0ALICE" in told[0]
+        await system.settle()
+        assert await system.runtime.background_work() == 0
+
+
 async def test_cancel_before_start_makes_no_image() -> None:
     async with running_system(speed=200, slack_rate_scale=20) as system:
         await system.command("alice", "#ops", "create web-1")

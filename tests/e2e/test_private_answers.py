@@ -170,7 +170,9 @@ async def test_start_on_a_waiting_card_while_another_job_images_the_server_is_re
         shown_before = (card.text, str(card.blocks), len(card.edits))
         response = await system.deliverer.click("alice", OPS, card.ts, "job_start", "J1")
         assert response.status_code == 200
-        [told] = [t for t in seen_by(system, "U0ALICE", via="response_url") if "J2" in t]
+        # The answer goes to the click's response_url after the click's HTTP answer.
+        [told] = await system.wait_for(lambda: [
+            t for t in seen_by(system, "U0ALICE", via="response_url") if "J2" in t])
         assert "web-1 is being imaged by J2" in told and "uploading" in told and " in)" in told
         assert not [t for t in seen_by(system, "U0BOB") if "being imaged" in t]
         one = await system.runtime.store.run(Store.get_job, "J1")
@@ -195,8 +197,8 @@ async def test_start_while_a_job_of_another_channel_images_the_server_names_no_j
         await system.command("alice", "#ops-alerts", "create web-1 --now")
         await system.wait_for(lambda: _state_is(system, "J2", "uploading"))
         await system.deliverer.click("alice", OPS, card.ts, "job_start", "J1")
-        [told] = [t for t in seen_by(system, "U0ALICE", via="response_url")
-                  if "being imaged" in t]
+        [told] = await system.wait_for(lambda: [
+            t for t in seen_by(system, "U0ALICE", via="response_url") if "being imaged" in t])
         assert "another job" in told and "J2" not in told
         assert (await system.runtime.store.run(Store.get_job, "J1")).state == \
             "awaiting_confirmation"

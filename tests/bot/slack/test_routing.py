@@ -4,6 +4,7 @@ error handling, the lazy-work runner, and the button adapter, without Bolt's HTT
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -13,7 +14,15 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 import commands
 from bot.errors import ImagebotError
 from bot.policy import DISABLED_TEXT, Policy
-from bot.slack.routing import FAILED, Channels, LazyWork, Router, answer_after_ack, button_listener
+from bot.slack.routing import (
+    FAILED,
+    AfterAck,
+    Channels,
+    LazyWork,
+    Router,
+    answer_after_ack,
+    button_listener,
+)
 from bot.slack.types import FollowUp, Invocation, Reply
 
 WHO = Invocation(user="U1", channel="C0OPS", channel_name="ops", trigger_id=None,
@@ -84,15 +93,19 @@ async def test_the_follow_up_runs_the_routes_later_step_with_the_same_request() 
 
     r = router()
     r.on(commands.Images, images, later=later)
-    reply = await r.command("images web-1", WHO)
+    who = dataclasses.replace(WHO, response_url="https://hooks.example/2")
+    reply = await r.command("images web-1", who)
     assert reply.follow_up is not None
-    told: list[str] = []
+    told: list[tuple[str, str]] = []
 
-    async def deliver(text: str) -> None:
-        told.append(text)
+    async def send(response_url: str, text: str) -> None:
+        told.append((response_url, text))
 
-    await r.answer_follow_up(reply.follow_up, deliver)
-    assert told == ["images of web-1 for U1"]
+    runner = LazyWork(logging.getLogger("test"))
+    r.answer_follow_up(reply.follow_up, AfterAck(runner, send))
+    assert told == [] and runner.pending == 1  # after the ack, not inside it
+    await runner.drain(1.0)
+    assert told == [("https://hooks.example/2", "images of web-1 for U1")]
 
 
 async def test_answer_after_ack_tells_known_errors_hides_others_and_survives_delivery(
@@ -177,30 +190,46 @@ async def test_spawned_work_is_counted_and_drained_or_cancelled_on_stop() -> Non
     assert ran == ["quick"] and cancelled == ["hung"] and work.pending == 0
 
 
-async def test_a_button_acks_then_answers_the_clicker_alone() -> None:
+async def test_a_button_acks_then_answers_the_clicker_alone_after_the_ack() -> None:
     calls: list[tuple[Any, ...]] = []
 
     async def handler(action_id: str, value: str, user: str, **where: Any) -> Reply | None:
         calls.append((action_id, value, user, where))
         return Reply("no") if user == "U2" else None
 
-    listener = button_listener(handler)
     events: list[Any] = []
+
+    async def send(response_url: str, text: str) -> None:
+        events.append((response_url, text))
+
+    runner = LazyWork(logging.getLogger("test"))
+    listener = button_listener(handler, AfterAck(runner, send))
 
     async def ack() -> None:
         events.append("ack")
 
-    async def respond(**kwargs: Any) -> None:
-        events.append(kwargs)
-
     body = {"user": {"id": "U2"}, "channel": {"id": "C1", "name": "ops"},
             "response_url": "https://hooks.example/1"}
-    await listener(ack=ack, body=body, action={"action_id": "job_start", "value": "J1"},
-                   respond=respond)
+    await listener(ack=ack, body=body, action={"action_id": "job_start", "value": "J1"})
     assert calls == [("job_start", "J1", "U2", {"channel": "C1", "channel_name": "ops",
                                                 "response_url": "https://hooks.example/1"})]
-    assert events == ["ack", {"text": "no", "response_type": "ephemeral",
-                              "replace_original": False}]
+    # The listener returned (so Bolt can answer Slack) before the answer went out.
+    assert events == ["ack"] and runner.pending == 1
+    await runner.drain(1.0)
+    assert events == ["ack", ("https://hooks.example/1", "no")]
     await listener(ack=ack, body=body | {"user": {"id": "U1"}},
-                   action={"action_id": "job_start", "value": "J1"}, respond=respond)
-    assert events[2:] == ["ack"]
+                   action={"action_id": "job_start", "value": "J1"})
+    assert events[2:] == ["ack"] and runner.pending == 0
+
+
+async def test_an_answer_with_no_response_url_is_dropped_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[str] = []
+
+    async def send(response_url: str, text: str) -> None:
+        sent.append(text)
+
+    runner = LazyWork(logging.getLogger("test"))
+    AfterAck(runner, send).reply(None, "approved")  # a Home tab click has no response_url
+    assert runner.pending == 0 and sent == []
+    assert "no response_url" in caplog.text

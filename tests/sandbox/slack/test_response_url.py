@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from sandbox.slack.model import SlackWorkspace
@@ -71,3 +73,23 @@ async def test_bad_payloads(api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
     blocks = await api.post(ws.response_url(ru), json={"text": "x", "blocks": [{}]})
     assert blocks.status_code == 400 and blocks.json()["error"] == "invalid_blocks"
     assert ru.uses == 0 and ws.ephemerals("U0BOB") == []
+
+
+async def test_slow_responses_hold_the_next_posts_then_answer_as_usual(
+        api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
+    ru = ws.new_response_url("C0OPS", "U0BOB", "command")
+    url = ws.response_url(ru)
+    refused = await api.post("/_emu/slow-responses", json={"seconds": -1})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_arguments"
+    set_up = await api.post("/_emu/slow-responses", json={"seconds": 1.0, "count": 1})
+    assert set_up.json() == {"ok": True, "slow_responses": 1}
+    held = asyncio.create_task(api.post(url, json={"text": "slow"}))
+    for _ in range(200):  # until the emulator has the post
+        if not ws.slow_responses_left:
+            break
+        await asyncio.sleep(0.005)
+    assert not held.done() and ws.ephemerals("U0BOB") == []  # held, not shown yet
+    assert (await held).json()["ok"] is True
+    assert [e.text for e in ws.ephemerals("U0BOB")] == ["slow"]
+    quick = await api.post(url, json={"text": "quick"})  # the count is used up
+    assert quick.json()["ok"] is True and ws.state()["faults"]["slow_responses"] == 0
