@@ -228,7 +228,7 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     identity = Identity(client)
     # Answers after an ack: on `web`'s session, counted by `lazy` (drained on stop).
     lazy = LazyWork(bolt_logger())
-    after = AfterAck(lazy, web.respond)
+    after = AfterAck(lazy, web.answer)
     app = build_app(router, client, signing_secret=settings.signing_secret, identity=identity,
                     after=after)
     deps = SlackDeps(router=router, store=interactive, cloud=cloud, clock=clock, after=after)

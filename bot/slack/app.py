@@ -192,7 +192,7 @@ class IdentityGate(AsyncMiddleware):
 def after_ack_for(client: AsyncWebClient, lazy: LazyWork | None = None) -> AfterAck:
     """Answers after the ack through `client`'s Web API session (the one `SlackWeb`), in
     `lazy` (a new runner when None)."""
-    return AfterAck(lazy or LazyWork(bolt_logger()), SlackWeb(client).respond)
+    return AfterAck(lazy or LazyWork(bolt_logger()), SlackWeb(client).answer)
 
 
 def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | None,

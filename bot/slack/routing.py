@@ -201,14 +201,15 @@ class LazyWork(AsyncLazyListenerRunner):
                 await task
 
 
-# Send `text` as an ephemeral answer to a response_url (wiring: `SlackWeb.respond`).
+# Send `text` as an ephemeral answer to a response_url (wiring: `SlackWeb.answer`).
 SendToResponseUrl = Callable[[str, str], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
 class AfterAck:
     """Answers a requester gets after the ack: sent on the bot's own Web API session
-    (`send`), in a task `runner` counts and drains on stop.
+    (`send`, which retries what Slack did not take), in a task `runner` counts and drains
+    on stop.
 
     Not Bolt's `respond`: with `process_before_response` Bolt answers Slack's HTTP request
     only when the listener returns, so a `respond()` awaited inside it held the ack back by a

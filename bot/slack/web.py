@@ -8,9 +8,11 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -180,13 +182,29 @@ class SlackWeb:
             kwargs["thread_ts"] = thread_ts
         await self._call("chat.postEphemeral", **kwargs)
 
+    async def answer(self, response_url: str, text: str) -> None:
+        """A requester's ephemeral answer after the ack (a click's, a command's follow-up).
+        Nothing else would send it again (an outbox item has the notifier's retries), so
+        slack_sdk's handlers retry it here: a connection error once, a 429 twice after its
+        Retry-After, a 500 or 503 once. Slack answers an over-limit post to its HTTP APIs,
+        incoming webhooks included, with 429 and Retry-After (slackhq/slack-api-docs
+        page_rate_limits.md); a post that still fails raises as `respond` does."""
+        await self.respond(response_url, text, retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+            AsyncServerErrorRetryHandler(max_retry_count=1),
+        ])
+
     async def respond(self, response_url: str, text: str,
                       blocks: list[dict[str, Any]] | None = None, *,
-                      in_channel: bool = False, replace_original: bool = False) -> None:
-        """Post to a slash command's or click's response_url (works where the bot is no member)."""
+                      in_channel: bool = False, replace_original: bool = False,
+                      retry_handlers: list[AsyncRetryHandler] | None = None) -> None:
+        """Post to a slash command's or click's response_url (works where the bot is no member).
+        `retry_handlers`: slack_sdk's, None = its default (a connection error retried once)."""
         if self.before_call is not None:
             await self.before_call()
-        hook = AsyncWebhookClient(response_url, timeout=WEB_TIMEOUT, session=self.client.session)
+        hook = AsyncWebhookClient(response_url, timeout=WEB_TIMEOUT, session=self.client.session,
+                                  retry_handlers=retry_handlers)
         try:
             response = await hook.send(
                 text=text, blocks=blocks,

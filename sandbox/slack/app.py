@@ -10,8 +10,9 @@
   `POST /_emu/ratelimits {"enabled": bool, "scale": float}`,
   `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
   (scripted ok:false or non-JSON answers to the next calls of one method, any method including
-  `auth.test` and `apps.connections.open`, or of every method without `method`; an unknown
-  method name is refused), `DELETE /_emu/faults`,
+  `auth.test` and `apps.connections.open`, or of every method without `method`; `"method":
+  "response_url"` answers the next response_url posts instead; an unknown method name is
+  refused), `DELETE /_emu/faults`,
   `POST /_emu/slow-responses {"seconds": S, "count": N}` (the next N response_url posts are
   shown and answered S seconds late).
 
@@ -58,6 +59,9 @@ Params = dict[str, Any]
 Method = Callable[[SlackWorkspace, Params], dict[str, Any]]
 
 SOCKET_OPEN = "apps.connections.open"  # the app-level token's one method (Socket Mode)
+# Faults scripted for this name answer response_url posts (only those scripted by name: a
+# fault for every method is for the Web API).
+RESPONSE_URL = "response_url"
 
 # Parameters Slack accepts as JSON-encoded strings in form posts.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
@@ -333,8 +337,8 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
 
     def _scripted(method: str, logged: Params) -> Response | None:
         """A scripted fault's answer for this call (any method, auth.test and Socket Mode's
-        apps.connections.open included), or None."""
-        fault = ws.take_fault(method)
+        apps.connections.open included, and response_url posts), or None."""
+        fault = ws.take_fault(method, exact=method == RESPONSE_URL)
         if fault is None:
             return None
         ws.record(method, logged, fault.status, fault.error)
@@ -410,6 +414,12 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         delay = ws.take_response_delay()
         if delay:
             await asyncio.sleep(delay)
+        # Slack answers a rate-limited post to its HTTP APIs, incoming webhooks included, with
+        # HTTP 429 and Retry-After (slackhq/slack-api-docs page_rate_limits.md); nothing shown,
+        # no use of the URL spent.
+        scripted = _scripted(RESPONSE_URL, {"url": rid})
+        if scripted is not None:
+            return scripted
         try:
             ws.respond(rid, payload)
         except ApiError as exc:
@@ -481,7 +491,7 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
         try:
             body = await _json_body(request)
             method = body.get("method")
-            if method and method not in METHODS and method != SOCKET_OPEN:
+            if method and method not in METHODS and method not in (SOCKET_OPEN, RESPONSE_URL):
                 # A typo would script nothing and the test would pass for the wrong reason.
                 raise ValueError(f"unknown method {method!r}")
             after = body.get("retry_after")

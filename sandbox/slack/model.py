@@ -746,10 +746,11 @@ class SlackWorkspace:
         self.slow_responses_left -= 1
         return self.slow_response_seconds
 
-    def take_fault(self, method: str) -> ApiFault | None:
-        """The first scripted fault for `method`, consuming one of its uses."""
+    def take_fault(self, method: str, *, exact: bool = False) -> ApiFault | None:
+        """The first scripted fault for `method`, consuming one of its uses (`exact`: only
+        one scripted for `method` by name, not one for every method)."""
         for fault in self.api_faults:
-            if fault.method in (None, method):
+            if fault.method == method or (fault.method is None and not exact):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self.api_faults.remove(fault)

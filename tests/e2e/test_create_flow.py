@@ -10,6 +10,7 @@ import pytest
 
 from bot.imaging.jobs import PhaseDeadlines
 from bot.store import Store
+from sandbox.slack.model import ApiFault
 from sandbox.system import System, running_system
 from tests.e2e.helpers import (
     OPS,
@@ -144,6 +145,25 @@ async def test_a_click_is_answered_before_its_ephemeral_goes_out() -> None:
         assert "U0ALICE" in told[0]
         await system.settle()
         assert await system.runtime.background_work() == 0
+
+
+async def test_a_click_answer_slack_rate_limits_goes_out_once_after_its_retry_after() -> None:
+    async with running_system(speed=200, slack_rate_scale=20) as system:
+        await system.command("alice", "#ops", "create web-1")
+        await system.wait_for(lambda: parents(system))
+        [parent] = parents(system)
+        await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
+        await system.settle()
+        system.workspace.add_fault(ApiFault("response_url", error="ratelimited", status=429,
+                                            retry_after=1))
+        await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
+        await system.settle()
+        told = [e.text or "" for e in system.workspace.ephemerals("U0BOB")
+                if "already" in (e.text or "")]
+        assert len(told) == 1 and "U0ALICE" in told[0]
+        [limited] = system.workspace.calls("response_url")
+        assert limited.status == 429  # the first try, refused; the retry went through
+        assert system.workspace.api_faults == []
 
 
 async def test_cancel_before_start_makes_no_image() -> None:

@@ -93,3 +93,20 @@ async def test_slow_responses_hold_the_next_posts_then_answer_as_usual(
     assert [e.text for e in ws.ephemerals("U0BOB")] == ["slow"]
     quick = await api.post(url, json={"text": "quick"})  # the count is used up
     assert quick.json()["ok"] is True and ws.state()["faults"]["slow_responses"] == 0
+
+
+async def test_a_fault_scripted_for_response_url_answers_its_next_post_only(
+        api: httpx.AsyncClient, ws: SlackWorkspace) -> None:
+    ru = ws.new_response_url("C0OPS", "U0BOB", "command")
+    url = ws.response_url(ru)
+    assert (await api.post("/_emu/faults", json={"method": "response_url", "status": 429,
+                                                 "error": "ratelimited", "retry_after": 2})
+            ).json()["ok"] is True
+    # A fault for every method is the Web API's: it leaves response_urls alone.
+    await api.post("/_emu/faults", json={"error": "internal_error", "count": 5})
+    limited = await api.post(url, json={"text": "too soon"})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    assert ws.ephemerals("U0BOB") == []  # nothing shown
+    for i in range(5):  # and no use of the URL spent: all five still work
+        assert (await api.post(url, json={"text": f"reply {i}"})).status_code == 200
+    assert len(ws.ephemerals("U0BOB")) == 5
