@@ -452,21 +452,26 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             raise ValueError("expected a JSON object")
         return body
 
-    async def emu_outage(request: Request) -> Response:
+    async def _control(request: Request,
+                       apply: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """A control call: `apply` its JSON body; a bad value is a 400 invalid_arguments."""
         try:
-            body = await _json_body(request)
-            until = ws.start_outage(float(body.get("seconds", 60)))
+            return _ok(apply(await _json_body(request)))
         except (ValueError, TypeError) as exc:
             return _error("invalid_arguments", 400, detail=str(exc))
-        return _ok({"until": until})
+
+    def _outage(body: dict[str, Any]) -> dict[str, Any]:
+        return {"until": ws.start_outage(float(body.get("seconds", 60)))}
+
+    def _storm(body: dict[str, Any]) -> dict[str, Any]:
+        ws.start_storm(int(body.get("calls", 1)), int(body.get("retry_after", 1)))
+        return {"calls": ws.storm_remaining, "retry_after": ws.storm_retry_after}
+
+    async def emu_outage(request: Request) -> Response:
+        return await _control(request, _outage)
 
     async def emu_storm(request: Request) -> Response:
-        try:
-            body = await _json_body(request)
-            ws.start_storm(int(body.get("calls", 1)), int(body.get("retry_after", 1)))
-        except (ValueError, TypeError) as exc:
-            return _error("invalid_arguments", 400, detail=str(exc))
-        return _ok({"calls": ws.storm_remaining, "retry_after": ws.storm_retry_after})
+        return await _control(request, _storm)
 
     async def emu_ratelimits(request: Request) -> Response:
         try:
@@ -506,13 +511,12 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
             return _error("invalid_arguments", 400, detail=str(exc))
         return _ok({"scripted": sum(f.remaining for f in ws.api_faults)})
 
+    def _slow_responses(body: dict[str, Any]) -> dict[str, Any]:
+        ws.slow_responses(float(body.get("seconds", 1.0)), int(body.get("count", 1)))
+        return {"slow_responses": ws.slow_responses_left}
+
     async def emu_slow_responses(request: Request) -> Response:
-        try:
-            body = await _json_body(request)
-            ws.slow_responses(float(body.get("seconds", 1.0)), int(body.get("count", 1)))
-        except (ValueError, TypeError) as exc:
-            return _error("invalid_arguments", 400, detail=str(exc))
-        return _ok({"slow_responses": ws.slow_responses_left})
+        return await _control(request, _slow_responses)
 
     async def socket_endpoint(websocket: WebSocket) -> None:
         await hub.serve(websocket, websocket.path_params["ticket"])

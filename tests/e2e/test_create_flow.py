@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -125,15 +126,22 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         assert "Start snapshot" not in str(final_parent.blocks)
 
 
+async def _started_by_alice(system: System) -> Any:
+    """J1 on web-1, started by alice's click and done: bob's click on its card is refused
+    privately ("already started by")."""
+    await system.command("alice", "#ops", "create web-1")
+    await system.wait_for(lambda: parents(system))
+    [parent] = parents(system)
+    await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
+    await system.settle()
+    return parent
+
+
 async def test_a_click_is_answered_before_its_ephemeral_goes_out() -> None:
     # Slack wants a click's HTTP answer within 3 s; the clicker's ephemeral goes to the
     # click's response_url after it, so a slow hooks endpoint never holds the ack back.
     async with running_system(speed=200, slack_rate_scale=20) as system:
-        await system.command("alice", "#ops", "create web-1")
-        await system.wait_for(lambda: parents(system))
-        [parent] = parents(system)
-        await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
-        await system.settle()
+        parent = await _started_by_alice(system)
         system.workspace.slow_responses(seconds=5.0, count=1)
         late = await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
         assert late.status_code == 200
@@ -149,11 +157,7 @@ async def test_a_click_is_answered_before_its_ephemeral_goes_out() -> None:
 
 async def test_a_click_answer_slack_rate_limits_goes_out_once_after_its_retry_after() -> None:
     async with running_system(speed=200, slack_rate_scale=20) as system:
-        await system.command("alice", "#ops", "create web-1")
-        await system.wait_for(lambda: parents(system))
-        [parent] = parents(system)
-        await system.deliverer.click("alice", OPS, parent.ts, "job_start", "J1")
-        await system.settle()
+        parent = await _started_by_alice(system)
         system.workspace.add_fault(ApiFault("response_url", error="ratelimited", status=429,
                                             retry_after=1))
         await system.deliverer.click("bob", OPS, parent.ts, "job_start", "J1")
