@@ -20,6 +20,7 @@ from bot.store import OutboxMessage
 from bot.vocabulary import OutboxKind
 
 Lane = tuple[str, str]  # (Slack method, channel or "" for workspace-wide limits)
+EVERY_CHANNEL = "*"  # a hold on (method, EVERY_CHANNEL) holds that method in every channel
 EDIT = OutboxKind.UPDATE_PARENT
 
 
@@ -141,9 +142,30 @@ class OutboxLanes:
             queue[0] = item
             self._reranked(key)
 
-    def hold(self, item_lane: Lane, until: datetime) -> None:
-        """Slack asked us to wait (Retry-After) before calling this lane again."""
-        self.held[item_lane] = max(until, self.held.get(item_lane, until))
+    def hold_for(self, item: OutboxMessage, until: datetime, *, told: bool) -> None:
+        """Slack refused `item`'s call for now: its lane takes no call before `until`
+        (`told`: Slack said when, with Retry-After; else a probe while Slack is away, not one
+        failing call per thread). The notifier holds it before it writes the failure down,
+        so no call is chosen for the lane meanwhile.
+
+        A post's Retry-After holds posts in every channel: Slack's 429 does not say which
+        limit it is, per channel or the workspace-wide one chat.postMessage also keeps
+        (docs.slack.dev rate limits: "one message per second per channel, while also
+        maintaining a workspace-wide limit", its size not published), and the pacer stays
+        under the per-channel rate. So each channel waits it out instead of collecting a 429
+        of its own."""
+        item_lane = lane(item)
+        key = ((item_lane[0], EVERY_CHANNEL) if told and item_lane[0] == "chat.postMessage"
+               else item_lane)
+        self.held[key] = max(until, self.held.get(key, until))
+
+    def held_until(self, item_lane: Lane) -> datetime | None:
+        """Until when Slack asked this lane to wait, if it did (its own hold, or its method's
+        in every channel)."""
+        own, every = self.held.get(item_lane), self.held.get((item_lane[0], EVERY_CHANNEL))
+        if own is None or every is None:
+            return own or every
+        return max(own, every)
 
     def _candidates(self, sending: Collection[int]) -> Iterable[tuple[int, OutboxMessage]]:
         ranks = self.ranks
@@ -184,7 +206,7 @@ class OutboxLanes:
                 continue
             hold = hold_of.get(item_lane)
             if hold is None:
-                until = self.held.get(item_lane)
+                until = self.held_until(item_lane)
                 hold = hold_of[item_lane] = (until - now).total_seconds() if until else 0.0
             retry = item.next_attempt_at
             wait = (retry - now).total_seconds() if retry is not None and retry > now else 0.0

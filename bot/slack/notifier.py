@@ -216,16 +216,16 @@ class Notifier:
             await self._deliver(item)
         except SlackUnavailable as exc:
             delay = backoff_delay(item.attempts, exc.retry_after)
+            if not isinstance(exc, _ParentPending):
+                # Slack (a limit, or Slack itself) failed, not this thread: hold the lane from
+                # now, for Retry-After, or for one probe while Slack is away (`hold_for`).
+                hold = delay if exc.retry_after is not None else min(delay, OUTAGE_PROBE)
+                self.lanes.hold_for(item, self.clock() + timedelta(seconds=hold),
+                                    told=exc.retry_after is not None)
             retry_at = self.clock() + timedelta(seconds=delay)
             await self.store.run(Store.mark_failed, item.id, retry_at=retry_at, error=str(exc))
             # The stored row is the truth for the next try (e.g. `posting_at`: look first).
             self.lanes.retry(await self.store.run(Store.outbox_item, item.id))
-            if not isinstance(exc, _ParentPending):
-                # Slack's limit (or Slack itself) is what failed, not this thread: the lane
-                # waits for Retry-After, or briefly while Slack is away (one probe, not one
-                # failing call per thread).
-                hold = delay if exc.retry_after is not None else min(delay, OUTAGE_PROBE)
-                self.lanes.hold(lane(item), self.clock() + timedelta(seconds=hold))
             # Said once per item; the retries that follow are routine.
             level = (logging.DEBUG if isinstance(exc, _ParentPending)
                      else logging.WARNING if item.attempts == 0 else logging.INFO)

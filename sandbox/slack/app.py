@@ -7,7 +7,9 @@
 - `/response/<id>`: JSON posts to a response_url (5 uses, 30 minutes).
 - `/_emu/state`, `/_emu/messages?channel=`, `POST /_emu/outage {"seconds": N}`,
   `POST /_emu/ratelimit-storm {"calls": N, "retry_after": S}`,
-  `POST /_emu/ratelimits {"enabled": bool, "scale": float}`,
+  `POST /_emu/ratelimits {"enabled": bool, "scale": float, "workspace_posts_per_minute": N
+  | null, "workspace_burst": B}` (the last two: chat.postMessage's workspace-wide cap, off
+  by default since Slack does not publish it),
   `POST /_emu/faults {"method", "error", "status", "count", "retry_after", "body": "json"|"html"}`
   (scripted ok:false or non-JSON answers to the next calls of one method, any method including
   `auth.test` and `apps.connections.open`, or of every method without `method`; `"method":
@@ -37,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from sandbox.slack.limits import retry_after_header
+from sandbox.slack.limits import Limit, retry_after_header
 from sandbox.slack.model import (
     APP_ID,
     BOT_ID,
@@ -483,11 +485,19 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
                 if scale <= 0:
                     raise ValueError("scale must be positive")
                 ws.limits.scale = scale
+            if "workspace_posts_per_minute" in body:  # chat.postMessage across channels
+                per_minute = body["workspace_posts_per_minute"]
+                if per_minute is not None and float(per_minute) <= 0:
+                    raise ValueError("workspace_posts_per_minute must be positive (or null)")
+                ws.limits.workspace_posts = None if per_minute is None else Limit(
+                    rate=float(per_minute) / 60, burst=float(body.get("workspace_burst", 3)))
             if body.get("reset"):
                 ws.limits.reset()
         except (ValueError, TypeError) as exc:
             return _error("invalid_arguments", 400, detail=str(exc))
-        return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale})
+        cap = ws.limits.workspace_posts
+        return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale,
+                    "workspace_posts_per_minute": cap.rate * 60 if cap else None})
 
     async def emu_faults(request: Request) -> Response:
         if request.method == "DELETE":

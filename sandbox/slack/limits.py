@@ -3,6 +3,10 @@
 Numbers follow Slack's published tiers (docs.slack.dev/apis/web-api/rate-limits): tier 2 20/min,
 tier 3 50/min, tier 4 100/min, and `chat.postMessage` about 1 per second per channel with short
 bursts. Buckets are keyed per method, and per channel for `chat.postMessage`.
+
+chat.postMessage also has a workspace-wide limit ("one message per second per channel, while
+also maintaining a workspace-wide limit", same page) whose size Slack does not publish: it is
+off unless a test sets `workspace_posts` (a post then needs a token from both buckets).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ DEFAULT_LIMITS: dict[str, Limit] = {
 
 # Methods whose bucket is per channel rather than per workspace.
 PER_CHANNEL = frozenset({"chat.postMessage"})
+WORKSPACE = "*workspace*"  # the key of chat.postMessage's workspace-wide bucket
 
 
 @dataclass
@@ -64,6 +69,8 @@ class RateLimiter:
     enabled: bool = True
     scale: float = 1.0
     limits: dict[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    # chat.postMessage's workspace-wide limit, across channels; None = not modelled.
+    workspace_posts: Limit | None = None
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
 
     def key(self, method: str, channel: str | None) -> tuple[str, str]:
@@ -75,10 +82,21 @@ class RateLimiter:
         limit = self.limits.get(method)
         if not self.enabled or limit is None:
             return None
+        checks = [(self.key(method, channel), limit)]
+        if method == "chat.postMessage" and self.workspace_posts is not None:
+            checks.append(((method, WORKSPACE), self.workspace_posts))
+        waits = [self._refilled(key, each, now) for key, each in checks]
+        if any(wait > 0 for wait in waits):
+            return max(waits)  # refused: no bucket spends a token
+        for key, _ in checks:
+            self._buckets[key].tokens -= 1.0
+        return None
+
+    def _refilled(self, key: tuple[str, str], limit: Limit, now: float) -> float:
+        """Refill `key`'s bucket up to `now`; seconds until it holds a token (0: it does)."""
         rate = limit.rate * self.scale
         if rate <= 0:
             raise ValueError("rate limit scale must be positive")
-        key = self.key(method, channel)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(tokens=limit.burst, updated=now)
@@ -86,10 +104,7 @@ class RateLimiter:
         elapsed = max(0.0, now - bucket.updated)
         bucket.tokens = min(limit.burst, bucket.tokens + elapsed * rate)
         bucket.updated = max(bucket.updated, now)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return (1.0 - bucket.tokens) / rate
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / rate
 
     def reset(self) -> None:
         """Forget all counts (full buckets again)."""

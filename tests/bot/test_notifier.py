@@ -115,6 +115,37 @@ async def test_a_retryable_failure_holds_its_thread_and_keeps_the_item(tmp_path:
         await store.close()
 
 
+async def test_a_posts_retry_after_holds_posts_in_every_channel_but_not_other_methods(
+        tmp_path: Path) -> None:
+    # Slack's 429 on chat.postMessage may be its workspace-wide limit (docs.slack.dev rate
+    # limits), so no channel posts until the Retry-After is over; edits and private answers,
+    # paced by limits of their own, go on.
+    web = FakeWeb(fail={1: SlackUnavailable("429", retry_after=30)})
+    store, notifier = await make(tmp_path, web)
+    try:
+        await new_job(store, reply("", "a-reply"), channel="C0A")
+        await new_job(store, reply("", "b-reply"), channel="C0B")
+        await store.run(Store.enqueue, [OutboxItem(kind="ephemeral", channel="C0A", payload={
+            "user": "U0ALICE", "text": "only for alice"})])
+        await notifier.flush()
+        # The two cards went out side by side; C0A's was refused. C0B's, already in flight,
+        # was taken, but neither channel starts another post.
+        posts = [(c, t) for m, c, t in web.calls if m == "post"]
+        assert sorted(c for c, _ in posts) == ["C0A", "C0B"]
+        assert not [t for _, t in posts if t.endswith("-reply")]
+        assert [t for m, _, t in web.calls if m == "ephemeral"] == ["only for alice"]
+        notifier.clock = lambda: NOW + timedelta(seconds=29)
+        await notifier.flush()
+        assert len([m for m, _, _ in web.calls if m == "post"]) == 2
+        notifier.clock = lambda: NOW + timedelta(seconds=31)
+        # C0A's card (looked up first: the refused call may have posted it) and both replies.
+        assert await notifier.flush() == 3
+        assert sorted(t for m, _, t in web.calls[3:] if m == "post") == ["a-reply", "b-reply"]
+        assert await store.run(Store.outbox_depth) == 0
+    finally:
+        await store.close()
+
+
 async def test_a_rejected_item_is_dropped_and_the_rest_goes(tmp_path: Path) -> None:
     # (invalid_blocks used to be the example; it now gets a plain-text second try, below.)
     web = FakeWeb(fail={2: SlackRejected("as_user_not_supported")})
@@ -294,6 +325,14 @@ async def test_a_channel_out_of_tokens_does_not_hold_back_another(tmp_path: Path
             super()._record(method, channel, text)
 
     async def sleep(seconds: float) -> None:
+        # Simulated time passes only once the work under way is done, as it would in real
+        # time (a send takes milliseconds, a token a second): three round trips through the
+        # store's one thread (FIFO) let each send in flight write its outcome (mark_posting,
+        # the fake call, mark_sent). A send that ends meanwhile wakes the notifier, which
+        # cancels this sleep, and no time passes. Advancing at once let a channel's wait for
+        # its token run ahead of the other channel's card still being written (a flaky test).
+        for _ in range(3):
+            await store.run(Store.outbox_depth)
         pace_now[0] += seconds
 
     web = TimedWeb()

@@ -11,7 +11,8 @@ import pytest
 
 from bot.imaging.jobs import PhaseDeadlines
 from bot.store import Store
-from sandbox.slack.model import ApiFault
+from sandbox.slack.limits import Limit
+from sandbox.slack.model import BOT_USER_ID, ApiFault, Channel
 from sandbox.system import System, running_system
 from tests.e2e.helpers import (
     OPS,
@@ -312,6 +313,32 @@ async def test_slack_429_storm_delays_but_keeps_every_message_in_order() -> None
             await assert_thread_follows_the_job(system, job_id.group(1),
                                                 thread_texts(system, parent.ts))
         assert any(c.status == 429 for c in system.workspace.calls())
+
+
+async def test_a_workspace_post_cap_across_channels_delays_but_loses_and_repeats_nothing(
+        ) -> None:
+    # chat.postMessage's workspace-wide limit (size unpublished; here 1 post/s of Slack's
+    # clock across channels, well under four channels at 1/s each): the posts Slack refuses
+    # are retried after Retry-After, and every thread still says each message once, in order.
+    async with running_system(speed=200, slack_rate_scale=20, extra_servers=8) as system:
+        ws = system.workspace
+        names = ["cap-a", "cap-b", "cap-c", "cap-d"]
+        for i, name in enumerate(names):
+            ws.add_channel(Channel(f"C0CAP{i}", name, members={"U0ALICE", BOT_USER_ID}))
+        ws.limits.workspace_posts = Limit(rate=1.0, burst=2)
+        for n in range(8):
+            await system.command("alice", f"#{names[n % 4]}", f"create load-{n + 1} --now")
+        await system.settle(within=90)
+        refused = [c for c in ws.calls("chat.postMessage") if c.status == 429]
+        assert refused, "the cap was never reached: the test proves nothing"
+        for i, _ in enumerate(names):
+            threads = parents(system, f"C0CAP{i}")
+            assert len(threads) == 2
+            for parent in threads:
+                job_id = re.search(r"job (J\d+)", parent.text or "")
+                assert job_id, parent.text
+                await assert_thread_follows_the_job(
+                    system, job_id.group(1), thread_texts(system, parent.ts, f"C0CAP{i}"))
 
 
 async def test_status_list_and_images_answer_from_the_store_and_the_cloud() -> None:

@@ -77,3 +77,18 @@ def test_bucket_never_exceeds_rate_plus_burst(gaps: list[float], scale: float) -
 
 def test_retry_after_is_whole_seconds() -> None:
     assert [retry_after_header(w) for w in (0.01, 1.0, 1.2, 11.9)] == ["1", "1", "2", "12"]
+
+
+def test_the_workspace_post_cap_counts_across_channels_and_refuses_without_spending() -> None:
+    limiter = RateLimiter(workspace_posts=Limit(rate=1.0, burst=2))
+    # Two channels, each well inside its own 1/s burst 3: the workspace's 2 tokens go first.
+    assert limiter.take("chat.postMessage", "C1", 0.0) is None
+    assert limiter.take("chat.postMessage", "C2", 0.0) is None
+    wait = limiter.take("chat.postMessage", "C3", 0.0)
+    assert wait is not None and abs(wait - 1.0) < 1e-9
+    # The refused call spent nothing: C3 still has its whole burst once the workspace refills.
+    assert limiter.take("chat.postMessage", "C3", 1.0) is None
+    assert limiter.take("chat.update", None, 1.0) is None  # other methods: their own limits
+    # Off (the default, its size is not published): only the per-channel buckets count.
+    free = RateLimiter()
+    assert all(free.take("chat.postMessage", f"C{i}", 0.0) is None for i in range(20))

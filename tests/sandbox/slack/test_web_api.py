@@ -198,6 +198,23 @@ async def test_update_tier3_and_scale(api: httpx.AsyncClient, ws: SlackWorkspace
     assert (await call(api, "chat.update", channel="C0OPS", ts=ts, text="y")).status_code == 200
 
 
+async def test_the_workspace_post_cap_is_set_over_the_control_plane(
+        api: httpx.AsyncClient, ws: SlackWorkspace, clock: ManualClock) -> None:
+    bad = await api.post("/_emu/ratelimits", json={"workspace_posts_per_minute": 0})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_arguments"
+    on = await api.post("/_emu/ratelimits", json={"workspace_posts_per_minute": 60,
+                                                  "workspace_burst": 1})
+    assert on.json()["workspace_posts_per_minute"] == 60
+    assert (await call(api, "chat.postMessage", channel="C0OPS", text="x")).status_code == 200
+    capped = await call(api, "chat.postMessage", channel="C0ALERTS", text="x")
+    assert capped.status_code == 429 and capped.headers["Retry-After"] == "1"
+    clock.advance(1.0)
+    assert (await call(api, "chat.postMessage", channel="C0ALERTS", text="x")).status_code == 200
+    off = await api.post("/_emu/ratelimits", json={"workspace_posts_per_minute": None})
+    assert off.json()["workspace_posts_per_minute"] is None
+    assert (await call(api, "chat.postMessage", channel="C0OPS", text="x")).status_code == 200
+
+
 async def test_outage_and_storm(api: httpx.AsyncClient, ws: SlackWorkspace,
                                 clock: ManualClock) -> None:
     r = await api.post("/_emu/outage", json={"seconds": 30})
