@@ -487,10 +487,13 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
                 ws.limits.scale = scale
             if "workspace_posts_per_minute" in body:  # chat.postMessage across channels
                 per_minute = body["workspace_posts_per_minute"]
-                if per_minute is not None and float(per_minute) <= 0:
-                    raise ValueError("workspace_posts_per_minute must be positive (or null)")
+                burst = float(body.get("workspace_burst", 3))
+                if per_minute is not None and (float(per_minute) <= 0 or burst < 1):
+                    # (a burst under one token would refuse every post for ever)
+                    raise ValueError("workspace_posts_per_minute must be positive (or null) "
+                                     "and workspace_burst at least 1")
                 ws.limits.workspace_posts = None if per_minute is None else Limit(
-                    rate=float(per_minute) / 60, burst=float(body.get("workspace_burst", 3)))
+                    rate=float(per_minute) / 60, burst=burst)
             if body.get("reset"):
                 ws.limits.reset()
         except (ValueError, TypeError) as exc:

@@ -200,8 +200,11 @@ async def test_update_tier3_and_scale(api: httpx.AsyncClient, ws: SlackWorkspace
 
 async def test_the_workspace_post_cap_is_set_over_the_control_plane(
         api: httpx.AsyncClient, ws: SlackWorkspace, clock: ManualClock) -> None:
-    bad = await api.post("/_emu/ratelimits", json={"workspace_posts_per_minute": 0})
-    assert bad.status_code == 400 and bad.json()["error"] == "invalid_arguments"
+    for wrong in ({"workspace_posts_per_minute": 0},
+                  {"workspace_posts_per_minute": 60, "workspace_burst": 0.5}):
+        bad = await api.post("/_emu/ratelimits", json=wrong)
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_arguments"
+    assert ws.limits.workspace_posts is None
     on = await api.post("/_emu/ratelimits", json={"workspace_posts_per_minute": 60,
                                                   "workspace_burst": 1})
     assert on.json()["workspace_posts_per_minute"] == 60
