@@ -94,14 +94,20 @@ def test_a_channel_waiting_for_its_token_does_not_hold_back_another() -> None:
     assert choice.item is None and choice.pace == 0.7 and choice.due is None
 
 
-def test_a_probe_while_slack_is_away_holds_its_lane_only() -> None:
+def _held(told: bool, *others: OutboxMessage) -> tuple[OutboxLanes, datetime]:
+    """Lanes where J1's reply in C1 failed and was held 30 s (`told`: by a Retry-After)."""
     lanes = OutboxLanes()
     first = item(1, OutboxKind.REPLY, job="J1", channel="C1")
-    lanes.add([first, item(2, OutboxKind.REPLY, job="J2", channel="C1"),
-               item(3, OutboxKind.REPLY, job="J3", channel="C2")])
+    lanes.add([first, *others])
     later = NOW + timedelta(seconds=30)
-    lanes.hold_for(first, later, told=False)
+    lanes.hold_for(first, later, told=told)
     lanes.retry(item(1, OutboxKind.REPLY, job="J1", channel="C1", due=later))
+    return lanes, later
+
+
+def test_a_probe_while_slack_is_away_holds_its_lane_only() -> None:
+    lanes, later = _held(False, item(2, OutboxKind.REPLY, job="J2", channel="C1"),
+                         item(3, OutboxKind.REPLY, job="J3", channel="C2"))
     choice = lanes.choose(NOW, free)
     assert choice.item is not None and choice.item.id == 3
     lanes.done(choice.item)
@@ -112,13 +118,8 @@ def test_a_probe_while_slack_is_away_holds_its_lane_only() -> None:
 
 def test_a_posts_retry_after_holds_posts_in_every_channel_and_nothing_else() -> None:
     # Slack's 429 may be chat.postMessage's workspace-wide limit (docs.slack.dev).
-    lanes = OutboxLanes()
-    first = item(1, OutboxKind.REPLY, job="J1", channel="C1")
-    lanes.add([first, item(2, OutboxKind.REPLY, job="J3", channel="C2"),
-               item(3, OutboxKind.UPDATE_PARENT, job="J4", channel="C2")])
-    later = NOW + timedelta(seconds=30)
-    lanes.hold_for(first, later, told=True)
-    lanes.retry(item(1, OutboxKind.REPLY, job="J1", channel="C1", due=later))
+    lanes, later = _held(True, item(2, OutboxKind.REPLY, job="J3", channel="C2"),
+                         item(3, OutboxKind.UPDATE_PARENT, job="J4", channel="C2"))
     assert lanes.held_until(lane(item(9, OutboxKind.REPLY, channel="C9"))) == later
     assert drain_at(lanes, NOW) == [3]  # the card edit: chat.update has its own limit
     choice = lanes.choose(NOW + timedelta(seconds=29), free)
