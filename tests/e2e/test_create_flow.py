@@ -317,7 +317,7 @@ async def test_slack_429_storm_delays_but_keeps_every_message_in_order() -> None
 
 async def test_a_workspace_post_cap_across_channels_delays_but_loses_and_repeats_nothing(
         ) -> None:
-    # chat.postMessage's workspace-wide limit (size unpublished; here 1 post/s of Slack's
+    # chat.postMessage's workspace-wide limit (size unpublished; here 1 post per 4 s of Slack's
     # clock across channels, well under four channels at 1/s each): the posts Slack refuses
     # are retried after Retry-After, and every thread still says each message once, in order.
     async with running_system(speed=200, slack_rate_scale=20, extra_servers=8) as system:
@@ -325,7 +325,7 @@ async def test_a_workspace_post_cap_across_channels_delays_but_loses_and_repeats
         names = ["cap-a", "cap-b", "cap-c", "cap-d"]
         for i, name in enumerate(names):
             ws.add_channel(Channel(f"C0CAP{i}", name, members={"U0ALICE", BOT_USER_ID}))
-        ws.limits.workspace_posts = Limit(rate=1.0, burst=2)
+        ws.limits.workspace_posts = Limit(rate=0.25, burst=2)
         for n in range(8):
             await system.command("alice", f"#{names[n % 4]}", f"create load-{n + 1} --now")
         await system.settle(within=90)
