@@ -189,20 +189,14 @@ class IdentityGate(AsyncMiddleware):
         return await next()
 
 
-def after_ack_for(client: AsyncWebClient, lazy: LazyWork | None = None) -> AfterAck:
-    """Answers after the ack through `client`'s Web API session (the one `SlackWeb`), in
-    `lazy` (a new runner when None)."""
-    return AfterAck(lazy or LazyWork(bolt_logger()), SlackWeb(client).answer)
-
-
 def build_app(router: Router, client: AsyncWebClient, *, signing_secret: str | None,
               identity: Identity | None = None, after: AfterAck | None = None) -> AsyncApp:
     """The Bolt app with `/image`; the features add their routes to `router` and their
     buttons to the app (`register(app, deps)`). `client` must point at the Web API (Slack or
     the emulator). `after` sends the answers that follow an ack, in tasks it keeps countable
-    for shutdown (`after_ack_for(client)` when None)."""
+    for shutdown (when None: through `client`'s session, in a runner of its own)."""
     identity = identity or Identity(client)
-    after = after or after_ack_for(client)
+    after = after or AfterAck(LazyWork(bolt_logger()), SlackWeb(client).answer)
     # Listeners only parse and write a row, so they finish well inside Slack's 3 s; work that
     # takes longer runs after the ack (`LazyWork.spawn`). Running listeners before the response
     # skips Bolt's 10 ms polling for ack(), the same in HTTP and Socket Mode (both go through

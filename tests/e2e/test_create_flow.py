@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from bot.imaging.jobs import PhaseDeadlines
 from bot.store import Store
 from sandbox.slack.limits import Limit
-from sandbox.slack.model import BOT_USER_ID, ApiFault, Channel
+from sandbox.slack.model import BOT_USER_ID, ApiFault, Channel, Message
 from sandbox.system import System, running_system
 from tests.e2e.helpers import (
     OPS,
@@ -127,7 +126,7 @@ async def test_button_path_waits_for_start_and_second_click_is_told_who_started(
         assert "Start snapshot" not in str(final_parent.blocks)
 
 
-async def _started_by_alice(system: System) -> Any:
+async def _started_by_alice(system: System) -> Message:
     """J1 on web-1, started by alice's click and done: bob's click on its card is refused
     privately ("already started by")."""
     await system.command("alice", "#ops", "create web-1")
