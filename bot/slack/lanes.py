@@ -38,6 +38,11 @@ def urgency(item: OutboxMessage) -> int:
         return 0
     if item.kind in (OutboxKind.POST_PARENT, OutboxKind.EPHEMERAL, OutboxKind.RESPOND):
         return 1
+    if item.kind == OutboxKind.REPLY and item.payload.get("on_card") == "copy":
+        # "Copying the disk now" is news of the moment, like a card: it goes in turn with
+        # the cards. Ranked below them, it waited while a channel's other cards went out,
+        # and its thread's "writes may resume" waited behind it (issue 17).
+        return 1
     if item.kind in (OutboxKind.REPLY, OutboxKind.CHANNEL_POST, OutboxKind.DM_COPY):
         return 2
     return 3  # a card edit: the card already shows the state it had when it was last sent

@@ -74,6 +74,17 @@ def test_the_most_urgent_thread_goes_first_but_a_thread_keeps_its_order() -> Non
     assert drain(lanes) == [9, 10, 8]  # J4 holds the result: its whole thread goes first
 
 
+def test_copying_now_goes_in_turn_with_the_cards_not_after_all_of_them() -> None:
+    # 10 jobs started together in one channel: J1's "copying now" must not wait until every
+    # later card is out, or J1's "writes may resume" (behind it in J1's thread) waits too.
+    lanes = OutboxLanes()
+    lanes.add([item(1, OutboxKind.POST_PARENT, job="J1"), item(2, OutboxKind.POST_PARENT, job="J2"),
+               item(3, OutboxKind.REPLY, job="J1", text="copying now", on_card="copy"),
+               item(4, OutboxKind.POST_PARENT, job="J3"),
+               item(5, OutboxKind.REPLY, job="J2", text="a plain reply")])
+    assert drain(lanes) == [1, 2, 3, 4, 5]
+
+
 def test_a_channel_waiting_for_its_token_does_not_hold_back_another() -> None:
     lanes = OutboxLanes()
     lanes.add([item(1, OutboxKind.REPLY, job="J1", channel="C1", final=True),
