@@ -17,13 +17,11 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.blocks import truncate
 from bot.errors import JobError, SlackRejected, SlackUnavailable
 from bot.imaging import messages as render
 from bot.imaging.jobs import Job
@@ -31,23 +29,13 @@ from bot.loops import run_until
 from bot.slack.direct import post_copy
 from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
 from bot.slack.pacing import SlackPacer
+from bot.slack.refusals import CHANNEL_REFUSALS, CONTENT_REFUSALS, backoff_delay, shortened
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage, Store
 
 log = logging.getLogger(__name__)
 
 NO_THREAD = "fallback"  # thread_ts marker: the bot cannot post in this channel
-# Permanent refusals about the channel (the bot cannot post there at all).
-CHANNEL_REFUSALS = frozenset({"not_in_channel", "channel_not_found", "is_archived",
-                              "restricted_action", "restricted_action_read_only_channel",
-                              "cannot_reply_to_message", "ekm_access_denied"})
-# Permanent refusals about the message: the same news as plain, short text goes through.
-CONTENT_REFUSALS = frozenset({"msg_too_long", "invalid_blocks", "invalid_blocks_format",
-                              "too_many_attachments", "invalid_attachments",
-                              "invalid_metadata_format", "invalid_metadata_schema",
-                              "metadata_too_large", "no_text", "markdown_text_conflict"})
-SHORT_TEXT = 3000
-MAX_BACKOFF = 300.0
 OUTAGE_PROBE = 2.0  # seconds a lane waits after Slack failed without a Retry-After
 RESYNC_SECONDS = 60.0  # how often the whole unsent outbox is read again
 # Calls one lane has in flight at most: the next one gets ready while the last is answered, so
@@ -58,22 +46,11 @@ LANE_DEPTH = 2
 # resume" committed meanwhile waited behind it, measured at ~2 intervals per post (issue 17).
 LOOKAHEAD = 0.25
 PACE_EPSILON = 1e-6  # seconds
-
-
-def backoff_delay(attempts: int, retry_after: float | None) -> float:
-    """Seconds before retrying an item that failed `attempts` times."""
-    if retry_after is not None:
-        return max(retry_after, 0.5)
-    return min(MAX_BACKOFF, 2.0 ** min(attempts, 8)) * (0.5 + random.random() / 2)
+THREADS_KEPT = 10_000  # posted cards' threads remembered (a miss costs one store read)
 
 
 class _ParentPending(SlackUnavailable):
     """A reply waits for its thread parent; routine, so it is not logged as a failure."""
-
-
-def shortened(text: str) -> str:
-    """The fallback text of a message Slack refused as too long or malformed."""
-    return truncate(text, SHORT_TEXT) if text else "(message could not be shown)"
 
 
 class Notifier:
@@ -96,6 +73,9 @@ class Notifier:
         self._resync_at = 0.0
         self._gates: dict[tuple[str, str], asyncio.Lock] = {}  # one call in flight per lane
         self._took: set[int] = set()  # items in flight that have taken their pacing token
+        # Job id -> (channel, thread ts) of the cards this notifier posted or read as posted:
+        # a posted card's thread never changes, so a reply needs no store read to find it.
+        self._threads: dict[str, tuple[str, str]] = {}
         self._sending: contextvars.ContextVar[int | None] = contextvars.ContextVar(
             "imagebot_sending_item", default=None)  # the item a `_send` task delivers
         # The notification channel of a job's channel policy (wiring sets it), for the last
@@ -323,6 +303,7 @@ class Notifier:
             return
         self.lanes.drop(await self.store.run(Store.card_posted, job.id, item.id, ts, channel,
                                              showed_copy=showed_copy))
+        self._thread(job.id, channel, ts)
 
     async def _no_thread(self, job_id: str) -> None:
         """The job goes on without a thread: later messages take the response_url (or are
@@ -440,23 +421,41 @@ class Notifier:
                                           message.get("blocks"))
         await self.store.run(Store.mark_sent, item.id)
 
+    def _thread(self, job_id: str, channel: str, ts: str) -> tuple[str, str]:
+        """Remember a posted card's thread (a bounded number of them, the newest)."""
+        if len(self._threads) >= THREADS_KEPT:
+            del self._threads[next(iter(self._threads))]
+        thread = self._threads[job_id] = (channel, ts)
+        return thread
+
     async def _reply(self, item: OutboxMessage, payload: dict[str, Any]) -> None:
-        job = await self.store.run(Store.get_job, str(item.job_id))
         final = bool(payload.get("final"))
+        thread = self._threads.get(str(item.job_id))
+        if thread is None:
+            thread = await self._thread_for_reply(item, payload, final=final)
+            if thread is None:
+                return
+        _, ts = await self._post_item(item, thread[0], payload["text"], payload.get("blocks"),
+                                      thread_ts=thread[1], broadcast=final)
+        await self.store.run(Store.mark_sent, item.id, result_ts=ts)
+
+    async def _thread_for_reply(self, item: OutboxMessage, payload: dict[str, Any], *,
+                                final: bool) -> tuple[str, str] | None:
+        """The thread a reply goes in, from the job's row; None when the reply was settled
+        without one (the job has no thread: the response_url, or nothing)."""
+        job = await self.store.run(Store.get_job, str(item.job_id))
         if job.thread_ts == NO_THREAD:
             if (final or payload.get("must_reach")) and job.response_url:
                 url = job.response_url
                 await self._send_unverifiable(item, lambda: self.web.respond(
                     url, payload["text"], payload.get("blocks")))
-                return
+                return None
             await self.store.run(Store.mark_sent, item.id)
-            return
+            return None
         if not job.thread_ts:
             # The parent has not been posted (it comes first in the outbox); try again shortly.
             raise _ParentPending("parent message not posted yet", retry_after=1.0)
-        _, ts = await self._post_item(item, job.channel, payload["text"], payload.get("blocks"),
-                                      thread_ts=job.thread_ts, broadcast=final)
-        await self.store.run(Store.mark_sent, item.id, result_ts=ts)
+        return self._thread(job.id, job.channel, job.thread_ts)
 
     async def _post_item(self, item: OutboxMessage, channel: str, text: str,
                          blocks: list[dict[str, Any]] | None, *, thread_ts: str | None = None,

@@ -26,6 +26,7 @@ class FakeWeb:
         self.posted: dict[int | None, str] = {}
         self.lookups = 0
         self.responded: list[Any] = []
+        self.threads: list[tuple[str, str, str, str | None]] = []  # channel, ts, text, thread
 
     def _record(self, method: str, channel: str, text: str) -> None:
         self.calls.append((method, channel, text))
@@ -34,9 +35,11 @@ class FakeWeb:
             raise error
 
     async def post(self, channel: str, text: str, blocks: Any = None, *,
-                   outbox_id: int | None = None, **_: Any) -> tuple[str, str]:
+                   outbox_id: int | None = None, thread_ts: str | None = None,
+                   **_: Any) -> tuple[str, str]:
         ts = f"{len(self.calls) + 1}.0"
         self.posted[outbox_id] = ts  # Slack keeps the message even if the answer is lost
+        self.threads.append((channel, ts, text, thread_ts))
         self._record("post", channel, text)
         return channel, ts
 
@@ -312,17 +315,21 @@ async def test_a_new_urgent_reply_goes_next_not_after_the_backlog(tmp_path: Path
         await store.close()
 
 
+class TimedWeb(FakeWeb):
+    """Notes when (on the test's pacing clock `now[0]`) each text was posted."""
+
+    def __init__(self, now: list[float]) -> None:
+        super().__init__()
+        self.now = now
+        self.at: dict[str, float] = {}
+
+    def _record(self, method: str, channel: str, text: str) -> None:
+        self.at[text] = self.now[0]
+        super()._record(method, channel, text)
+
+
 async def test_a_channel_out_of_tokens_does_not_hold_back_another(tmp_path: Path) -> None:
     pace_now = [100.0]
-
-    class TimedWeb(FakeWeb):
-        def __init__(self) -> None:
-            super().__init__()
-            self.at: dict[str, float] = {}
-
-        def _record(self, method: str, channel: str, text: str) -> None:
-            self.at[text] = pace_now[0]
-            super()._record(method, channel, text)
 
     async def sleep(seconds: float) -> None:
         # Simulated time passes only once the work under way is done, as it would in real
@@ -335,7 +342,7 @@ async def test_a_channel_out_of_tokens_does_not_hold_back_another(tmp_path: Path
             await store.run(Store.outbox_depth)
         pace_now[0] += seconds
 
-    web = TimedWeb()
+    web = TimedWeb(pace_now)
     store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
     notifier = Notifier(store, web, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
                         pacer=SlackPacer(), pace_clock=lambda: pace_now[0])
@@ -419,5 +426,36 @@ async def test_an_urgent_reply_committed_while_a_channel_waits_for_its_token_goe
         assert committed  # the urgent reply came while the channel waited
         texts = [t for _, _, t in web.calls][4:]
         assert texts == ["r-J1", "resume", "r-J2", "r-J3"], texts
+    finally:
+        await store.close()
+
+
+
+async def test_replies_find_their_thread_without_reading_the_job_again(tmp_path: Path) -> None:
+    # Issue 17: every reply read its job for the thread's ts, a store round trip on the way
+    # to each post. A posted card's thread never changes: the notifier keeps the ones it
+    # posted. A notifier that did not post the card (after a restart) reads it once.
+    web = FakeWeb()
+    store, notifier = await make(tmp_path, web)
+    reads: list[str] = []
+    run = store.run
+
+    async def counting_run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn is Store.get_job:
+            reads.append(str(args[0]))
+        return await run(fn, *args, **kwargs)
+
+    store.run = counting_run  # type: ignore[method-assign]
+    try:
+        job = await new_job(store, reply("", "copying"), reply("", "resume", must_reach=True))
+        assert await notifier.flush() == 3
+        assert reads == [job]  # the card's render; the replies knew the thread
+        card_ts = web.posted[1]
+        await store.run(Store.update_job, job, fields={}, outbox=[reply(job, "done", final=True)])
+        restarted = Notifier(store, web, clock=lambda: NOW, pacer=SlackPacer(scale=1000))
+        assert await restarted.flush() == 1
+        assert reads == [job, job]
+        threads = {text: thread for _, _, text, thread in web.threads if thread}
+        assert threads == {"copying": card_ts, "resume": card_ts, "done": card_ts}
     finally:
         await store.close()
