@@ -430,7 +430,6 @@ async def test_an_urgent_reply_committed_while_a_channel_waits_for_its_token_goe
         await store.close()
 
 
-
 async def test_replies_find_their_thread_without_reading_the_job_again(tmp_path: Path) -> None:
     # Issue 17: every reply read its job for the thread's ts, a store round trip on the way
     # to each post. A posted card's thread never changes: the notifier keeps the ones it
