@@ -475,54 +475,51 @@ def create_app(workspace: SlackWorkspace, *, bot_token: str = "xoxb-sandbox",
     async def emu_storm(request: Request) -> Response:
         return await _control(request, _storm)
 
-    async def emu_ratelimits(request: Request) -> Response:
-        try:
-            body = await _json_body(request)
-            if "enabled" in body:
-                ws.limits.enabled = bool(body["enabled"])
-            if "scale" in body:
-                scale = float(body["scale"])
-                if scale <= 0:
-                    raise ValueError("scale must be positive")
-                ws.limits.scale = scale
-            if "workspace_posts_per_minute" in body:  # chat.postMessage across channels
-                per_minute = body["workspace_posts_per_minute"]
-                burst = float(body.get("workspace_burst", 3))
-                if per_minute is not None and (float(per_minute) <= 0 or burst < 1):
-                    # (a burst under one token would refuse every post for ever)
-                    raise ValueError("workspace_posts_per_minute must be positive (or null) "
-                                     "and workspace_burst at least 1")
-                ws.limits.workspace_posts = None if per_minute is None else Limit(
-                    rate=float(per_minute) / 60, burst=burst)
-            if body.get("reset"):
-                ws.limits.reset()
-        except (ValueError, TypeError) as exc:
-            return _error("invalid_arguments", 400, detail=str(exc))
+    def _ratelimits(body: dict[str, Any]) -> dict[str, Any]:
+        if "enabled" in body:
+            ws.limits.enabled = bool(body["enabled"])
+        if "scale" in body:
+            scale = float(body["scale"])
+            if scale <= 0:
+                raise ValueError("scale must be positive")
+            ws.limits.scale = scale
+        if "workspace_posts_per_minute" in body:  # chat.postMessage across channels
+            per_minute = body["workspace_posts_per_minute"]
+            burst = float(body.get("workspace_burst", 3))
+            if per_minute is not None and (float(per_minute) <= 0 or burst < 1):
+                # (a burst under one token would refuse every post for ever)
+                raise ValueError("workspace_posts_per_minute must be positive (or null) "
+                                 "and workspace_burst at least 1")
+            ws.limits.workspace_posts = None if per_minute is None else Limit(
+                rate=float(per_minute) / 60, burst=burst)
+        if body.get("reset"):
+            ws.limits.reset()
         cap = ws.limits.workspace_posts
-        return _ok({"enabled": ws.limits.enabled, "scale": ws.limits.scale,
-                    "workspace_posts_per_minute": cap.rate * 60 if cap else None})
+        return {"enabled": ws.limits.enabled, "scale": ws.limits.scale,
+                "workspace_posts_per_minute": cap.rate * 60 if cap else None}
+
+    async def emu_ratelimits(request: Request) -> Response:
+        return await _control(request, _ratelimits)
+
+    def _fault(body: dict[str, Any]) -> dict[str, Any]:
+        method = body.get("method")
+        if method and method not in METHODS and method not in (SOCKET_OPEN, RESPONSE_URL):
+            # A typo would script nothing and the test would pass for the wrong reason.
+            raise ValueError(f"unknown method {method!r}")
+        after = body.get("retry_after")
+        ws.add_fault(ApiFault(method=str(method) if method else None,
+                              error=str(body.get("error", "internal_error")),
+                              status=int(body.get("status", 200)),
+                              remaining=int(body.get("count", 1)),
+                              retry_after=int(after) if after is not None else None,
+                              body=str(body.get("body", "json"))))
+        return {"scripted": sum(f.remaining for f in ws.api_faults)}
 
     async def emu_faults(request: Request) -> Response:
         if request.method == "DELETE":
             ws.api_faults.clear()
             return _ok({})
-        try:
-            body = await _json_body(request)
-            method = body.get("method")
-            if method and method not in METHODS and method not in (SOCKET_OPEN, RESPONSE_URL):
-                # A typo would script nothing and the test would pass for the wrong reason.
-                raise ValueError(f"unknown method {method!r}")
-            after = body.get("retry_after")
-            fault = ApiFault(method=str(body["method"]) if body.get("method") else None,
-                             error=str(body.get("error", "internal_error")),
-                             status=int(body.get("status", 200)),
-                             remaining=int(body.get("count", 1)),
-                             retry_after=int(after) if after is not None else None,
-                             body=str(body.get("body", "json")))
-            ws.add_fault(fault)
-        except (ValueError, TypeError) as exc:
-            return _error("invalid_arguments", 400, detail=str(exc))
-        return _ok({"scripted": sum(f.remaining for f in ws.api_faults)})
+        return await _control(request, _fault)
 
     def _slow_responses(body: dict[str, Any]) -> dict[str, Any]:
         ws.slow_responses(float(body.get("seconds", 1.0)), int(body.get("count", 1)))
