@@ -61,10 +61,7 @@ class RecordingWorld(World):
 
 def scaled_pacer(speed: float) -> SlackPacer:
     """The bot's Slack pacing with Slack's clock running `speed` times faster."""
-    base = SlackPacer()
-    return SlackPacer(post_rate=base.post_rate * speed, post_burst=base.post_burst,
-                      update_rate=base.update_rate * speed, update_burst=base.update_burst,
-                      ephemeral_rate=base.ephemeral_rate * speed)
+    return SlackPacer(scale=speed)  # every rate, and the learning's windows, scaled
 
 
 def polling_requests(routes: dict[str, int]) -> int:

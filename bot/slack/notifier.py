@@ -28,7 +28,7 @@ from bot.imaging.jobs import Job
 from bot.loops import run_until
 from bot.slack.direct import post_copy
 from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
-from bot.slack.pacing import SlackPacer
+from bot.slack.pacing import SlackPacer, take_turn
 from bot.slack.refusals import CHANNEL_REFUSALS, CONTENT_REFUSALS, backoff_delay, shortened
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage, Store
@@ -231,16 +231,14 @@ class Notifier:
         key = (method, channel if method == "chat.postMessage" else "")
         gate = self._gates.setdefault(key, asyncio.Lock())
         async with gate:
-            for _ in range(3):  # bounded: a clock that never moves cannot spin us
-                delay = self.pacer.delay(method, channel, self.pace_clock())
-                if delay <= 0:
-                    break
-                await self.sleep(delay)
-            self.pacer.take(method, channel, self.pace_clock())
+            sent_at = await take_turn(self.pacer, method, channel, self.pace_clock, self.sleep)
             sending = self._sending.get()
             if sending is not None:
                 self._took.add(sending)
-            yield
+            # The pacer hears of each 429 as it comes, before slack_sdk sleeps to retry it.
+            with self.web.telling_429s(lambda _: self.pacer.refused(
+                    method, channel, sent_at, self.pace_clock())):
+                yield
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)

@@ -2,13 +2,34 @@
 
 chat.postMessage allows about one message per second per channel with short bursts;
 chat.update is tier 3 (50+/min per workspace). A token bucket per key models both.
+
+chat.postMessage also has a workspace-wide limit whose size Slack does not publish
+(docs.slack.dev/apis/web-api/rate-limits: "one message per second per channel, while also
+maintaining a workspace-wide limit"). The pacer learns it, as TCP learns a path's capacity: the
+first post refused with a 429 while posts were going to more than one channel sets a workspace
+bucket at a tenth under the rate of the posts of the second before it; each later refusal of a
+post made under that bucket cuts it by 30%, each quiet minute raises it by a quarter, and ten
+quiet minutes forget it. Without it every channel keeps its own pace, and once the workspace
+limit binds each collects 429s of its own.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 EPSILON = 1e-9
+POST = "chat.postMessage"
+LEARN_WINDOW = 1.0  # seconds of posts before a refusal the first learnt rate counts
+LEARN_SHARE = 0.9  # the first learnt limit: this share of that rate
+CUT = 0.7  # a later refusal: the learnt limit times this
+RECOVER_AFTER = 60.0  # seconds without a refused post, per step up of the learnt limit
+RECOVER_STEP = 1.25
+FORGET_AFTER = 600.0  # seconds without a refused post before the learnt limit is dropped
+# Token waits per call at most: lanes share the learnt workspace bucket, so a call may lose a
+# token to another lane's and wait again.
+PACE_WAITS = 20
 
 
 @dataclass
@@ -54,6 +75,11 @@ class SlackPacer:
     ephemeral_rate: float = 0.9 * 100 / 60
     scale: float = 1.0  # multiplies every rate (the sandbox runs Slack's clock faster)
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+    # Learnt from 429s (module docstring): posts in every channel share this bucket.
+    workspace_posts: TokenBucket | None = None
+    _learnt_rate: float = 0.0
+    _refused_at: float = 0.0
+    _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
 
     def _bucket(self, method: str, channel: str) -> TokenBucket:
         if method == "chat.postMessage":
@@ -67,14 +93,75 @@ class SlackPacer:
             bucket = self._buckets[key] = TokenBucket(rate=rate * self.scale, burst=burst)
         return bucket
 
+    def _workspace(self, method: str, now: float) -> TokenBucket | None:
+        """The learnt workspace-wide post bucket, its rate raised for the quiet time since
+        the last refusal; None for other methods, before any refusal and once forgotten."""
+        bucket = self.workspace_posts
+        if method != POST or bucket is None:
+            return None
+        quiet = max(0.0, now - self._refused_at)
+        if quiet >= FORGET_AFTER / self.scale:
+            self.workspace_posts = None
+            return None
+        bucket.rate = self._learnt_rate * RECOVER_STEP ** int(quiet // (RECOVER_AFTER / self.scale))
+        return bucket
+
     def delay(self, method: str, channel: str, now: float) -> float:
         """How long to wait before calling `method` on `channel`."""
-        return self._bucket(method, channel).delay(now)
+        delay = self._bucket(method, channel).delay(now)
+        workspace = self._workspace(method, now)
+        return delay if workspace is None else max(delay, workspace.delay(now))
 
     def interval(self, method: str, channel: str) -> float:
         """Seconds between two calls of `method` on `channel` once the burst is spent."""
-        return 1.0 / self._bucket(method, channel).rate
+        rate = self._bucket(method, channel).rate
+        workspace = self.workspace_posts if method == POST else None
+        return 1.0 / (rate if workspace is None else min(rate, workspace.rate))
 
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
         self._bucket(method, channel).take(now)
+        if method == POST:
+            self._posts.append((now, channel))
+            workspace = self._workspace(method, now)
+            if workspace is not None:
+                workspace.take(now)
+
+    def refused(self, method: str, channel: str, sent_at: float, now: float) -> None:
+        """Slack answered a call of `method` on `channel` that took its token at `sent_at`
+        with a 429 at `now`. A refused post learns the workspace-wide limit (module
+        docstring) unless it went before the last lesson, or posts went to its channel alone
+        (that is the channel's own limit, which Retry-After covers)."""
+        if method != POST:
+            return
+        current = self._workspace(method, now)
+        if current is not None and sent_at < self._refused_at:
+            return  # sent before the bucket it would cut existed
+        window = LEARN_WINDOW / self.scale
+        recent = [c for t, c in self._posts if sent_at - window < t <= sent_at]
+        if len(set(recent) | {channel}) < 2:
+            return
+        rate = (LEARN_SHARE * len(recent) / window if current is None
+                else CUT * current.rate)
+        self._learnt_rate = max(rate, self.post_rate * self.scale)
+        self._refused_at = now
+        self.workspace_posts = TokenBucket(rate=self._learnt_rate, burst=self.post_burst,
+                                           tokens=0.0, updated=now)
+
+
+async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callable[[], float],
+                    sleep: Callable[[float], Awaitable[None]]) -> float:
+    """Sleep until `pacer` lets a call of `method` on `channel` go, take its token and
+    return the time it was taken. Bounded: at most PACE_WAITS sleeps, and a clock that did
+    not move across one ends the wait (a frozen test clock cannot spin it)."""
+    waited_at: float | None = None
+    for _ in range(PACE_WAITS):
+        now = clock()
+        delay = pacer.delay(method, channel, now)
+        if delay <= 0 or now == waited_at:
+            break
+        waited_at = now
+        await sleep(delay)
+    now = clock()
+    pacer.take(method, channel, now)
+    return now

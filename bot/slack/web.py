@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -14,6 +16,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -46,6 +51,29 @@ def web_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEB_TIMEOUT))
 
 
+class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleep Retry-After, call again) that first tells the calling
+    task's listener (`SlackWeb.telling_429s`) of each 429, as it arrives: a 429 retried here
+    never reaches the caller as an error. slack_sdk asks `can_retry_async` of every answer
+    (slack_sdk/web/async_internal_utils.py), the last one included."""
+
+    def __init__(self, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.listener: ContextVar[Callable[[float | None], None] | None] = ContextVar(
+            "imagebot_429_listener", default=None)
+
+    async def can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                              response: HttpResponse | None = None,
+                              error: Exception | None = None) -> bool:
+        """Tell of a 429 (its Retry-After, None when not given), then slack_sdk decides."""
+        if error is None and response is not None and response.status_code == 429:
+            listener = self.listener.get()
+            if listener is not None:
+                listener(_retry_after(response.headers))
+        return await super().can_retry_async(state=state, request=request, response=response,
+                                             error=error)
+
+
 def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2,
                     session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """An AsyncWebClient that retries connection errors and honours Retry-After on 429;
@@ -57,7 +85,7 @@ def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2,
         session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+            NotedRateLimitRetries(max_retry_count=rate_limit_retries),
         ],
     )
 
@@ -84,6 +112,19 @@ class SlackWeb:
         # Awaited before each call (wiring: `bot.priority.AcksFirst.turn`, so the notifier's
         # posts wait for the acks in flight); None = never wait.
         self.before_call: Callable[[], Awaitable[None]] | None = None
+
+    @contextlib.contextmanager
+    def telling_429s(self, listener: Callable[[float | None], None]) -> Iterator[None]:
+        """Inside the block, each 429 Slack answers to a call this task makes, those slack_sdk
+        retries included, calls `listener(retry_after)` as it arrives."""
+        handlers = [h for h in self.client.retry_handlers
+                    if isinstance(h, NotedRateLimitRetries)]
+        tokens = [(h, h.listener.set(listener)) for h in handlers]
+        try:
+            yield
+        finally:
+            for handler, token in tokens:
+                handler.listener.reset(token)
 
     def _count(self, method: str, outcome: str) -> None:
         if self.metrics:

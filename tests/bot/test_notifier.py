@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,10 @@ class FakeWeb:
         self.lookups = 0
         self.responded: list[Any] = []
         self.threads: list[tuple[str, str, str, str | None]] = []  # channel, ts, text, thread
+
+    @contextlib.contextmanager
+    def telling_429s(self, listener: Any) -> Iterator[None]:
+        yield  # these fakes answer no call with a 429
 
     def _record(self, method: str, channel: str, text: str) -> None:
         self.calls.append((method, channel, text))

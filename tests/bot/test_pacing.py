@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.slack.pacing import SlackPacer, TokenBucket
+from bot.slack.pacing import SlackPacer, TokenBucket, take_turn
 
 
 def test_bucket_allows_a_burst_then_spaces_calls_at_the_rate() -> None:
@@ -47,3 +47,122 @@ def test_after_waiting_the_delay_a_call_may_go_despite_rounding() -> None:
         now += bucket.delay(now)
         assert bucket.delay(now) == 0.0
         bucket.take(now)
+
+
+# The workspace-wide post limit, learnt from 429s (bot/slack/pacing.py docstring).
+
+def post(pacer: SlackPacer, channel: str, now: float) -> float:
+    """Post as soon as the pacer allows, from `now`; the time the post went."""
+    now += pacer.delay("chat.postMessage", channel, now)
+    pacer.take("chat.postMessage", channel, now)
+    return now
+
+
+def test_a_post_refused_while_posting_to_several_channels_learns_a_workspace_limit() -> None:
+    pacer = SlackPacer()
+    for i in range(6):  # six channels at once: each channel's own bucket lets its post go
+        post(pacer, f"C{i}", 10.0)
+    assert pacer.workspace_posts is None
+    pacer.refused("chat.postMessage", "C5", 10.0, 10.2)
+    # 6 posts in the second before the refused one went: a tenth under 6/s.
+    assert pacer.workspace_posts is not None
+    assert abs(pacer.workspace_posts.rate - 0.9 * 6) < 1e-9
+    # Posts in every channel now share it: fresh channels wait for its tokens in turn.
+    times = [10.2]
+    for i in range(12):
+        times.append(post(pacer, f"D{i}", times[-1]))
+    assert times[1] > 10.2  # the refusal spent the bucket
+    # Then one post every 1 / 5.4 s across all channels, though each channel's own is fresh.
+    assert abs((times[-1] - times[3]) - 9 / (0.9 * 6)) < 1e-6
+
+
+def test_a_refusal_while_posting_to_one_channel_is_that_channels_own_limit() -> None:
+    pacer = SlackPacer()
+    for _ in range(3):
+        post(pacer, "C1", 10.0)
+    pacer.refused("chat.postMessage", "C1", 11.0, 11.1)
+    assert pacer.workspace_posts is None
+    pacer.refused("chat.update", "", 11.0, 11.1)  # other methods learn nothing either
+    assert pacer.workspace_posts is None
+
+
+def test_later_refusals_cut_the_learnt_limit_but_not_below_one_channels_pace() -> None:
+    pacer = SlackPacer()
+    for i in range(10):
+        post(pacer, f"C{i}", 10.0)
+    pacer.refused("chat.postMessage", "C0", 10.0, 10.0)
+    assert pacer.workspace_posts is not None
+    first = pacer.workspace_posts.rate
+    # A post that went before that lesson says nothing new about the limit.
+    pacer.refused("chat.postMessage", "C1", 9.99, 10.1)
+    assert pacer.workspace_posts.rate == first
+    rates = [first]
+    now = 10.1
+    for _ in range(12):
+        sent = post(pacer, "C2", now)
+        now = post(pacer, "C3", sent)
+        pacer.refused("chat.postMessage", "C3", now, now)
+        assert pacer.workspace_posts is not None
+        rates.append(pacer.workspace_posts.rate)
+    assert abs(rates[1] - 0.7 * rates[0]) < 1e-9
+    assert rates[-1] == pacer.post_rate  # the floor: never below one channel's own pace
+
+
+def test_quiet_minutes_raise_the_learnt_limit_and_ten_forget_it() -> None:
+    pacer = SlackPacer()
+    for i in range(4):
+        post(pacer, f"C{i}", 100.0)
+    pacer.refused("chat.postMessage", "C0", 100.0, 100.0)
+    learnt = 0.9 * 4
+    assert pacer.interval("chat.postMessage", "C9") == 1.0 / min(pacer.post_rate, learnt)
+    pacer.delay("chat.postMessage", "C9", 100.0 + 59.0)
+    assert pacer.workspace_posts is not None and pacer.workspace_posts.rate == learnt
+    pacer.delay("chat.postMessage", "C9", 100.0 + 120.0)
+    assert abs(pacer.workspace_posts.rate - learnt * 1.25 ** 2) < 1e-9
+    assert pacer.delay("chat.postMessage", "C9", 100.0 + 600.0) == 0.0
+    assert pacer.workspace_posts is None
+
+
+def test_the_learning_runs_on_the_scaled_clock_too() -> None:
+    # x20: a second of Slack's time is 0.05 s here, a quiet minute 3 s.
+    pacer = SlackPacer(scale=20)
+    for i in range(4):
+        post(pacer, f"C{i}", 100.0)
+    post(pacer, "C0", 99.0)  # older than the scaled second before the refused post
+    pacer.refused("chat.postMessage", "C0", 100.0, 100.0)
+    assert pacer.workspace_posts is not None
+    assert abs(pacer.workspace_posts.rate - 0.9 * 4 * 20) < 1e-9
+    pacer.delay("chat.postMessage", "C0", 100.0 + 3.0)
+    assert abs(pacer.workspace_posts.rate - 0.9 * 4 * 20 * 1.25) < 1e-9
+
+
+async def test_take_turn_waits_again_when_another_lane_took_the_token() -> None:
+    pacer = SlackPacer()
+    now = [50.0]
+    for i in range(3):
+        post(pacer, f"C{i}", 50.0)
+    pacer.refused("chat.postMessage", "C2", 50.0, 50.0)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        if len(slept) <= 4:  # meanwhile another channel's call takes the token it waited for
+            pacer.take("chat.postMessage", "C9", now[0])
+
+    went = await take_turn(pacer, "chat.postMessage", "C7", lambda: now[0], sleep)
+    assert len(slept) == 5  # more than the three waits the notifier used to allow
+    assert went == now[0]
+
+
+async def test_take_turn_on_a_clock_that_does_not_move_ends_after_one_sleep() -> None:
+    pacer = SlackPacer()
+    for _ in range(2):
+        pacer.take("chat.postMessage", "C1", 5.0)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    assert await take_turn(pacer, "chat.postMessage", "C1", lambda: 5.0, sleep) == 5.0
+    assert len(slept) == 1
