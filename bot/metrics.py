@@ -34,6 +34,9 @@ class Metrics:
                                       ["method", "status"], registry=self.registry)
         self.slack_calls = Counter("imagebot_slack_calls", "Slack Web API calls",
                                    ["method", "outcome"], registry=self.registry)
+        self.slack_429s = Counter("imagebot_slack_rate_limited",
+                                  "429 answers from Slack, those slack_sdk retried included",
+                                  ["method"], registry=self.registry)
         self.outbox_depth = Gauge("imagebot_outbox_depth", "Slack messages waiting to be sent",
                                   registry=self.registry)
 

@@ -201,7 +201,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
                       default_name=settings.cloud_name or config.name)
     # Before the first create: no new job may get an id an image in a cloud already carries.
     await skip_past_cloud_job_ids(store, policy_clouds(cloud, policy))
-    client = make_web_client(settings.bot_token, settings.slack_api_url, session=web_session())
+    client = make_web_client(settings.bot_token, settings.slack_api_url, session=web_session(),
+                             counted_429=lambda method: metrics.slack_429s.labels(method).inc())
     web = SlackWeb(client, metrics)
     web.before_call = acks_first.turn
     # The notifier's few small writes per post (mark_posting, mark_sent) get a connection and

@@ -52,13 +52,15 @@ def web_session() -> aiohttp.ClientSession:
 
 
 class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
-    """slack_sdk's 429 handler (sleep Retry-After, call again) that first tells the calling
-    task's listener (`SlackWeb.telling_429s`) of each 429, as it arrives: a 429 retried here
-    never reaches the caller as an error. slack_sdk asks `can_retry_async` of every answer
-    (slack_sdk/web/async_internal_utils.py), the last one included."""
+    """slack_sdk's 429 handler (sleep Retry-After, call again) that first tells of each 429,
+    as it arrives, `counted(method)` and the calling task's listener (`SlackWeb.telling_429s`):
+    a 429 retried here never reaches the caller as an error. slack_sdk asks `can_retry_async`
+    of every answer (slack_sdk/web/async_internal_utils.py), the last one included."""
 
-    def __init__(self, max_retry_count: int) -> None:
+    def __init__(self, max_retry_count: int,
+                 counted: Callable[[str], None] | None = None) -> None:
         super().__init__(max_retry_count=max_retry_count)
+        self.counted = counted
         self.listener: ContextVar[Callable[[float | None], None] | None] = ContextVar(
             "imagebot_429_listener", default=None)
 
@@ -67,6 +69,8 @@ class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
                               error: Exception | None = None) -> bool:
         """Tell of a 429 (its Retry-After, None when not given), then slack_sdk decides."""
         if error is None and response is not None and response.status_code == 429:
+            if self.counted is not None:  # the method: the last part of .../api/chat.update
+                self.counted(request.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])
             listener = self.listener.get()
             if listener is not None:
                 listener(_retry_after(response.headers))
@@ -75,9 +79,11 @@ class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
 
 
 def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2,
-                    session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+                    session: aiohttp.ClientSession | None = None,
+                    counted_429: Callable[[str], None] | None = None) -> AsyncWebClient:
     """An AsyncWebClient that retries connection errors and honours Retry-After on 429;
-    `session`: its connections are kept and reused (`web_session`)."""
+    `session`: its connections are kept and reused (`web_session`); `counted_429(method)`
+    is called for every 429 Slack answers, retried or not."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
@@ -85,7 +91,7 @@ def make_web_client(token: str, base_url: str, *, rate_limit_retries: int = 2,
         session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            NotedRateLimitRetries(max_retry_count=rate_limit_retries),
+            NotedRateLimitRetries(max_retry_count=rate_limit_retries, counted=counted_429),
         ],
     )
 

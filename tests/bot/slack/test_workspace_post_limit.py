@@ -18,9 +18,11 @@ from sandbox.system import BOT_TOKEN, running_system
 
 async def test_a_429_that_slack_sdk_retries_is_told_to_the_calling_task_only() -> None:
     workspace = SlackWorkspace()
+    counted: list[str] = []
     async with running_slack(workspace, bot_token=BOT_TOKEN) as url:
         session = web_session()
-        web = SlackWeb(make_web_client(BOT_TOKEN, f"{url}/api/", session=session))
+        web = SlackWeb(make_web_client(BOT_TOKEN, f"{url}/api/", session=session,
+                                       counted_429=counted.append))
         told: list[float | None] = []
         try:
             workspace.start_storm(1, retry_after=1)
@@ -35,6 +37,7 @@ async def test_a_429_that_slack_sdk_retries_is_told_to_the_calling_task_only() -
             await session.close()
     refused = [c for c in workspace.calls("chat.postMessage") if c.status == 429]
     assert len(refused) == 2
+    assert counted == ["chat.postMessage"] * 2  # the metrics count every one
 
 
 async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing() -> None:
@@ -55,10 +58,14 @@ async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing
             assert answer.status_code == 200
         await system.settle(within=120)
         pacer = system.runtime.notifier.pacer
+        metrics = system.runtime.metrics.render().decode()
         rows = await system.runtime.store.run(Store.list_jobs, limit=100)
     assert len(rows) == 12 and all(j.state == jobs.SUCCEEDED for j in rows)
     refused = [c for c in workspace.calls("chat.postMessage") if c.status == 429]
     assert refused, "the cap was never reached: the test proves nothing"
+    # /metrics counts each 429, also those slack_sdk retried and the notifier never saw.
+    assert (f'imagebot_slack_rate_limited_total{{method="chat.postMessage"}} '
+            f'{float(len(refused))}') in metrics
     assert pacer.workspace_posts is not None  # learnt; at least one channel's pace
     assert pacer.workspace_posts.rate >= pacer.post_rate * pacer.scale
     for job in rows:  # every thread complete, each message once
