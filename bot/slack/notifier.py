@@ -28,7 +28,7 @@ from bot.imaging.jobs import Job
 from bot.loops import run_until
 from bot.slack.direct import post_copy
 from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
-from bot.slack.pacing import SlackPacer, take_turn
+from bot.slack.pacing import SlackPacer, Turns
 from bot.slack.refusals import CHANNEL_REFUSALS, CONTENT_REFUSALS, backoff_delay, shortened
 from bot.slack.web import SlackWeb
 from bot.store import AsyncStore, OutboxMessage, Store
@@ -76,8 +76,9 @@ class Notifier:
         # Job id -> (channel, thread ts) of the cards this notifier posted or read as posted:
         # a posted card's thread never changes, so a reply needs no store read to find it.
         self._threads: dict[str, tuple[str, str]] = {}
-        self._sending: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+        self._sending: contextvars.ContextVar[OutboxMessage | None] = contextvars.ContextVar(
             "imagebot_sending_item", default=None)  # the item a `_send` task delivers
+        self._turns = Turns()  # calls waiting for their token, by urgency
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
@@ -191,7 +192,7 @@ class Notifier:
 
     async def _send(self, item: OutboxMessage) -> None:
         """Deliver one item and record the outcome, in the store and in the lanes."""
-        self._sending.set(item.id)  # this task's own context: `_paced` notes its token
+        self._sending.set(item)  # this task's own context: `_paced` notes its token
         try:
             await self._deliver(item)
         except SlackUnavailable as exc:
@@ -231,10 +232,12 @@ class Notifier:
         key = (method, channel if method == "chat.postMessage" else "")
         gate = self._gates.setdefault(key, asyncio.Lock())
         async with gate:
-            sent_at = await take_turn(self.pacer, method, channel, self.pace_clock, self.sleep)
             sending = self._sending.get()
+            rank = self.lanes.rank(sending) if sending is not None else 9
+            sent_at = await self._turns.take(self.pacer, method, channel, rank,
+                                             self.pace_clock, self.sleep)
             if sending is not None:
-                self._took.add(sending)
+                self._took.add(sending.id)
             # The pacer hears of each 429 as it comes, before slack_sdk sleeps to retry it.
             with self.web.telling_429s(lambda _: self.pacer.refused(
                     method, channel, sent_at, self.pace_clock())):

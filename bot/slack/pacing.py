@@ -118,6 +118,11 @@ class SlackPacer:
         workspace = self.workspace_posts if method == POST else None
         return 1.0 / (rate if workspace is None else min(rate, workspace.rate))
 
+    def shares_tokens(self, method: str) -> bool:
+        """Whether calls of `method` in different channels take tokens from one bucket now
+        (posts under a learnt workspace-wide limit)."""
+        return method == POST and self.workspace_posts is not None
+
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
         self._bucket(method, channel).take(now)
@@ -150,14 +155,18 @@ class SlackPacer:
 
 
 async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callable[[], float],
-                    sleep: Callable[[float], Awaitable[None]]) -> float:
+                    sleep: Callable[[float], Awaitable[None]],
+                    defer: Callable[[float], bool] | None = None) -> float:
     """Sleep until `pacer` lets a call of `method` on `channel` go, take its token and
-    return the time it was taken. Bounded: at most PACE_WAITS sleeps, and a clock that did
-    not move across one ends the wait (a frozen test clock cannot spin it)."""
+    return the time it was taken; while `defer(now)` says a more urgent call may take the
+    token first, wait a quarter interval more. Bounded: at most PACE_WAITS sleeps, and a
+    clock that did not move across one ends the wait (a frozen test clock cannot spin it)."""
     waited_at: float | None = None
     for _ in range(PACE_WAITS):
         now = clock()
         delay = pacer.delay(method, channel, now)
+        if delay <= 0 and defer is not None and defer(now):
+            delay = pacer.interval(method, channel) / 4
         if delay <= 0 or now == waited_at:
             break
         waited_at = now
@@ -165,3 +174,30 @@ async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callabl
     now = clock()
     pacer.take(method, channel, now)
     return now
+
+
+@dataclass
+class Turns:
+    """The calls waiting for a token, by urgency rank (0 most urgent). Where channels share
+    a bucket (`SlackPacer.shares_tokens`: posts under a learnt workspace limit) a call lets
+    the more urgent calls that may go now take the next tokens first."""
+
+    waiting: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    _next: int = 0
+
+    async def take(self, pacer: SlackPacer, method: str, channel: str, rank: int,
+                   clock: Callable[[], float],
+                   sleep: Callable[[float], Awaitable[None]]) -> float:
+        """`take_turn` for a call of urgency `rank`; the time its token was taken."""
+        me = self._next = self._next + 1
+
+        def defer(now: float) -> bool:
+            return pacer.shares_tokens(method) and any(
+                other != me and m == method and r < rank and pacer.delay(m, c, now) <= 0
+                for other, (m, c, r) in self.waiting.items())
+
+        self.waiting[me] = (method, channel, rank)
+        try:
+            return await take_turn(pacer, method, channel, clock, sleep, defer)
+        finally:
+            del self.waiting[me]

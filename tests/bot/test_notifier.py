@@ -464,3 +464,35 @@ async def test_replies_find_their_thread_without_reading_the_job_again(tmp_path:
         assert threads == {"copying": card_ts, "resume": card_ts, "done": card_ts}
     finally:
         await store.close()
+
+
+async def test_under_a_learnt_workspace_limit_the_most_urgent_post_of_any_channel_goes_next(
+        tmp_path: Path) -> None:
+    # Once the pacer has learnt Slack's workspace-wide post limit, every channel's posts share
+    # one bucket: of the calls waiting for its next token, the most urgent takes it, whichever
+    # channel it is in.
+    pace_now = [100.0]
+
+    async def sleep(seconds: float) -> None:  # as in the test above: work under way first
+        for _ in range(3):
+            await store.run(Store.outbox_depth)
+        pace_now[0] += seconds
+
+    pacer = SlackPacer()
+    for channel in ("C0X", "C0Y"):
+        pacer.take("chat.postMessage", channel, 99.9)
+    pacer.refused("chat.postMessage", "C0Y", 99.9, 100.0)  # learnt: 1.8 posts/s in all
+    web = TimedWeb(pace_now)
+    store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
+    notifier = Notifier(store, web, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
+                        pacer=pacer, pace_clock=lambda: pace_now[0])
+    try:
+        await new_job(store, reply("", "plain-1"), reply("", "plain-2"), channel="C0PLAIN")
+        await new_job(store, reply("", "writes may resume", must_reach=True), channel="C0URGENT")
+        assert await notifier.flush() == 5
+        posts = [t for _, _, t in web.calls]
+        # The urgent thread's card, then its reply, before the other channel's card.
+        assert posts[1] == "writes may resume", posts
+        assert posts[2:] == [posts[2], "plain-1", "plain-2"] and "J1" in posts[2], posts
+    finally:
+        await store.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.slack.pacing import SlackPacer, TokenBucket, take_turn
+from bot.slack.pacing import SlackPacer, TokenBucket, Turns, take_turn
 
 
 def test_bucket_allows_a_burst_then_spaces_calls_at_the_rate() -> None:
@@ -166,3 +166,32 @@ async def test_take_turn_on_a_clock_that_does_not_move_ends_after_one_sleep() ->
 
     assert await take_turn(pacer, "chat.postMessage", "C1", lambda: 5.0, sleep) == 5.0
     assert len(slept) == 1
+
+
+async def test_under_a_shared_bucket_a_call_lets_a_more_urgent_one_that_may_go_first() -> None:
+    pacer = SlackPacer()
+    for i in range(2):
+        post(pacer, f"C{i}", 50.0)
+    pacer.refused("chat.postMessage", "C1", 50.0, 50.0)
+    turns = Turns()
+    now = [60.0]  # long enough after: the shared bucket has its burst back
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        if len(slept) == 2:  # the urgent call got its token meanwhile and went
+            del turns.waiting[urgent]
+
+    urgent = 99
+    turns.waiting[urgent] = ("chat.postMessage", "C8", 0)  # rank 0: most urgent, may go now
+    went = await turns.take(pacer, "chat.postMessage", "C7", 2, lambda: now[0], sleep)
+    interval = pacer.interval("chat.postMessage", "C7")
+    assert slept == [interval / 4, interval / 4]  # it waited while the urgent call could go
+    assert went == now[0] and not turns.waiting
+    # Without a shared bucket nobody waits for anybody.
+    plain = SlackPacer()
+    turns.waiting[urgent] = ("chat.postMessage", "C8", 0)
+    slept.clear()
+    await turns.take(plain, "chat.postMessage", "C7", 2, lambda: now[0], sleep)
+    assert slept == []
