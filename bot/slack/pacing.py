@@ -82,7 +82,7 @@ class SlackPacer:
     _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
 
     def _bucket(self, method: str, channel: str) -> TokenBucket:
-        if method == "chat.postMessage":
+        if method == POST:
             key, rate, burst = (method, channel), self.post_rate, self.post_burst
         elif method in ("chat.update", "conversations.open"):  # both tier 3 (50+/min)
             key, rate, burst = (method, ""), self.update_rate, self.update_burst
