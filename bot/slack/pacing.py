@@ -11,6 +11,11 @@ bucket at a tenth under the rate of the posts of the second before it; each late
 post made under that bucket cuts it by 30%, each quiet minute raises it by a quarter, and ten
 quiet minutes forget it. Without it every channel keeps its own pace, and once the workspace
 limit binds each collects 429s of its own.
+
+A 429 does not say which limit refused the post, so only a refusal that the channel's own
+limit cannot explain teaches: none for a post that followed another post to its channel within
+a second (a burst, which Slack allows "short" ones of and no more), and none in the first
+second of posting (a restart cannot know what the process before it posted).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ EPSILON = 1e-9
 POST = "chat.postMessage"
 LEARN_WINDOW = 1.0  # seconds of posts before a refusal the first learnt rate counts
 LEARN_SHARE = 0.9  # the first learnt limit: this share of that rate
+OWN_WINDOW = 1.0  # seconds: Slack's per-channel limit is one post per second
 CUT = 0.7  # a later refusal: the learnt limit times this
 RECOVER_AFTER = 60.0  # seconds without a refused post, per step up of the learnt limit
 RECOVER_STEP = 1.25
@@ -80,6 +86,7 @@ class SlackPacer:
     _learnt_rate: float = 0.0
     _refused_at: float = 0.0
     _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
+    _first_post: float | None = None
 
     def _bucket(self, method: str, channel: str) -> TokenBucket:
         if method == POST:
@@ -127,6 +134,8 @@ class SlackPacer:
         """Record a call."""
         self._bucket(method, channel).take(now)
         if method == POST:
+            if self._first_post is None:
+                self._first_post = now
             self._posts.append((now, channel))
             workspace = self._workspace(method, now)
             if workspace is not None:
@@ -135,13 +144,15 @@ class SlackPacer:
     def refused(self, method: str, channel: str, sent_at: float, now: float) -> None:
         """Slack answered a call of `method` on `channel` that took its token at `sent_at`
         with a 429 at `now`. A refused post learns the workspace-wide limit (module
-        docstring) unless it went before the last lesson, or posts went to its channel alone
-        (that is the channel's own limit, which Retry-After covers)."""
+        docstring) unless it went before the last lesson, or posts went to its channel alone,
+        or its channel's own limit may have refused it; Retry-After covers those."""
         if method != POST:
             return
         current = self._workspace(method, now)
         if current is not None and sent_at < self._refused_at:
             return  # sent before the bucket it would cut existed
+        if self._may_be_own_limit(channel, sent_at):
+            return
         window = LEARN_WINDOW / self.scale
         recent = [c for t, c in self._posts if sent_at - window < t <= sent_at]
         if len(set(recent) | {channel}) < 2:
@@ -152,6 +163,16 @@ class SlackPacer:
         self._refused_at = now
         self.workspace_posts = TokenBucket(rate=self._learnt_rate, burst=self.post_burst,
                                            tokens=0.0, updated=now)
+
+
+    def _may_be_own_limit(self, channel: str, sent_at: float) -> bool:
+        """Whether Slack's one post per second in `channel` may explain refusing a post that
+        went at `sent_at`: within a second of this pacer's first post (what went before it
+        is unknown), or of another post to that channel (the refused post itself is one)."""
+        own = OWN_WINDOW / self.scale
+        if self._first_post is None or sent_at - self._first_post < own:
+            return True
+        return sum(1 for t, c in self._posts if c == channel and sent_at - own < t <= sent_at) > 1
 
 
 async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callable[[], float],

@@ -479,6 +479,7 @@ async def test_under_a_learnt_workspace_limit_the_most_urgent_post_of_any_channe
         pace_now[0] += seconds
 
     pacer = SlackPacer()
+    pacer.take("chat.postMessage", "C0EARLIER", 0.0)  # posting for a while: a refusal teaches
     for channel in ("C0X", "C0Y"):
         pacer.take("chat.postMessage", channel, 99.9)
     pacer.refused("chat.postMessage", "C0Y", 99.9, 100.0)  # learnt: 1.8 posts/s in all
