@@ -31,6 +31,9 @@ def order_key(item: OutboxMessage) -> str:
     return f"channel:{item.channel}"
 
 
+LEAST_URGENT = 3  # the rank of a card edit, the lowest `urgency` gives
+
+
 def urgency(item: OutboxMessage) -> int:
     """0 is most urgent: what a person waits on to act (writes may resume, the result)."""
     if item.kind == OutboxKind.REPLY and (item.payload.get("final")
@@ -45,7 +48,7 @@ def urgency(item: OutboxMessage) -> int:
         return 1
     if item.kind in (OutboxKind.REPLY, OutboxKind.CHANNEL_POST, OutboxKind.DM_COPY):
         return 2
-    return 3  # a card edit: the card already shows the state it had when it was last sent
+    return LEAST_URGENT  # a card edit: the card shows the state it had when it was last sent
 
 
 def lane(item: OutboxMessage) -> Lane:

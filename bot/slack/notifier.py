@@ -27,7 +27,7 @@ from bot.imaging import messages as render
 from bot.imaging.jobs import Job
 from bot.loops import run_until
 from bot.slack.direct import post_copy
-from bot.slack.lanes import Choice, Lane, OutboxLanes, lane
+from bot.slack.lanes import LEAST_URGENT, Choice, Lane, OutboxLanes, lane
 from bot.slack.pacing import SlackPacer, Turns
 from bot.slack.refusals import CHANNEL_REFUSALS, CONTENT_REFUSALS, backoff_delay, shortened
 from bot.slack.web import SlackWeb
@@ -149,11 +149,10 @@ class Notifier:
                 choice = self.lanes.choose(
                     self.clock(), pace, busy={k for k, n in loads.items() if n >= LANE_DEPTH},
                     sending=set(sending), caps=caps)
-                if choice.item is not None:
-                    item_lane = lane(choice.item)
-                    caps[item_lane] = min(caps.get(item_lane, 9), self.lanes.rank(choice.item))
-                    sending[choice.item.id] = (item_lane,
-                                               asyncio.create_task(self._send(choice.item)))
+                if (item := choice.item) is not None:
+                    item_lane = lane(item)
+                    caps[item_lane] = min(caps.get(item_lane, LEAST_URGENT), self.lanes.rank(item))
+                    sending[item.id] = (item_lane, asyncio.create_task(self._send(item)))
                     continue
                 if not sending:
                     if not self.wake.is_set():
@@ -233,7 +232,7 @@ class Notifier:
         gate = self._gates.setdefault(key, asyncio.Lock())
         async with gate:
             sending = self._sending.get()
-            rank = self.lanes.rank(sending) if sending is not None else 9
+            rank = self.lanes.rank(sending) if sending is not None else LEAST_URGENT
             sent_at = await self._turns.take(self.pacer, method, channel, rank,
                                              self.pace_clock, self.sleep)
             if sending is not None:

@@ -100,11 +100,16 @@ class SlackPacer:
             bucket = self._buckets[key] = TokenBucket(rate=rate * self.scale, burst=burst)
         return bucket
 
+    def _shared(self, method: str) -> TokenBucket | None:
+        """The bucket every channel's calls of `method` share now: the learnt workspace post
+        bucket for posts, once learnt; None otherwise."""
+        return self.workspace_posts if method == POST else None
+
     def _workspace(self, method: str, now: float) -> TokenBucket | None:
-        """The learnt workspace-wide post bucket, its rate raised for the quiet time since
-        the last refusal; None for other methods, before any refusal and once forgotten."""
-        bucket = self.workspace_posts
-        if method != POST or bucket is None:
+        """`_shared`, its rate raised for the quiet time since the last refusal; None once
+        forgotten."""
+        bucket = self._shared(method)
+        if bucket is None:
             return None
         quiet = max(0.0, now - self._refused_at)
         if quiet >= FORGET_AFTER / self.scale:
@@ -122,13 +127,13 @@ class SlackPacer:
     def interval(self, method: str, channel: str) -> float:
         """Seconds between two calls of `method` on `channel` once the burst is spent."""
         rate = self._bucket(method, channel).rate
-        workspace = self.workspace_posts if method == POST else None
+        workspace = self._shared(method)
         return 1.0 / (rate if workspace is None else min(rate, workspace.rate))
 
     def shares_tokens(self, method: str) -> bool:
         """Whether calls of `method` in different channels take tokens from one bucket now
         (posts under a learnt workspace-wide limit)."""
-        return method == POST and self.workspace_posts is not None
+        return self._shared(method) is not None
 
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
