@@ -110,6 +110,30 @@ async def test_creates_under_load_take_few_transactions(astore: AsyncStore) -> N
     assert len([s for s in seen if s.startswith("BEGIN")]) < 100 / 4
 
 
+async def test_a_batch_wakes_the_event_loop_once(astore: AsyncStore,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each wake-up writes to the loop's self-pipe from the store thread, which then waits for
+    # the GIL again behind the loop; a batch's callers are all answered from one.
+    loop = asyncio.get_running_loop()
+    real = loop.call_soon_threadsafe
+    wakes: list[str] = []
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakes.append(threading.current_thread().name)
+        return real(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    async with store_thread_busy(astore):
+        burst = [asyncio.ensure_future(create(astore, n)) for n in range(1, 31)]
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(*burst)
+    assert [job.number for job, _ in results] == list(range(1, 31))
+    assert astore.batches == 1
+    # The busy call's own answer, then one for the 30 callers (one each: 31 in all).
+    store_wakes = [name for name in wakes if name.startswith("imagebot-store")]
+    assert len(store_wakes) == 2, wakes
+
+
 async def test_nobody_is_answered_before_commit(astore: AsyncStore,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     real = astore.store._commit
