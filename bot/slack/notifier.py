@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from bot.imaging.jobs import Job
 from bot.loops import run_until
 from bot.slack.direct import post_copy
 from bot.slack.lanes import LEAST_URGENT, Choice, Lane, OutboxLanes, lane
+from bot.slack.lessons import KeptLesson
 from bot.slack.pacing import SlackPacer, Turns
 from bot.slack.refusals import CHANNEL_REFUSALS, CONTENT_REFUSALS, backoff_delay, shortened
 from bot.slack.web import SlackWeb
@@ -65,8 +67,7 @@ class Notifier:
         self.clock = clock
         self.sleep = sleep
         self.pacer = pacer or SlackPacer()
-        # Slack's limits run on real time, not on the (shiftable) business clock.
-        self.pace_clock = pace_clock
+        self.pace_clock = pace_clock  # Slack's limits: real time, not the (shiftable) `clock`
         self.wake = asyncio.Event()
         self.lanes = OutboxLanes()
         self.sent = 0  # items delivered since start (for flush's count and the benchmarks)
@@ -79,6 +80,7 @@ class Notifier:
         self._sending: contextvars.ContextVar[OutboxMessage | None] = contextvars.ContextVar(
             "imagebot_sending_item", default=None)  # the item a `_send` task delivers
         self._turns = Turns()  # calls waiting for their token, by urgency
+        self.kept_lesson = KeptLesson(store)  # the pacer's learnt limit, kept across restarts
         # The notification channel of a job's channel policy (wiring sets it), for the last
         # fallback of a job whose channel refuses the bot and that has no response_url.
         self.notify_for: Callable[[Any], str | None] = lambda job: None
@@ -89,6 +91,7 @@ class Notifier:
         retry time, `idle` at most; `wake` (set on every commit) ends the sleep early."""
 
         async def step() -> float:
+            await self.kept_lesson.sync(self.pacer, self.pace_clock())
             choice = await self._drain()
             waits = [w for w in (choice.pace, choice.due) if w is not None]
             return min([idle, *waits])
@@ -143,9 +146,7 @@ class Notifier:
 
         try:
             while True:
-                loads = {}
-                for held, _ in sending.values():
-                    loads[held] = loads.get(held, 0) + 1
+                loads = Counter(held for held, _ in sending.values())
                 choice = self.lanes.choose(
                     self.clock(), pace, busy={k for k, n in loads.items() if n >= LANE_DEPTH},
                     sending=set(sending), caps=caps)

@@ -87,6 +87,7 @@ class SlackPacer:
     _refused_at: float = 0.0
     _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
     _first_post: float | None = None
+    lessons: int = 0  # lessons learnt (or recalled) so far: `bot.slack.lessons` keeps the last
 
     def _bucket(self, method: str, channel: str) -> TokenBucket:
         if method == POST:
@@ -164,10 +165,29 @@ class SlackPacer:
             return
         rate = (LEARN_SHARE * len(recent) / window if current is None
                 else CUT * current.rate)
+        self._learn(rate, now, now)
+
+    def _learn(self, rate: float, refused_at: float, now: float) -> None:
         self._learnt_rate = max(rate, self.post_rate * self.scale)
-        self._refused_at = now
+        self._refused_at = refused_at
         self.workspace_posts = TokenBucket(rate=self._learnt_rate, burst=self.post_burst,
                                            tokens=0.0, updated=now)
+        self.lessons += 1
+
+    def lesson(self, now: float) -> tuple[float, float] | None:
+        """The learnt workspace post limit as learnt (posts per second of Slack's time, before
+        the quiet minutes' raises) and the time of its last refusal; None when there is none
+        (never learnt, or forgotten)."""
+        if self._workspace(POST, now) is None:
+            return None
+        return self._learnt_rate / self.scale, self._refused_at
+
+    def recall(self, rate: float, refused_at: float, now: float) -> None:
+        """Take up a `lesson` learnt before (by the process before a restart): its bucket
+        starts empty, and it is raised and forgotten as if this pacer had learnt it at
+        `refused_at`. A lesson older than FORGET_AFTER is none."""
+        if now - refused_at < FORGET_AFTER / self.scale:
+            self._learn(rate * self.scale, refused_at, now)
 
 
     def _may_be_own_limit(self, channel: str, sent_at: float) -> bool:

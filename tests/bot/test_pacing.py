@@ -239,3 +239,34 @@ async def test_under_a_shared_bucket_a_call_lets_a_more_urgent_one_that_may_go_f
     slept.clear()
     await turns.take(plain, "chat.postMessage", "C7", 2, lambda: now[0], sleep)
     assert slept == []
+
+
+def test_a_recalled_lesson_paces_as_the_learnt_one_and_ages_from_its_refusal() -> None:
+    learnt = posting()
+    for i in range(5):
+        post(learnt, f"C{i}", 100.0)
+    learnt.refused("chat.postMessage", "C4", 100.0, 100.0)
+    lesson = learnt.lesson(130.0)
+    assert lesson is not None and lesson == (0.9 * 5, 100.0)
+    # A new process, its clock starting again at 7.0, thirty seconds after that refusal.
+    after = SlackPacer()
+    after.recall(lesson[0], 7.0 - 30.0, 7.0)
+    assert after.workspace_posts is not None and after.lessons == 1
+    assert after.delay("chat.postMessage", "C9", 7.0) > 0  # starts spent, as after a 429
+    assert after.interval("chat.postMessage", "C9") == learnt.interval("chat.postMessage", "C9")
+    # Its quiet minutes count from the refusal: 30 s more is one raise.
+    after.delay("chat.postMessage", "C9", 37.0)
+    assert abs(after.workspace_posts.rate - 0.9 * 5 * 1.25) < 1e-9
+    # A lesson ten quiet minutes old is none; so is a forgotten one.
+    stale = SlackPacer()
+    stale.recall(4.5, 7.0 - 600.0, 7.0)
+    assert stale.workspace_posts is None and stale.lessons == 0
+    assert learnt.lesson(100.0 + 600.0) is None
+
+
+def test_a_recalled_lesson_at_another_scale_keeps_slacks_rate() -> None:
+    fast = SlackPacer(scale=20)
+    fast.recall(4.5, 0.0, 1.0)
+    assert fast.workspace_posts is not None
+    assert abs(fast.workspace_posts.rate - 4.5 * 20) < 1e-9
+    assert fast.lesson(1.0) == (4.5, 0.0)

@@ -7,7 +7,18 @@ with the real slack_sdk client against the Slack emulator over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
 from bot.imaging import jobs
+from bot.slack.lessons import LESSON_KEY
+from bot.slack.pacing import FORGET_AFTER
 from bot.slack.web import SlackWeb, make_web_client, web_session
 from bot.store import Store
 from sandbox.slack.limits import Limit, RateLimiter
@@ -40,7 +51,8 @@ async def test_a_429_that_slack_sdk_retries_is_told_to_the_calling_task_only() -
     assert counted == ["chat.postMessage"] * 2  # the metrics count every one
 
 
-async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing() -> None:
+async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing(
+        tmp_path: Path) -> None:
     # A cap of 2 posts/s (burst 2) for the whole workspace, x20 like the bot's pacing; six
     # channels' cards at once are over it.
     speed = 20.0
@@ -50,8 +62,9 @@ async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing
     for i, name in enumerate(names):
         workspace.add_channel(Channel(f"C0CAP{i}", name,
                                       members={"U0ALICE", "U0BOB", BOT_USER_ID}))
+    db_path = tmp_path / "imagebot.db"
     async with running_system(speed=100, workspace=workspace, slack_rate_scale=speed,
-                              extra_servers=12) as system:
+                              extra_servers=12, db_path=db_path) as system:
         for i in range(12):
             answer = await system.command("alice", f"#{names[i % 6]}",
                                           f"create load-{i + 1} --now")
@@ -73,3 +86,18 @@ async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing
         texts = [m.text for m in workspace.thread(job.channel, job.thread_ts)]
         assert sum("Writes may resume" in (t or "") for t in texts) == 1, texts
         assert len(texts) == len(set(texts)), texts
+    # A restart starts from the lesson (`bot.slack.lessons`) instead of learning it again
+    # from 429s: it is kept for ten quiet minutes of Slack's time (30 s at x20).
+    with contextlib.closing(sqlite3.connect(db_path)) as outside:  # an operator's reader
+        saved = json.loads(outside.execute("SELECT value FROM meta WHERE key = ?",
+                                           [LESSON_KEY]).fetchone()[0])
+    assert time.time() - saved["refused_at"] < FORGET_AFTER / speed
+    async with running_system(speed=100, workspace=workspace, slack_rate_scale=speed,
+                              db_path=db_path) as system:
+        restarted = system.runtime.notifier.pacer
+        for _ in range(100):
+            if restarted.lessons:
+                break
+            await asyncio.sleep(0.02)
+        recalled = restarted.lesson(time.monotonic())
+        assert recalled is not None and recalled[0] == pytest.approx(saved["rate"])
