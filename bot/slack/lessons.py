@@ -43,12 +43,16 @@ class KeptLesson:
             self._recall(pacer, raw, now)
             self._kept = pacer.lessons
         elif pacer.lessons != self._kept:
-            lesson = pacer.lesson(now)
-            if lesson is not None:
-                rate, refused_at = lesson
-                value = {"rate": rate, "refused_at": self.wall() - (now - refused_at)}
-                await self.store.run(Store.set_meta, LESSON_KEY, json.dumps(value))
             self._kept = pacer.lessons
+            lesson = pacer.lesson(now)
+            if lesson is None:
+                return
+            rate, refused_at = lesson
+            value = {"rate": rate, "refused_at": self.wall() - (now - refused_at)}
+            try:  # not saved: a restart learns it again; the posts go on either way
+                await self.store.run(Store.set_meta, LESSON_KEY, json.dumps(value))
+            except StoreError as exc:
+                log.warning("could not save the learnt Slack post limit: %s", exc)
 
     def _recall(self, pacer: SlackPacer, raw: str | None, now: float) -> None:
         if not raw:
