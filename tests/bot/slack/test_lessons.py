@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.errors import StoreError
 from bot.slack.lessons import LESSON_KEY, KeptLesson
 from bot.slack.pacing import SlackPacer
 from bot.store import AsyncStore, Store
@@ -75,5 +77,30 @@ async def test_an_unreadable_or_stale_saved_lesson_is_ignored(
         stale = SlackPacer()
         await KeptLesson(store, wall=lambda: 5000.0).sync(stale, 1.0)
         assert stale.workspace_posts is None  # ten quiet minutes: forgotten, as in the pacer
+    finally:
+        await store.close()
+
+
+async def test_a_lesson_the_store_cannot_save_is_logged_and_the_notifier_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await AsyncStore.open(tmp_path / "l.db")
+    try:
+        kept = KeptLesson(store, wall=lambda: 5000.0)
+        pacer = SlackPacer()
+        await kept.sync(pacer, 500.0)
+        learnt = learnt_pacer(500.0)
+        real = store.run
+
+        async def failing(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if fn is Store.set_meta:
+                raise StoreError("job database error: disk I/O error")
+            return await real(fn, *args, **kwargs)
+
+        monkeypatch.setattr(store, "run", failing)
+        with caplog.at_level(logging.WARNING):
+            await kept.sync(learnt, 501.0)  # does not raise
+        assert "could not save the learnt Slack post limit" in caplog.text
+        assert await real(Store.get_meta, LESSON_KEY) is None
     finally:
         await store.close()
