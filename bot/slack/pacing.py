@@ -12,10 +12,13 @@ post made under that bucket cuts it by 30%, each quiet minute raises it by a qua
 quiet minutes forget it. Without it every channel keeps its own pace, and once the workspace
 limit binds each collects 429s of its own.
 
-A 429 does not say which limit refused the post, so only a refusal that the channel's own
-limit cannot explain teaches: none for a post that followed another post to its channel within
-a second (a burst, which Slack allows "short" ones of and no more), and none in the first
-second of posting (a restart cannot know what the process before it posted).
+A 429 does not say which limit refused the post, so each refusal gets the smallest change that
+explains it. A post that followed another post to its channel within a second (a burst, which
+Slack allows "short" ones of and no more) may be that channel's own limit: the channel posts
+without bursts until ten quiet minutes pass, and the workspace learns nothing, unless a burst
+of another channel was refused within the same second (each channel's limit is its own). A
+refusal in the first second of posting teaches nothing either: a restart cannot know what the
+process before it posted.
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ class SlackPacer:
     _refused_at: float = 0.0
     _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
     _first_post: float | None = None
+    # Refused posts of channels' bursts, (sent_at, channel), as `_may_be_own_limit` saw them.
+    _bursts_refused: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=256))
+    _calmed: dict[str, float] = field(default_factory=dict)  # channel -> its last refused burst
     lessons: int = 0  # lessons learnt (or recalled) so far: `bot.slack.lessons` keeps the last
 
     def _bucket(self, method: str, channel: str) -> TokenBucket:
@@ -119,9 +125,19 @@ class SlackPacer:
         bucket.rate = self._learnt_rate * RECOVER_STEP ** int(quiet // (RECOVER_AFTER / self.scale))
         return bucket
 
+    def _paced(self, method: str, channel: str, now: float) -> TokenBucket:
+        """`_bucket`; a calmed channel's post bucket without its burst until ten quiet
+        minutes pass."""
+        bucket = self._bucket(method, channel)
+        calmed = self._calmed.get(channel) if method == POST else None
+        if calmed is not None and now - calmed >= FORGET_AFTER / self.scale:
+            del self._calmed[channel]
+            bucket.burst = self.post_burst
+        return bucket
+
     def delay(self, method: str, channel: str, now: float) -> float:
         """How long to wait before calling `method` on `channel`."""
-        delay = self._bucket(method, channel).delay(now)
+        delay = self._paced(method, channel, now).delay(now)
         workspace = self._workspace(method, now)
         return delay if workspace is None else max(delay, workspace.delay(now))
 
@@ -138,7 +154,7 @@ class SlackPacer:
 
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
-        self._bucket(method, channel).take(now)
+        self._paced(method, channel, now).take(now)
         if method == POST:
             if self._first_post is None:
                 self._first_post = now
@@ -157,7 +173,7 @@ class SlackPacer:
         current = self._workspace(method, now)
         if current is not None and sent_at < self._refused_at:
             return  # sent before the bucket it would cut existed
-        if self._may_be_own_limit(channel, sent_at):
+        if self._may_be_own_limit(channel, sent_at, now):
             return
         window = LEARN_WINDOW / self.scale
         recent = [c for t, c in self._posts if sent_at - window < t <= sent_at]
@@ -190,14 +206,29 @@ class SlackPacer:
             self._learn(rate * self.scale, refused_at, now)
 
 
-    def _may_be_own_limit(self, channel: str, sent_at: float) -> bool:
+    def _may_be_own_limit(self, channel: str, sent_at: float, now: float) -> bool:
         """Whether Slack's one post per second in `channel` may explain refusing a post that
-        went at `sent_at`: within a second of this pacer's first post (what went before it
-        is unknown), or of another post to that channel (the refused post itself is one)."""
+        went at `sent_at` (module docstring): within a second of this pacer's first post, or
+        of another post to that channel (the refused post itself is one; the channel is then
+        calmed), unless a burst of another channel that went within a second of it was
+        refused too."""
         own = OWN_WINDOW / self.scale
         if self._first_post is None or sent_at - self._first_post < own:
             return True
-        return sum(1 for t, c in self._posts if c == channel and sent_at - own < t <= sent_at) > 1
+        burst = sum(1 for t, c in self._posts if c == channel and sent_at - own < t <= sent_at)
+        if burst < 2:
+            return False
+        while self._bursts_refused and self._bursts_refused[0][0] <= sent_at - 2 * own:
+            self._bursts_refused.popleft()
+        elsewhere = any(c != channel and abs(t - sent_at) < own for t, c in self._bursts_refused)
+        self._bursts_refused.append((sent_at, channel))
+        if elsewhere:
+            return False
+        self._calmed[channel] = now
+        bucket = self._bucket(POST, channel)
+        bucket.burst = 1.0
+        bucket.tokens = min(bucket.tokens, 0.0)  # the refused post spent what there was
+        return True
 
 
 async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callable[[], float],

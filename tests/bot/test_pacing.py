@@ -94,7 +94,7 @@ def test_a_refusal_while_posting_to_one_channel_is_that_channels_own_limit() -> 
     assert pacer.workspace_posts is None
 
 
-def test_a_refused_burst_post_may_be_its_channels_own_limit_and_teaches_nothing() -> None:
+def test_a_refused_burst_post_calms_its_channel_and_teaches_the_workspace_nothing() -> None:
     # Slack allows "short bursts" over one post per second per channel and no more, and a
     # 429 does not say which limit refused: the second of two posts to C0 within a second
     # may be C0's own, however many other channels are posting.
@@ -105,13 +105,32 @@ def test_a_refused_burst_post_may_be_its_channels_own_limit_and_teaches_nothing(
     assert second == 10.5  # the channel's burst let it go
     pacer.refused("chat.postMessage", "C0", second, second + 0.1)
     assert pacer.workspace_posts is None
-    # A post more than a second after its channel's last is within C0's own limit: a
-    # refusal of it is the workspace's.
+    # C0 now posts one at a time, a whole interval apart; the other channels keep bursts.
+    interval = 1 / pacer.post_rate
+    third = post(pacer, "C0", 10.6)
+    assert abs(third - (10.5 + interval)) < 1e-9
+    assert pacer.delay("chat.postMessage", "C0", third + interval / 2) > 0  # no burst left
+    assert [post(pacer, "C1", 12.0), post(pacer, "C1", 12.0)] == [12.0, 12.0]
+    # A refusal of a post more than a second after its channel's last is the workspace's.
     for i in range(1, 6):
-        post(pacer, f"C{i}", 11.4)
-    third = post(pacer, "C0", 11.6)
+        post(pacer, f"C{i}", third - 0.1)
     pacer.refused("chat.postMessage", "C0", third, third + 0.1)
     assert pacer.workspace_posts is not None
+    # Ten quiet minutes after its refused burst, C0 may burst again.
+    later = 10.6 + 600.0
+    assert [post(pacer, "C0", later), post(pacer, "C0", later)] == [later, later]
+
+
+def test_bursts_of_two_channels_refused_within_a_second_are_the_workspaces() -> None:
+    pacer = posting()
+    for i in range(4):
+        post(pacer, f"C{i}", 10.0)
+    for i in range(4):
+        post(pacer, f"C{i}", 10.3)  # each channel's second post: a burst
+    pacer.refused("chat.postMessage", "C1", 10.3, 10.4)
+    assert pacer.workspace_posts is None  # C1's own limit, as far as one refusal can tell
+    pacer.refused("chat.postMessage", "C2", 10.3, 10.4)
+    assert pacer.workspace_posts is not None  # two channels at once: the workspace's
 
 
 def test_refusals_in_the_first_second_of_posting_teach_nothing() -> None:
