@@ -125,7 +125,7 @@ class SlackPacer:
         bucket.rate = self._learnt_rate * RECOVER_STEP ** int(quiet // (RECOVER_AFTER / self.scale))
         return bucket
 
-    def _paced(self, method: str, channel: str, now: float) -> TokenBucket:
+    def _current(self, method: str, channel: str, now: float) -> TokenBucket:
         """`_bucket`; a calmed channel's post bucket without its burst until ten quiet
         minutes pass."""
         bucket = self._bucket(method, channel)
@@ -137,7 +137,7 @@ class SlackPacer:
 
     def delay(self, method: str, channel: str, now: float) -> float:
         """How long to wait before calling `method` on `channel`."""
-        delay = self._paced(method, channel, now).delay(now)
+        delay = self._current(method, channel, now).delay(now)
         workspace = self._workspace(method, now)
         return delay if workspace is None else max(delay, workspace.delay(now))
 
@@ -154,7 +154,7 @@ class SlackPacer:
 
     def take(self, method: str, channel: str, now: float) -> None:
         """Record a call."""
-        self._paced(method, channel, now).take(now)
+        self._current(method, channel, now).take(now)
         if method == POST:
             if self._first_post is None:
                 self._first_post = now
@@ -204,7 +204,6 @@ class SlackPacer:
         `refused_at`. A lesson older than FORGET_AFTER is none."""
         if now - refused_at < FORGET_AFTER / self.scale:
             self._learn(rate * self.scale, refused_at, now)
-
 
     def _may_be_own_limit(self, channel: str, sent_at: float, now: float) -> bool:
         """Whether Slack's one post per second in `channel` may explain refusing a post that
