@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
@@ -39,6 +40,18 @@ class Metrics:
                                   ["method"], registry=self.registry)
         self.outbox_depth = Gauge("imagebot_outbox_depth", "Slack messages waiting to be sent",
                                   registry=self.registry)
+        self.slack_post_limit = Gauge(
+            "imagebot_slack_workspace_post_limit",
+            "Posts per second the bot keeps to across the workspace, learnt from 429s (0: none)",
+            registry=self.registry)
+        self.slack_calmed = Gauge("imagebot_slack_calmed_channels",
+                                  "Channels posting without bursts after a refused burst",
+                                  registry=self.registry)
+
+    def watch_slack_pacing(self, limit: Callable[[], float], calmed: Callable[[], int]) -> None:
+        """Read the pacer's learnt state whenever the metrics are rendered."""
+        self.slack_post_limit.set_function(limit)
+        self.slack_calmed.set_function(calmed)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -211,6 +211,8 @@ async def build_runtime(settings: Settings, *, cloud_config: CloudConfig | None 
     outbox_store = await AsyncStore.open(settings.db_path, clock=clock, writers=writers)
     outbox_store.before_call = acks_first.turn
     notifier = Notifier(outbox_store, web, clock=clock, pacer=SlackPacer(scale=slack_rate_scale))
+    metrics.watch_slack_pacing(lambda: notifier.pacer.workspace_post_limit(notifier.pace_clock()),
+                               lambda: notifier.pacer.calmed_channels(notifier.pace_clock()))
     def alerts_for(job: Job) -> tuple[str | None, str | None]:
         # The same lookup as commands and clicks: by id, then by the name stored with the job.
         channel_policy = policy.for_channel(job.channel, job.channel_name)

@@ -205,6 +205,16 @@ class SlackPacer:
         if now - refused_at < FORGET_AFTER / self.scale:
             self._learn(rate * self.scale, refused_at, now)
 
+    def workspace_post_limit(self, now: float) -> float:
+        """The workspace post limit the pacer holds to now, in posts per second of Slack's
+        time; 0.0 when none is learnt."""
+        bucket = self._workspace(POST, now)
+        return 0.0 if bucket is None else bucket.rate / self.scale
+
+    def calmed_channels(self, now: float) -> int:
+        """How many channels post without bursts now (a burst of theirs was refused)."""
+        return sum(1 for at in self._calmed.values() if now - at < FORGET_AFTER / self.scale)
+
     def _may_be_own_limit(self, channel: str, sent_at: float, now: float) -> bool:
         """Whether Slack's one post per second in `channel` may explain refusing a post that
         went at `sent_at` (module docstring): within a second of this pacer's first post, or

@@ -38,6 +38,9 @@ async def test_metrics_and_health_report_jobs_cloud_and_slack() -> None:
         assert 'imagebot_cloud_requests_total{method="POST",status="202"} 1.0' in metrics
         assert 'imagebot_slack_calls_total{method="chat.postMessage",outcome="ok"}' in metrics
         assert "imagebot_outbox_depth 0.0" in metrics
+        # Nothing learnt from 429s (none came): no workspace limit, no calmed channel.
+        assert "imagebot_slack_workspace_post_limit 0.0" in metrics
+        assert "imagebot_slack_calmed_channels 0.0" in metrics
         # Public health is ok / not ok only (issue 14: it used to show internal URLs).
         assert health.status_code == 200 and health.json() == {"ok": True}
         detailed = ops_routes(system.runtime, details=True)[0]

@@ -105,6 +105,7 @@ def test_a_refused_burst_post_calms_its_channel_and_teaches_the_workspace_nothin
     assert second == 10.5  # the channel's burst let it go
     pacer.refused("chat.postMessage", "C0", second, second + 0.1)
     assert pacer.workspace_posts is None
+    assert pacer.calmed_channels(second + 0.1) == 1 and pacer.workspace_post_limit(11.0) == 0
     # C0 now posts one at a time, a whole interval apart; the other channels keep bursts.
     interval = 1 / pacer.post_rate
     third = post(pacer, "C0", 10.6)
@@ -116,8 +117,10 @@ def test_a_refused_burst_post_calms_its_channel_and_teaches_the_workspace_nothin
         post(pacer, f"C{i}", third - 0.1)
     pacer.refused("chat.postMessage", "C0", third, third + 0.1)
     assert pacer.workspace_posts is not None
+    assert abs(pacer.workspace_post_limit(third + 0.1) - pacer.workspace_posts.rate) < 1e-9
     # Ten quiet minutes after its refused burst, C0 may burst again.
     later = 10.6 + 600.0
+    assert pacer.calmed_channels(later) == 0
     assert [post(pacer, "C0", later), post(pacer, "C0", later)] == [later, later]
 
 
@@ -195,6 +198,7 @@ def test_the_learning_runs_on_the_scaled_clock_too() -> None:
     pacer.refused("chat.postMessage", "C0", 100.0, 100.0)
     assert pacer.workspace_posts is not None
     assert abs(pacer.workspace_posts.rate - 0.9 * 4 * 20) < 1e-9
+    assert abs(pacer.workspace_post_limit(100.0) - 0.9 * 4) < 1e-9  # in Slack's posts/s
     pacer.delay("chat.postMessage", "C0", 100.0 + 3.0)
     assert abs(pacer.workspace_posts.rate - 0.9 * 4 * 20 * 1.25) < 1e-9
 

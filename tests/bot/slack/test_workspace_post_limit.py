@@ -81,6 +81,10 @@ async def test_posts_in_many_channels_learn_the_workspace_limit_and_lose_nothing
             f'{float(len(refused))}') in metrics
     assert pacer.workspace_posts is not None  # learnt; at least one channel's pace
     assert pacer.workspace_posts.rate >= pacer.post_rate * pacer.scale
+    # /metrics shows it, in posts per second of Slack's time (the emulator's cap is 2/s).
+    shown = [line for line in metrics.splitlines()
+             if line.startswith("imagebot_slack_workspace_post_limit ")]
+    assert len(shown) == 1 and 0.9 <= float(shown[0].split()[1]) <= 60.0, shown
     for job in rows:  # every thread complete, each message once
         assert job.thread_ts
         texts = [m.text for m in workspace.thread(job.channel, job.thread_ts)]
