@@ -32,27 +32,31 @@ class KeptLesson:
 
     async def sync(self, pacer: SlackPacer, now: float) -> None:
         """The first time, give `pacer` (its clock at `now`) the lesson saved last, if one is
-        young enough; after that, save its lesson whenever it learnt a new one (a store write
-        only then). The saved lesson is a hint: a value that does not read is ignored."""
+        young enough and the pacer has learnt none of its own yet; from then on, save its
+        lesson whenever it learnt a new one (a store write only then). The saved lesson is a
+        hint: a value that does not read is ignored."""
         if self._kept is None:
-            try:
-                raw = await self.store.run(Store.get_meta, LESSON_KEY)
-            except StoreError as exc:
-                log.warning("could not read the saved Slack post limit: %s", exc)
-                raw = None
-            self._recall(pacer, raw, now)
-            self._kept = pacer.lessons
-        elif pacer.lessons != self._kept:
-            self._kept = pacer.lessons
-            lesson = pacer.lesson(now)
-            if lesson is None:
-                return
-            rate, refused_at = lesson
-            value = {"rate": rate, "refused_at": self.wall() - (now - refused_at)}
-            try:  # not saved: a restart learns it again; the posts go on either way
-                await self.store.run(Store.set_meta, LESSON_KEY, json.dumps(value))
-            except StoreError as exc:
-                log.warning("could not save the learnt Slack post limit: %s", exc)
+            self._kept = 0
+            if pacer.lessons == 0:
+                try:
+                    raw = await self.store.run(Store.get_meta, LESSON_KEY)
+                except StoreError as exc:
+                    log.warning("could not read the saved Slack post limit: %s", exc)
+                    raw = None
+                self._recall(pacer, raw, now)
+                self._kept = pacer.lessons
+        if pacer.lessons == self._kept:
+            return
+        self._kept = pacer.lessons
+        lesson = pacer.lesson(now)
+        if lesson is None:
+            return
+        rate, refused_at = lesson
+        value = {"rate": rate, "refused_at": self.wall() - (now - refused_at)}
+        try:  # not saved: a restart learns it again; the posts go on either way
+            await self.store.run(Store.set_meta, LESSON_KEY, json.dumps(value))
+        except StoreError as exc:
+            log.warning("could not save the learnt Slack post limit: %s", exc)
 
     def _recall(self, pacer: SlackPacer, raw: str | None, now: float) -> None:
         if not raw:
@@ -63,5 +67,9 @@ class KeptLesson:
         except (ValueError, TypeError, KeyError):
             log.warning("ignored an unreadable saved Slack post limit")
             return
+        age = max(0.0, self.wall() - refused_at)
         if rate > 0:
-            pacer.recall(rate, now - max(0.0, self.wall() - refused_at), now)
+            pacer.recall(rate, now - age, now)
+        if pacer.workspace_posts is not None:
+            log.info("keeping to the workspace post limit learnt before: %.2f posts/s "
+                     "(last refused %.0f s ago)", rate, age)

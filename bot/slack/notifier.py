@@ -129,7 +129,6 @@ class Notifier:
         await self._refresh(resync=True)
         sending: dict[int, tuple[Lane, asyncio.Task[None]]] = {}
         caps: dict[Lane, int] = {}  # per lane in flight: the rank of its most urgent call
-        loads: dict[Lane, int] = {}  # per lane: its calls in flight
         woken: asyncio.Task[bool] | None = None
 
         def pace(key: Lane) -> float:
@@ -146,7 +145,7 @@ class Notifier:
 
         try:
             while True:
-                loads = Counter(held for held, _ in sending.values())
+                loads = Counter(held for held, _ in sending.values())  # calls in flight
                 choice = self.lanes.choose(
                     self.clock(), pace, busy={k for k, n in loads.items() if n >= LANE_DEPTH},
                     sending=set(sending), caps=caps)
@@ -175,6 +174,7 @@ class Notifier:
                         del sending[key]
                         self._took.discard(key)
                         task.result()  # a bug in _send is not swallowed
+                await self.kept_lesson.sync(self.pacer, self.pace_clock())  # saved as learnt
                 caps = {k: v for k, v in caps.items() if any(h == k for h, _ in sending.values())}
                 if woken.done():
                     woken = None

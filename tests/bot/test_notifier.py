@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.errors import SlackRejected, SlackUnavailable
 from bot.imaging import jobs
+from bot.slack.lessons import LESSON_KEY
 from bot.slack.notifier import NO_THREAD, Notifier
 from bot.slack.pacing import SlackPacer
 from bot.store import AsyncStore, OutboxItem, Store
@@ -495,5 +496,51 @@ async def test_under_a_learnt_workspace_limit_the_most_urgent_post_of_any_channe
         # The urgent thread's card, then its reply, before the other channel's card.
         assert posts[1] == "writes may resume", posts
         assert posts[2:] == [posts[2], "plain-1", "plain-2"] and "J1" in posts[2], posts
+    finally:
+        await store.close()
+
+
+async def test_a_limit_learnt_mid_drain_is_saved_before_the_backlog_is_sent(
+        tmp_path: Path) -> None:
+    # A backlog keeps the notifier in one drain for as long as it takes to send it (minutes
+    # under a workspace limit): a lesson is saved as soon as the call that taught it ends,
+    # so a bot killed meanwhile restarts from it (bot/slack/lessons.py).
+    class RefusedOnce(FakeWeb):
+        def __init__(self) -> None:
+            super().__init__()
+            self.listener: Any = None
+            self.saved_at_call: list[bool] = []
+
+        @contextlib.contextmanager
+        def telling_429s(self, listener: Any) -> Iterator[None]:
+            self.listener = listener
+            yield
+
+        async def post(self, channel: str, text: str, *args: Any, **kwargs: Any
+                       ) -> tuple[str, str]:
+            self.saved_at_call.append(
+                await store.run(Store.get_meta, LESSON_KEY) is not None)
+            if len(self.calls) == 0:
+                self.listener(1.0)  # slack_sdk retried a 429, then the post went
+            return await super().post(channel, text, *args, **kwargs)
+
+    pacer = SlackPacer()
+    pacer.take("chat.postMessage", "C0EARLIER", 0.0)
+    pacer.take("chat.postMessage", "C0OTHER", 99.95)  # another channel in the same second
+    web = RefusedOnce()
+    store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
+
+    pace_now = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        pace_now[0] += seconds
+
+    notifier = Notifier(store, web, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
+                        pacer=pacer, pace_clock=lambda: pace_now[0])
+    try:
+        await new_job(store, *(reply("", f"r{i}") for i in range(6)))
+        assert await notifier.flush() == 7
+        assert pacer.workspace_posts is not None  # learnt from the first post's 429
+        assert web.saved_at_call[0] is False and all(web.saved_at_call[3:]), web.saved_at_call
     finally:
         await store.close()

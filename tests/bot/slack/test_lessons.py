@@ -33,12 +33,20 @@ async def test_a_lesson_saved_by_one_process_is_recalled_by_the_next(tmp_path: P
     try:
         pacer = SlackPacer()
         kept = KeptLesson(first, wall=lambda: wall[0])
-        await kept.sync(pacer, 500.0)  # start: nothing saved yet
+        await kept.sync(pacer, 500.0)  # start: nothing saved yet, nothing learnt
         assert pacer.workspace_posts is None
+        await kept.sync(pacer, 501.0)
+        assert await first.run(Store.get_meta, LESSON_KEY) is None  # nothing to save
+        # A pacer that learnt before its first sync keeps its own lesson and saves it.
         learnt = learnt_pacer(500.0)
+        await first.run(Store.set_meta, LESSON_KEY, json.dumps({"rate": 50.0,
+                                                                 "refused_at": wall[0]}))
         kept = KeptLesson(first, wall=lambda: wall[0])
-        await kept.sync(learnt, 500.0)  # this one's start: recalls nothing
-        assert await first.run(Store.get_meta, LESSON_KEY) is None  # nothing new learnt yet
+        await kept.sync(learnt, 500.0)
+        own = learnt.lesson(500.0)
+        assert own is not None and own[0] == pytest.approx(0.9 * 3)  # not the saved 50/s
+        raw = await first.run(Store.get_meta, LESSON_KEY)
+        assert raw is not None and json.loads(raw)["rate"] == own[0]
         learnt.take("chat.postMessage", "C4", 500.5)
         learnt.refused("chat.postMessage", "C4", 500.5, 500.5)  # a second lesson: a cut
         wall[0] += 2.0
