@@ -174,7 +174,6 @@ class Notifier:
                         del sending[key]
                         self._took.discard(key)
                         task.result()  # a bug in _send is not swallowed
-                await self.kept_lesson.sync(self.pacer, self.pace_clock())  # saved as learnt
                 caps = {k: v for k, v in caps.items() if any(h == k for h, _ in sending.values())}
                 if woken.done():
                     woken = None
@@ -242,6 +241,7 @@ class Notifier:
             with self.web.telling_429s(lambda _: self.pacer.refused(
                     method, channel, sent_at, self.pace_clock())):
                 yield
+        await self.kept_lesson.sync(self.pacer, self.pace_clock())  # what it taught, saved
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)

@@ -491,6 +491,8 @@ async def test_under_a_learnt_workspace_limit_the_most_urgent_post_of_any_channe
     try:
         await new_job(store, reply("", "plain-1"), reply("", "plain-2"), channel="C0PLAIN")
         await new_job(store, reply("", "writes may resume", must_reach=True), channel="C0URGENT")
+        # As `run` does first: the lesson this pacer came with is saved before any post.
+        await notifier.kept_lesson.sync(pacer, pace_now[0])
         assert await notifier.flush() == 5
         posts = [t for _, _, t in web.calls]
         # The urgent thread's card, then its reply, before the other channel's card.
