@@ -237,11 +237,11 @@ class Notifier:
                                              self.pace_clock, self.sleep)
             if sending is not None:
                 self._took.add(sending.id)
-            # The pacer hears of each 429 as it comes, before slack_sdk sleeps to retry it.
-            with self.web.telling_429s(lambda _: self.pacer.refused(
-                    method, channel, sent_at, self.pace_clock())):
+            async def refused(_: float | None) -> None:  # each 429, before slack_sdk retries
+                self.pacer.refused(method, channel, sent_at, self.pace_clock())
+                await self.kept_lesson.sync(self.pacer, self.pace_clock())  # a lesson, kept
+            with self.web.telling_429s(refused):
                 yield
-        await self.kept_lesson.sync(self.pacer, self.pace_clock())  # what it taught, saved
 
     async def _deliver(self, item: OutboxMessage) -> None:
         payload: dict[str, Any] = dict(item.payload)

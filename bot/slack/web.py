@@ -51,6 +51,10 @@ def web_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEB_TIMEOUT))
 
 
+# Told of a 429's Retry-After (None when not given); an async one is awaited.
+Listener429 = Callable[[float | None], Awaitable[None] | None]
+
+
 class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
     """slack_sdk's 429 handler (sleep Retry-After, call again) that first tells of each 429,
     as it arrives, `counted(method)` and the calling task's listener (`SlackWeb.telling_429s`):
@@ -61,7 +65,7 @@ class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
                  counted: Callable[[str], None] | None = None) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.counted = counted
-        self.listener: ContextVar[Callable[[float | None], None] | None] = ContextVar(
+        self.listener: ContextVar[Listener429 | None] = ContextVar(
             "imagebot_429_listener", default=None)
 
     async def can_retry_async(self, *, state: RetryState, request: HttpRequest,
@@ -72,8 +76,9 @@ class NotedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
             if self.counted is not None:  # the method: the last part of .../api/chat.update
                 self.counted(request.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])
             listener = self.listener.get()
-            if listener is not None:
-                listener(_retry_after(response.headers))
+            told = listener(_retry_after(response.headers)) if listener is not None else None
+            if told is not None:  # an async listener: done before slack_sdk sleeps
+                await told
         return await super().can_retry_async(state=state, request=request, response=response,
                                              error=error)
 
@@ -120,9 +125,10 @@ class SlackWeb:
         self.before_call: Callable[[], Awaitable[None]] | None = None
 
     @contextlib.contextmanager
-    def telling_429s(self, listener: Callable[[float | None], None]) -> Iterator[None]:
+    def telling_429s(self, listener: Listener429) -> Iterator[None]:
         """Inside the block, each 429 Slack answers to a call this task makes, those slack_sdk
-        retries included, calls `listener(retry_after)` as it arrives."""
+        retries included, calls `listener(retry_after)` as it arrives (and awaits what an
+        async listener returns before slack_sdk sleeps to retry)."""
         handlers = [h for h in self.client.retry_handlers
                     if isinstance(h, NotedRateLimitRetries)]
         tokens = [(h, h.listener.set(listener)) for h in handlers]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -467,38 +467,74 @@ async def test_replies_find_their_thread_without_reading_the_job_again(tmp_path:
         await store.close()
 
 
+class VirtualTime:
+    """A clock for the pacing that moves only while every send under way waits for it, and
+    then to the earliest wake-up: sleeps overlap as in real time, and no token comes while a
+    send is still doing its store work (`drive`, run beside the notifier)."""
+
+    def __init__(self, now: float, settle: Callable[[], Awaitable[None]]) -> None:
+        self.now = now
+        self.settle = settle
+        self.sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self.waiting: set[asyncio.Task[Any]] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.sleepers.append((self.now + max(0.0, seconds), len(self.sleepers), future))
+        task = asyncio.current_task()
+        assert task is not None
+        self.waiting.add(task)
+        try:
+            await future
+        finally:
+            self.waiting.discard(task)
+
+    async def drive(self) -> None:
+        while True:
+            await self.settle()
+            self.sleepers = [s for s in self.sleepers if not s[2].done()]  # cancelled ones
+            sends = {t for t in asyncio.all_tasks() if not t.done()
+                     and getattr(t.get_coro(), "__qualname__", "") == "Notifier._send"}
+            if self.sleepers and sends <= self.waiting:
+                deadline, _, future = min(self.sleepers, key=lambda s: (s[0], s[1]))
+                self.sleepers.remove((deadline, _, future))
+                self.now = max(self.now, deadline)
+                future.set_result(None)
+
+
 async def test_under_a_learnt_workspace_limit_the_most_urgent_post_of_any_channel_goes_next(
         tmp_path: Path) -> None:
     # Once the pacer has learnt Slack's workspace-wide post limit, every channel's posts share
     # one bucket: of the calls waiting for its next token, the most urgent takes it, whichever
     # channel it is in.
-    pace_now = [100.0]
+    async def settle() -> None:  # the store's work queued so far done, and the loop after it
+        await store.run(Store.outbox_depth)
+        for _ in range(5):
+            await asyncio.sleep(0)
 
-    async def sleep(seconds: float) -> None:  # as in the test above: work under way first
-        for _ in range(3):
-            await store.run(Store.outbox_depth)
-        pace_now[0] += seconds
-
+    clock = VirtualTime(100.0, settle)
     pacer = SlackPacer()
     pacer.take("chat.postMessage", "C0EARLIER", 0.0)  # posting for a while: a refusal teaches
     for channel in ("C0X", "C0Y"):
         pacer.take("chat.postMessage", channel, 99.9)
     pacer.refused("chat.postMessage", "C0Y", 99.9, 100.0)  # learnt: 1.8 posts/s in all
-    web = TimedWeb(pace_now)
+    web = FakeWeb()
     store = await AsyncStore.open(tmp_path / "n.db", clock=lambda: NOW)
-    notifier = Notifier(store, web, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
-                        pacer=pacer, pace_clock=lambda: pace_now[0])
+    notifier = Notifier(store, web, clock=lambda: NOW, sleep=clock.sleep,  # type: ignore[arg-type]
+                        pacer=pacer, pace_clock=lambda: clock.now)
+    driver = asyncio.create_task(clock.drive())
     try:
         await new_job(store, reply("", "plain-1"), reply("", "plain-2"), channel="C0PLAIN")
         await new_job(store, reply("", "writes may resume", must_reach=True), channel="C0URGENT")
         # As `run` does first: the lesson this pacer came with is saved before any post.
-        await notifier.kept_lesson.sync(pacer, pace_now[0])
+        await notifier.kept_lesson.sync(pacer, clock.now)
         assert await notifier.flush() == 5
         posts = [t for _, _, t in web.calls]
         # The urgent thread's card, then its reply, before the other channel's card.
         assert posts[1] == "writes may resume", posts
         assert posts[2:] == [posts[2], "plain-1", "plain-2"] and "J1" in posts[2], posts
     finally:
+        driver.cancel()
         await store.close()
 
 
@@ -523,7 +559,7 @@ async def test_a_limit_learnt_mid_drain_is_saved_before_the_backlog_is_sent(
             self.saved_at_call.append(
                 await store.run(Store.get_meta, LESSON_KEY) is not None)
             if len(self.calls) == 0:
-                self.listener(1.0)  # slack_sdk retried a 429, then the post went
+                await self.listener(1.0)  # slack_sdk retried a 429, then the post went
             return await super().post(channel, text, *args, **kwargs)
 
     pacer = SlackPacer()
@@ -543,6 +579,7 @@ async def test_a_limit_learnt_mid_drain_is_saved_before_the_backlog_is_sent(
         await new_job(store, *(reply("", f"r{i}") for i in range(6)))
         assert await notifier.flush() == 7
         assert pacer.workspace_posts is not None  # learnt from the first post's 429
-        assert web.saved_at_call[0] is False and all(web.saved_at_call[3:]), web.saved_at_call
+        # Saved while the refused call was still being retried: every later call finds it.
+        assert web.saved_at_call[0] is False and all(web.saved_at_call[1:]), web.saved_at_call
     finally:
         await store.close()
