@@ -90,7 +90,7 @@ class SlackPacer:
     _refused_at: float = 0.0
     _posts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=4096))
     _first_post: float | None = None
-    # Refused posts of channels' bursts, (sent_at, channel), as `_may_be_own_limit` saw them.
+    # Refused posts of channels' bursts, (sent_at, channel), for `_burst_refused_elsewhere`.
     _bursts_refused: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=256))
     _calmed: dict[str, float] = field(default_factory=dict)  # channel -> its last refused burst
     lessons: int = 0  # lessons learnt (or recalled) so far: `bot.slack.lessons` keeps the last
@@ -118,10 +118,10 @@ class SlackPacer:
         bucket = self._shared(method)
         if bucket is None:
             return None
-        quiet = max(0.0, now - self._refused_at)
-        if quiet >= FORGET_AFTER / self.scale:
+        if self._forgotten(self._refused_at, now):
             self.workspace_posts = None
             return None
+        quiet = max(0.0, now - self._refused_at)
         bucket.rate = self._learnt_rate * RECOVER_STEP ** int(quiet // (RECOVER_AFTER / self.scale))
         return bucket
 
@@ -130,7 +130,7 @@ class SlackPacer:
         minutes pass."""
         bucket = self._bucket(method, channel)
         calmed = self._calmed.get(channel) if method == POST else None
-        if calmed is not None and now - calmed >= FORGET_AFTER / self.scale:
+        if calmed is not None and self._forgotten(calmed, now):
             del self._calmed[channel]
             bucket.burst = self.post_burst
         return bucket
@@ -166,14 +166,20 @@ class SlackPacer:
     def refused(self, method: str, channel: str, sent_at: float, now: float) -> None:
         """Slack answered a call of `method` on `channel` that took its token at `sent_at`
         with a 429 at `now`. A refused post learns the workspace-wide limit (module
-        docstring) unless it went before the last lesson, or posts went to its channel alone,
-        or its channel's own limit may have refused it; Retry-After covers those."""
+        docstring) unless it went before the last lesson, or in the first second of posting,
+        or posts went to its channel alone, or it was a burst its channel's own limit may have
+        refused (the channel is calmed); Retry-After covers those."""
         if method != POST:
             return
         current = self._workspace(method, now)
         if current is not None and sent_at < self._refused_at:
             return  # sent before the bucket it would cut existed
-        if self._may_be_own_limit(channel, sent_at, now):
+        own = OWN_WINDOW / self.scale
+        if self._first_post is None or sent_at - self._first_post < own:
+            return  # a restart cannot know what the process before it posted
+        burst = sum(1 for t, c in self._posts if c == channel and sent_at - own < t <= sent_at)
+        if burst > 1 and not self._burst_refused_elsewhere(channel, sent_at):
+            self._calm(channel, now)  # may be the channel's own limit: no bursts for a while
             return
         window = LEARN_WINDOW / self.scale
         recent = [c for t, c in self._posts if sent_at - window < t <= sent_at]
@@ -202,7 +208,7 @@ class SlackPacer:
         """Take up a `lesson` learnt before (by the process before a restart): its bucket
         starts empty, and it is raised and forgotten as if this pacer had learnt it at
         `refused_at`. A lesson older than FORGET_AFTER is none."""
-        if now - refused_at < FORGET_AFTER / self.scale:
+        if not self._forgotten(refused_at, now):
             self._learn(rate * self.scale, refused_at, now)
 
     def workspace_post_limit(self, now: float) -> float:
@@ -213,31 +219,29 @@ class SlackPacer:
 
     def calmed_channels(self, now: float) -> int:
         """How many channels post without bursts now (a burst of theirs was refused)."""
-        return sum(1 for at in self._calmed.values() if now - at < FORGET_AFTER / self.scale)
+        return sum(1 for at in self._calmed.values() if not self._forgotten(at, now))
 
-    def _may_be_own_limit(self, channel: str, sent_at: float, now: float) -> bool:
-        """Whether Slack's one post per second in `channel` may explain refusing a post that
-        went at `sent_at` (module docstring): within a second of this pacer's first post, or
-        of another post to that channel (the refused post itself is one; the channel is then
-        calmed), unless a burst of another channel that went within a second of it was
-        refused too."""
+    def _forgotten(self, since: float, now: float) -> bool:
+        """Whether ten quiet minutes (FORGET_AFTER, on Slack's clock) passed since `since`."""
+        return now - since >= FORGET_AFTER / self.scale
+
+    def _burst_refused_elsewhere(self, channel: str, sent_at: float) -> bool:
+        """Record a refused burst post of `channel` that went at `sent_at`; whether a burst of
+        another channel that went within a second of it was refused too (then it is the
+        workspace's limit: each channel's own is its own)."""
         own = OWN_WINDOW / self.scale
-        if self._first_post is None or sent_at - self._first_post < own:
-            return True
-        burst = sum(1 for t, c in self._posts if c == channel and sent_at - own < t <= sent_at)
-        if burst < 2:
-            return False
         while self._bursts_refused and self._bursts_refused[0][0] <= sent_at - 2 * own:
             self._bursts_refused.popleft()
         elsewhere = any(c != channel and abs(t - sent_at) < own for t, c in self._bursts_refused)
         self._bursts_refused.append((sent_at, channel))
-        if elsewhere:
-            return False
+        return elsewhere
+
+    def _calm(self, channel: str, now: float) -> None:
+        """`channel` posts without bursts until ten quiet minutes pass (`_current`)."""
         self._calmed[channel] = now
         bucket = self._bucket(POST, channel)
         bucket.burst = 1.0
         bucket.tokens = min(bucket.tokens, 0.0)  # the refused post spent what there was
-        return True
 
 
 async def take_turn(pacer: SlackPacer, method: str, channel: str, clock: Callable[[], float],
