@@ -458,7 +458,8 @@ async def test_replies_find_their_thread_without_reading_the_job_again(tmp_path:
         assert reads == [job]  # the card's render; the replies knew the thread
         card_ts = web.posted[1]
         await store.run(Store.update_job, job, fields={}, outbox=[reply(job, "done", final=True)])
-        restarted = Notifier(store, web, clock=lambda: NOW, pacer=SlackPacer(scale=1000))
+        restarted = Notifier(store, web, clock=lambda: NOW,  # type: ignore[arg-type]
+                             pacer=SlackPacer(scale=1000))
         assert await restarted.flush() == 1
         assert reads == [job, job]
         threads = {text: thread for _, _, text, thread in web.threads if thread}
