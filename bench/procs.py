@@ -74,12 +74,13 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(servers: int, speed: float, *, bot_speed: float | None = None,
-                api: str = "openstack") -> AsyncIterator[World]:
+                api: str = "openstack", load_channels: int = 0) -> AsyncIterator[World]:
     """Cloud and Slack emulator processes, a clouds.yaml, a DB path and the bot's environment.
 
     The cloud runs `speed` times faster than real time; the bot's tick and Slack pacing (and the
     emulator's limits with them) `bot_speed` times, by default the same. `api` is the shape the
-    cloud serves (`cloud-sim --api`); the clouds.yaml is the one `cloud-sim` prints for it."""
+    cloud serves (`cloud-sim --api`); the clouds.yaml is the one `cloud-sim` prints for it.
+    `load_channels`: the emulator has that many #load-<i> channels more, the bot in them."""
     bot_speed = speed if bot_speed is None else bot_speed
     imagebot = str(Path(sys.executable).with_name("imagebot"))
     started: list[asyncio.subprocess.Process] = []
@@ -91,7 +92,8 @@ async def world(servers: int, speed: float, *, bot_speed: float | None = None,
             started.append(cloud)
             slack, slack_url = await spawn(
                 [sys.executable, "-c", "from sandbox.slack.serve import serve; "
-                 f"serve(port=0, rate_scale={bot_speed})"], r"listening on (http://\S+)")
+                 f"serve(port=0, rate_scale={bot_speed}, load_channels={load_channels})"],
+                r"listening on (http://\S+)")
             started.append(slack)
             clouds = Path(tmp) / "clouds.yaml"
             clouds.write_text(clouds_yaml(cloud_url, api=api))

@@ -430,6 +430,13 @@ class SlackWorkspace:
         self.messages.setdefault(channel.id, [])
         return channel
 
+    def add_load_channels(self, count: int) -> list[Channel]:
+        """`count` more public channels, #load-0 … #load-<count-1> (ids C0LOAD<i>), with the
+        seed's people and the bot in them (load tests spread their jobs over them)."""
+        members = {"U0ALICE", "U0BOB", BOT_USER_ID}
+        return [self.add_channel(Channel(f"C0LOAD{i}", f"load-{i}", members=set(members)))
+                for i in range(count)]
+
     def add_usergroup(self, group: UserGroup) -> UserGroup:
         """Add or replace a user group."""
         self.usergroups[group.id] = group

@@ -36,10 +36,11 @@ async def running_slack(workspace: SlackWorkspace, *, host: str = "127.0.0.1", p
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, bot_token: str = "xoxb-sandbox",
-          out: TextIO | None = None, rate_scale: float = 1.0) -> int:
+          out: TextIO | None = None, rate_scale: float = 1.0, load_channels: int = 0) -> int:
     """Serve a fresh default workspace until SIGINT/SIGTERM; prints the URLs. Returns 0.
 
-    `rate_scale` multiplies Slack's rate limits (to match a bot paced faster for tests)."""
+    `rate_scale` multiplies Slack's rate limits (to match a bot paced faster for tests);
+    `load_channels` adds that many #load-<i> channels with the bot in them."""
     out = out or sys.stdout
     try:
         sock = bind(host, port)
@@ -48,6 +49,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, bot_token: str = "xoxb-sand
         return 1
     workspace = SlackWorkspace(clock=time.time, rate_limits=RateLimiter(scale=rate_scale))
     workspace.base_url = url_of(sock)
+    workspace.add_load_channels(load_channels)
     print(f"slack-emu listening on {workspace.base_url}", file=out)
     print(f"  SLACK_API_URL={workspace.base_url}/api/  token={bot_token}", file=out)
     print(f"  state: {workspace.base_url}/_emu/state", file=out)

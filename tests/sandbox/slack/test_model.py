@@ -39,6 +39,16 @@ def test_seed() -> None:
         ws.channel("#nope")
 
 
+def test_load_channels_have_the_bot_and_take_its_posts() -> None:
+    ws = SlackWorkspace(clock=lambda: 0.0)
+    added = ws.add_load_channels(3)
+    assert [c.id for c in added] == ["C0LOAD0", "C0LOAD1", "C0LOAD2"]
+    assert ws.channel("#load-2").id == "C0LOAD2" and "U0BOT" in ws.channel("#load-0").members
+    assert ws.post_message("C0LOAD1", text="hi").channel == "C0LOAD1"
+    with pytest.raises(ApiError, match="channel_not_found"):
+        ws.channel("#load-3")
+
+
 @pytest.mark.parametrize("blocks", [
     [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}],
     [{"type": "actions", "elements": []}],
