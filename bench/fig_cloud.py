@@ -290,8 +290,9 @@ WORKSPACE_CAP = Limit(rate=3.0, burst=5)
 # 10 x 10 once more as the creates would come from ten teams at work: one every ARRIVAL_GAP s
 # on average (a Poisson stream, the same seed every run; up to 78 under way at once, as a run
 # notes: the small disks' images are done before the last creates). At once, a channel's
-# 10 jobs need ~30 posts in the few seconds of their copies, and Slack's 1 post/s per channel, not the bot, sets "writes may resume" (the x5 rows); arriving,
-# Slack's rate does not bind and the rows measure the bot's own lag, the goal's subject.
+# 10 jobs need ~30 posts in the few seconds of their copies, and Slack's 1 post/s per
+# channel, not the bot, sets "writes may resume" (the x5 rows); arriving, Slack's rate does
+# not bind and the rows measure the bot's own lag, the goal's subject.
 ARRIVAL_GAP = 2.0  # unscaled seconds, one engine tick
 ARRIVAL_SEED = 1
 ARRIVING_SPEED = 5.0
