@@ -414,7 +414,8 @@ def real_time_row(got: dict[str, Any]) -> Row:
     upper, lower = p95(got["upper"]), p95(got["lower"])
     per = got["jobs"] // got["channels"]
     return Row(f"2. task change → Slack p95, writes may resume, {got['channels']} channels × "
-               f"{per} jobs arriving, real processes in real time (s)", upper, TICK_S + 1.0, "s", "≤ one tick + 1 s",
+               f"{per} jobs arriving, real processes in real time (s)", upper, TICK_S + 1.0,
+               "s", "≤ one tick + 1 s",
                upper <= TICK_S + 1.0 and len(got["upper"]) == got["jobs"],
                f"one tick = {TICK_S:g} s + 1 s",
                f"`imagebot run --http`, `imagebot cloud-sim` and the Slack emulator each in its "
