@@ -400,8 +400,8 @@ def latency_rows(mine: dict[str, Any], label: str, scenario: str) -> list[Row]:
         Row(f"2. task change → Slack p95, writes may resume, {label} (s)", writes,
             TICK_S + 1.0, "s", "≤ one tick + 1 s", writes <= TICK_S + 1.0,
             f"one tick = {TICK_S:g} s + 1 s",
-            f"{seen}; per-channel floor p95 {floor_writes:.2f} s ({FLOOR_POSTS}){bound}; all "
-            f"100 creates sent at once; see also the x{SLOW_SPEED:g} and the arriving rows",
+            f"{seen}; per-channel floor p95 {floor_writes:.2f} s ({FLOOR_POSTS}){bound}; every "
+            f"create sent at once; see also the x{SLOW_SPEED:g} and the arriving rows",
             extra={"floor_p95_s": floor_writes}, id="writes_p95_s_10x10"),
         final_to_upload_tick(label, final, floor_final,
                              f"{seen}; per-channel floor p95 {floor_final:.2f} s",
