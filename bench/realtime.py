@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.procs import command_body, post_signed, start_bot, stop, world
+from bench.procs import World, command_body, post_signed, slack_messages, start_bot, stop, world
 from sandbox.slack.model import SlackWorkspace
 
 POLL_S = 0.1
@@ -58,17 +58,14 @@ async def watch(cloud_url: str, copies: CopyWatch, stop_watching: asyncio.Event)
                 await asyncio.wait_for(stop_watching.wait(), POLL_S)
 
 
-async def writes_posted(slack_url: str) -> dict[tuple[str, str], float]:
+async def writes_posted(w: World) -> dict[tuple[str, str], float]:
     """{(channel id, thread ts): Slack ts of the thread's first "Writes may resume"}."""
     found: dict[tuple[str, str], float] = {}
-    async with httpx.AsyncClient(timeout=30) as client:
-        for channel in (f"C0LOAD{i}" for i in range(CHANNELS)):
-            answer = (await client.get(f"{slack_url}/_emu/messages",
-                                       params={"channel": channel})).json()
-            for message in answer["messages"]:
-                thread = message.get("thread_ts")
-                if thread and "Writes may resume" in (message.get("text") or ""):
-                    found.setdefault((channel, thread), float(message["ts"]))
+    for channel in (f"C0LOAD{i}" for i in range(CHANNELS)):
+        for message in (await slack_messages(w, channel))["messages"]:
+            thread = message.get("thread_ts")
+            if thread and "Writes may resume" in (message.get("text") or ""):
+                found.setdefault((channel, thread), float(message["ts"]))
     return found
 
 
@@ -102,7 +99,7 @@ async def measure(n: int, gap: float, seed: int, *, within: float = 180.0) -> di
                         workspace, "alice", names[i % len(names)], f"create load-{i + 1} --now")))
             deadline = time.monotonic() + within
             while True:
-                posted = await writes_posted(w.slack_url)
+                posted = await writes_posted(w)
                 if len(posted) >= n or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(1.0)
